@@ -1,0 +1,180 @@
+//! Start-up and shutdown: build everything that can fail first, then run.
+//!
+//! [`App::build`] opens the store and binds the listener (port 0 works; the bound address is
+//! kept), so a bad state dir or a taken port stops start-up with a clear error before any
+//! polling begins. [`App::run_until`] runs the tasks until the given token is cancelled, then
+//! lets sources stop between polls, the pipeline commit what it already received, and the outbox
+//! worker finish the send in flight.
+
+use std::{
+    collections::HashSet,
+    net::SocketAddr,
+    sync::{Arc, atomic::AtomicU64},
+    time::Duration,
+};
+
+use teloxide::Bot;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    bot::{self, BotContext},
+    config::Config,
+    detect,
+    http::{self, HttpState},
+    incidents::{Incidents, Recorded},
+    notify::{self, TelegramPager},
+    sources::{self, Health, Observation, ObservationKind, SourceContext},
+    store::{Store, StoreError},
+};
+
+/// How long shutdown waits for tasks before giving up on them.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+/// Observations buffered between the sources and detect.
+const PIPELINE_DEPTH: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("the HTTP server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+pub struct App {
+    config: Config,
+    store: Store,
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    health: Health,
+}
+
+impl App {
+    pub async fn build(config: Config) -> Result<App, AppError> {
+        std::fs::create_dir_all(&config.general.state_dir).map_err(|e| {
+            StoreError::Rejected(format!("cannot create state dir {}: {e}", config.general.state_dir.display()))
+        })?;
+        let store = Store::open(&config.general.state_dir)?;
+        let addr = config.general.listen;
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.map_err(|source| AppError::Bind { addr, source })?;
+        let addr = listener.local_addr().map_err(|source| AppError::Bind { addr, source })?;
+        Ok(App { config, store, listener, addr, health: Health::default() })
+    }
+
+    /// Where the HTTP server really listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Runs until `shutdown` is cancelled or a task fails for good.
+    pub async fn run_until(self, shutdown: CancellationToken) -> Result<(), AppError> {
+        let App { config, store, listener, addr, health } = self;
+        let tasks = TaskTracker::new();
+        let incidents = Incidents::new(store.clone(), Arc::new(Notify::new()));
+        let tg = &config.telegram;
+        let send_client = teloxide::net::default_reqwest_settings().build()?;
+        // getUpdates holds the request open for `long_poll`; its client must wait longer.
+        let poll_client = teloxide::net::default_reqwest_settings()
+            .timeout(tg.long_poll + Duration::from_secs(15))
+            .build()?;
+        let bot_for = |client| Bot::with_client(tg.bot_token.expose(), client).set_api_url(tg.api_url.clone());
+        let send_bot = bot_for(send_client);
+        let poll_bot = bot_for(poll_client);
+
+        // Stops what produces work first; the outbox worker and HTTP server stop on `shutdown`.
+        let sources_stop = shutdown.child_token();
+        let (tx, rx) = mpsc::channel(PIPELINE_DEPTH);
+        let http_client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(20))
+            .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        for account in &config.accounts {
+            let ctx = SourceContext {
+                store: store.clone(),
+                out: tx.clone(),
+                health: health.clone(),
+                shutdown: sources_stop.clone(),
+                http: http_client.clone(),
+            };
+            tasks.spawn(sources::build(account, ctx));
+        }
+        drop(tx);
+        tasks.spawn(pipeline(rx, incidents.clone()));
+        tasks.spawn(notify::run(TelegramPager::new(send_bot.clone(), tg.chat_id), incidents.clone(), shutdown.clone()));
+        let bot_ctx = BotContext {
+            incidents: incidents.clone(),
+            health: health.clone(),
+            chat_id: tg.chat_id,
+            responders: Arc::new(tg.responders.clone()),
+            refused: Arc::new(AtomicU64::new(0)),
+        };
+        // Replies go through the short-timeout bot; only getUpdates uses the long one.
+        tasks.spawn(bot::run(poll_bot, send_bot, bot_ctx, tg.long_poll, shutdown.clone()));
+        let http_state = HttpState {
+            store: store.clone(),
+            health: health.clone(),
+            api_token: config.general.api_token.clone(),
+            accounts: Arc::new(config.accounts.iter().map(|a| a.name.clone()).collect::<HashSet<_>>()),
+            rejected: Arc::new(AtomicU64::new(0)),
+        };
+        let http_stop = shutdown.clone();
+        let server = tasks.spawn(http::serve(listener, http_state, async move { http_stop.cancelled().await }));
+        tasks.close();
+        tracing::info!(%addr, accounts = config.accounts.len(), "tocsin running");
+
+        shutdown.cancelled().await;
+        tracing::info!("shutting down");
+        sources_stop.cancel();
+        if tokio::time::timeout(SHUTDOWN_DEADLINE, tasks.wait()).await.is_err() {
+            tracing::warn!("tasks still running after {SHUTDOWN_DEADLINE:?}; stopping anyway");
+        }
+        store.flush().await?;
+        match server.await {
+            Ok(Err(e)) => Err(AppError::Serve(e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Sources → detect → incidents, one observation at a time so that an account's observations
+/// are judged in the order they were seen.
+async fn pipeline(mut rx: mpsc::Receiver<Observation>, incidents: Incidents) {
+    let store = incidents.store().clone();
+    while let Some(obs) = rx.recv().await {
+        if let ObservationKind::Checkpoint { cursor, value } = &obs.kind {
+            if let Err(e) = store.set_cursor(cursor, value) {
+                tracing::error!(error = %e, cursor, "cannot persist a source cursor");
+            }
+            continue;
+        }
+        let result = match detect::evaluate(&store, &obs) {
+            Ok(outcome) => incidents.record(&outcome).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(Recorded::Opened(id)) => tracing::info!(account = %obs.account, incident = id, "incident opened"),
+            Ok(Recorded::Updated(id)) => tracing::info!(account = %obs.account, incident = id, "incident updated"),
+            Ok(_) => {}
+            // Not marking the post seen means the next poll judges it again: retried, not lost.
+            Err(e) => tracing::error!(account = %obs.account, error = %e, "cannot record an observation"),
+        }
+    }
+}

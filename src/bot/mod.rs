@@ -1,0 +1,261 @@
+//! The on-call chat's side: updates in, incident actions out.
+//!
+//! Updates arrive by long polling (`getUpdates`); the offset is kept in sled so a restart does not
+//! replay presses that were already handled. Every command and button press is checked before
+//! anything else: it must come from the configured chat and from an allowlisted responder.
+//! Anyone else gets a refusal that reveals nothing about incidents, and the attempt is logged and
+//! counted (a hijacked or curious account poking at the bot is itself worth knowing about).
+//!
+//! One command per file; [`Command`] names them and delegates.
+
+mod ack;
+mod approve;
+mod help;
+mod incidents;
+mod resolve;
+mod status;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use teloxide::{
+    RequestError,
+    prelude::*,
+    types::{AllowedUpdate, CallbackQuery, ChatId, Message, UpdateKind, User},
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    incidents::{ActionError, Actor, Incident, Incidents, Resolution},
+    sources::Health,
+};
+
+/// What commands need to do their work.
+#[derive(Clone)]
+pub struct BotContext {
+    pub incidents: Incidents,
+    pub health: Health,
+    pub chat_id: i64,
+    pub responders: Arc<Vec<u64>>,
+    /// Refused commands and presses since start.
+    pub refused: Arc<AtomicU64>,
+}
+
+const OFFSET_CURSOR: &str = "telegram:update_offset";
+
+/// A command or button press, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Ack(u64),
+    Approve(u64),
+    Resolve(u64, Resolution),
+    Incidents,
+    Status,
+    Help,
+    /// A known command used wrongly: the reply is its usage.
+    Usage(&'static str),
+    Unknown(String),
+}
+
+impl Command {
+    /// Parses a message; None when it is not a command at all.
+    pub fn parse(text: &str) -> Option<Command> {
+        let mut words = text.split_whitespace();
+        let head = words.next()?.strip_prefix('/')?;
+        // `/ack@tocsin_bot 3` is how Telegram writes commands picked from the menu in groups.
+        let name = head.split('@').next().unwrap_or_default().to_ascii_lowercase();
+        let args: Vec<&str> = words.collect();
+        Some(match name.as_str() {
+            "ack" => ack::parse(&args),
+            "approve" => approve::parse(&args),
+            "resolve" => resolve::parse(&args),
+            "incidents" => Command::Incidents,
+            "status" => Command::Status,
+            "help" | "start" => Command::Help,
+            _ => Command::Unknown(name),
+        })
+    }
+
+    /// Parses a button's callback data (`ack:3`). Anything else is forged or stale: None.
+    pub fn from_callback(data: &str) -> Option<Command> {
+        let (action, id) = data.split_once(':')?;
+        let id: u64 = id.parse().ok()?;
+        match action {
+            "ack" => Some(Command::Ack(id)),
+            "approve" => Some(Command::Approve(id)),
+            "resolve" => Some(Command::Resolve(id, Resolution::Contained)),
+            _ => None,
+        }
+    }
+
+    /// Carries the command out; the reply for the responder.
+    pub async fn apply(self, ctx: &BotContext, who: &Actor) -> String {
+        match self {
+            Command::Ack(id) => ack::apply(ctx, id, who).await,
+            Command::Approve(id) => approve::apply(ctx, id, who).await,
+            Command::Resolve(id, r) => resolve::apply(ctx, id, r, who).await,
+            Command::Incidents => incidents::apply(ctx),
+            Command::Status => status::apply(ctx),
+            Command::Help => help::TEXT.to_owned(),
+            Command::Usage(usage) => format!("Usage: {usage}"),
+            Command::Unknown(name) => format!("Unknown command /{name}. Send /help for the list."),
+        }
+    }
+}
+
+/// Parses the single incident-number argument shared by the incident commands.
+fn incident_arg(args: &[&str]) -> Option<u64> {
+    match args {
+        [n] => n.trim_start_matches('#').parse().ok(),
+        _ => None,
+    }
+}
+
+/// The reply once an action on an incident went through or was refused for a reason.
+fn outcome(result: Result<Incident, ActionError>, done: impl Fn(&Incident) -> String) -> String {
+    match result {
+        Ok(inc) => done(&inc),
+        Err(ActionError::Store(e)) => {
+            tracing::error!(error = %e, "incident action failed");
+            "Internal error: the action was not recorded. Try again.".to_owned()
+        }
+        Err(e) => e.to_string(),
+    }
+}
+
+fn actor(user: &User) -> Actor {
+    let name = match &user.username {
+        Some(u) => format!("@{u}"),
+        None => user.first_name.clone(),
+    };
+    Actor { id: user.id.0, name }
+}
+
+impl BotContext {
+    /// Whether this user, in this chat, may act. Logs and counts a refusal.
+    fn authorize(&self, chat: ChatId, user: Option<&User>, what: &str) -> Result<Actor, String> {
+        let Some(user) = user else {
+            self.refuse(chat, 0, what, "no sender");
+            return Err("Refused: anonymous senders cannot act.".into());
+        };
+        if chat.0 != self.chat_id {
+            self.refuse(chat, user.id.0, what, "wrong chat");
+            return Err("Refused: this is not the on-call chat.".into());
+        }
+        if !self.responders.contains(&user.id.0) {
+            self.refuse(chat, user.id.0, what, "not a responder");
+            return Err(format!("Refused: user {} is not an on-call responder.", user.id.0));
+        }
+        Ok(actor(user))
+    }
+
+    fn refuse(&self, chat: ChatId, user: u64, what: &str, reason: &str) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(chat = chat.0, user, what, reason, "unauthorized action refused");
+    }
+}
+
+async fn on_message(bot: &Bot, ctx: &BotContext, msg: &Message) {
+    let Some(command) = msg.text().and_then(Command::parse) else { return };
+    let reply = match (&command, ctx.authorize(msg.chat.id, msg.from.as_ref(), "command")) {
+        // Help reveals nothing, so it is answered for anyone in the on-call chat.
+        (Command::Help, _) if msg.chat.id.0 == ctx.chat_id => help::TEXT.to_owned(),
+        (_, Ok(who)) => {
+            tracing::info!(user = who.id, ?command, "command");
+            command.apply(ctx, &who).await
+        }
+        (_, Err(refusal)) => refusal,
+    };
+    if let Err(e) = bot.send_message(msg.chat.id, reply).await {
+        tracing::warn!(error = %e, "could not reply to a command");
+    }
+}
+
+async fn on_callback(bot: &Bot, ctx: &BotContext, q: &CallbackQuery) {
+    let chat = q.message.as_ref().map_or(ChatId(0), |m| m.chat().id);
+    let reply = match ctx.authorize(chat, Some(&q.from), "button") {
+        Err(refusal) => refusal,
+        Ok(who) => match q.data.as_deref().and_then(Command::from_callback) {
+            Some(command) => {
+                tracing::info!(user = who.id, ?command, "button");
+                command.apply(ctx, &who).await
+            }
+            None => {
+                ctx.refuse(chat, q.from.id.0, "button", "unknown callback data");
+                "Refused: this button is not one of tocsin's.".to_owned()
+            }
+        },
+    };
+    if let Err(e) = bot.answer_callback_query(q.id.clone()).text(reply).await {
+        tracing::warn!(error = %e, "could not answer a button press");
+    }
+}
+
+/// Receives updates until shutdown. `updates` long-polls; `bot` answers, with a short timeout.
+pub async fn run(updates: Bot, bot: Bot, ctx: BotContext, long_poll: Duration, shutdown: CancellationToken) {
+    let store = ctx.incidents.store().clone();
+    let mut offset: i32 = store.cursor(OFFSET_CURSOR).ok().flatten().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mut failures = 0u32;
+    loop {
+        let request = updates
+            .get_updates()
+            .offset(offset)
+            .timeout(long_poll.as_secs() as u32)
+            .allowed_updates([AllowedUpdate::Message, AllowedUpdate::CallbackQuery]);
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = request.send() => r,
+        };
+        let wait = match result {
+            Ok(updates) => {
+                failures = 0;
+                for update in updates {
+                    match &update.kind {
+                        UpdateKind::Message(m) => on_message(&bot, &ctx, m).await,
+                        UpdateKind::CallbackQuery(q) => on_callback(&bot, &ctx, q).await,
+                        _ => {}
+                    }
+                    offset = update.id.0 as i32 + 1;
+                    if let Err(e) = store.set_cursor(OFFSET_CURSOR, &offset.to_string()) {
+                        tracing::error!(error = %e, "cannot persist the update offset");
+                    }
+                }
+                continue;
+            }
+            Err(RequestError::RetryAfter(s)) => s.duration(),
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(error = %e, failures, "getUpdates failed");
+                Duration::from_secs(1u64 << failures.min(6))
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_commands_and_callbacks() {
+        assert_eq!(Command::parse("/ack 3"), Some(Command::Ack(3)));
+        assert_eq!(Command::parse("/ack@tocsin_bot #3"), Some(Command::Ack(3)));
+        assert_eq!(Command::parse("/ACK"), Some(Command::Usage(ack::USAGE)));
+        assert_eq!(Command::parse("/resolve 4 false-alarm"), Some(Command::Resolve(4, Resolution::FalseAlarm)));
+        assert_eq!(Command::parse("/resolve 4 whatever"), Some(Command::Usage(resolve::USAGE)));
+        assert_eq!(Command::parse("/frobnicate"), Some(Command::Unknown("frobnicate".into())));
+        assert_eq!(Command::parse("hello"), None);
+        assert_eq!(Command::from_callback("approve:12"), Some(Command::Approve(12)));
+        assert_eq!(Command::from_callback("approve:12:evil"), None);
+        assert_eq!(Command::from_callback("delete:1"), None);
+    }
+}

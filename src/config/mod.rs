@@ -1,0 +1,371 @@
+//! The TOML contract of DESIGN.md, loaded once into plain structs.
+//!
+//! Every struct denies unknown keys so a typo (`pol_interval`) stops the daemon at start-up instead
+//! of silently watching with a default. Errors carry the dotted key path and the line, because the
+//! person reading them is an operator with the file open, not a developer with a debugger.
+
+mod secret;
+
+use std::{
+    collections::HashSet,
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{Deserialize, Deserializer};
+use url::Url;
+
+pub use secret::Secret;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub general: General,
+    pub telegram: Telegram,
+    #[serde(default)]
+    pub accounts: Vec<Account>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct General {
+    /// Directory of the sled database; created if missing.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Address of the HTTP server (webhooks, approvals API, /healthz). Port 0 picks a free port.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Bearer token that guards `/api/v1`.
+    pub api_token: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Telegram {
+    pub bot_token: Secret,
+    /// Base URL of the Bot API; tests point it at a fake on 127.0.0.1.
+    #[serde(default = "default_api_url")]
+    pub api_url: Url,
+    /// The on-call chat: pages go here and only commands from here are obeyed.
+    pub chat_id: i64,
+    /// Telegram user ids allowed to act on incidents.
+    pub responders: Vec<u64>,
+    /// How long one `getUpdates` long poll waits for news. Kept well under the HTTP timeout.
+    #[serde(default = "default_long_poll", deserialize_with = "duration")]
+    pub long_poll: Duration,
+}
+
+/// One watched account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    /// Our name for the account, used in pages, commands and approvals.
+    pub name: String,
+    pub platform: Platform,
+    pub base_url: Url,
+    /// The platform's id of the account (Mastodon: the numeric account id).
+    pub account_id: String,
+    /// Needed for private fields and, later, takedown.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    #[serde(default = "default_poll_interval", deserialize_with = "duration")]
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    Mastodon,
+    X,
+    Bluesky,
+    TelegramChannel,
+}
+
+impl Platform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Mastodon => "mastodon",
+            Platform::X => "x",
+            Platform::Bluesky => "bluesky",
+            Platform::TelegramChannel => "telegram_channel",
+        }
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("state")
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_api_url() -> Url {
+    Url::parse("https://api.telegram.org").expect("constant URL")
+}
+fn default_long_poll() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(15)
+}
+
+/// The shortest poll interval accepted: anything faster only burns the platform's rate limit.
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Parses `"15s"`, `"2m"`, `"1h 30m"`, `"250ms"`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        format!("invalid duration {s:?} ({e}); write a number and a unit, like \"15s\" or \"2m\"")
+    })
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+/// Why a configuration was refused. The message always names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{location}key `{key}`: {message}")]
+    Invalid {
+        /// `file:line:column: ` or empty when unknown.
+        location: String,
+        key: String,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid { location: String::new(), key: key.into(), message: message.into() }
+    }
+
+    /// The dotted key the error is about, when it is about one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::Read { .. } => None,
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|err| {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            let location = inner
+                .span()
+                .map(|span| {
+                    let (line, col) = line_col(text, span.start);
+                    format!("{origin}:{line}:{col}: ")
+                })
+                .unwrap_or_else(|| format!("{origin}: "));
+            let message = inner.message().to_owned();
+            // A missing field is reported at its parent; name the field itself.
+            let key = match missing_field(&message) {
+                Some(field) if path == "." || path.is_empty() => field.to_owned(),
+                Some(field) => format!("{path}.{field}"),
+                None => path,
+            };
+            ConfigError::Invalid { location, key, message }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: cross-field rules and ranges.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.telegram.chat_id == 0 {
+            return Err(ConfigError::invalid("telegram.chat_id", "must be the on-call chat's id"));
+        }
+        if self.telegram.responders.is_empty() {
+            return Err(ConfigError::invalid(
+                "telegram.responders",
+                "list at least one Telegram user id allowed to act on incidents",
+            ));
+        }
+        if self.telegram.long_poll > Duration::from_secs(50) {
+            return Err(ConfigError::invalid("telegram.long_poll", "at most 50s"));
+        }
+        check_http_url("telegram.api_url", &self.telegram.api_url)?;
+        let mut names = HashSet::new();
+        for (i, account) in self.accounts.iter().enumerate() {
+            let key = |field: &str| format!("accounts[{i}].{field}");
+            if account.name.trim().is_empty() || account.name.chars().any(char::is_whitespace) {
+                return Err(ConfigError::invalid(key("name"), "a non-empty name without spaces"));
+            }
+            if !names.insert(account.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    key("name"),
+                    format!("`{}` is used by another account", account.name),
+                ));
+            }
+            if account.platform != Platform::Mastodon {
+                return Err(ConfigError::invalid(
+                    key("platform"),
+                    format!(
+                        "`{}` is not supported by this build yet; supported: mastodon",
+                        account.platform
+                    ),
+                ));
+            }
+            check_http_url(&key("base_url"), &account.base_url)?;
+            if account.account_id.trim().is_empty() {
+                return Err(ConfigError::invalid(key("account_id"), "must not be empty"));
+            }
+            if account.poll_interval < MIN_POLL_INTERVAL {
+                return Err(ConfigError::invalid(
+                    key("poll_interval"),
+                    format!("at least {}", humantime::format_duration(MIN_POLL_INTERVAL)),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn account(&self, name: &str) -> Option<&Account> {
+        self.accounts.iter().find(|a| a.name == name)
+    }
+
+    /// What `check-config` prints: everything that will be watched and where pages go.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let g = &self.general;
+        let t = &self.telegram;
+        out.push_str(&format!("state dir     {}\n", g.state_dir.display()));
+        out.push_str(&format!("http listen   {} (api token set)\n", g.listen));
+        out.push_str(&format!(
+            "telegram      {} chat {} · {} responder(s): {}\n",
+            t.api_url,
+            t.chat_id,
+            t.responders.len(),
+            t.responders.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+        ));
+        if self.accounts.is_empty() {
+            out.push_str("accounts      none: nothing will be watched\n");
+        }
+        for a in &self.accounts {
+            out.push_str(&format!(
+                "watch         {} · {} {} account {} · every {} · {}\n",
+                a.name,
+                a.platform,
+                a.base_url,
+                a.account_id,
+                humantime::format_duration(a.poll_interval),
+                if a.token.is_some() { "token set" } else { "no token (public fields only)" }
+            ));
+        }
+        out
+    }
+}
+
+fn check_http_url(key: &str, url: &Url) -> Result<(), ConfigError> {
+    match url.scheme() {
+        "http" | "https" if url.has_host() => Ok(()),
+        _ => Err(ConfigError::invalid(key, format!("`{url}` is not an http(s) URL"))),
+    }
+}
+
+fn missing_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split('`').next()
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[general]
+api_token = "literal-token"
+
+[telegram]
+bot_token = "123:abc"
+chat_id = -100
+responders = [1, 2]
+
+[[accounts]]
+name = "main"
+platform = "mastodon"
+base_url = "https://mastodon.example"
+account_id = "109302"
+poll_interval = "2m"
+"#;
+
+    fn err(text: &str) -> ConfigError {
+        Config::parse(text, "t.toml").expect_err("config should be refused")
+    }
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let c = Config::parse(GOOD, "t.toml").unwrap();
+        assert_eq!(c.accounts[0].poll_interval, Duration::from_secs(120));
+        assert_eq!(c.general.listen.port(), 8080);
+        assert_eq!(c.telegram.api_url.as_str(), "https://api.telegram.org/");
+        assert!(c.summary().contains("main · mastodon"));
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let e = err(&GOOD.replace("poll_interval", "pol_interval"));
+        assert_eq!(e.key(), Some("accounts[0].pol_interval"));
+        let msg = e.to_string();
+        assert!(msg.contains("pol_interval"), "{msg}");
+        assert!(msg.starts_with("t.toml:16:"), "{msg}");
+    }
+
+    #[test]
+    fn missing_key_is_named() {
+        let e = err(&GOOD.replace("chat_id = -100\n", ""));
+        assert_eq!(e.key(), Some("telegram.chat_id"));
+    }
+
+    #[test]
+    fn bad_duration_is_named() {
+        let e = err(&GOOD.replace("\"2m\"", "\"2 parsecs\""));
+        assert_eq!(e.key(), Some("accounts[0].poll_interval"));
+        assert!(e.to_string().contains("invalid duration"), "{e}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let e = err(&GOOD.replace("responders = [1, 2]", "responders = []"));
+        assert_eq!(e.key(), Some("telegram.responders"));
+        let e = err(&GOOD.replace("platform = \"mastodon\"", "platform = \"x\""));
+        assert_eq!(e.key(), Some("accounts[0].platform"));
+        let e = err(&GOOD.replace("platform = \"mastodon\"", "platform = \"myspace\""));
+        assert_eq!(e.key(), Some("accounts[0].platform"));
+    }
+}

@@ -1,0 +1,391 @@
+//! Compares each observation with what the company approved and says what is wrong.
+//!
+//! Detect reads the store but writes nothing itself: it returns the state changes its verdict
+//! rests on (a post now seen, a first baseline) in [`Outcome::writes`], and `incidents` commits
+//! them in the same transaction as the incident they cause. A crash between the two can then
+//! neither page twice nor forget a post it never paged.
+
+pub mod fingerprint;
+
+use std::{collections::BTreeMap, fmt};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    sources::{Observation, ObservationKind, Post, Profile},
+    store::{SeenPost, Store, StoreError, digest},
+};
+
+pub use fingerprint::{content_from_text, fingerprint};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Rule {
+    #[serde(rename = "social.unapproved_post")]
+    UnapprovedPost,
+    #[serde(rename = "social.post_edited")]
+    PostEdited,
+    #[serde(rename = "social.profile_changed")]
+    ProfileChanged,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::UnapprovedPost => "social.unapproved_post",
+            Rule::PostEdited => "social.post_edited",
+            Rule::ProfileChanged => "social.profile_changed",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// A profile field's move away from its baseline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    /// None when the field had no baseline (it appeared after the first snapshot).
+    pub before: Option<String>,
+    pub after: String,
+}
+
+/// What a responder needs to judge the finding without opening the platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Evidence {
+    Post {
+        post_id: String,
+        url: Option<String>,
+        text: String,
+        links: Vec<String>,
+        media: usize,
+        client: Option<String>,
+        fingerprint: String,
+    },
+    PostEdited {
+        post_id: String,
+        url: Option<String>,
+        before: String,
+        after: String,
+        fingerprint: String,
+    },
+    Profile {
+        changes: BTreeMap<String, FieldChange>,
+    },
+}
+
+impl Evidence {
+    /// A stable digest: two findings with the same digest say the same thing.
+    pub fn digest(&self) -> String {
+        digest(&serde_json::to_string(self).expect("evidence serializes"))
+    }
+}
+
+/// One rule firing on one object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub rule: Rule,
+    pub severity: Severity,
+    pub account: String,
+    /// What the finding is about: a post id, or `profile`.
+    pub object: String,
+    pub evidence: Evidence,
+    /// When the platform says the change happened (post time, edit time), or when it was seen.
+    pub changed_at: DateTime<Utc>,
+    pub seen_at: DateTime<Utc>,
+}
+
+/// State that a verdict rests on, committed with the incident it causes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    SeenPost { account: String, post_id: String, seen: SeenPost },
+    Baseline { account: String, field: String, value: String, by: String },
+}
+
+/// Detect's verdict on one observation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub finding: Option<Finding>,
+    pub writes: Vec<Write>,
+}
+
+/// Who is recorded as having accepted the first snapshot of an account.
+pub const FIRST_SNAPSHOT: &str = "tocsin (first snapshot)";
+
+/// Profile fields whose change hands the account or its audience to someone else.
+fn field_severity(field: &str, after: &str) -> Severity {
+    let critical = matches!(field, "url" | "handle" | "moved" | "email")
+        || (field.starts_with("field:") && (after.contains("http://") || after.contains("https://")));
+    if critical { Severity::Critical } else { Severity::High }
+}
+
+pub fn evaluate(store: &Store, obs: &Observation) -> Result<Outcome, StoreError> {
+    match &obs.kind {
+        ObservationKind::Post(post) => evaluate_post(store, &obs.account, post, obs.seen_at),
+        ObservationKind::Profile(profile) => {
+            evaluate_profile(store, &obs.account, profile, obs.seen_at)
+        }
+        ObservationKind::Checkpoint { .. } => Ok(Outcome::default()),
+    }
+}
+
+fn evaluate_post(
+    store: &Store,
+    account: &str,
+    post: &Post,
+    seen_at: DateTime<Utc>,
+) -> Result<Outcome, StoreError> {
+    let fp = fingerprint(&post.content);
+    let previous = store.seen_post(account, &post.id)?;
+    if previous.as_ref().is_some_and(|p| p.fingerprint == fp) {
+        return Ok(Outcome::default());
+    }
+    let seen = SeenPost { fingerprint: fp.clone(), text: post.content.text.clone(), edited_at: post.edited_at };
+    let writes = vec![Write::SeenPost { account: account.into(), post_id: post.id.clone(), seen }];
+    let approved = store.is_post_approved(account, &fp, &post.id, seen_at)?;
+    let finding = match previous {
+        _ if approved => None,
+        None if post.history => None,
+        None => Some(Finding {
+            rule: Rule::UnapprovedPost,
+            severity: Severity::Critical,
+            account: account.into(),
+            object: post.id.clone(),
+            evidence: Evidence::Post {
+                post_id: post.id.clone(),
+                url: post.url.clone(),
+                text: post.content.text.clone(),
+                links: post.content.links.clone(),
+                media: post.content.media.len(),
+                client: post.client.clone(),
+                fingerprint: fp,
+            },
+            changed_at: post.created_at,
+            seen_at,
+        }),
+        Some(before) => Some(Finding {
+            rule: Rule::PostEdited,
+            severity: Severity::High,
+            account: account.into(),
+            object: post.id.clone(),
+            evidence: Evidence::PostEdited {
+                post_id: post.id.clone(),
+                url: post.url.clone(),
+                before: before.text,
+                after: post.content.text.clone(),
+                fingerprint: fp,
+            },
+            changed_at: post.edited_at.unwrap_or(seen_at),
+            seen_at,
+        }),
+    };
+    Ok(Outcome { finding, writes })
+}
+
+fn evaluate_profile(
+    store: &Store,
+    account: &str,
+    profile: &Profile,
+    seen_at: DateTime<Utc>,
+) -> Result<Outcome, StoreError> {
+    let baselines = store.baselines(account)?;
+    if baselines.is_empty() {
+        let writes = profile
+            .fields
+            .iter()
+            .map(|(field, value)| Write::Baseline {
+                account: account.into(),
+                field: field.clone(),
+                value: value.clone(),
+                by: FIRST_SNAPSHOT.into(),
+            })
+            .collect();
+        return Ok(Outcome { finding: None, writes });
+    }
+    let mut changes = BTreeMap::new();
+    for (field, after) in &profile.fields {
+        match baselines.get(field) {
+            Some(b) if b.digest == digest(after) => {}
+            // A field that appears empty where there was none is no change.
+            None if after.is_empty() => {}
+            b => {
+                let before = b.map(|b| b.value.clone());
+                changes.insert(field.clone(), FieldChange { before, after: after.clone() });
+            }
+        }
+    }
+    for (field, b) in &baselines {
+        if !profile.fields.contains_key(field) && !b.value.is_empty() {
+            let change = FieldChange { before: Some(b.value.clone()), after: String::new() };
+            changes.insert(field.clone(), change);
+        }
+    }
+    if changes.is_empty() {
+        return Ok(Outcome::default());
+    }
+    let severity = changes
+        .iter()
+        .map(|(f, c)| field_severity(f, &c.after))
+        .max()
+        .unwrap_or(Severity::High);
+    Ok(Outcome {
+        finding: Some(Finding {
+            rule: Rule::ProfileChanged,
+            severity,
+            account: account.into(),
+            object: "profile".into(),
+            evidence: Evidence::Profile { changes },
+            changed_at: seen_at,
+            seen_at,
+        }),
+        writes: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{sources::PostContent, store::ApprovedEntry};
+
+    fn post(id: &str, text: &str, history: bool) -> Observation {
+        Observation {
+            account: "main".into(),
+            seen_at: Utc::now(),
+            kind: ObservationKind::Post(Post {
+                id: id.into(),
+                url: None,
+                created_at: Utc::now(),
+                edited_at: None,
+                content: content_from_text(text),
+                client: None,
+                history,
+            }),
+        }
+    }
+
+    fn commit(store: &Store, outcome: &Outcome) {
+        store
+            .transact(|tx| {
+                for w in &outcome.writes {
+                    match w {
+                        Write::SeenPost { account, post_id, seen } => {
+                            tx.put_seen_post(account, post_id, seen)?
+                        }
+                        Write::Baseline { account, field, value, by } => {
+                            tx.set_baseline(account, field, value, by, Utc::now())?
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    fn profile(fields: &[(&str, &str)]) -> Observation {
+        Observation {
+            account: "main".into(),
+            seen_at: Utc::now(),
+            kind: ObservationKind::Profile(Profile {
+                fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            }),
+        }
+    }
+
+    #[test]
+    fn posts_history_approved_rogue_and_edited() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let history = evaluate(&store, &post("1", "old news", true)).unwrap();
+        assert!(history.finding.is_none());
+        commit(&store, &history);
+
+        let approved_text = "Q4 update https://example.com/q4";
+        let fp = fingerprint(&content_from_text(approved_text));
+        let entry = ApprovedEntry::ApprovedPost {
+            account: "main".into(),
+            fingerprint: Some(fp),
+            post_id: None,
+            expires_at: None,
+            by: "t".into(),
+            note: None,
+        };
+        store.approve(entry, Utc::now()).unwrap();
+        assert!(evaluate(&store, &post("2", approved_text, false)).unwrap().finding.is_none());
+
+        let rogue = evaluate(&store, &post("3", "giveaway, send 1 BTC", false)).unwrap();
+        assert_eq!(rogue.finding.as_ref().unwrap().rule, Rule::UnapprovedPost);
+        commit(&store, &rogue);
+        // Seen again unchanged: nothing new.
+        assert_eq!(evaluate(&store, &post("3", "giveaway, send 1 BTC", false)).unwrap(), Outcome::default());
+
+        let edited = evaluate(&store, &post("1", "old news, now with a link https://evil.example", false)).unwrap();
+        let f = edited.finding.unwrap();
+        assert_eq!(f.rule, Rule::PostEdited);
+        assert!(matches!(f.evidence, Evidence::PostEdited { ref before, .. } if before == "old news"));
+    }
+
+    #[test]
+    fn approved_text_with_swapped_link_is_unapproved() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let fp = fingerprint(&content_from_text("Claim https://example.com/c"));
+        let entry = ApprovedEntry::ApprovedPost {
+            account: "main".into(),
+            fingerprint: Some(fp),
+            post_id: None,
+            expires_at: None,
+            by: "t".into(),
+            note: None,
+        };
+        store.approve(entry, Utc::now()).unwrap();
+        let mut obs = post("9", "Claim https://example.com/c", false);
+        if let ObservationKind::Post(p) = &mut obs.kind {
+            p.content = PostContent { links: vec!["https://evil.example/c".into()], ..p.content.clone() };
+        }
+        assert!(evaluate(&store, &obs).unwrap().finding.is_some());
+    }
+
+    #[test]
+    fn first_profile_is_baseline_then_drift_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let first = evaluate(&store, &profile(&[("note", "hi"), ("field:Website", "https://a.example")])).unwrap();
+        assert!(first.finding.is_none());
+        assert_eq!(first.writes.len(), 2);
+        commit(&store, &first);
+        let same = evaluate(&store, &profile(&[("note", "hi"), ("field:Website", "https://a.example")])).unwrap();
+        assert_eq!(same, Outcome::default());
+
+        let drift = evaluate(&store, &profile(&[("note", "hi"), ("display_name", "Support")])).unwrap();
+        let f = drift.finding.unwrap();
+        // A name change and a removed link: no new link target, so high rather than critical.
+        assert_eq!(f.severity, Severity::High);
+        let Evidence::Profile { changes } = f.evidence else { panic!("profile evidence") };
+        assert_eq!(changes["display_name"], FieldChange { before: None, after: "Support".into() });
+        assert_eq!(changes["field:Website"].after, "");
+    }
+}

@@ -1,0 +1,1 @@
+//! Loopback fakes of the platforms, for the demo and tests.

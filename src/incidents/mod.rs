@@ -1,0 +1,449 @@
+//! Findings become incidents; responders move them along.
+//!
+//! An incident is keyed by (account, rule, object), so the same rogue post or the same profile
+//! drift seen on every poll stays one incident, with the evidence kept current. States go
+//! `open → acked → resolved`; every change is a timeline event with who and when, and every change
+//! a responder should see is queued as a page **in the same sled transaction** that changes the
+//! incident, so a crash can never leave a change unannounced.
+
+use std::{fmt, sync::Arc};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::{
+    detect::{Evidence, Finding, Outcome, Rule, Severity, Write},
+    store::{ApprovedEntry, Lift, Store, StoreError, Tx, TxResult, abort},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Open,
+    Acked,
+    Resolved,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Open => "open",
+            State::Acked => "acked",
+            State::Resolved => "resolved",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// It was us: the content or setting is now approved.
+    Approved,
+    /// Dealt with: taken down, reverted, account recovered.
+    Contained,
+    FalseAlarm,
+}
+
+impl Resolution {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Approved => "approved",
+            Resolution::Contained => "contained",
+            Resolution::FalseAlarm => "false alarm",
+        }
+    }
+}
+
+/// Someone who acts on an incident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// The Telegram user id, or 0 for the API and tocsin itself.
+    pub id: u64,
+    pub name: String,
+}
+
+impl Actor {
+    pub fn system() -> Actor {
+        Actor { id: 0, name: "tocsin".into() }
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.id == 0 { f.write_str(&self.name) } else { write!(f, "{} ({})", self.name, self.id) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    Opened,
+    /// The same finding again with new evidence.
+    Updated,
+    /// The first page reached the chat.
+    Paged { latency_ms: i64 },
+    Acked,
+    Approved,
+    Resolved { resolution: Resolution },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEvent {
+    pub at: DateTime<Utc>,
+    pub who: String,
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// Where the incident's page is in the chat, and what it showed when last confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageRef {
+    pub chat_id: i64,
+    pub message_id: i32,
+    /// Digest of the text and buttons Telegram confirmed, to skip edits that change nothing.
+    pub rendered: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: u64,
+    pub rule: Rule,
+    pub severity: Severity,
+    pub account: String,
+    pub object: String,
+    pub state: State,
+    pub resolution: Option<Resolution>,
+    pub evidence: Evidence,
+    pub evidence_digest: String,
+    /// Findings merged into this incident.
+    pub findings: u32,
+    pub opened_at: DateTime<Utc>,
+    /// When the platform says the change happened.
+    pub changed_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub acked_by: Option<Actor>,
+    pub resolved_by: Option<Actor>,
+    pub timeline: Vec<TimelineEvent>,
+    pub page: Option<PageRef>,
+}
+
+impl Incident {
+    pub fn dedup_key(&self) -> String {
+        dedup_key(&self.account, self.rule, &self.object)
+    }
+
+    fn event(&mut self, at: DateTime<Utc>, who: &str, action: Action) {
+        self.timeline.push(TimelineEvent { at, who: who.into(), action });
+        self.updated_at = at;
+    }
+}
+
+pub fn dedup_key(account: &str, rule: Rule, object: &str) -> String {
+    format!("{account}\0{}\0{object}", rule.as_str())
+}
+
+/// Why a responder's action did not happen. Each is answered in the chat as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("there is no incident #{0}")]
+    NotFound(u64),
+    #[error("incident #{id} is already resolved ({resolution}) by {by}")]
+    AlreadyResolved { id: u64, resolution: &'static str, by: String },
+    #[error("incident #{id} is already acknowledged by {by}")]
+    AlreadyAcked { id: u64, by: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Applies findings and actions; wakes the outbox worker when a page was queued.
+#[derive(Clone)]
+pub struct Incidents {
+    store: Store,
+    wake: Arc<Notify>,
+}
+
+/// What [`Incidents::record`] did with a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Nothing,
+    Opened(u64),
+    Updated(u64),
+    /// Same evidence as a resolved incident: the responders already judged it.
+    AlreadyJudged(u64),
+}
+
+impl Incidents {
+    pub fn new(store: Store, wake: Arc<Notify>) -> Incidents {
+        Incidents { store, wake }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The outbox worker waits on this.
+    pub fn wake_handle(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Commits detect's verdict: its state writes, the incident it opens or updates, and the
+    /// page that announces it, in one transaction; then makes it durable before returning.
+    pub async fn record(&self, outcome: &Outcome) -> Result<Recorded, StoreError> {
+        let now = Utc::now();
+        let recorded = self.store.transact(|tx| {
+            for w in &outcome.writes {
+                match w {
+                    Write::SeenPost { account, post_id, seen } => tx.put_seen_post(account, post_id, seen)?,
+                    Write::Baseline { account, field, value, by } => {
+                        tx.set_baseline(account, field, value, by, now)?
+                    }
+                }
+            }
+            match &outcome.finding {
+                Some(f) => upsert(tx, f, now),
+                None => Ok(Recorded::Nothing),
+            }
+        })?;
+        if !outcome.writes.is_empty() || recorded != Recorded::Nothing {
+            self.store.flush().await?;
+        }
+        if matches!(recorded, Recorded::Opened(_) | Recorded::Updated(_)) {
+            self.wake.notify_one();
+        }
+        Ok(recorded)
+    }
+
+    pub async fn ack(&self, id: u64, who: &Actor) -> Result<Incident, ActionError> {
+        self.act(id, |tx, mut inc, now| {
+            match (inc.state, &inc.acked_by) {
+                (State::Resolved, _) => return abort(already_resolved(&inc)),
+                (State::Acked, Some(by)) => {
+                    return abort(ActionError::AlreadyAcked { id, by: by.to_string() });
+                }
+                _ => {}
+            }
+            inc.state = State::Acked;
+            inc.acked_by = Some(who.clone());
+            inc.event(now, &who.to_string(), Action::Acked);
+            save_and_page(tx, &inc, now).lift()?;
+            Ok(inc)
+        })
+        .await
+    }
+
+    /// "It was us": records the approval that makes the finding legitimate, so the same content
+    /// or setting does not page again, and resolves the incident.
+    pub async fn approve(&self, id: u64, who: &Actor) -> Result<Incident, ActionError> {
+        self.act(id, |tx, mut inc, now| {
+            if inc.state == State::Resolved {
+                return abort(already_resolved(&inc));
+            }
+            let by = who.to_string();
+            let note = Some(format!("incident #{id}"));
+            match &inc.evidence {
+                Evidence::Post { post_id, fingerprint, .. }
+                | Evidence::PostEdited { post_id, fingerprint, .. } => {
+                    let entry = ApprovedEntry::ApprovedPost {
+                        account: inc.account.clone(),
+                        fingerprint: Some(fingerprint.clone()),
+                        post_id: Some(post_id.clone()),
+                        expires_at: None,
+                        by: by.clone(),
+                        note,
+                    };
+                    tx.append_log(entry, now).lift()?;
+                }
+                Evidence::Profile { changes } => {
+                    for (field, change) in changes {
+                        tx.set_baseline(&inc.account, field, &change.after, &by, now).lift()?;
+                    }
+                }
+            }
+            inc.state = State::Resolved;
+            inc.resolution = Some(Resolution::Approved);
+            inc.resolved_by = Some(who.clone());
+            inc.event(now, &by, Action::Approved);
+            save_and_page(tx, &inc, now).lift()?;
+            Ok(inc)
+        })
+        .await
+    }
+
+    pub async fn resolve(
+        &self,
+        id: u64,
+        who: &Actor,
+        resolution: Resolution,
+    ) -> Result<Incident, ActionError> {
+        self.act(id, |tx, mut inc, now| {
+            if inc.state == State::Resolved {
+                return abort(already_resolved(&inc));
+            }
+            inc.state = State::Resolved;
+            inc.resolution = Some(resolution);
+            inc.resolved_by = Some(who.clone());
+            inc.event(now, &who.to_string(), Action::Resolved { resolution });
+            save_and_page(tx, &inc, now).lift()?;
+            Ok(inc)
+        })
+        .await
+    }
+
+    /// Records that the channel confirmed the page queued as `seq`.
+    pub async fn delivered(
+        &self,
+        seq: u64,
+        incident_id: u64,
+        page: PageRef,
+    ) -> Result<Option<Incident>, StoreError> {
+        let now = Utc::now();
+        let incident = self.store.transact(|tx| {
+            tx.remove_page(seq)?;
+            let Some(mut inc) = tx.incident(incident_id)? else { return Ok(None) };
+            if inc.page.is_none() {
+                let latency_ms = (now - inc.changed_at).num_milliseconds();
+                inc.event(now, "telegram", Action::Paged { latency_ms });
+            }
+            inc.page = Some(page.clone());
+            tx.put_incident(&inc)?;
+            Ok(Some(inc))
+        })?;
+        self.store.flush().await?;
+        Ok(incident)
+    }
+
+    /// Drops a queued page whose incident no longer exists or needs no update.
+    pub fn discard_page(&self, seq: u64) -> Result<(), StoreError> {
+        self.store.transact(|tx| tx.remove_page(seq))
+    }
+
+    async fn act(
+        &self,
+        id: u64,
+        f: impl Fn(&Tx<'_>, Incident, DateTime<Utc>) -> TxResult<Incident, ActionError>,
+    ) -> Result<Incident, ActionError> {
+        let now = Utc::now();
+        let incident = self.store.transact(|tx| match tx.incident(id).lift()? {
+            Some(inc) => f(tx, inc, now),
+            None => abort(ActionError::NotFound(id)),
+        })?;
+        self.store.flush().await?;
+        self.wake.notify_one();
+        Ok(incident)
+    }
+}
+
+fn already_resolved(inc: &Incident) -> ActionError {
+    ActionError::AlreadyResolved {
+        id: inc.id,
+        resolution: inc.resolution.map_or("resolved", Resolution::as_str),
+        by: inc.resolved_by.as_ref().map_or_else(|| "someone".into(), Actor::to_string),
+    }
+}
+
+fn save_and_page(tx: &Tx<'_>, inc: &Incident, now: DateTime<Utc>) -> TxResult<()> {
+    tx.put_incident(inc)?;
+    tx.enqueue_page(inc.id, now)?;
+    Ok(())
+}
+
+/// Opens an incident for a new finding or folds it into the live one with the same key.
+fn upsert(tx: &Tx<'_>, f: &Finding, now: DateTime<Utc>) -> TxResult<Recorded> {
+    let key = dedup_key(&f.account, f.rule, &f.object);
+    let digest = f.evidence.digest();
+    if let Some(mut inc) = tx.incident_by_key(&key)? {
+        if inc.evidence_digest == digest {
+            return Ok(match inc.state {
+                State::Resolved => Recorded::AlreadyJudged(inc.id),
+                _ => Recorded::Nothing,
+            });
+        }
+        if inc.state != State::Resolved {
+            inc.evidence = f.evidence.clone();
+            inc.evidence_digest = digest;
+            inc.severity = inc.severity.max(f.severity);
+            inc.findings += 1;
+            inc.event(now, "tocsin", Action::Updated);
+            save_and_page(tx, &inc, now)?;
+            return Ok(Recorded::Updated(inc.id));
+        }
+    }
+    let id = tx.next_incident_id()?;
+    let mut inc = Incident {
+        id,
+        rule: f.rule,
+        severity: f.severity,
+        account: f.account.clone(),
+        object: f.object.clone(),
+        state: State::Open,
+        resolution: None,
+        evidence: f.evidence.clone(),
+        evidence_digest: digest,
+        findings: 1,
+        opened_at: now,
+        changed_at: f.changed_at,
+        updated_at: now,
+        acked_by: None,
+        resolved_by: None,
+        timeline: Vec::new(),
+        page: None,
+    };
+    inc.event(now, "tocsin", Action::Opened);
+    save_and_page(tx, &inc, now)?;
+    Ok(Recorded::Opened(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::FieldChange;
+
+    fn profile_finding(after: &str) -> Outcome {
+        let mut changes = std::collections::BTreeMap::new();
+        changes.insert("note".to_string(), FieldChange { before: Some("hi".into()), after: after.into() });
+        Outcome {
+            finding: Some(Finding {
+                rule: Rule::ProfileChanged,
+                severity: Severity::High,
+                account: "main".into(),
+                object: "profile".into(),
+                evidence: Evidence::Profile { changes },
+                changed_at: Utc::now(),
+                seen_at: Utc::now(),
+            }),
+            writes: vec![],
+        }
+    }
+
+    fn alice() -> Actor {
+        Actor { id: 1, name: "alice".into() }
+    }
+
+    #[tokio::test]
+    async fn dedup_ack_approve_and_rejections() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let incidents = Incidents::new(store.clone(), Arc::new(Notify::new()));
+        assert_eq!(incidents.record(&profile_finding("pwned")).await.unwrap(), Recorded::Opened(1));
+        assert_eq!(incidents.record(&profile_finding("pwned")).await.unwrap(), Recorded::Nothing);
+        assert_eq!(incidents.record(&profile_finding("pwned!")).await.unwrap(), Recorded::Updated(1));
+        assert_eq!(store.outbox_depth().unwrap().0, 2);
+
+        let inc = incidents.ack(1, &alice()).await.unwrap();
+        assert_eq!(inc.state, State::Acked);
+        assert!(matches!(incidents.ack(1, &alice()).await, Err(ActionError::AlreadyAcked { .. })));
+        assert!(matches!(incidents.ack(9, &alice()).await, Err(ActionError::NotFound(9))));
+
+        let inc = incidents.approve(1, &alice()).await.unwrap();
+        assert_eq!(inc.resolution, Some(Resolution::Approved));
+        assert_eq!(store.baseline("main", "note").unwrap().unwrap().value, "pwned!");
+        let err = incidents.resolve(1, &alice(), Resolution::Contained).await.unwrap_err();
+        assert_eq!(err.to_string(), "incident #1 is already resolved (approved) by alice (1)");
+        // The same evidence after resolution is not a new incident.
+        assert_eq!(incidents.record(&profile_finding("pwned!")).await.unwrap(), Recorded::AlreadyJudged(1));
+        assert_eq!(incidents.record(&profile_finding("again")).await.unwrap(), Recorded::Opened(2));
+        let actions: Vec<_> = store.incident(1).unwrap().unwrap().timeline.into_iter().map(|e| e.action).collect();
+        assert_eq!(actions, vec![Action::Opened, Action::Updated, Action::Acked, Action::Approved]);
+    }
+}

@@ -1,0 +1,193 @@
+//! Pages in the on-call chat: rendering, sending, and editing in place.
+//!
+//! Pages are plain text (no parse mode), so post text chosen by an attacker cannot break the
+//! markup or hide part of the page. The text is cut to stay under Telegram's 4,096 characters.
+
+use std::time::Duration;
+
+use teloxide::{
+    ApiError, RequestError,
+    prelude::*,
+    types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup, MessageId},
+};
+
+use crate::{
+    detect::{Evidence, Severity},
+    incidents::{Action, Actor, Incident, PageRef, Resolution, State},
+    store::digest,
+};
+
+/// Telegram's limit for a message's text.
+pub const MAX_TEXT: usize = 4096;
+/// What one evidence excerpt may take, so the rest of the page always fits.
+const EXCERPT: usize = 1200;
+
+/// Why a page was not delivered this time. Every kind leaves it queued.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("telegram asked to wait {0:?}")]
+    RetryAfter(Duration),
+    #[error("telegram request failed: {0}")]
+    Transient(String),
+    #[error("telegram refused the page: {0}")]
+    Refused(String),
+}
+
+/// The text and buttons of an incident's page as it should look now.
+pub struct Rendered {
+    pub text: String,
+    pub buttons: InlineKeyboardMarkup,
+    pub digest: String,
+}
+
+pub fn render(inc: &Incident) -> Rendered {
+    let badge = match inc.severity {
+        Severity::Critical => "🔴 CRITICAL",
+        Severity::High => "🟠 HIGH",
+        Severity::Medium => "🟡 MEDIUM",
+        Severity::Low => "⚪ LOW",
+    };
+    let mut t = format!("{badge} · {}\nAccount: {}\n", inc.rule, inc.account);
+    match &inc.evidence {
+        Evidence::Post { post_id, url, text, links, media, client, .. } => {
+            t += &format!("Post {post_id}: “{}”\n", excerpt(text));
+            if !links.is_empty() {
+                t += &format!("Links: {}\n", excerpt(&links.join(" ")));
+            }
+            if *media > 0 {
+                t += &format!("Media: {media} attachment(s)\n");
+            }
+            if let Some(c) = client {
+                t += &format!("Posted with: {}\n", excerpt(c));
+            }
+            if let Some(u) = url {
+                t += &format!("Open: {}\n", excerpt(u));
+            }
+        }
+        Evidence::PostEdited { post_id, url, before, after, .. } => {
+            t += &format!("Post {post_id} was edited\nBefore: “{}”\nAfter: “{}”\n", excerpt(before), excerpt(after));
+            if let Some(u) = url {
+                t += &format!("Open: {}\n", excerpt(u));
+            }
+        }
+        Evidence::Profile { changes } => {
+            let each = EXCERPT / changes.len().max(1);
+            for (field, c) in changes {
+                let before = c.before.as_deref().map_or_else(|| "(none)".to_owned(), |b| cut(b, each / 2));
+                let after = if c.after.is_empty() { "(removed)".to_owned() } else { cut(&c.after, each / 2) };
+                t += &format!("{field}: “{before}” → “{after}”\n");
+            }
+        }
+    }
+    if inc.findings > 1 {
+        t += &format!("Seen {} times, latest shown\n", inc.findings);
+    }
+    t += &format!(
+        "Incident #{} · seen {}\n",
+        inc.id,
+        inc.opened_at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    t += &match (inc.state, inc.resolution) {
+        (State::Open, _) => "State: OPEN — press a button or /ack N".to_owned(),
+        (State::Acked, _) => format!("State: ACKED by {}", who(inc, &inc.acked_by, is_ack)),
+        (State::Resolved, r) => {
+            let how = r.map_or("resolved", Resolution::as_str);
+            let by = who(inc, &inc.resolved_by, |a| matches!(a, Action::Approved | Action::Resolved { .. }));
+            let mut s = format!("State: RESOLVED ({how}) by {by}");
+            if inc.acked_by.is_some() {
+                s += &format!("\nAcked by {}", who(inc, &inc.acked_by, is_ack));
+            }
+            s
+        }
+    };
+    let t = cut(&t, MAX_TEXT);
+    let id = inc.id;
+    let button = |label: &str, action: &str| InlineKeyboardButton::callback(label, format!("{action}:{id}"));
+    let row = match inc.state {
+        State::Open => vec![button("Ack", "ack"), button("Approve", "approve"), button("Resolve", "resolve")],
+        State::Acked => vec![button("Approve", "approve"), button("Resolve", "resolve")],
+        State::Resolved => vec![],
+    };
+    let buttons = if row.is_empty() { InlineKeyboardMarkup::default() } else { InlineKeyboardMarkup::new([row]) };
+    let digest = digest(&format!("{t}\n{}", serde_json::to_string(&buttons).unwrap_or_default()));
+    Rendered { text: t, buttons, digest }
+}
+
+/// "alice (111) at 20:15:07 UTC", the time taken from the incident's own timeline.
+fn who(inc: &Incident, actor: &Option<Actor>, action: impl Fn(&Action) -> bool) -> String {
+    let name = actor.as_ref().map_or_else(|| "someone".into(), Actor::to_string);
+    match inc.timeline.iter().rev().find(|e| action(&e.action)) {
+        Some(e) => format!("{name} at {}", e.at.format("%H:%M:%S UTC")),
+        None => name,
+    }
+}
+
+fn is_ack(a: &Action) -> bool {
+    matches!(a, Action::Acked)
+}
+
+fn excerpt(s: &str) -> String {
+    cut(s, EXCERPT)
+}
+
+/// Cuts to at most `max` characters, marking the cut.
+pub fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Sends pages to the on-call chat.
+#[derive(Clone)]
+pub struct TelegramPager {
+    bot: Bot,
+    chat: ChatId,
+}
+
+impl TelegramPager {
+    pub fn new(bot: Bot, chat_id: i64) -> TelegramPager {
+        TelegramPager { bot, chat: ChatId(chat_id) }
+    }
+
+    /// Brings the incident's page up to date: sends it the first time, edits it afterwards.
+    /// Returns where the page is once Telegram confirmed it.
+    pub async fn deliver(&self, inc: &Incident) -> Result<PageRef, DeliveryError> {
+        let r = render(inc);
+        if let Some(page) = &inc.page {
+            if page.rendered == r.digest {
+                return Ok(page.clone());
+            }
+            let edit = self
+                .bot
+                .edit_message_text(ChatId(page.chat_id), MessageId(page.message_id), r.text.clone())
+                .reply_markup(r.buttons.clone())
+                .await;
+            match edit {
+                Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => {
+                    return Ok(PageRef { rendered: r.digest, ..page.clone() });
+                }
+                // Someone deleted the page: post it again rather than lose it.
+                Err(RequestError::Api(ApiError::MessageToEditNotFound)) => {}
+                Err(e) => return Err(classify(e)),
+            }
+        }
+        let sent = self.bot.send_message(self.chat, r.text).reply_markup(r.buttons).await.map_err(classify)?;
+        Ok(PageRef { chat_id: sent.chat.id.0, message_id: sent.id.0, rendered: r.digest })
+    }
+}
+
+fn classify(e: RequestError) -> DeliveryError {
+    match e {
+        RequestError::RetryAfter(s) => DeliveryError::RetryAfter(s.duration()),
+        RequestError::Network(e) => DeliveryError::Transient(e.to_string()),
+        RequestError::Io(e) => DeliveryError::Transient(e.to_string()),
+        RequestError::InvalidJson { source, .. } => DeliveryError::Transient(format!("invalid answer: {source}")),
+        RequestError::Api(e) => DeliveryError::Refused(e.to_string()),
+        RequestError::MigrateToChatId(id) => {
+            DeliveryError::Refused(format!("the chat became a supergroup: set telegram.chat_id = {}", id.0))
+        }
+    }
+}
