@@ -60,14 +60,26 @@ pub struct App {
 impl App {
     pub async fn build(config: Config) -> Result<App, AppError> {
         std::fs::create_dir_all(&config.general.state_dir).map_err(|e| {
-            StoreError::Rejected(format!("cannot create state dir {}: {e}", config.general.state_dir.display()))
+            StoreError::Rejected(format!(
+                "cannot create state dir {}: {e}",
+                config.general.state_dir.display()
+            ))
         })?;
         let store = Store::open(&config.general.state_dir)?;
         let addr = config.general.listen;
-        let listener =
-            tokio::net::TcpListener::bind(addr).await.map_err(|source| AppError::Bind { addr, source })?;
-        let addr = listener.local_addr().map_err(|source| AppError::Bind { addr, source })?;
-        Ok(App { config, store, listener, addr, health: Health::default() })
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| AppError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| AppError::Bind { addr, source })?;
+        Ok(App {
+            config,
+            store,
+            listener,
+            addr,
+            health: Health::default(),
+        })
     }
 
     /// Where the HTTP server really listens.
@@ -85,7 +97,13 @@ impl App {
 
     /// Runs until `shutdown` is cancelled or a task fails for good.
     pub async fn run_until(self, shutdown: CancellationToken) -> Result<(), AppError> {
-        let App { config, store, listener, addr, health } = self;
+        let App {
+            config,
+            store,
+            listener,
+            addr,
+            health,
+        } = self;
         let tasks = TaskTracker::new();
         let incidents = Incidents::new(store.clone(), Arc::new(Notify::new()));
         let tg = &config.telegram;
@@ -94,7 +112,9 @@ impl App {
         let poll_client = teloxide::net::default_reqwest_settings()
             .timeout(tg.long_poll + Duration::from_secs(15))
             .build()?;
-        let bot_for = |client| Bot::with_client(tg.bot_token.expose(), client).set_api_url(tg.api_url.clone());
+        let bot_for = |client| {
+            Bot::with_client(tg.bot_token.expose(), client).set_api_url(tg.api_url.clone())
+        };
         let send_bot = bot_for(send_client);
         let poll_bot = bot_for(poll_client);
 
@@ -118,7 +138,11 @@ impl App {
         }
         drop(tx);
         tasks.spawn(pipeline(rx, incidents.clone()));
-        tasks.spawn(notify::run(TelegramPager::new(send_bot.clone(), tg.chat_id), incidents.clone(), shutdown.clone()));
+        tasks.spawn(notify::run(
+            TelegramPager::new(send_bot.clone(), tg.chat_id),
+            incidents.clone(),
+            shutdown.clone(),
+        ));
         let bot_ctx = BotContext {
             incidents: incidents.clone(),
             health: health.clone(),
@@ -127,23 +151,40 @@ impl App {
             refused: Arc::new(AtomicU64::new(0)),
         };
         // Replies go through the short-timeout bot; only getUpdates uses the long one.
-        tasks.spawn(bot::run(poll_bot, send_bot, bot_ctx, tg.long_poll, shutdown.clone()));
+        tasks.spawn(bot::run(
+            poll_bot,
+            send_bot,
+            bot_ctx,
+            tg.long_poll,
+            shutdown.clone(),
+        ));
         let http_state = HttpState {
             store: store.clone(),
             health: health.clone(),
             api_token: config.general.api_token.clone(),
-            accounts: Arc::new(config.accounts.iter().map(|a| a.name.clone()).collect::<HashSet<_>>()),
+            accounts: Arc::new(
+                config
+                    .accounts
+                    .iter()
+                    .map(|a| a.name.clone())
+                    .collect::<HashSet<_>>(),
+            ),
             rejected: Arc::new(AtomicU64::new(0)),
         };
         let http_stop = shutdown.clone();
-        let server = tasks.spawn(http::serve(listener, http_state, async move { http_stop.cancelled().await }));
+        let server = tasks.spawn(http::serve(listener, http_state, async move {
+            http_stop.cancelled().await
+        }));
         tasks.close();
         tracing::info!(%addr, accounts = config.accounts.len(), "tocsin running");
 
         shutdown.cancelled().await;
         tracing::info!("shutting down");
         sources_stop.cancel();
-        if tokio::time::timeout(SHUTDOWN_DEADLINE, tasks.wait()).await.is_err() {
+        if tokio::time::timeout(SHUTDOWN_DEADLINE, tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("tasks still running after {SHUTDOWN_DEADLINE:?}; stopping anyway");
         }
         store.flush().await?;
@@ -170,11 +211,17 @@ async fn pipeline(mut rx: mpsc::Receiver<Observation>, incidents: Incidents) {
             Err(e) => Err(e),
         };
         match result {
-            Ok(Recorded::Opened(id)) => tracing::info!(account = %obs.account, incident = id, "incident opened"),
-            Ok(Recorded::Updated(id)) => tracing::info!(account = %obs.account, incident = id, "incident updated"),
+            Ok(Recorded::Opened(id)) => {
+                tracing::info!(account = %obs.account, incident = id, "incident opened")
+            }
+            Ok(Recorded::Updated(id)) => {
+                tracing::info!(account = %obs.account, incident = id, "incident updated")
+            }
             Ok(_) => {}
             // Not marking the post seen means the next poll judges it again: retried, not lost.
-            Err(e) => tracing::error!(account = %obs.account, error = %e, "cannot record an observation"),
+            Err(e) => {
+                tracing::error!(account = %obs.account, error = %e, "cannot record an observation")
+            }
         }
     }
 }

@@ -9,7 +9,11 @@ use tocsin::{App, Config, store::Store, telemetry};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "tocsin", version, about = "Pages on-call responders in Telegram within seconds of an unapproved change to the official accounts")]
+#[command(
+    name = "tocsin",
+    version,
+    about = "Pages on-call responders in Telegram within seconds of an unapproved change to the official accounts"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -80,9 +84,16 @@ impl ApiArgs {
         if let (Some(url), Some(token)) = (&self.url, &self.token) {
             return Ok((url.trim_end_matches('/').to_owned(), token.clone()));
         }
-        let config = Config::load(&self.config).context("reading the daemon's config for its address and token")?;
-        let url = self.url.clone().unwrap_or_else(|| format!("http://{}", config.general.listen));
-        let token = self.token.clone().unwrap_or_else(|| config.general.api_token.expose().to_owned());
+        let config = Config::load(&self.config)
+            .context("reading the daemon's config for its address and token")?;
+        let url = self
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", config.general.listen));
+        let token = self
+            .token
+            .clone()
+            .unwrap_or_else(|| config.general.api_token.expose().to_owned());
         Ok((url.trim_end_matches('/').to_owned(), token))
     }
 }
@@ -90,7 +101,10 @@ impl ApiArgs {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = matches!(cli.command, Cmd::Demo | Cmd::CheckConfig { .. } | Cmd::Log { .. });
+    let quiet = matches!(
+        cli.command,
+        Cmd::Demo | Cmd::CheckConfig { .. } | Cmd::Log { .. }
+    );
     telemetry::init(if quiet { "warn" } else { "info" });
     match run(cli.command).await {
         Ok(code) => code,
@@ -106,7 +120,11 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Demo => {
             let report = tocsin::demo::run().await?;
             print!("{report}");
-            Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Cmd::Run { config } => {
             let config = Config::load(&config)?;
@@ -131,7 +149,12 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         },
-        Cmd::Approve { account, text, note, api } => {
+        Cmd::Approve {
+            account,
+            text,
+            note,
+            api,
+        } => {
             let (url, token) = api.resolve()?;
             let body = serde_json::json!({ "account": account, "text": text, "note": note, "by": whoami() });
             let resp = reqwest::Client::new()
@@ -144,9 +167,16 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let status = resp.status();
             let answer: serde_json::Value = resp.json().await.unwrap_or_default();
             if !status.is_success() {
-                bail!("{status}: {}", answer["error"].as_str().unwrap_or("no detail"));
+                bail!(
+                    "{status}: {}",
+                    answer["error"].as_str().unwrap_or("no detail")
+                );
             }
-            println!("approved for {account}: entry {} (fingerprint {})", answer["seq"], answer["fingerprint"].as_str().unwrap_or("?"));
+            println!(
+                "approved for {account}: entry {} (fingerprint {})",
+                answer["seq"],
+                answer["fingerprint"].as_str().unwrap_or("?")
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Incidents { api } => {
@@ -160,25 +190,39 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let status = resp.status();
             let answer: serde_json::Value = resp.json().await.unwrap_or_default();
             if !status.is_success() {
-                bail!("{status}: {}", answer["error"].as_str().unwrap_or("no detail"));
+                bail!(
+                    "{status}: {}",
+                    answer["error"].as_str().unwrap_or("no detail")
+                );
             }
             for i in answer["incidents"].as_array().into_iter().flatten() {
                 println!(
                     "#{} {} {} {} {} {}",
-                    i["id"], i["severity"].as_str().unwrap_or("?"), i["rule"].as_str().unwrap_or("?"),
-                    i["account"].as_str().unwrap_or("?"), i["state"].as_str().unwrap_or("?"), i["opened_at"].as_str().unwrap_or("?")
+                    i["id"],
+                    i["severity"].as_str().unwrap_or("?"),
+                    i["rule"].as_str().unwrap_or("?"),
+                    i["account"].as_str().unwrap_or("?"),
+                    i["state"].as_str().unwrap_or("?"),
+                    i["opened_at"].as_str().unwrap_or("?")
                 );
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Log { command: LogCmd::Verify { state } } => {
+        Cmd::Log {
+            command: LogCmd::Verify { state },
+        } => {
             if !state.exists() {
                 bail!("no state database at {}", state.display());
             }
-            let store = Store::open(&state).with_context(|| format!("opening {} (is the daemon still running?)", state.display()))?;
+            let store = Store::open(&state).with_context(|| {
+                format!("opening {} (is the daemon still running?)", state.display())
+            })?;
             let report = store.verify_log()?;
             if report.is_ok() {
-                println!("approved log ok: {} entries, head {}", report.entries, report.head);
+                println!(
+                    "approved log ok: {} entries, head {}",
+                    report.entries, report.head
+                );
                 Ok(ExitCode::SUCCESS)
             } else {
                 println!("approved log TAMPERED: {} entries checked", report.entries);

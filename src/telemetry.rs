@@ -6,17 +6,29 @@ use std::io::IsTerminal;
 use tracing_subscriber::{EnvFilter, fmt::MakeWriter};
 
 /// Builds the subscriber; the sink is a parameter so tests can capture the output.
-pub fn subscriber<W>(default_filter: &str, json: bool, sink: W) -> Box<dyn tracing::Subscriber + Send + Sync>
+pub fn subscriber<W>(
+    default_filter: &str,
+    json: bool,
+    sink: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_from_env("TOCSIN_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(sink);
-    if json { Box::new(builder.json().flatten_event(true).finish()) } else { Box::new(builder.finish()) }
+    let filter =
+        EnvFilter::try_from_env("TOCSIN_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(sink);
+    if json {
+        Box::new(builder.json().flatten_event(true).finish())
+    } else {
+        Box::new(builder.finish())
+    }
 }
 
 /// Installs the global subscriber once, writing to stderr.
 pub fn init(default_filter: &str) {
     let json = !std::io::stderr().is_terminal();
-    let _ = tracing::subscriber::set_global_default(subscriber(default_filter, json, std::io::stderr));
+    let _ =
+        tracing::subscriber::set_global_default(subscriber(default_filter, json, std::io::stderr));
 }

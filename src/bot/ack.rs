@@ -10,5 +10,7 @@ pub fn parse(args: &[&str]) -> Command {
 }
 
 pub async fn apply(ctx: &BotContext, id: u64, who: &Actor) -> String {
-    outcome(ctx.incidents.ack(id, who).await, |inc| format!("Incident #{} acknowledged by {who}.", inc.id))
+    outcome(ctx.incidents.ack(id, who).await, |inc| {
+        format!("Incident #{} acknowledged by {who}.", inc.id)
+    })
 }

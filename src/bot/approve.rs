@@ -12,6 +12,9 @@ pub fn parse(args: &[&str]) -> Command {
 
 pub async fn apply(ctx: &BotContext, id: u64, who: &Actor) -> String {
     outcome(ctx.incidents.approve(id, who).await, |inc| {
-        format!("Incident #{} approved by {who}; recorded in the approved log.", inc.id)
+        format!(
+            "Incident #{} approved by {who}; recorded in the approved log.",
+            inc.id
+        )
     })
 }

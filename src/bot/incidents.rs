@@ -14,7 +14,11 @@ pub fn apply(ctx: &BotContext) -> String {
             return "Internal error: cannot read incidents.".into();
         }
     };
-    let live: Vec<_> = all.iter().rev().filter(|i| i.state != State::Resolved).collect();
+    let live: Vec<_> = all
+        .iter()
+        .rev()
+        .filter(|i| i.state != State::Resolved)
+        .collect();
     if live.is_empty() {
         return format!("No open incidents ({} resolved in total).", all.len());
     }

@@ -68,7 +68,11 @@ impl Command {
         let mut words = text.split_whitespace();
         let head = words.next()?.strip_prefix('/')?;
         // `/ack@tocsin_bot 3` is how Telegram writes commands picked from the menu in groups.
-        let name = head.split('@').next().unwrap_or_default().to_ascii_lowercase();
+        let name = head
+            .split('@')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let args: Vec<&str> = words.collect();
         Some(match name.as_str() {
             "ack" => ack::parse(&args),
@@ -133,7 +137,10 @@ fn actor(user: &User) -> Actor {
         Some(u) => format!("@{u}"),
         None => user.first_name.clone(),
     };
-    Actor { id: user.id.0, name }
+    Actor {
+        id: user.id.0,
+        name,
+    }
 }
 
 impl BotContext {
@@ -149,20 +156,34 @@ impl BotContext {
         }
         if !self.responders.contains(&user.id.0) {
             self.refuse(chat, user.id.0, what, "not a responder");
-            return Err(format!("Refused: user {} is not an on-call responder.", user.id.0));
+            return Err(format!(
+                "Refused: user {} is not an on-call responder.",
+                user.id.0
+            ));
         }
         Ok(actor(user))
     }
 
     fn refuse(&self, chat: ChatId, user: u64, what: &str, reason: &str) {
         self.refused.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(chat = chat.0, user, what, reason, "unauthorized action refused");
+        tracing::warn!(
+            chat = chat.0,
+            user,
+            what,
+            reason,
+            "unauthorized action refused"
+        );
     }
 }
 
 async fn on_message(bot: &Bot, ctx: &BotContext, msg: &Message) {
-    let Some(command) = msg.text().and_then(Command::parse) else { return };
-    let reply = match (&command, ctx.authorize(msg.chat.id, msg.from.as_ref(), "command")) {
+    let Some(command) = msg.text().and_then(Command::parse) else {
+        return;
+    };
+    let reply = match (
+        &command,
+        ctx.authorize(msg.chat.id, msg.from.as_ref(), "command"),
+    ) {
         // Help reveals nothing, so it is answered for anyone in the on-call chat.
         (Command::Help, _) if msg.chat.id.0 == ctx.chat_id => help::TEXT.to_owned(),
         (_, Ok(who)) => {
@@ -197,9 +218,20 @@ async fn on_callback(bot: &Bot, ctx: &BotContext, q: &CallbackQuery) {
 }
 
 /// Receives updates until shutdown. `updates` long-polls; `bot` answers, with a short timeout.
-pub async fn run(updates: Bot, bot: Bot, ctx: BotContext, long_poll: Duration, shutdown: CancellationToken) {
+pub async fn run(
+    updates: Bot,
+    bot: Bot,
+    ctx: BotContext,
+    long_poll: Duration,
+    shutdown: CancellationToken,
+) {
     let store = ctx.incidents.store().clone();
-    let mut offset: i32 = store.cursor(OFFSET_CURSOR).ok().flatten().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mut offset: i32 = store
+        .cursor(OFFSET_CURSOR)
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut failures = 0u32;
     loop {
         let request = updates
@@ -250,11 +282,23 @@ mod tests {
         assert_eq!(Command::parse("/ack 3"), Some(Command::Ack(3)));
         assert_eq!(Command::parse("/ack@tocsin_bot #3"), Some(Command::Ack(3)));
         assert_eq!(Command::parse("/ACK"), Some(Command::Usage(ack::USAGE)));
-        assert_eq!(Command::parse("/resolve 4 false-alarm"), Some(Command::Resolve(4, Resolution::FalseAlarm)));
-        assert_eq!(Command::parse("/resolve 4 whatever"), Some(Command::Usage(resolve::USAGE)));
-        assert_eq!(Command::parse("/frobnicate"), Some(Command::Unknown("frobnicate".into())));
+        assert_eq!(
+            Command::parse("/resolve 4 false-alarm"),
+            Some(Command::Resolve(4, Resolution::FalseAlarm))
+        );
+        assert_eq!(
+            Command::parse("/resolve 4 whatever"),
+            Some(Command::Usage(resolve::USAGE))
+        );
+        assert_eq!(
+            Command::parse("/frobnicate"),
+            Some(Command::Unknown("frobnicate".into()))
+        );
         assert_eq!(Command::parse("hello"), None);
-        assert_eq!(Command::from_callback("approve:12"), Some(Command::Approve(12)));
+        assert_eq!(
+            Command::from_callback("approve:12"),
+            Some(Command::Approve(12))
+        );
         assert_eq!(Command::from_callback("approve:12:evil"), None);
         assert_eq!(Command::from_callback("delete:1"), None);
     }

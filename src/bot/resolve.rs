@@ -3,16 +3,20 @@
 use super::{BotContext, Command, outcome};
 use crate::incidents::{Actor, Resolution};
 
-pub const USAGE: &str = "/resolve N [contained|false-alarm] — close incident N (default: contained)";
+pub const USAGE: &str =
+    "/resolve N [contained|false-alarm] — close incident N (default: contained)";
 
 pub fn parse(args: &[&str]) -> Command {
     let (id, how) = match args {
         [id] => (id, Some(Resolution::Contained)),
-        [id, how] => (id, match how.to_ascii_lowercase().as_str() {
-            "contained" => Some(Resolution::Contained),
-            "false-alarm" | "false_alarm" | "falsealarm" => Some(Resolution::FalseAlarm),
-            _ => None,
-        }),
+        [id, how] => (
+            id,
+            match how.to_ascii_lowercase().as_str() {
+                "contained" => Some(Resolution::Contained),
+                "false-alarm" | "false_alarm" | "falsealarm" => Some(Resolution::FalseAlarm),
+                _ => None,
+            },
+        ),
         _ => return Command::Usage(USAGE),
     };
     match (id.trim_start_matches('#').parse(), how) {

@@ -12,10 +12,19 @@ pub fn apply(ctx: &BotContext) -> String {
         out += "  none configured\n";
     }
     for (name, h) in &health {
-        let last_ok = h.last_success.map_or_else(|| "never".into(), |t| t.format("%H:%M:%S UTC").to_string());
-        out += &format!("  {name} ({}): last success {last_ok}, {} polls, {} errors", h.platform, h.polls, h.errors);
+        let last_ok = h
+            .last_success
+            .map_or_else(|| "never".into(), |t| t.format("%H:%M:%S UTC").to_string());
+        out += &format!(
+            "  {name} ({}): last success {last_ok}, {} polls, {} errors",
+            h.platform, h.polls, h.errors
+        );
         if let Some(rl) = &h.rate_limit {
-            out += &format!(", rate limit {}/{} left", rl.remaining, rl.limit.map_or("?".into(), |l| l.to_string()));
+            out += &format!(
+                ", rate limit {}/{} left",
+                rl.remaining,
+                rl.limit.map_or("?".into(), |l| l.to_string())
+            );
         }
         if let Some((at, e)) = &h.last_error {
             out += &format!("\n    last error {}: {e}", at.format("%H:%M:%S UTC"));
@@ -33,6 +42,9 @@ pub fn apply(ctx: &BotContext) -> String {
     if let Ok(n) = store.log_len() {
         out += &format!("Approved log: {n} entries\n");
     }
-    out += &format!("Refused actions since start: {}\n", ctx.refused.load(Ordering::Relaxed));
+    out += &format!(
+        "Refused actions since start: {}\n",
+        ctx.refused.load(Ordering::Relaxed)
+    );
     out
 }

@@ -42,7 +42,11 @@ impl Secret {
 
 /// Names where a secret came from without showing a literal one.
 fn describe(spec: &str) -> &str {
-    if spec.starts_with("env:") || spec.starts_with("file:") { spec } else { "a literal" }
+    if spec.starts_with("env:") || spec.starts_with("file:") {
+        spec
+    } else {
+        "a literal"
+    }
 }
 
 impl fmt::Debug for Secret {

@@ -1,5 +1,446 @@
-//! placeholder while building
-pub struct Report;
-impl Report { pub fn passed(&self) -> bool { false } }
-impl std::fmt::Display for Report { fn fmt(&self, _f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { Ok(()) } }
-pub async fn run() -> anyhow::Result<Report> { Ok(Report) }
+//! `tocsin demo`: the whole story in-process, on loopback, with measured latencies.
+//!
+//! A fake Mastodon and a fake Bot API listen on 127.0.0.1 ephemeral ports, the real daemon runs
+//! on a temporary sled database, and a script plays a takeover: an approved announcement (no
+//! page), a rogue giveaway post and a bio/link change (two pages), an outsider pressing a button
+//! (refused), then the responder acking the giveaway and approving the bio change. Latency is
+//! measured from the moment the fake platform changed to the moment the fake Bot API received the
+//! page, so it covers polling, detection, the sled commit and delivery.
+
+use std::{
+    fmt,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    App, Config,
+    config::{Account, General, Platform, Secret, Telegram},
+    fakes::{
+        mastodon::{FakeMastodon, ProfileUpdate, status_html},
+        telegram::{FakeBotApi, FakeUser},
+    },
+    incidents::{Incident, State},
+};
+
+const CHAT: i64 = -1001234567890;
+const ACCOUNT_ID: &str = "109302";
+const TOKEN: &str = "123456:demo-bot-token";
+const API_TOKEN: &str = "demo-api-token";
+const POLL: Duration = Duration::from_millis(500);
+const WAIT: Duration = Duration::from_secs(20);
+
+/// What the demo saw, printed at the end.
+pub struct Report {
+    lines: Vec<String>,
+    latencies: Vec<(String, Duration)>,
+    incidents: Vec<Incident>,
+    final_pages: Vec<String>,
+    checks: Vec<(String, bool)>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|(_, ok)| *ok)
+    }
+
+    fn check(&mut self, what: &str, ok: bool) {
+        self.checks.push((what.to_owned(), ok));
+    }
+}
+
+fn demo_config(state: &std::path::Path, bot_api: url::Url, mastodon: url::Url) -> Config {
+    Config {
+        general: General {
+            state_dir: state.to_owned(),
+            listen: "127.0.0.1:0".parse().expect("constant address"),
+            api_token: Secret::new(API_TOKEN),
+        },
+        telegram: Telegram {
+            bot_token: Secret::new(TOKEN),
+            api_url: bot_api,
+            chat_id: CHAT,
+            responders: vec![111],
+            long_poll: Duration::from_secs(1),
+        },
+        accounts: vec![Account {
+            name: "mastodon-main".into(),
+            platform: Platform::Mastodon,
+            base_url: mastodon,
+            account_id: ACCOUNT_ID.into(),
+            token: None,
+            poll_interval: POLL,
+        }],
+    }
+}
+
+pub async fn run() -> anyhow::Result<Report> {
+    let mut report = Report {
+        lines: vec![],
+        latencies: vec![],
+        incidents: vec![],
+        final_pages: vec![],
+        checks: vec![],
+    };
+    let started = Instant::now();
+    let say = |report: &mut Report, line: String| {
+        report
+            .lines
+            .push(format!("{:>7.3}s  {line}", started.elapsed().as_secs_f64()));
+    };
+
+    let masto = FakeMastodon::start()
+        .await
+        .context("starting the fake Mastodon")?;
+    masto.add_account(
+        ACCOUNT_ID,
+        "examplecorp",
+        "ExampleCorp",
+        "<p>Official account of ExampleCorp.</p>",
+        &[("Website", "<a href=\"https://example.com\" rel=\"me nofollow noopener noreferrer\" target=\"_blank\">example.com</a>")],
+    );
+    masto.publish(ACCOUNT_ID, &status_html("Welcome to our official account!"));
+    let bot_api = FakeBotApi::start(TOKEN)
+        .await
+        .context("starting the fake Bot API")?;
+    let state = tempfile::tempdir().context("creating a temporary state dir")?;
+    say(
+        &mut report,
+        format!(
+            "fake Mastodon on {}, fake Bot API on {}, state in {}",
+            masto.url(),
+            bot_api.url(),
+            state.path().display()
+        ),
+    );
+
+    let app = App::build(demo_config(state.path(), bot_api.url(), masto.url())).await?;
+    let api = format!("http://{}", app.http_addr());
+    let health = app.health().clone();
+    let store = app.store().clone();
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(app.run_until(shutdown.clone()));
+    say(
+        &mut report,
+        format!(
+            "tocsin running: HTTP on {api}, polling every {}ms",
+            POLL.as_millis()
+        ),
+    );
+
+    // The first poll records history and the profile baseline, and pages nothing.
+    let deadline = Instant::now() + WAIT;
+    while health
+        .snapshot()
+        .get("mastodon-main")
+        .is_none_or(|h| h.polls < 2)
+    {
+        if Instant::now() > deadline {
+            bail!("the first polls never completed");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    say(
+        &mut report,
+        "first poll done: 1 old post recorded as history, profile baselined".into(),
+    );
+
+    // The social team pre-approves the announcement, then it is published.
+    let announcement = "Our Q4 update is out: https://example.com/q4";
+    let resp = reqwest::Client::new()
+        .post(format!("{api}/api/v1/approvals"))
+        .bearer_auth(API_TOKEN)
+        .json(&serde_json::json!({ "account": "mastodon-main", "text": announcement, "by": "social-team" }))
+        .send()
+        .await?;
+    report.check(
+        "approval API answers 201",
+        resp.status() == reqwest::StatusCode::CREATED,
+    );
+    say(
+        &mut report,
+        format!("POST /api/v1/approvals → {}", resp.status()),
+    );
+    masto.publish(ACCOUNT_ID, &status_html(announcement));
+    say(
+        &mut report,
+        format!("published approved post: {announcement:?}"),
+    );
+    let polls = health.snapshot()["mastodon-main"].polls;
+    wait_for(
+        || health.snapshot()["mastodon-main"].polls >= polls + 2,
+        "two polls after the announcement",
+    )
+    .await?;
+    report.check("approved post: no page", bot_api.sent().is_empty());
+    say(
+        &mut report,
+        format!("two polls later: {} page(s) sent", bot_api.sent().len()),
+    );
+
+    // The takeover: a rogue post, then the bio and website link changed.
+    let rogue = masto.publish(ACCOUNT_ID, &status_html("🎉 giveaway! send 1 BTC to bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh and get 2 back: https://examp1e-giveaway.example/claim"));
+    let rogue_at = Instant::now();
+    say(&mut report, format!("ROGUE post {rogue} published"));
+    wait_for(|| !bot_api.sent().is_empty(), "the rogue post's page").await?;
+    let page1 = bot_api.sent()[0].clone();
+    let rogue_latency = page1.received_instant.duration_since(rogue_at);
+    report
+        .latencies
+        .push(("rogue post → page".into(), rogue_latency));
+    say(
+        &mut report,
+        format!(
+            "PAGE 1 (message {}) after {} ms",
+            page1.message_id,
+            rogue_latency.as_millis()
+        ),
+    );
+
+    masto.update_profile(
+        ACCOUNT_ID,
+        ProfileUpdate {
+            note: Some("<p>Official ExampleCorp giveaway account. Claim your BTC now!</p>".into()),
+            fields: Some(vec![(
+                "Website".into(),
+                "<a href=\"https://examp1e-giveaway.example\">examp1e-giveaway.example</a>".into(),
+            )]),
+            ..ProfileUpdate::default()
+        },
+    );
+    let profile_at = Instant::now();
+    say(&mut report, "PROFILE changed: bio and website link".into());
+    wait_for(|| bot_api.sent().len() >= 2, "the profile change's page").await?;
+    let page2 = bot_api.sent()[1].clone();
+    let profile_latency = page2.received_instant.duration_since(profile_at);
+    report
+        .latencies
+        .push(("bio/link change → page".into(), profile_latency));
+    say(
+        &mut report,
+        format!(
+            "PAGE 2 (message {}) after {} ms",
+            page2.message_id,
+            profile_latency.as_millis()
+        ),
+    );
+    report.check(
+        "both pages carry buttons",
+        page1.reply_markup.is_some() && page2.reply_markup.is_some(),
+    );
+
+    // An outsider in the chat presses Approve on the rogue post: refused.
+    let outsider = FakeUser {
+        id: 666,
+        first_name: "Mallory".into(),
+        username: Some("mallory".into()),
+    };
+    let responder = FakeUser {
+        id: 111,
+        first_name: "Alice".into(),
+        username: Some("alice_oncall".into()),
+    };
+    let rogue_incident = incident_for(&store, |i| i.object == rogue)?;
+    let profile_incident = incident_for(&store, |i| i.object == "profile")?;
+    bot_api.press_button(
+        CHAT,
+        &outsider,
+        page1.message_id,
+        &format!("approve:{rogue_incident}"),
+    );
+    wait_for(|| bot_api.callback_answers().len() == 1, "the refusal").await?;
+    let refusal = bot_api.callback_answers()[0]
+        .text
+        .clone()
+        .unwrap_or_default();
+    say(
+        &mut report,
+        format!("outsider @mallory pressed Approve on #{rogue_incident}: {refusal:?}"),
+    );
+    report.check("outsider refused", refusal.starts_with("Refused"));
+
+    // The responder acks the giveaway and approves the profile change (say it was a campaign).
+    bot_api.press_button(
+        CHAT,
+        &responder,
+        page1.message_id,
+        &format!("ack:{rogue_incident}"),
+    );
+    wait_for(
+        || store_state(&store, rogue_incident) == Some(State::Acked),
+        "the ack",
+    )
+    .await?;
+    say(
+        &mut report,
+        format!("@alice_oncall pressed Ack on #{rogue_incident}"),
+    );
+    bot_api.press_button(
+        CHAT,
+        &responder,
+        page2.message_id,
+        &format!("approve:{profile_incident}"),
+    );
+    wait_for(
+        || store_state(&store, profile_incident) == Some(State::Resolved),
+        "the approval",
+    )
+    .await?;
+    say(
+        &mut report,
+        format!("@alice_oncall pressed Approve on #{profile_incident}"),
+    );
+    wait_for(
+        || {
+            let edited = |id| {
+                bot_api
+                    .message(CHAT, id)
+                    .is_some_and(|m| m.text.contains("ACKED") || m.text.contains("RESOLVED"))
+            };
+            edited(page1.message_id) && edited(page2.message_id)
+        },
+        "the pages edited in place",
+    )
+    .await?;
+    say(&mut report, "both pages edited in place".into());
+
+    // The approved bio is the new baseline: more polls, no new page.
+    let polls = health.snapshot()["mastodon-main"].polls;
+    wait_for(
+        || health.snapshot()["mastodon-main"].polls >= polls + 2,
+        "two polls after the approval",
+    )
+    .await?;
+    report.check("exactly two pages sent", bot_api.sent().len() == 2);
+    say(
+        &mut report,
+        format!("two polls later: still {} pages", bot_api.sent().len()),
+    );
+
+    shutdown.cancel();
+    daemon.await.context("daemon task")??;
+    let verify = store.verify_log()?;
+    report.check("approved log verifies", verify.is_ok());
+    say(
+        &mut report,
+        format!(
+            "approved log: {} entries, chain ok = {}",
+            verify.entries,
+            verify.is_ok()
+        ),
+    );
+    report.incidents = store.incidents()?;
+    for id in [page1.message_id, page2.message_id] {
+        if let Some(m) = bot_api.message(CHAT, id) {
+            report.final_pages.push(m.text);
+        }
+    }
+    masto.shutdown();
+    bot_api.shutdown();
+    Ok(report)
+}
+
+fn store_state(store: &crate::store::Store, id: u64) -> Option<State> {
+    store.incident(id).ok().flatten().map(|i| i.state)
+}
+
+fn incident_for(store: &crate::store::Store, f: impl Fn(&Incident) -> bool) -> anyhow::Result<u64> {
+    store
+        .incidents()?
+        .into_iter()
+        .find(|i| f(i))
+        .map(|i| i.id)
+        .context("the expected incident is missing")
+}
+
+async fn wait_for(f: impl Fn() -> bool, what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + WAIT;
+    while !f() {
+        if Instant::now() > deadline {
+            bail!("timed out after {WAIT:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "tocsin demo — a takeover of a watched Mastodon account\n"
+        )?;
+        for l in &self.lines {
+            writeln!(f, "{l}")?;
+        }
+        writeln!(f, "\nIncident timelines (from the sled store):")?;
+        for inc in &self.incidents {
+            writeln!(
+                f,
+                "  #{} {} {} {} — {}",
+                inc.id,
+                inc.severity.as_str(),
+                inc.rule,
+                inc.account,
+                inc.state.as_str()
+            )?;
+            for e in &inc.timeline {
+                let action = serde_json::to_value(&e.action).unwrap_or_default();
+                let mut what = action["action"].as_str().unwrap_or("?").to_owned();
+                if let Some(ms) = action["since_detect_ms"].as_i64() {
+                    what += &format!(" ({ms} ms after detection");
+                    if let Some(c) = action["since_change_ms"].as_i64() {
+                        what += &format!(", {c} ms after the post's timestamp");
+                    }
+                    what.push(')');
+                }
+                if let Some(r) = action["resolution"].as_str() {
+                    what += &format!(" ({r})");
+                }
+                writeln!(
+                    f,
+                    "      {} {:<62} {}",
+                    e.at.format("%H:%M:%S%.3f"),
+                    what,
+                    e.who
+                )?;
+            }
+        }
+        writeln!(f, "\nThe pages as they read in the chat now:")?;
+        for p in &self.final_pages {
+            writeln!(f, "  ┌────")?;
+            for line in p.lines() {
+                writeln!(f, "  │ {line}")?;
+            }
+            writeln!(f, "  └────")?;
+        }
+        writeln!(
+            f,
+            "\nChange → page latency (fake platform change to fake Bot API receipt, poll every {} ms):",
+            POLL.as_millis()
+        )?;
+        for (what, d) in &self.latencies {
+            writeln!(f, "  {what:<26} {:>6} ms", d.as_millis())?;
+        }
+        let mut ms: Vec<u128> = self.latencies.iter().map(|(_, d)| d.as_millis()).collect();
+        ms.sort();
+        if let (Some(max), false) = (ms.last(), ms.is_empty()) {
+            writeln!(f, "  p50 {} ms, max {} ms", ms[(ms.len() - 1) / 2], max)?;
+        }
+        writeln!(f, "\nChecks:")?;
+        for (what, ok) in &self.checks {
+            writeln!(f, "  [{}] {what}", if *ok { "ok" } else { "FAILED" })?;
+        }
+        writeln!(
+            f,
+            "\n{}",
+            if self.passed() {
+                "demo passed"
+            } else {
+                "demo FAILED"
+            }
+        )
+    }
+}

@@ -45,9 +45,16 @@ pub fn content_from_text(text: &str) -> PostContent {
     let links = text
         .split_whitespace()
         .filter(|w| w.starts_with("http://") || w.starts_with("https://"))
-        .map(|w| w.trim_end_matches(['.', ',', ';', ':', '!', '?', ')', '"', '\'']).to_owned())
+        .map(|w| {
+            w.trim_end_matches(['.', ',', ';', ':', '!', '?', ')', '"', '\''])
+                .to_owned()
+        })
         .collect();
-    PostContent { text: text.to_owned(), links, media: Vec::new() }
+    PostContent {
+        text: text.to_owned(),
+        links,
+        media: Vec::new(),
+    }
 }
 
 #[cfg(test)]

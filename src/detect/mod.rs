@@ -114,16 +114,26 @@ pub struct Finding {
     /// What the finding is about: a post id, or `profile`.
     pub object: String,
     pub evidence: Evidence,
-    /// When the platform says the change happened (post time, edit time), or when it was seen.
-    pub changed_at: DateTime<Utc>,
+    /// When the platform says the change happened (post or edit time); None when it does not
+    /// say (profile fields), so that no latency is claimed from a time nobody knows.
+    pub changed_at: Option<DateTime<Utc>>,
     pub seen_at: DateTime<Utc>,
 }
 
 /// State that a verdict rests on, committed with the incident it causes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {
-    SeenPost { account: String, post_id: String, seen: SeenPost },
-    Baseline { account: String, field: String, value: String, by: String },
+    SeenPost {
+        account: String,
+        post_id: String,
+        seen: SeenPost,
+    },
+    Baseline {
+        account: String,
+        field: String,
+        value: String,
+        by: String,
+    },
 }
 
 /// Detect's verdict on one observation.
@@ -139,8 +149,13 @@ pub const FIRST_SNAPSHOT: &str = "tocsin (first snapshot)";
 /// Profile fields whose change hands the account or its audience to someone else.
 fn field_severity(field: &str, after: &str) -> Severity {
     let critical = matches!(field, "url" | "handle" | "moved" | "email")
-        || (field.starts_with("field:") && (after.contains("http://") || after.contains("https://")));
-    if critical { Severity::Critical } else { Severity::High }
+        || (field.starts_with("field:")
+            && (after.contains("http://") || after.contains("https://")));
+    if critical {
+        Severity::Critical
+    } else {
+        Severity::High
+    }
 }
 
 pub fn evaluate(store: &Store, obs: &Observation) -> Result<Outcome, StoreError> {
@@ -164,8 +179,16 @@ fn evaluate_post(
     if previous.as_ref().is_some_and(|p| p.fingerprint == fp) {
         return Ok(Outcome::default());
     }
-    let seen = SeenPost { fingerprint: fp.clone(), text: post.content.text.clone(), edited_at: post.edited_at };
-    let writes = vec![Write::SeenPost { account: account.into(), post_id: post.id.clone(), seen }];
+    let seen = SeenPost {
+        fingerprint: fp.clone(),
+        text: post.content.text.clone(),
+        edited_at: post.edited_at,
+    };
+    let writes = vec![Write::SeenPost {
+        account: account.into(),
+        post_id: post.id.clone(),
+        seen,
+    }];
     let approved = store.is_post_approved(account, &fp, &post.id, seen_at)?;
     let finding = match previous {
         _ if approved => None,
@@ -184,7 +207,7 @@ fn evaluate_post(
                 client: post.client.clone(),
                 fingerprint: fp,
             },
-            changed_at: post.created_at,
+            changed_at: Some(post.created_at),
             seen_at,
         }),
         Some(before) => Some(Finding {
@@ -199,7 +222,7 @@ fn evaluate_post(
                 after: post.content.text.clone(),
                 fingerprint: fp,
             },
-            changed_at: post.edited_at.unwrap_or(seen_at),
+            changed_at: post.edited_at,
             seen_at,
         }),
     };
@@ -224,7 +247,10 @@ fn evaluate_profile(
                 by: FIRST_SNAPSHOT.into(),
             })
             .collect();
-        return Ok(Outcome { finding: None, writes });
+        return Ok(Outcome {
+            finding: None,
+            writes,
+        });
     }
     let mut changes = BTreeMap::new();
     for (field, after) in &profile.fields {
@@ -234,13 +260,22 @@ fn evaluate_profile(
             None if after.is_empty() => {}
             b => {
                 let before = b.map(|b| b.value.clone());
-                changes.insert(field.clone(), FieldChange { before, after: after.clone() });
+                changes.insert(
+                    field.clone(),
+                    FieldChange {
+                        before,
+                        after: after.clone(),
+                    },
+                );
             }
         }
     }
     for (field, b) in &baselines {
         if !profile.fields.contains_key(field) && !b.value.is_empty() {
-            let change = FieldChange { before: Some(b.value.clone()), after: String::new() };
+            let change = FieldChange {
+                before: Some(b.value.clone()),
+                after: String::new(),
+            };
             changes.insert(field.clone(), change);
         }
     }
@@ -259,7 +294,7 @@ fn evaluate_profile(
             account: account.into(),
             object: "profile".into(),
             evidence: Evidence::Profile { changes },
-            changed_at: seen_at,
+            changed_at: None,
             seen_at,
         }),
         writes: Vec::new(),
@@ -292,12 +327,17 @@ mod tests {
             .transact(|tx| {
                 for w in &outcome.writes {
                     match w {
-                        Write::SeenPost { account, post_id, seen } => {
-                            tx.put_seen_post(account, post_id, seen)?
-                        }
-                        Write::Baseline { account, field, value, by } => {
-                            tx.set_baseline(account, field, value, by, Utc::now())?
-                        }
+                        Write::SeenPost {
+                            account,
+                            post_id,
+                            seen,
+                        } => tx.put_seen_post(account, post_id, seen)?,
+                        Write::Baseline {
+                            account,
+                            field,
+                            value,
+                            by,
+                        } => tx.set_baseline(account, field, value, by, Utc::now())?,
                     }
                 }
                 Ok(())
@@ -310,7 +350,10 @@ mod tests {
             account: "main".into(),
             seen_at: Utc::now(),
             kind: ObservationKind::Profile(Profile {
-                fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                fields: fields
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
             }),
         }
     }
@@ -334,18 +377,32 @@ mod tests {
             note: None,
         };
         store.approve(entry, Utc::now()).unwrap();
-        assert!(evaluate(&store, &post("2", approved_text, false)).unwrap().finding.is_none());
+        assert!(
+            evaluate(&store, &post("2", approved_text, false))
+                .unwrap()
+                .finding
+                .is_none()
+        );
 
         let rogue = evaluate(&store, &post("3", "giveaway, send 1 BTC", false)).unwrap();
         assert_eq!(rogue.finding.as_ref().unwrap().rule, Rule::UnapprovedPost);
         commit(&store, &rogue);
         // Seen again unchanged: nothing new.
-        assert_eq!(evaluate(&store, &post("3", "giveaway, send 1 BTC", false)).unwrap(), Outcome::default());
+        assert_eq!(
+            evaluate(&store, &post("3", "giveaway, send 1 BTC", false)).unwrap(),
+            Outcome::default()
+        );
 
-        let edited = evaluate(&store, &post("1", "old news, now with a link https://evil.example", false)).unwrap();
+        let edited = evaluate(
+            &store,
+            &post("1", "old news, now with a link https://evil.example", false),
+        )
+        .unwrap();
         let f = edited.finding.unwrap();
         assert_eq!(f.rule, Rule::PostEdited);
-        assert!(matches!(f.evidence, Evidence::PostEdited { ref before, .. } if before == "old news"));
+        assert!(
+            matches!(f.evidence, Evidence::PostEdited { ref before, .. } if before == "old news")
+        );
     }
 
     #[test]
@@ -364,7 +421,10 @@ mod tests {
         store.approve(entry, Utc::now()).unwrap();
         let mut obs = post("9", "Claim https://example.com/c", false);
         if let ObservationKind::Post(p) = &mut obs.kind {
-            p.content = PostContent { links: vec!["https://evil.example/c".into()], ..p.content.clone() };
+            p.content = PostContent {
+                links: vec!["https://evil.example/c".into()],
+                ..p.content.clone()
+            };
         }
         assert!(evaluate(&store, &obs).unwrap().finding.is_some());
     }
@@ -373,19 +433,39 @@ mod tests {
     fn first_profile_is_baseline_then_drift_pages() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let first = evaluate(&store, &profile(&[("note", "hi"), ("field:Website", "https://a.example")])).unwrap();
+        let first = evaluate(
+            &store,
+            &profile(&[("note", "hi"), ("field:Website", "https://a.example")]),
+        )
+        .unwrap();
         assert!(first.finding.is_none());
         assert_eq!(first.writes.len(), 2);
         commit(&store, &first);
-        let same = evaluate(&store, &profile(&[("note", "hi"), ("field:Website", "https://a.example")])).unwrap();
+        let same = evaluate(
+            &store,
+            &profile(&[("note", "hi"), ("field:Website", "https://a.example")]),
+        )
+        .unwrap();
         assert_eq!(same, Outcome::default());
 
-        let drift = evaluate(&store, &profile(&[("note", "hi"), ("display_name", "Support")])).unwrap();
+        let drift = evaluate(
+            &store,
+            &profile(&[("note", "hi"), ("display_name", "Support")]),
+        )
+        .unwrap();
         let f = drift.finding.unwrap();
         // A name change and a removed link: no new link target, so high rather than critical.
         assert_eq!(f.severity, Severity::High);
-        let Evidence::Profile { changes } = f.evidence else { panic!("profile evidence") };
-        assert_eq!(changes["display_name"], FieldChange { before: None, after: "Support".into() });
+        let Evidence::Profile { changes } = f.evidence else {
+            panic!("profile evidence")
+        };
+        assert_eq!(
+            changes["display_name"],
+            FieldChange {
+                before: None,
+                after: "Support".into()
+            }
+        );
         assert_eq!(changes["field:Website"].after, "");
     }
 }

@@ -6,7 +6,6 @@
 
 use std::{
     collections::HashSet,
-    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -61,7 +60,7 @@ pub async fn serve(
     state: HttpState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -90,8 +89,14 @@ fn authorize(s: &HttpState, headers: &HeaderMap) -> Result<(), ApiError> {
         return Ok(());
     }
     s.rejected.fetch_add(1, Ordering::Relaxed);
-    tracing::warn!(reason = "bad or missing bearer token", "api request refused");
-    Err(ApiError(StatusCode::UNAUTHORIZED, "missing or wrong bearer token in Authorization".into()))
+    tracing::warn!(
+        reason = "bad or missing bearer token",
+        "api request refused"
+    );
+    Err(ApiError(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong bearer token in Authorization".into(),
+    ))
 }
 
 /// `POST /api/v1/approvals` body.
@@ -119,9 +124,13 @@ async fn add_approval(
         tracing::warn!(reason = %msg, "approval request refused");
         ApiError(StatusCode::BAD_REQUEST, msg)
     };
-    let req: ApprovalRequest = serde_json::from_slice(&body).map_err(|e| bad(format!("invalid approval body: {e}")))?;
+    let req: ApprovalRequest =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("invalid approval body: {e}")))?;
     if !s.accounts.contains(&req.account) {
-        return Err(bad(format!("field `account`: `{}` is not a configured account", req.account)));
+        return Err(bad(format!(
+            "field `account`: `{}` is not a configured account",
+            req.account
+        )));
     }
     if req.text.trim().is_empty() {
         return Err(bad("field `text`: must not be empty".into()));
@@ -138,17 +147,28 @@ async fn add_approval(
     };
     let record = s.store.approve(entry, Utc::now()).map_err(|e| {
         tracing::error!(error = %e, "cannot record an approval");
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the approval could not be recorded".into())
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the approval could not be recorded".into(),
+        )
     })?;
-    s.store.flush().await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    s.store
+        .flush()
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     tracing::info!(account = %req.account, seq = record.seq, "post pre-approved");
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "seq": record.seq, "account": req.account, "fingerprint": fp, "hash": record.hash })),
+        Json(
+            json!({ "seq": record.seq, "account": req.account, "fingerprint": fp, "hash": record.hash }),
+        ),
     ))
 }
 
-async fn list_incidents(State(s): State<HttpState>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+async fn list_incidents(
+    State(s): State<HttpState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
     authorize(&s, &headers)?;
     let incidents = s
         .store

@@ -65,13 +65,20 @@ pub struct Actor {
 
 impl Actor {
     pub fn system() -> Actor {
-        Actor { id: 0, name: "tocsin".into() }
+        Actor {
+            id: 0,
+            name: "tocsin".into(),
+        }
     }
 }
 
 impl fmt::Display for Actor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.id == 0 { f.write_str(&self.name) } else { write!(f, "{} ({})", self.name, self.id) }
+        if self.id == 0 {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{} ({})", self.name, self.id)
+        }
     }
 }
 
@@ -81,11 +88,18 @@ pub enum Action {
     Opened,
     /// The same finding again with new evidence.
     Updated,
-    /// The first page reached the chat.
-    Paged { latency_ms: i64 },
+    /// The first page reached the chat: how long after the platform's own timestamp of the
+    /// change (when it gives one) and after tocsin detected it.
+    Paged {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_change_ms: Option<i64>,
+        since_detect_ms: i64,
+    },
     Acked,
     Approved,
-    Resolved { resolution: Resolution },
+    Resolved {
+        resolution: Resolution,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,8 +133,8 @@ pub struct Incident {
     /// Findings merged into this incident.
     pub findings: u32,
     pub opened_at: DateTime<Utc>,
-    /// When the platform says the change happened.
-    pub changed_at: DateTime<Utc>,
+    /// When the platform says the change happened, if it says.
+    pub changed_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
     pub acked_by: Option<Actor>,
     pub resolved_by: Option<Actor>,
@@ -134,7 +148,11 @@ impl Incident {
     }
 
     fn event(&mut self, at: DateTime<Utc>, who: &str, action: Action) {
-        self.timeline.push(TimelineEvent { at, who: who.into(), action });
+        self.timeline.push(TimelineEvent {
+            at,
+            who: who.into(),
+            action,
+        });
         self.updated_at = at;
     }
 }
@@ -149,7 +167,11 @@ pub enum ActionError {
     #[error("there is no incident #{0}")]
     NotFound(u64),
     #[error("incident #{id} is already resolved ({resolution}) by {by}")]
-    AlreadyResolved { id: u64, resolution: &'static str, by: String },
+    AlreadyResolved {
+        id: u64,
+        resolution: &'static str,
+        by: String,
+    },
     #[error("incident #{id} is already acknowledged by {by}")]
     AlreadyAcked { id: u64, by: String },
     #[error(transparent)]
@@ -194,10 +216,17 @@ impl Incidents {
         let recorded = self.store.transact(|tx| {
             for w in &outcome.writes {
                 match w {
-                    Write::SeenPost { account, post_id, seen } => tx.put_seen_post(account, post_id, seen)?,
-                    Write::Baseline { account, field, value, by } => {
-                        tx.set_baseline(account, field, value, by, now)?
-                    }
+                    Write::SeenPost {
+                        account,
+                        post_id,
+                        seen,
+                    } => tx.put_seen_post(account, post_id, seen)?,
+                    Write::Baseline {
+                        account,
+                        field,
+                        value,
+                        by,
+                    } => tx.set_baseline(account, field, value, by, now)?,
                 }
             }
             match &outcome.finding {
@@ -219,7 +248,10 @@ impl Incidents {
             match (inc.state, &inc.acked_by) {
                 (State::Resolved, _) => return abort(already_resolved(&inc)),
                 (State::Acked, Some(by)) => {
-                    return abort(ActionError::AlreadyAcked { id, by: by.to_string() });
+                    return abort(ActionError::AlreadyAcked {
+                        id,
+                        by: by.to_string(),
+                    });
                 }
                 _ => {}
             }
@@ -242,8 +274,16 @@ impl Incidents {
             let by = who.to_string();
             let note = Some(format!("incident #{id}"));
             match &inc.evidence {
-                Evidence::Post { post_id, fingerprint, .. }
-                | Evidence::PostEdited { post_id, fingerprint, .. } => {
+                Evidence::Post {
+                    post_id,
+                    fingerprint,
+                    ..
+                }
+                | Evidence::PostEdited {
+                    post_id,
+                    fingerprint,
+                    ..
+                } => {
                     let entry = ApprovedEntry::ApprovedPost {
                         account: inc.account.clone(),
                         fingerprint: Some(fingerprint.clone()),
@@ -256,7 +296,8 @@ impl Incidents {
                 }
                 Evidence::Profile { changes } => {
                     for (field, change) in changes {
-                        tx.set_baseline(&inc.account, field, &change.after, &by, now).lift()?;
+                        tx.set_baseline(&inc.account, field, &change.after, &by, now)
+                            .lift()?;
                     }
                 }
             }
@@ -300,10 +341,20 @@ impl Incidents {
         let now = Utc::now();
         let incident = self.store.transact(|tx| {
             tx.remove_page(seq)?;
-            let Some(mut inc) = tx.incident(incident_id)? else { return Ok(None) };
+            let Some(mut inc) = tx.incident(incident_id)? else {
+                return Ok(None);
+            };
             if inc.page.is_none() {
-                let latency_ms = (now - inc.changed_at).num_milliseconds();
-                inc.event(now, "telegram", Action::Paged { latency_ms });
+                let since_change_ms = inc.changed_at.map(|t| (now - t).num_milliseconds());
+                let since_detect_ms = (now - inc.opened_at).num_milliseconds();
+                inc.event(
+                    now,
+                    "telegram",
+                    Action::Paged {
+                        since_change_ms,
+                        since_detect_ms,
+                    },
+                );
             }
             inc.page = Some(page.clone());
             tx.put_incident(&inc)?;
@@ -338,7 +389,10 @@ fn already_resolved(inc: &Incident) -> ActionError {
     ActionError::AlreadyResolved {
         id: inc.id,
         resolution: inc.resolution.map_or("resolved", Resolution::as_str),
-        by: inc.resolved_by.as_ref().map_or_else(|| "someone".into(), Actor::to_string),
+        by: inc
+            .resolved_by
+            .as_ref()
+            .map_or_else(|| "someone".into(), Actor::to_string),
     }
 }
 
@@ -401,7 +455,13 @@ mod tests {
 
     fn profile_finding(after: &str) -> Outcome {
         let mut changes = std::collections::BTreeMap::new();
-        changes.insert("note".to_string(), FieldChange { before: Some("hi".into()), after: after.into() });
+        changes.insert(
+            "note".to_string(),
+            FieldChange {
+                before: Some("hi".into()),
+                after: after.into(),
+            },
+        );
         Outcome {
             finding: Some(Finding {
                 rule: Rule::ProfileChanged,
@@ -409,7 +469,7 @@ mod tests {
                 account: "main".into(),
                 object: "profile".into(),
                 evidence: Evidence::Profile { changes },
-                changed_at: Utc::now(),
+                changed_at: None,
                 seen_at: Utc::now(),
             }),
             writes: vec![],
@@ -417,7 +477,10 @@ mod tests {
     }
 
     fn alice() -> Actor {
-        Actor { id: 1, name: "alice".into() }
+        Actor {
+            id: 1,
+            name: "alice".into(),
+        }
     }
 
     #[tokio::test]
@@ -425,25 +488,70 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let incidents = Incidents::new(store.clone(), Arc::new(Notify::new()));
-        assert_eq!(incidents.record(&profile_finding("pwned")).await.unwrap(), Recorded::Opened(1));
-        assert_eq!(incidents.record(&profile_finding("pwned")).await.unwrap(), Recorded::Nothing);
-        assert_eq!(incidents.record(&profile_finding("pwned!")).await.unwrap(), Recorded::Updated(1));
+        assert_eq!(
+            incidents.record(&profile_finding("pwned")).await.unwrap(),
+            Recorded::Opened(1)
+        );
+        assert_eq!(
+            incidents.record(&profile_finding("pwned")).await.unwrap(),
+            Recorded::Nothing
+        );
+        assert_eq!(
+            incidents.record(&profile_finding("pwned!")).await.unwrap(),
+            Recorded::Updated(1)
+        );
         assert_eq!(store.outbox_depth().unwrap().0, 2);
 
         let inc = incidents.ack(1, &alice()).await.unwrap();
         assert_eq!(inc.state, State::Acked);
-        assert!(matches!(incidents.ack(1, &alice()).await, Err(ActionError::AlreadyAcked { .. })));
-        assert!(matches!(incidents.ack(9, &alice()).await, Err(ActionError::NotFound(9))));
+        assert!(matches!(
+            incidents.ack(1, &alice()).await,
+            Err(ActionError::AlreadyAcked { .. })
+        ));
+        assert!(matches!(
+            incidents.ack(9, &alice()).await,
+            Err(ActionError::NotFound(9))
+        ));
 
         let inc = incidents.approve(1, &alice()).await.unwrap();
         assert_eq!(inc.resolution, Some(Resolution::Approved));
-        assert_eq!(store.baseline("main", "note").unwrap().unwrap().value, "pwned!");
-        let err = incidents.resolve(1, &alice(), Resolution::Contained).await.unwrap_err();
-        assert_eq!(err.to_string(), "incident #1 is already resolved (approved) by alice (1)");
+        assert_eq!(
+            store.baseline("main", "note").unwrap().unwrap().value,
+            "pwned!"
+        );
+        let err = incidents
+            .resolve(1, &alice(), Resolution::Contained)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "incident #1 is already resolved (approved) by alice (1)"
+        );
         // The same evidence after resolution is not a new incident.
-        assert_eq!(incidents.record(&profile_finding("pwned!")).await.unwrap(), Recorded::AlreadyJudged(1));
-        assert_eq!(incidents.record(&profile_finding("again")).await.unwrap(), Recorded::Opened(2));
-        let actions: Vec<_> = store.incident(1).unwrap().unwrap().timeline.into_iter().map(|e| e.action).collect();
-        assert_eq!(actions, vec![Action::Opened, Action::Updated, Action::Acked, Action::Approved]);
+        assert_eq!(
+            incidents.record(&profile_finding("pwned!")).await.unwrap(),
+            Recorded::AlreadyJudged(1)
+        );
+        assert_eq!(
+            incidents.record(&profile_finding("again")).await.unwrap(),
+            Recorded::Opened(2)
+        );
+        let actions: Vec<_> = store
+            .incident(1)
+            .unwrap()
+            .unwrap()
+            .timeline
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(
+            actions,
+            vec![
+                Action::Opened,
+                Action::Updated,
+                Action::Acked,
+                Action::Approved
+            ]
+        );
     }
 }

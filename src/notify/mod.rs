@@ -45,7 +45,11 @@ pub async fn run(pager: TelegramPager, incidents: Incidents, shutdown: Cancellat
         let incident = match store.incident(entry.incident_id) {
             Ok(Some(inc)) => inc,
             Ok(None) => {
-                tracing::warn!(seq, incident = entry.incident_id, "page for an unknown incident dropped");
+                tracing::warn!(
+                    seq,
+                    incident = entry.incident_id,
+                    "page for an unknown incident dropped"
+                );
                 let _ = incidents.discard_page(seq);
                 continue;
             }
@@ -63,8 +67,12 @@ pub async fn run(pager: TelegramPager, incidents: Incidents, shutdown: Cancellat
                 failures = 0;
                 let age_ms = (chrono::Utc::now() - entry.enqueued_at).num_milliseconds();
                 match incidents.delivered(seq, incident.id, page).await {
-                    Ok(_) => tracing::info!(incident = incident.id, queued_ms = age_ms, "page delivered"),
-                    Err(e) => tracing::error!(error = %e, "page delivered but not recorded; it will be re-checked"),
+                    Ok(_) => {
+                        tracing::info!(incident = incident.id, queued_ms = age_ms, "page delivered")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "page delivered but not recorded; it will be re-checked")
+                    }
                 }
                 continue;
             }
@@ -86,7 +94,9 @@ pub async fn run(pager: TelegramPager, incidents: Incidents, shutdown: Cancellat
 }
 
 fn backoff(failures: u32) -> Duration {
-    Duration::from_millis(500).saturating_mul(2u32.saturating_pow(failures.min(10))).min(MAX_BACKOFF)
+    Duration::from_millis(500)
+        .saturating_mul(2u32.saturating_pow(failures.min(10)))
+        .min(MAX_BACKOFF)
 }
 
 /// Sleeps unless shut down first; false on shutdown.

@@ -49,7 +49,15 @@ pub fn render(inc: &Incident) -> Rendered {
     };
     let mut t = format!("{badge} · {}\nAccount: {}\n", inc.rule, inc.account);
     match &inc.evidence {
-        Evidence::Post { post_id, url, text, links, media, client, .. } => {
+        Evidence::Post {
+            post_id,
+            url,
+            text,
+            links,
+            media,
+            client,
+            ..
+        } => {
             t += &format!("Post {post_id}: “{}”\n", excerpt(text));
             if !links.is_empty() {
                 t += &format!("Links: {}\n", excerpt(&links.join(" ")));
@@ -64,8 +72,18 @@ pub fn render(inc: &Incident) -> Rendered {
                 t += &format!("Open: {}\n", excerpt(u));
             }
         }
-        Evidence::PostEdited { post_id, url, before, after, .. } => {
-            t += &format!("Post {post_id} was edited\nBefore: “{}”\nAfter: “{}”\n", excerpt(before), excerpt(after));
+        Evidence::PostEdited {
+            post_id,
+            url,
+            before,
+            after,
+            ..
+        } => {
+            t += &format!(
+                "Post {post_id} was edited\nBefore: “{}”\nAfter: “{}”\n",
+                excerpt(before),
+                excerpt(after)
+            );
             if let Some(u) = url {
                 t += &format!("Open: {}\n", excerpt(u));
             }
@@ -73,8 +91,15 @@ pub fn render(inc: &Incident) -> Rendered {
         Evidence::Profile { changes } => {
             let each = EXCERPT / changes.len().max(1);
             for (field, c) in changes {
-                let before = c.before.as_deref().map_or_else(|| "(none)".to_owned(), |b| cut(b, each / 2));
-                let after = if c.after.is_empty() { "(removed)".to_owned() } else { cut(&c.after, each / 2) };
+                let before = c
+                    .before
+                    .as_deref()
+                    .map_or_else(|| "(none)".to_owned(), |b| cut(b, each / 2));
+                let after = if c.after.is_empty() {
+                    "(removed)".to_owned()
+                } else {
+                    cut(&c.after, each / 2)
+                };
                 t += &format!("{field}: “{before}” → “{after}”\n");
             }
         }
@@ -92,7 +117,9 @@ pub fn render(inc: &Incident) -> Rendered {
         (State::Acked, _) => format!("State: ACKED by {}", who(inc, &inc.acked_by, is_ack)),
         (State::Resolved, r) => {
             let how = r.map_or("resolved", Resolution::as_str);
-            let by = who(inc, &inc.resolved_by, |a| matches!(a, Action::Approved | Action::Resolved { .. }));
+            let by = who(inc, &inc.resolved_by, |a| {
+                matches!(a, Action::Approved | Action::Resolved { .. })
+            });
             let mut s = format!("State: RESOLVED ({how}) by {by}");
             if inc.acked_by.is_some() {
                 s += &format!("\nAcked by {}", who(inc, &inc.acked_by, is_ack));
@@ -102,20 +129,38 @@ pub fn render(inc: &Incident) -> Rendered {
     };
     let t = cut(&t, MAX_TEXT);
     let id = inc.id;
-    let button = |label: &str, action: &str| InlineKeyboardButton::callback(label, format!("{action}:{id}"));
+    let button =
+        |label: &str, action: &str| InlineKeyboardButton::callback(label, format!("{action}:{id}"));
     let row = match inc.state {
-        State::Open => vec![button("Ack", "ack"), button("Approve", "approve"), button("Resolve", "resolve")],
+        State::Open => vec![
+            button("Ack", "ack"),
+            button("Approve", "approve"),
+            button("Resolve", "resolve"),
+        ],
         State::Acked => vec![button("Approve", "approve"), button("Resolve", "resolve")],
         State::Resolved => vec![],
     };
-    let buttons = if row.is_empty() { InlineKeyboardMarkup::default() } else { InlineKeyboardMarkup::new([row]) };
-    let digest = digest(&format!("{t}\n{}", serde_json::to_string(&buttons).unwrap_or_default()));
-    Rendered { text: t, buttons, digest }
+    let buttons = if row.is_empty() {
+        InlineKeyboardMarkup::default()
+    } else {
+        InlineKeyboardMarkup::new([row])
+    };
+    let digest = digest(&format!(
+        "{t}\n{}",
+        serde_json::to_string(&buttons).unwrap_or_default()
+    ));
+    Rendered {
+        text: t,
+        buttons,
+        digest,
+    }
 }
 
 /// "alice (111) at 20:15:07 UTC", the time taken from the incident's own timeline.
 fn who(inc: &Incident, actor: &Option<Actor>, action: impl Fn(&Action) -> bool) -> String {
-    let name = actor.as_ref().map_or_else(|| "someone".into(), Actor::to_string);
+    let name = actor
+        .as_ref()
+        .map_or_else(|| "someone".into(), Actor::to_string);
     match inc.timeline.iter().rev().find(|e| action(&e.action)) {
         Some(e) => format!("{name} at {}", e.at.format("%H:%M:%S UTC")),
         None => name,
@@ -149,7 +194,10 @@ pub struct TelegramPager {
 
 impl TelegramPager {
     pub fn new(bot: Bot, chat_id: i64) -> TelegramPager {
-        TelegramPager { bot, chat: ChatId(chat_id) }
+        TelegramPager {
+            bot,
+            chat: ChatId(chat_id),
+        }
     }
 
     /// Brings the incident's page up to date: sends it the first time, edits it afterwards.
@@ -162,20 +210,36 @@ impl TelegramPager {
             }
             let edit = self
                 .bot
-                .edit_message_text(ChatId(page.chat_id), MessageId(page.message_id), r.text.clone())
+                .edit_message_text(
+                    ChatId(page.chat_id),
+                    MessageId(page.message_id),
+                    r.text.clone(),
+                )
                 .reply_markup(r.buttons.clone())
                 .await;
             match edit {
                 Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => {
-                    return Ok(PageRef { rendered: r.digest, ..page.clone() });
+                    return Ok(PageRef {
+                        rendered: r.digest,
+                        ..page.clone()
+                    });
                 }
                 // Someone deleted the page: post it again rather than lose it.
                 Err(RequestError::Api(ApiError::MessageToEditNotFound)) => {}
                 Err(e) => return Err(classify(e)),
             }
         }
-        let sent = self.bot.send_message(self.chat, r.text).reply_markup(r.buttons).await.map_err(classify)?;
-        Ok(PageRef { chat_id: sent.chat.id.0, message_id: sent.id.0, rendered: r.digest })
+        let sent = self
+            .bot
+            .send_message(self.chat, r.text)
+            .reply_markup(r.buttons)
+            .await
+            .map_err(classify)?;
+        Ok(PageRef {
+            chat_id: sent.chat.id.0,
+            message_id: sent.id.0,
+            rendered: r.digest,
+        })
     }
 }
 
@@ -184,10 +248,13 @@ fn classify(e: RequestError) -> DeliveryError {
         RequestError::RetryAfter(s) => DeliveryError::RetryAfter(s.duration()),
         RequestError::Network(e) => DeliveryError::Transient(e.to_string()),
         RequestError::Io(e) => DeliveryError::Transient(e.to_string()),
-        RequestError::InvalidJson { source, .. } => DeliveryError::Transient(format!("invalid answer: {source}")),
-        RequestError::Api(e) => DeliveryError::Refused(e.to_string()),
-        RequestError::MigrateToChatId(id) => {
-            DeliveryError::Refused(format!("the chat became a supergroup: set telegram.chat_id = {}", id.0))
+        RequestError::InvalidJson { source, .. } => {
+            DeliveryError::Transient(format!("invalid answer: {source}"))
         }
+        RequestError::Api(e) => DeliveryError::Refused(e.to_string()),
+        RequestError::MigrateToChatId(id) => DeliveryError::Refused(format!(
+            "the chat became a supergroup: set telegram.chat_id = {}",
+            id.0
+        )),
     }
 }

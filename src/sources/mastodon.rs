@@ -139,10 +139,14 @@ impl Client {
         }
         let resp = req.send().await?;
         self.budget = rate_budget(resp.headers()).or(self.budget.take());
-        check(resp, path).await?.json::<T>().await.map_err(|e| SourceError::Malformed {
-            what: path.into(),
-            detail: e.to_string(),
-        })
+        check(resp, path)
+            .await?
+            .json::<T>()
+            .await
+            .map_err(|e| SourceError::Malformed {
+                what: path.into(),
+                detail: e.to_string(),
+            })
     }
 }
 
@@ -156,10 +160,13 @@ async fn check(resp: Response, what: &str) -> Result<Response, SourceError> {
             let wait = retry_after(resp.headers()).unwrap_or(Duration::from_secs(60));
             Err(SourceError::RateLimited(wait))
         }
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            Err(SourceError::Unauthorized { status: status.as_u16() })
-        }
-        _ => Err(SourceError::Status { status: status.as_u16(), what: what.into() }),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(SourceError::Unauthorized {
+            status: status.as_u16(),
+        }),
+        _ => Err(SourceError::Status {
+            status: status.as_u16(),
+            what: what.into(),
+        }),
     }
 }
 
@@ -184,7 +191,12 @@ fn retry_after(h: &HeaderMap) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let reset = rate_budget(h)?.reset?;
-    Some((reset - Utc::now()).to_std().unwrap_or(Duration::ZERO).max(Duration::from_secs(1)))
+    Some(
+        (reset - Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .max(Duration::from_secs(1)),
+    )
 }
 
 /// Mastodon ids are decimal strings of growing length; compare them as numbers.
@@ -208,9 +220,17 @@ pub async fn run(account: Account, ctx: SourceContext) {
     let mut failures = 0u32;
     loop {
         let span = tracing::info_span!("poll", account = %account.name, platform = "mastodon");
-        let result = poll(&mut client, &ctx, &account.name, &mut cursor, &mut origin, &cursor_key, &origin_key)
-            .instrument(span)
-            .await;
+        let result = poll(
+            &mut client,
+            &ctx,
+            &account.name,
+            &mut cursor,
+            &mut origin,
+            &cursor_key,
+            &origin_key,
+        )
+        .instrument(span)
+        .await;
         let budget = client.budget.clone();
         let wait = match result {
             Ok(true) => {
@@ -218,9 +238,14 @@ pub async fn run(account: Account, ctx: SourceContext) {
                 ctx.health.success(&account.name, budget.clone());
                 // At zero remaining, wait for the window to reset rather than earn a 429.
                 match budget {
-                    Some(RateBudget { remaining: 0, reset: Some(reset), .. }) => {
-                        (reset - Utc::now()).to_std().unwrap_or_default().max(account.poll_interval)
-                    }
+                    Some(RateBudget {
+                        remaining: 0,
+                        reset: Some(reset),
+                        ..
+                    }) => (reset - Utc::now())
+                        .to_std()
+                        .unwrap_or_default()
+                        .max(account.poll_interval),
                     _ => account.poll_interval,
                 }
             }
@@ -245,7 +270,9 @@ pub async fn run(account: Account, ctx: SourceContext) {
 /// The wait after `failures` consecutive failures: the interval doubled per failure, capped.
 fn backoff(interval: Duration, failures: u32) -> Duration {
     let factor = 2u32.saturating_pow(failures.min(16));
-    interval.saturating_mul(factor).min(MAX_BACKOFF.max(interval))
+    interval
+        .saturating_mul(factor)
+        .min(MAX_BACKOFF.max(interval))
 }
 
 /// One poll. Ok(false) when the pipeline is closed.
@@ -261,34 +288,53 @@ async fn poll(
     let path = format!("api/v1/accounts/{}", client.account_id);
     let account: ApiAccount = client.get(&path, &[]).await?;
     if account.id != client.account_id {
-        return Err(SourceError::Malformed { what: path, detail: format!("got account {}", account.id) });
+        return Err(SourceError::Malformed {
+            what: path,
+            detail: format!("got account {}", account.id),
+        });
     }
-    if !ctx.emit(name, ObservationKind::Profile(profile(&account))).await {
+    if !ctx
+        .emit(name, ObservationKind::Profile(profile(&account)))
+        .await
+    {
         return Ok(false);
     }
 
     let statuses_path = format!("api/v1/accounts/{}/statuses", client.account_id);
-    let mut recent: Vec<ApiStatus> = client.get(&statuses_path, &[("limit", PAGE.to_string())]).await?;
+    let mut recent: Vec<ApiStatus> = client
+        .get(&statuses_path, &[("limit", PAGE.to_string())])
+        .await?;
     recent.sort_by(|a, b| cmp_id(&a.id, &b.id));
 
     let first_poll = origin.is_none();
     let mut posts = Vec::new();
     if let Some(since) = cursor.clone()
         && recent.len() == PAGE
-        && recent.first().is_some_and(|oldest| cmp_id(&oldest.id, &since) == Ordering::Greater)
+        && recent
+            .first()
+            .is_some_and(|oldest| cmp_id(&oldest.id, &since) == Ordering::Greater)
     {
         // More than a page since the last poll: read the gap oldest first with min_id.
         let mut min_id = since;
         for _ in 0..MAX_GAP_PAGES {
             let mut page: Vec<ApiStatus> = client
-                .get(&statuses_path, &[("min_id", min_id.clone()), ("limit", PAGE.to_string())])
+                .get(
+                    &statuses_path,
+                    &[("min_id", min_id.clone()), ("limit", PAGE.to_string())],
+                )
                 .await?;
             page.sort_by(|a, b| cmp_id(&a.id, &b.id));
             let Some(newest) = page.last() else { break };
             min_id = newest.id.clone();
-            let reached_recent = recent.first().is_some_and(|r| cmp_id(&min_id, &r.id) != Ordering::Less);
+            let reached_recent = recent
+                .first()
+                .is_some_and(|r| cmp_id(&min_id, &r.id) != Ordering::Less);
             let full = page.len() == PAGE;
-            posts.extend(page.into_iter().filter(|s| recent.first().is_none_or(|r| cmp_id(&s.id, &r.id) == Ordering::Less)));
+            posts.extend(page.into_iter().filter(|s| {
+                recent
+                    .first()
+                    .is_none_or(|r| cmp_id(&s.id, &r.id) == Ordering::Less)
+            }));
             if reached_recent || !full {
                 break;
             }
@@ -298,28 +344,42 @@ async fn poll(
 
     let origin_id = match origin {
         Some(o) => o.clone(),
-        None => posts.last().map_or_else(|| "0".to_owned(), |s| s.id.clone()),
+        None => posts
+            .last()
+            .map_or_else(|| "0".to_owned(), |s| s.id.clone()),
     };
     let mut newest = cursor.clone();
     for status in &posts {
         let history = first_poll || cmp_id(&status.id, &origin_id) != Ordering::Greater;
-        if !ctx.emit(name, ObservationKind::Post(post(status, history))).await {
+        if !ctx
+            .emit(name, ObservationKind::Post(post(status, history)))
+            .await
+        {
             return Ok(false);
         }
-        if newest.as_deref().is_none_or(|n| cmp_id(&status.id, n) == Ordering::Greater) {
+        if newest
+            .as_deref()
+            .is_none_or(|n| cmp_id(&status.id, n) == Ordering::Greater)
+        {
             newest = Some(status.id.clone());
         }
     }
     let newest = newest.unwrap_or_else(|| origin_id.clone());
     if first_poll {
-        let checkpoint = ObservationKind::Checkpoint { cursor: origin_key.into(), value: origin_id.clone() };
+        let checkpoint = ObservationKind::Checkpoint {
+            cursor: origin_key.into(),
+            value: origin_id.clone(),
+        };
         if !ctx.emit(name, checkpoint).await {
             return Ok(false);
         }
         *origin = Some(origin_id);
     }
     if cursor.as_deref() != Some(newest.as_str()) {
-        let checkpoint = ObservationKind::Checkpoint { cursor: cursor_key.into(), value: newest.clone() };
+        let checkpoint = ObservationKind::Checkpoint {
+            cursor: cursor_key.into(),
+            value: newest.clone(),
+        };
         if !ctx.emit(name, checkpoint).await {
             return Ok(false);
         }
@@ -341,7 +401,10 @@ fn profile(a: &ApiAccount) -> Profile {
     put("header", a.header.clone());
     put("locked", a.locked.to_string());
     put("bot", a.bot.to_string());
-    put("moved", a.moved.as_ref().map(|m| m.acct.clone()).unwrap_or_default());
+    put(
+        "moved",
+        a.moved.as_ref().map(|m| m.acct.clone()).unwrap_or_default(),
+    );
     for f in &a.fields {
         put(&format!("field:{}", f.name), html_to_content(&f.value).text);
     }
@@ -361,7 +424,11 @@ fn post(s: &ApiStatus, history: bool) -> Post {
             content.text.push_str(&option.title);
         }
     }
-    if let Some(original) = s.reblog.as_deref().and_then(|r| r.url.clone().or(r.uri.clone())) {
+    if let Some(original) = s
+        .reblog
+        .as_deref()
+        .and_then(|r| r.url.clone().or(r.uri.clone()))
+    {
         content.text = format!("boost of {original}\n{}", content.text);
         content.links.push(original);
     }
@@ -373,7 +440,12 @@ fn post(s: &ApiStatus, history: bool) -> Post {
             None => format!(
                 "{}:url:{}",
                 m.kind,
-                digest(m.remote_url.as_deref().or(m.url.as_deref()).unwrap_or_default())
+                digest(
+                    m.remote_url
+                        .as_deref()
+                        .or(m.url.as_deref())
+                        .unwrap_or_default()
+                )
             ),
         })
         .collect();
@@ -428,8 +500,14 @@ pub fn html_to_content(html: &str) -> PostContent {
             "/p" => text.push_str("\n\n"),
             "a" => {
                 let class = attr(tag, "class").unwrap_or_default();
-                let internal = class.split_whitespace().any(|c| c == "mention" || c == "hashtag");
-                let href = if internal { None } else { attr(tag, "href").map(|h| decode_entities(&h)) };
+                let internal = class
+                    .split_whitespace()
+                    .any(|c| c == "mention" || c == "hashtag");
+                let href = if internal {
+                    None
+                } else {
+                    attr(tag, "href").map(|h| decode_entities(&h))
+                };
                 anchor = Some((href, String::new()));
             }
             "/a" => {
@@ -449,7 +527,11 @@ pub fn html_to_content(html: &str) -> PostContent {
     if let Some((_, inner)) = anchor {
         text.push_str(&inner);
     }
-    PostContent { text: text.trim().to_owned(), links, media: Vec::new() }
+    PostContent {
+        text: text.trim().to_owned(),
+        links,
+        media: Vec::new(),
+    }
 }
 
 fn tag_name(tag: &str) -> String {
@@ -526,7 +608,10 @@ mod tests {
     fn html_links_are_expanded_and_match_a_typed_approval() {
         let html = r#"<p>Our Q4 update &amp; more: <a href="https://example.com/q4" target="_blank" rel="nofollow noopener noreferrer" translate="no"><span class="invisible">https://</span><span class="">example.com/q4</span><span class="invisible"></span></a>. <a href="https://m.example/tags/news" class="mention hashtag" rel="tag">#<span>news</span></a></p>"#;
         let content = html_to_content(html);
-        assert_eq!(content.text, "Our Q4 update & more: https://example.com/q4. #news");
+        assert_eq!(
+            content.text,
+            "Our Q4 update & more: https://example.com/q4. #news"
+        );
         assert_eq!(content.links, vec!["https://example.com/q4".to_string()]);
         let typed = content_from_text("Our Q4 update & more: https://example.com/q4. #news");
         assert_eq!(fingerprint(&content), fingerprint(&typed));

@@ -38,7 +38,10 @@ pub enum ObservationKind {
     Profile(Profile),
     /// Everything before this point has been handed over: the pipeline persists the cursor once
     /// it has committed what came before, so a crash re-reads rather than skips.
-    Checkpoint { cursor: String, value: String },
+    Checkpoint {
+        cursor: String,
+        value: String,
+    },
 }
 
 /// A post as the platform shows it now.
@@ -141,7 +144,11 @@ pub struct SourceContext {
 impl SourceContext {
     /// Sends one observation; false when the pipeline is gone (shutting down).
     pub async fn emit(&self, account: &str, kind: ObservationKind) -> bool {
-        let obs = Observation { account: account.to_owned(), seen_at: Utc::now(), kind };
+        let obs = Observation {
+            account: account.to_owned(),
+            seen_at: Utc::now(),
+            kind,
+        };
         self.out.send(obs).await.is_ok()
     }
 

@@ -30,7 +30,12 @@ pub enum ApprovedEntry {
     },
     /// The accepted value of a profile field. The value itself lives in the baselines index;
     /// the log keeps its digest so the index can be checked against it.
-    Baseline { account: String, field: String, value_digest: String, by: String },
+    Baseline {
+        account: String,
+        field: String,
+        value_digest: String,
+        by: String,
+    },
 }
 
 /// An entry as stored: its place in the chain and the hashes that bind it there.
@@ -46,7 +51,13 @@ pub struct LogRecord {
 impl LogRecord {
     pub fn new(seq: u64, at: DateTime<Utc>, prev: String, entry: ApprovedEntry) -> LogRecord {
         let hash = record_hash(seq, &at, &prev, &entry);
-        LogRecord { seq, at, prev, hash, entry }
+        LogRecord {
+            seq,
+            at,
+            prev,
+            hash,
+            entry,
+        }
     }
 
     /// Whether the stored hash still matches the stored content.
@@ -63,7 +74,10 @@ fn record_hash(seq: u64, at: &DateTime<Utc>, prev: &str, entry: &ApprovedEntry) 
     h.update(b"\n");
     h.update(seq.to_string().as_bytes());
     h.update(b"\n");
-    h.update(at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true).as_bytes());
+    h.update(
+        at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+            .as_bytes(),
+    );
     h.update(b"\n");
     h.update(serde_json::to_vec(entry).expect("entries always serialize"));
     hex::encode(h.finalize())

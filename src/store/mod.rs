@@ -100,7 +100,10 @@ fn key2(a: &str, b: &str) -> Vec<u8> {
 }
 
 fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { tree, detail: e.to_string() })
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        tree,
+        detail: e.to_string(),
+    })
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -112,9 +115,10 @@ fn be(n: u64) -> [u8; 8] {
 }
 
 fn from_be(tree: &'static str, bytes: &[u8]) -> Result<u64, StoreError> {
-    let arr: [u8; 8] = bytes
-        .try_into()
-        .map_err(|_| StoreError::Corrupt { tree, detail: "key is not 8 bytes".into() })?;
+    let arr: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt {
+        tree,
+        detail: "key is not 8 bytes".into(),
+    })?;
     Ok(u64::from_be_bytes(arr))
 }
 
@@ -125,7 +129,10 @@ impl Store {
             .path(dir)
             .flush_every_ms(Some(200))
             .open()
-            .map_err(|source| StoreError::Open { path: dir.display().to_string(), source })?;
+            .map_err(|source| StoreError::Open {
+                path: dir.display().to_string(),
+                source,
+            })?;
         let t = |name: &str| db.open_tree(name);
         Ok(Store {
             approved_log: t("approved_log")?,
@@ -165,10 +172,21 @@ impl Store {
             &self.meta,
         );
         trees
-            .transaction(|(log, posts, baselines, seen, incidents, keys, outbox, meta)| {
-                let tx = Tx { log, posts, baselines, seen, incidents, keys, outbox, meta };
-                f(&tx)
-            })
+            .transaction(
+                |(log, posts, baselines, seen, incidents, keys, outbox, meta)| {
+                    let tx = Tx {
+                        log,
+                        posts,
+                        baselines,
+                        seen,
+                        incidents,
+                        keys,
+                        outbox,
+                        meta,
+                    };
+                    f(&tx)
+                },
+            )
             .map_err(|e| match e {
                 TransactionError::Abort(e) => e,
                 TransactionError::Storage(e) => E::from(StoreError::Db(e)),
@@ -178,7 +196,11 @@ impl Store {
     // ---- approved log -------------------------------------------------------------------
 
     /// Appends one approval on its own.
-    pub fn approve(&self, entry: ApprovedEntry, at: DateTime<Utc>) -> Result<LogRecord, StoreError> {
+    pub fn approve(
+        &self,
+        entry: ApprovedEntry,
+        at: DateTime<Utc>,
+    ) -> Result<LogRecord, StoreError> {
         self.transact(|tx| tx.append_log(entry.clone(), at))
     }
 
@@ -190,11 +212,14 @@ impl Store {
         post_id: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        for key in [key2(account, &format!("fp:{fingerprint}")), key2(account, &format!("id:{post_id}"))]
-        {
+        for key in [
+            key2(account, &format!("fp:{fingerprint}")),
+            key2(account, &format!("id:{post_id}")),
+        ] {
             if let Some(seq) = self.approved_posts.get(&key)? {
                 let record = self.log_record(from_be("approved_posts", &seq)?)?;
-                if let Some(ApprovedEntry::ApprovedPost { expires_at, .. }) = record.map(|r| r.entry)
+                if let Some(ApprovedEntry::ApprovedPost { expires_at, .. }) =
+                    record.map(|r| r.entry)
                     && expires_at.is_none_or(|t| now < t)
                 {
                     return Ok(true);
@@ -205,7 +230,10 @@ impl Store {
     }
 
     fn log_record(&self, seq: u64) -> Result<Option<LogRecord>, StoreError> {
-        self.approved_log.get(be(seq))?.map(|v| decode("approved_log", &v)).transpose()
+        self.approved_log
+            .get(be(seq))?
+            .map(|v| decode("approved_log", &v))
+            .transpose()
     }
 
     /// Number of entries in the approved log.
@@ -237,18 +265,29 @@ impl Store {
                 }
             };
             if seq != expected_seq {
-                problems.push(format!("entry {expected_seq}: missing (next stored is {seq})"));
+                problems.push(format!(
+                    "entry {expected_seq}: missing (next stored is {seq})"
+                ));
             }
             if record.seq != seq {
                 problems.push(format!("entry {seq}: says it is entry {}", record.seq));
             }
             if record.prev != prev {
-                problems.push(format!("entry {seq}: does not follow entry {}", seq.wrapping_sub(1)));
+                problems.push(format!(
+                    "entry {seq}: does not follow entry {}",
+                    seq.wrapping_sub(1)
+                ));
             }
             if !record.is_intact() {
                 problems.push(format!("entry {seq}: content does not match its hash"));
             }
-            if let ApprovedEntry::Baseline { account, field, value_digest, .. } = &record.entry {
+            if let ApprovedEntry::Baseline {
+                account,
+                field,
+                value_digest,
+                ..
+            } = &record.entry
+            {
                 latest_baseline.insert(key2(account, field), value_digest.clone());
             }
             prev = record.hash;
@@ -274,13 +313,24 @@ impl Store {
                 _ => problems.push(format!("baseline {name}: does not match the approved log")),
             }
         }
-        Ok(VerifyReport { entries: expected_seq, head: prev, problems })
+        Ok(VerifyReport {
+            entries: expected_seq,
+            head: prev,
+            problems,
+        })
     }
 
     // ---- baselines and seen posts --------------------------------------------------------
 
-    pub fn baseline(&self, account: &str, field: &str) -> Result<Option<BaselineValue>, StoreError> {
-        self.baselines.get(key2(account, field))?.map(|v| decode("baselines", &v)).transpose()
+    pub fn baseline(
+        &self,
+        account: &str,
+        field: &str,
+    ) -> Result<Option<BaselineValue>, StoreError> {
+        self.baselines
+            .get(key2(account, field))?
+            .map(|v| decode("baselines", &v))
+            .transpose()
     }
 
     /// Every baselined field of an account, by field name.
@@ -299,13 +349,19 @@ impl Store {
     }
 
     pub fn seen_post(&self, account: &str, post_id: &str) -> Result<Option<SeenPost>, StoreError> {
-        self.seen_posts.get(key2(account, post_id))?.map(|v| decode("seen_posts", &v)).transpose()
+        self.seen_posts
+            .get(key2(account, post_id))?
+            .map(|v| decode("seen_posts", &v))
+            .transpose()
     }
 
     // ---- cursors -------------------------------------------------------------------------
 
     pub fn cursor(&self, name: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.cursors.get(name)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+        Ok(self
+            .cursors
+            .get(name)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     pub fn set_cursor(&self, name: &str, value: &str) -> Result<(), StoreError> {
@@ -316,12 +372,19 @@ impl Store {
     // ---- incidents and outbox ------------------------------------------------------------
 
     pub fn incident(&self, id: u64) -> Result<Option<Incident>, StoreError> {
-        self.incidents.get(be(id))?.map(|v| decode("incidents", &v)).transpose()
+        self.incidents
+            .get(be(id))?
+            .map(|v| decode("incidents", &v))
+            .transpose()
     }
 
     /// All incidents, oldest first.
     pub fn incidents(&self) -> Result<Vec<Incident>, StoreError> {
-        self.incidents.iter().values().map(|v| decode("incidents", &v?)).collect()
+        self.incidents
+            .iter()
+            .values()
+            .map(|v| decode("incidents", &v?))
+            .collect()
     }
 
     /// The oldest page waiting for delivery.
@@ -368,7 +431,9 @@ pub trait Lift<T> {
 impl<T> Lift<T> for TxResult<T> {
     fn lift<E: From<StoreError>>(self) -> TxResult<T, E> {
         self.map_err(|e| match e {
-            ConflictableTransactionError::Abort(e) => ConflictableTransactionError::Abort(E::from(e)),
+            ConflictableTransactionError::Abort(e) => {
+                ConflictableTransactionError::Abort(E::from(e))
+            }
             ConflictableTransactionError::Storage(e) => ConflictableTransactionError::Storage(e),
             // Hidden variant: a conflict, which sled retries.
             _ => ConflictableTransactionError::Conflict,
@@ -404,11 +469,18 @@ impl Tx<'_> {
         hex::decode_to_slice(&record.hash, &mut hash).expect("own hash is hex");
         self.meta.insert(HEAD, encode(&Head { seq, hash }))?;
         match &record.entry {
-            ApprovedEntry::ApprovedPost { account, fingerprint, post_id, .. } => {
+            ApprovedEntry::ApprovedPost {
+                account,
+                fingerprint,
+                post_id,
+                ..
+            } => {
                 if let Some(fp) = fingerprint {
-                    self.posts.insert(key2(account, &format!("fp:{fp}")), &be(seq))?;
+                    self.posts
+                        .insert(key2(account, &format!("fp:{fp}")), &be(seq))?;
                 } else if let Some(id) = post_id {
-                    self.posts.insert(key2(account, &format!("id:{id}")), &be(seq))?;
+                    self.posts
+                        .insert(key2(account, &format!("id:{id}")), &be(seq))?;
                 }
             }
             ApprovedEntry::Baseline { .. } => {}
@@ -435,7 +507,11 @@ impl Tx<'_> {
             },
             at,
         )?;
-        let v = BaselineValue { value: value.into(), digest: value_digest, seq: record.seq };
+        let v = BaselineValue {
+            value: value.into(),
+            digest: value_digest,
+            seq: record.seq,
+        };
         self.baselines.insert(key2(account, field), encode(&v))?;
         Ok(())
     }
@@ -455,9 +531,9 @@ impl Tx<'_> {
 
     pub fn incident_by_key(&self, key: &str) -> TxResult<Option<Incident>> {
         match self.keys.get(key.as_bytes())? {
-            Some(id) => {
-                self.incident(from_be("incident_keys", &id).map_err(ConflictableTransactionError::Abort)?)
-            }
+            Some(id) => self.incident(
+                from_be("incident_keys", &id).map_err(ConflictableTransactionError::Abort)?,
+            ),
             None => Ok(None),
         }
     }
@@ -470,14 +546,18 @@ impl Tx<'_> {
     /// Stores an incident and points its dedup key at it.
     pub fn put_incident(&self, incident: &Incident) -> TxResult<()> {
         self.incidents.insert(&be(incident.id), encode(incident))?;
-        self.keys.insert(incident.dedup_key().as_bytes(), &be(incident.id))?;
+        self.keys
+            .insert(incident.dedup_key().as_bytes(), &be(incident.id))?;
         Ok(())
     }
 
     /// Queues a page for the incident.
     pub fn enqueue_page(&self, incident_id: u64, at: DateTime<Utc>) -> TxResult<u64> {
         let seq = self.next(OUTBOX_SEQ)?;
-        let entry = OutboxEntry { incident_id, enqueued_at: at };
+        let entry = OutboxEntry {
+            incident_id,
+            enqueued_at: at,
+        };
         self.outbox.insert(&be(seq), encode(&entry))?;
         Ok(seq)
     }
@@ -510,7 +590,9 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let now = Utc::now();
         store.approve(post("a", "f1"), now).unwrap();
-        store.transact(|tx| tx.set_baseline("a", "note", "hello", "test", now)).unwrap();
+        store
+            .transact(|tx| tx.set_baseline("a", "note", "hello", "test", now))
+            .unwrap();
         store.approve(post("a", "f2"), now).unwrap();
         let report = store.verify_log().unwrap();
         assert!(report.is_ok(), "{:?}", report.problems);
@@ -524,7 +606,10 @@ mod tests {
         record.entry = post("a", "rogue");
         store.approved_log.insert(be(0), encode(&record)).unwrap();
         let report = store.verify_log().unwrap();
-        assert_eq!(report.problems, vec!["entry 0: content does not match its hash".to_string()]);
+        assert_eq!(
+            report.problems,
+            vec!["entry 0: content does not match its hash".to_string()]
+        );
     }
 
     #[test]
@@ -532,12 +617,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let now = Utc::now();
-        store.transact(|tx| tx.set_baseline("a", "url", "https://ok", "t", now)).unwrap();
-        assert_eq!(store.baseline("a", "url").unwrap().unwrap().value, "https://ok");
-        let forged = BaselineValue { value: "https://evil".into(), digest: digest("https://evil"), seq: 0 };
-        store.baselines.insert(key2("a", "url"), encode(&forged)).unwrap();
+        store
+            .transact(|tx| tx.set_baseline("a", "url", "https://ok", "t", now))
+            .unwrap();
+        assert_eq!(
+            store.baseline("a", "url").unwrap().unwrap().value,
+            "https://ok"
+        );
+        let forged = BaselineValue {
+            value: "https://evil".into(),
+            digest: digest("https://evil"),
+            seq: 0,
+        };
+        store
+            .baselines
+            .insert(key2("a", "url"), encode(&forged))
+            .unwrap();
         let report = store.verify_log().unwrap();
-        assert_eq!(report.problems, vec!["baseline a/url: does not match the approved log".to_string()]);
+        assert_eq!(
+            report.problems,
+            vec!["baseline a/url: does not match the approved log".to_string()]
+        );
     }
 
     #[test]
@@ -555,6 +655,10 @@ mod tests {
         };
         store.approve(entry, now).unwrap();
         assert!(store.is_post_approved("a", "whatever", "7", now).unwrap());
-        assert!(!store.is_post_approved("a", "whatever", "7", now + chrono::Duration::minutes(2)).unwrap());
+        assert!(
+            !store
+                .is_post_approved("a", "whatever", "7", now + chrono::Duration::minutes(2))
+                .unwrap()
+        );
     }
 }

@@ -1,0 +1,143 @@
+//! Who may act from the chat.
+
+use tocsin::incidents::State;
+
+use crate::support::*;
+
+async fn app_with_incident() -> (TestApp, u64, i32) {
+    let app = spawn_app().await;
+    let post = app.publish("send 1 BTC, get 2 back");
+    until(|| app.bot.sent().len() == 1, "the page").await;
+    let id = app.incident_by_object(&post).unwrap().id;
+    let msg = app.bot.sent()[0].message_id;
+    (app, id, msg)
+}
+
+#[tokio::test]
+async fn ack_command_from_a_responder_moves_the_incident_and_edits_the_page() {
+    let (app, id, msg) = app_with_incident().await;
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/ack {id}"));
+    until(
+        || app.store.incident(id).unwrap().unwrap().state == State::Acked,
+        "the ack",
+    )
+    .await;
+    until(
+        || {
+            app.bot
+                .message(CHAT, msg)
+                .unwrap()
+                .text
+                .contains("ACKED by @alice (111)")
+        },
+        "the page edit",
+    )
+    .await;
+    let page = app.bot.message(CHAT, msg).unwrap();
+    let buttons = page.reply_markup.unwrap().to_string();
+    assert!(
+        !buttons.contains("ack:"),
+        "Ack is gone once acked: {buttons}"
+    );
+    until(
+        || {
+            app.bot
+                .sent()
+                .iter()
+                .any(|m| m.text == format!("Incident #{id} acknowledged by @alice (111)."))
+        },
+        "the reply",
+    )
+    .await;
+    assert_eq!(
+        app.bot
+            .sent()
+            .iter()
+            .filter(|m| m.reply_markup.is_some())
+            .count(),
+        1,
+        "edited, not re-sent"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn outsiders_other_chats_and_forged_buttons_are_refused() {
+    let (app, id, msg) = app_with_incident().await;
+    app.bot
+        .push_command(CHAT, &outsider(), &format!("/ack {id}"));
+    app.bot
+        .push_command(OTHER_CHAT, &responder(), &format!("/resolve {id}"));
+    app.bot
+        .press_button(CHAT, &outsider(), msg, &format!("approve:{id}"));
+    app.bot
+        .press_button(CHAT, &responder(), msg, &format!("delete:{id}"));
+    until(|| app.bot.callback_answers().len() == 2, "button answers").await;
+    until(|| app.bot.sent().len() == 3, "two refusal replies").await;
+    let replies: Vec<_> = app
+        .bot
+        .sent()
+        .into_iter()
+        .skip(1)
+        .map(|m| (m.chat_id, m.text))
+        .collect();
+    assert_eq!(
+        replies[0],
+        (
+            CHAT,
+            "Refused: user 666 is not an on-call responder.".to_string()
+        )
+    );
+    assert_eq!(
+        replies[1],
+        (
+            OTHER_CHAT,
+            "Refused: this is not the on-call chat.".to_string()
+        )
+    );
+    let answers: Vec<_> = app
+        .bot
+        .callback_answers()
+        .into_iter()
+        .map(|a| a.text.unwrap_or_default())
+        .collect();
+    assert_eq!(answers[0], "Refused: user 666 is not an on-call responder.");
+    assert_eq!(answers[1], "Refused: this button is not one of tocsin's.");
+    let inc = app.store.incident(id).unwrap().unwrap();
+    assert_eq!(inc.state, State::Open, "nothing changed");
+    assert_eq!(
+        inc.timeline.len(),
+        2,
+        "opened and paged only: {:?}",
+        inc.timeline
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn status_incidents_and_help_answer() {
+    let (app, id, _) = app_with_incident().await;
+    app.bot.push_command(CHAT, &responder(), "/incidents");
+    app.bot.push_command(CHAT, &responder(), "/status");
+    app.bot.push_command(CHAT, &outsider(), "/help");
+    until(|| app.bot.sent().len() == 4, "three replies").await;
+    let sent = app.bot.sent();
+    assert!(
+        sent[1].text.contains(&format!(
+            "#{id} CRITICAL social.unapproved_post {ACCOUNT} — open"
+        )),
+        "{}",
+        sent[1].text
+    );
+    assert!(
+        sent[2]
+            .text
+            .contains(&format!("{ACCOUNT} (mastodon): last success")),
+        "{}",
+        sent[2].text
+    );
+    assert!(sent[2].text.contains("rate limit"), "{}", sent[2].text);
+    assert!(sent[3].text.contains("/ack N"), "{}", sent[3].text);
+    app.stop().await;
+}

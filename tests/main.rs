@@ -1,0 +1,11 @@
+//! One test binary (links once); each module is a slice of behaviour.
+
+mod support;
+
+mod api;
+mod bot;
+mod cli;
+mod delivery;
+mod fake_mastodon;
+mod fake_telegram;
+mod pages;

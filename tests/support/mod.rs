@@ -1,0 +1,167 @@
+//! `spawn_app()`: loopback fakes first, then the real daemon pointed at them on a temp sled dir.
+
+use std::time::{Duration, Instant};
+
+use tocsin::{
+    App, Config,
+    config::{Account, General, Platform, Secret, Telegram},
+    fakes::{
+        mastodon::{FakeMastodon, status_html},
+        telegram::{FakeBotApi, FakeUser},
+    },
+    incidents::Incident,
+    sources::Health,
+    store::Store,
+};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const CHAT: i64 = -1001234567890;
+pub const OTHER_CHAT: i64 = -1009999999999;
+pub const ACCOUNT: &str = "mastodon-main";
+pub const ACCOUNT_ID: &str = "109302";
+pub const BOT_TOKEN: &str = "4242:test-bot-token-secret";
+pub const API_TOKEN: &str = "test-api-token-secret";
+pub const POLL: Duration = Duration::from_millis(150);
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub fn responder() -> FakeUser {
+    FakeUser {
+        id: 111,
+        first_name: "Alice".into(),
+        username: Some("alice".into()),
+    }
+}
+
+pub fn outsider() -> FakeUser {
+    FakeUser {
+        id: 666,
+        first_name: "Mallory".into(),
+        username: Some("mallory".into()),
+    }
+}
+
+pub struct TestApp {
+    pub api: String,
+    pub bot: FakeBotApi,
+    pub masto: FakeMastodon,
+    pub store: Store,
+    pub health: Health,
+    pub shutdown: CancellationToken,
+    pub handle: Option<JoinHandle<Result<(), tocsin::AppError>>>,
+    pub state: tempfile::TempDir,
+}
+
+pub fn config(state: &std::path::Path, bot: &FakeBotApi, masto: &FakeMastodon) -> Config {
+    Config {
+        general: General {
+            state_dir: state.to_owned(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            api_token: Secret::new(API_TOKEN),
+        },
+        telegram: Telegram {
+            bot_token: Secret::new(BOT_TOKEN),
+            api_url: bot.url(),
+            chat_id: CHAT,
+            responders: vec![responder().id],
+            long_poll: Duration::from_secs(1),
+        },
+        accounts: vec![Account {
+            name: ACCOUNT.into(),
+            platform: Platform::Mastodon,
+            base_url: masto.url(),
+            account_id: ACCOUNT_ID.into(),
+            token: None,
+            poll_interval: POLL,
+        }],
+    }
+}
+
+/// Fakes with one account that already has a post, the daemon started, the first polls done.
+pub async fn spawn_app() -> TestApp {
+    let masto = FakeMastodon::start().await.unwrap();
+    masto.add_account(
+        ACCOUNT_ID,
+        "examplecorp",
+        "ExampleCorp",
+        "<p>Official account.</p>",
+        &[("Website", "https://example.com")],
+    );
+    masto.publish(ACCOUNT_ID, &status_html("An old post from before tocsin"));
+    let bot = FakeBotApi::start(BOT_TOKEN).await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    start(masto, bot, state).await
+}
+
+/// Starts the daemon on existing fakes and state (used for restarts too).
+pub async fn start(masto: FakeMastodon, bot: FakeBotApi, state: tempfile::TempDir) -> TestApp {
+    let app = App::build(config(state.path(), &bot, &masto))
+        .await
+        .unwrap();
+    let api = format!("http://{}", app.http_addr());
+    let store = app.store().clone();
+    let health = app.health().clone();
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(app.run_until(shutdown.clone()));
+    let t = TestApp {
+        api,
+        bot,
+        masto,
+        store,
+        health,
+        shutdown,
+        handle: Some(handle),
+        state,
+    };
+    t.wait_polls(2).await;
+    t
+}
+
+impl TestApp {
+    /// Waits until `n` more polls have completed.
+    pub async fn wait_polls(&self, n: u64) {
+        let polls = |h: &Health| h.snapshot().get(ACCOUNT).map_or(0, |s| s.polls);
+        let target = polls(&self.health) + n;
+        until(|| polls(&self.health) >= target, "polls").await;
+    }
+
+    pub fn incident_by_object(&self, object: &str) -> Option<Incident> {
+        self.store
+            .incidents()
+            .unwrap()
+            .into_iter()
+            .find(|i| i.object == object)
+    }
+
+    pub async fn approve_text(&self, text: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/approvals", self.api))
+            .bearer_auth(API_TOKEN)
+            .json(&serde_json::json!({ "account": ACCOUNT, "text": text }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub fn publish(&self, text: &str) -> String {
+        self.masto.publish(ACCOUNT_ID, &status_html(text))
+    }
+
+    /// Stops the daemon gracefully and waits for it; the fakes and state stay.
+    pub async fn stop(mut self) -> (FakeMastodon, FakeBotApi, tempfile::TempDir) {
+        self.shutdown.cancel();
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap().unwrap();
+        }
+        (self.masto, self.bot, self.state)
+    }
+}
+
+/// Polls `f` until true; panics naming `what` after [`WAIT`].
+pub async fn until(f: impl Fn() -> bool, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
