@@ -6,12 +6,7 @@
 //! lets sources stop between polls, the pipeline commit what it already received, and the outbox
 //! worker finish the send in flight.
 
-use std::{
-    collections::HashSet,
-    net::SocketAddr,
-    sync::{Arc, atomic::AtomicU64},
-    time::Duration,
-};
+use std::{collections::HashSet, net::SocketAddr, sync::Arc, time::Duration};
 
 use teloxide::Bot;
 use tokio::sync::{Notify, mpsc};
@@ -21,8 +16,12 @@ use crate::{
     bot::{self, BotContext},
     config::Config,
     detect,
-    http::{self, HttpState},
+    http::{
+        self, HttpState,
+        health::{Readiness, source_grace},
+    },
     incidents::{Incidents, Recorded},
+    metrics::Metrics,
     notify::{self, TelegramPager},
     sources::{self, Health, Observation, ObservationKind, SourceContext},
     store::{Store, StoreError},
@@ -30,6 +29,8 @@ use crate::{
 
 /// How long shutdown waits for tasks before giving up on them.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+/// A page queued longer than this means delivery is stuck: not ready.
+const OUTBOX_MAX_AGE: Duration = Duration::from_secs(120);
 /// Observations buffered between the sources and detect.
 const PIPELINE_DEPTH: usize = 1024;
 
@@ -106,6 +107,7 @@ impl App {
         } = self;
         let tasks = TaskTracker::new();
         let incidents = Incidents::new(store.clone(), Arc::new(Notify::new()));
+        let metrics = Arc::new(Metrics::new(store.clone(), health.clone()));
         let tg = &config.telegram;
         let send_client = teloxide::net::default_reqwest_settings().build()?;
         // getUpdates holds the request open for `long_poll`; its client must wait longer.
@@ -137,10 +139,12 @@ impl App {
             tasks.spawn(sources::build(account, ctx));
         }
         drop(tx);
-        tasks.spawn(pipeline(rx, incidents.clone()));
+        tasks.spawn(pipeline(rx, incidents.clone(), metrics.clone()));
+        let pager = TelegramPager::new(send_bot.clone(), tg.chat_id);
         tasks.spawn(notify::run(
-            TelegramPager::new(send_bot.clone(), tg.chat_id),
+            pager,
             incidents.clone(),
+            metrics.clone(),
             shutdown.clone(),
         ));
         let bot_ctx = BotContext {
@@ -148,7 +152,8 @@ impl App {
             health: health.clone(),
             chat_id: tg.chat_id,
             responders: Arc::new(tg.responders.clone()),
-            refused: Arc::new(AtomicU64::new(0)),
+            refused: metrics.refusals.unauthorized_actions.clone(),
+            last_ok: metrics.refusals.bot_last_ok.clone(),
         };
         // Replies go through the short-timeout bot; only getUpdates uses the long one.
         tasks.spawn(bot::run(
@@ -158,8 +163,20 @@ impl App {
             tg.long_poll,
             shutdown.clone(),
         ));
+        let readiness = Readiness {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            sources: config
+                .accounts
+                .iter()
+                .map(|a| (a.name.clone(), source_grace(a.poll_interval)))
+                .collect(),
+            bot_grace: tg.long_poll * 3 + Duration::from_secs(30),
+            outbox_max_age: OUTBOX_MAX_AGE,
+        };
         let http_state = HttpState {
             store: store.clone(),
+            readiness: Arc::new(readiness),
             health: health.clone(),
             api_token: config.general.api_token.clone(),
             accounts: Arc::new(
@@ -169,7 +186,7 @@ impl App {
                     .map(|a| a.name.clone())
                     .collect::<HashSet<_>>(),
             ),
-            rejected: Arc::new(AtomicU64::new(0)),
+            rejected: metrics.refusals.api_rejected.clone(),
         };
         let http_stop = shutdown.clone();
         let server = tasks.spawn(http::serve(listener, http_state, async move {
@@ -197,9 +214,19 @@ impl App {
 
 /// Sources → detect → incidents, one observation at a time so that an account's observations
 /// are judged in the order they were seen.
-async fn pipeline(mut rx: mpsc::Receiver<Observation>, incidents: Incidents) {
+async fn pipeline(
+    mut rx: mpsc::Receiver<Observation>,
+    incidents: Incidents,
+    metrics: Arc<Metrics>,
+) {
     let store = incidents.store().clone();
     while let Some(obs) = rx.recv().await {
+        let kind = match &obs.kind {
+            ObservationKind::Post(_) => "post",
+            ObservationKind::Profile(_) => "profile",
+            ObservationKind::Checkpoint { .. } => "checkpoint",
+        };
+        metrics.observation(&obs.account, kind);
         if let ObservationKind::Checkpoint { cursor, value } = &obs.kind {
             if let Err(e) = store.set_cursor(cursor, value) {
                 tracing::error!(error = %e, cursor, "cannot persist a source cursor");
@@ -207,7 +234,12 @@ async fn pipeline(mut rx: mpsc::Receiver<Observation>, incidents: Incidents) {
             continue;
         }
         let result = match detect::evaluate(&store, &obs) {
-            Ok(outcome) => incidents.record(&outcome).await,
+            Ok(outcome) => {
+                if let Some(f) = &outcome.finding {
+                    metrics.finding(f.rule.as_str());
+                }
+                incidents.record(&outcome).await
+            }
             Err(e) => Err(e),
         };
         match result {

@@ -19,6 +19,7 @@ pub mod detect;
 pub mod fakes;
 pub mod http;
 pub mod incidents;
+pub mod metrics;
 pub mod notify;
 pub mod sources;
 pub mod store;

@@ -1,16 +1,13 @@
 //! A page survives Bot API failures and a killed daemon, and arrives exactly once.
 
-use std::{
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use tocsin::fakes::{
     mastodon::{FakeMastodon, status_html},
     telegram::{Failure, FakeBotApi},
 };
 
-use crate::support::*;
+use crate::support::{daemon::*, *};
 
 #[tokio::test]
 async fn bot_api_500_then_429_then_ok_delivers_exactly_once() {
@@ -37,63 +34,6 @@ async fn bot_api_500_then_429_then_ok_delivers_exactly_once() {
     app.stop().await;
 }
 
-/// Kills the child on drop so a failing test leaves no daemon behind.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_daemon(config: &std::path::Path) -> Daemon {
-    let child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("TOCSIN_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the tocsin binary");
-    Daemon(child)
-}
-
-fn write_config(
-    dir: &std::path::Path,
-    bot: &FakeBotApi,
-    masto: &FakeMastodon,
-) -> std::path::PathBuf {
-    let path = dir.join("tocsin.toml");
-    let text = format!(
-        r#"
-[general]
-state_dir = "{state}"
-listen = "127.0.0.1:0"
-api_token = "{API_TOKEN}"
-
-[telegram]
-bot_token = "{BOT_TOKEN}"
-api_url = "{bot}"
-chat_id = {CHAT}
-responders = [111]
-long_poll = "1s"
-
-[[accounts]]
-name = "{ACCOUNT}"
-platform = "mastodon"
-base_url = "{masto}"
-account_id = "{ACCOUNT_ID}"
-poll_interval = "150ms"
-"#,
-        state = dir.join("state").display(),
-        bot = bot.url(),
-        masto = masto.url(),
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 #[tokio::test]
 async fn page_queued_when_the_daemon_is_killed_is_delivered_after_restart() {
     let masto = FakeMastodon::start().await.unwrap();
@@ -106,9 +46,9 @@ async fn page_queued_when_the_daemon_is_killed_is_delivered_after_restart() {
     );
     let bot = FakeBotApi::start(BOT_TOKEN).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &bot, &masto);
+    let config = write_config(dir.path(), &bot, &masto, "");
 
-    let daemon = spawn_daemon(&config);
+    let daemon = Daemon::spawn(&config, "warn", &[]);
     until(
         || masto.request_count("/api/v1/accounts") >= 4,
         "the first polls",
@@ -125,7 +65,7 @@ async fn page_queued_when_the_daemon_is_killed_is_delivered_after_restart() {
     drop(daemon); // SIGKILL
     assert!(bot.sent().is_empty());
 
-    let _daemon = spawn_daemon(&config);
+    let _daemon = Daemon::spawn(&config, "warn", &[]);
     until(|| bot.sent().len() == 1, "the page after restart").await;
     let polls = masto.request_count("/api/v1/accounts");
     until(

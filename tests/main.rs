@@ -8,4 +8,5 @@ mod cli;
 mod delivery;
 mod fake_mastodon;
 mod fake_telegram;
+mod lifecycle;
 mod pages;

@@ -18,7 +18,7 @@ mod status;
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicI64, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -44,6 +44,8 @@ pub struct BotContext {
     pub responders: Arc<Vec<u64>>,
     /// Refused commands and presses since start.
     pub refused: Arc<AtomicU64>,
+    /// Unix time of the last successful `getUpdates`, for readiness.
+    pub last_ok: Arc<AtomicI64>,
 }
 
 const OFFSET_CURSOR: &str = "telegram:update_offset";
@@ -246,6 +248,8 @@ pub async fn run(
         let wait = match result {
             Ok(updates) => {
                 failures = 0;
+                ctx.last_ok
+                    .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
                 for update in updates {
                     match &update.kind {
                         UpdateKind::Message(m) => on_message(&bot, &ctx, m).await,

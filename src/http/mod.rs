@@ -1,8 +1,10 @@
-//! The HTTP side: `/healthz`, and the approvals API that lets the social team pre-approve a post
+//! The HTTP side: `/healthz`, `/readyz`, `/metrics`, and the approvals API that lets the social team pre-approve a post
 //! before it is published (so the scheduled announcement does not page anyone).
 //!
 //! `/api/v1` is guarded by a bearer token compared in constant time. Bodies are capped, and a
 //! body that does not parse is answered 400 with the field at fault, and counted.
+
+pub mod health;
 
 use std::{
     collections::HashSet,
@@ -38,6 +40,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct HttpState {
     pub store: Store,
+    /// Readiness checks, and the metrics they read from.
+    pub readiness: Arc<health::Readiness>,
     pub health: Health,
     pub api_token: Secret,
     pub accounts: Arc<HashSet<String>>,
@@ -47,7 +51,9 @@ pub struct HttpState {
 
 pub fn router(state: HttpState) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .route("/api/v1/approvals", post(add_approval))
         .route("/api/v1/incidents", get(list_incidents))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -63,10 +69,6 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
-}
-
-async fn healthz(State(s): State<HttpState>) -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok", "sources": s.health.snapshot().len() }))
 }
 
 /// An API error: a status and a message that says which field or header is at fault.

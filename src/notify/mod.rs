@@ -7,19 +7,27 @@
 
 pub mod telegram;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::incidents::Incidents;
+use crate::{
+    incidents::{Action, Incident, Incidents},
+    metrics::Metrics,
+};
 pub use telegram::{DeliveryError, TelegramPager};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How often an idle worker looks at the queue even without a wake-up: a safety net only.
 const IDLE_RECHECK: Duration = Duration::from_secs(5);
 
-pub async fn run(pager: TelegramPager, incidents: Incidents, shutdown: CancellationToken) {
+pub async fn run(
+    pager: TelegramPager,
+    incidents: Incidents,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
     let wake = incidents.wake_handle();
     let store = incidents.store().clone();
     let mut failures = 0u32;
@@ -66,9 +74,19 @@ pub async fn run(pager: TelegramPager, incidents: Incidents, shutdown: Cancellat
             Ok(page) => {
                 failures = 0;
                 let age_ms = (chrono::Utc::now() - entry.enqueued_at).num_milliseconds();
+                let first = incident.page.is_none();
                 match incidents.delivered(seq, incident.id, page).await {
-                    Ok(_) => {
-                        tracing::info!(incident = incident.id, queued_ms = age_ms, "page delivered")
+                    Ok(updated) => {
+                        let paged = updated
+                            .filter(|_| first)
+                            .and_then(|inc| first_page_latency(&inc));
+                        metrics.page_delivered(age_ms as f64 / 1000.0, paged);
+                        tracing::info!(
+                            incident = incident.id,
+                            queued_ms = age_ms,
+                            first,
+                            "page delivered"
+                        );
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "page delivered but not recorded; it will be re-checked")
@@ -77,11 +95,16 @@ pub async fn run(pager: TelegramPager, incidents: Incidents, shutdown: Cancellat
                 continue;
             }
             Err(DeliveryError::RetryAfter(d)) => {
+                metrics.page_failed("retry_after");
                 tracing::warn!(retry_after_s = d.as_secs(), "telegram flood control");
                 d
             }
             Err(e) => {
                 failures += 1;
+                metrics.page_failed(match e {
+                    DeliveryError::Refused(_) => "refused",
+                    _ => "transient",
+                });
                 let d = backoff(failures);
                 tracing::warn!(error = %e, failures, retry_in_ms = d.as_millis() as u64, "page not delivered; kept queued");
                 d
@@ -91,6 +114,20 @@ pub async fn run(pager: TelegramPager, incidents: Incidents, shutdown: Cancellat
             return;
         }
     }
+}
+
+/// Seconds from the change (if the platform dated it) and from detection to the first page.
+fn first_page_latency(inc: &Incident) -> Option<(Option<f64>, f64)> {
+    inc.timeline.iter().rev().find_map(|e| match e.action {
+        Action::Paged {
+            since_change_ms,
+            since_detect_ms,
+        } => Some((
+            since_change_ms.map(|ms| ms as f64 / 1000.0),
+            since_detect_ms as f64 / 1000.0,
+        )),
+        _ => None,
+    })
 }
 
 fn backoff(failures: u32) -> Duration {

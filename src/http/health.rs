@@ -1,0 +1,119 @@
+//! `/healthz` says the process answers; `/readyz` says tocsin is actually watching and paging:
+//! the store answers, the bot reached Telegram recently, every source polled within its grace
+//! period, and the page queue is moving. The JSON body names what is wrong, so an orchestrator's
+//! event log tells the operator where to look.
+
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use axum::{
+    Json,
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+};
+use chrono::Utc;
+use serde_json::json;
+
+use super::HttpState;
+use crate::{metrics::Metrics, store::Store};
+
+/// What readiness is judged against.
+pub struct Readiness {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    /// Each account with how long it may go without a successful poll.
+    pub sources: Vec<(String, Duration)>,
+    /// How long the bot may go without a successful `getUpdates`.
+    pub bot_grace: Duration,
+    /// A page older than this in the queue means delivery is stuck.
+    pub outbox_max_age: Duration,
+}
+
+/// A source may miss a couple of polls (a 5xx, a rate-limit wait) before it counts as blind.
+pub fn source_grace(poll_interval: Duration) -> Duration {
+    (poll_interval * 3).max(Duration::from_secs(30))
+}
+
+impl Readiness {
+    pub fn check(&self) -> (bool, serde_json::Value) {
+        let now = Utc::now();
+        let mut checks = serde_json::Map::new();
+        let mut ready = true;
+        let mut put = |name: String, problem: Option<String>| {
+            ready &= problem.is_none();
+            checks.insert(name, problem.map_or_else(|| json!("ok"), |p| json!(p)));
+        };
+        put(
+            "store".into(),
+            self.store.log_len().err().map(|e| e.to_string()),
+        );
+        let last = self.metrics.refusals.bot_last_ok.load(Ordering::Relaxed);
+        let bot = if last == 0 {
+            Some("no successful getUpdates yet".to_owned())
+        } else {
+            let age = now.timestamp() - last;
+            (age > self.bot_grace.as_secs() as i64)
+                .then(|| format!("last successful getUpdates {age}s ago"))
+        };
+        put("telegram".into(), bot);
+        let health = self.metrics_health();
+        for (account, grace) in &self.sources {
+            let problem = match health.get(account).and_then(|h| h.last_success) {
+                None => Some("no successful poll yet".to_owned()),
+                Some(t) => {
+                    let age = (now - t).to_std().unwrap_or_default();
+                    (age > *grace).then(|| {
+                        let err = health[account]
+                            .last_error
+                            .as_ref()
+                            .map_or(String::new(), |(_, e)| format!(": {e}"));
+                        format!("last successful poll {}s ago{err}", age.as_secs())
+                    })
+                }
+            };
+            put(format!("source:{account}"), problem);
+        }
+        let outbox = match self.store.outbox_depth() {
+            Err(e) => Some(e.to_string()),
+            Ok((n, Some(oldest))) => {
+                let age = (now - oldest).to_std().unwrap_or_default();
+                (age > self.outbox_max_age)
+                    .then(|| format!("{n} page(s) queued, oldest {}s", age.as_secs()))
+            }
+            Ok(_) => None,
+        };
+        put("outbox".into(), outbox);
+        (ready, json!({ "ready": ready, "checks": checks }))
+    }
+
+    fn metrics_health(&self) -> std::collections::BTreeMap<String, crate::sources::SourceHealth> {
+        self.metrics.health().snapshot()
+    }
+}
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
+    let (ready, body) = s.readiness.check();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+pub async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.readiness.metrics.render(),
+    )
+}

@@ -1,0 +1,265 @@
+//! What an operator graphs and alerts on, in Prometheus text format at `/metrics`.
+//!
+//! Counters and histograms are updated where things happen (a page delivered, a finding made).
+//! Values that already live elsewhere — incidents by state and the outbox in sled, each source's
+//! health, the refusal counters of the bot and the HTTP server — are read at scrape time rather
+//! than mirrored, so the two can never disagree.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicI64, AtomicU64, Ordering},
+};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+use crate::{incidents::State, sources::Health, store::Store};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountLabel {
+    pub account: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObservationLabels {
+    pub account: String,
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabel {
+    pub rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+/// Refusal counters owned by the bot and the HTTP server; read at scrape time.
+#[derive(Clone, Debug, Default)]
+pub struct Refusals {
+    /// Commands and button presses from outside the allowlist or the on-call chat.
+    pub unauthorized_actions: Arc<AtomicU64>,
+    /// API requests refused (missing or wrong token, bad body).
+    pub api_rejected: Arc<AtomicU64>,
+    /// Unix time (s) of the last successful `getUpdates`; 0 before the first.
+    pub bot_last_ok: Arc<AtomicI64>,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    observations: Family<ObservationLabels, Counter>,
+    findings: Family<RuleLabel, Counter>,
+    pages_delivered: Counter,
+    page_failures: Family<ReasonLabel, Counter>,
+    /// Queued → confirmed by Telegram.
+    page_delivery_seconds: Histogram,
+    /// Platform timestamp of the change → page confirmed (posts, where the platform says when).
+    change_to_page_seconds: Histogram,
+    /// Detection → page confirmed.
+    detect_to_page_seconds: Histogram,
+    // Scrape-time values.
+    incidents: Family<StateLabel, Gauge>,
+    outbox_depth: Gauge,
+    outbox_oldest_age_seconds: Gauge,
+    polls: Family<AccountLabel, Gauge>,
+    poll_errors: Family<AccountLabel, Gauge>,
+    rate_limit_remaining: Family<AccountLabel, Gauge>,
+    unauthorized_actions: Gauge,
+    /// By reason; the provider webhooks will add their own reasons.
+    rejected_requests: Family<ReasonLabel, Gauge>,
+    store: Store,
+    health: Health,
+    pub refusals: Refusals,
+}
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    [
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+    ]
+    .into_iter()
+}
+
+impl Metrics {
+    pub fn new(store: Store, health: Health) -> Metrics {
+        let mut registry = Registry::with_prefix("tocsin");
+        let m = Metrics {
+            observations: Family::default(),
+            findings: Family::default(),
+            pages_delivered: Counter::default(),
+            page_failures: Family::default(),
+            page_delivery_seconds: Histogram::new(latency_buckets()),
+            change_to_page_seconds: Histogram::new(latency_buckets()),
+            detect_to_page_seconds: Histogram::new(latency_buckets()),
+            incidents: Family::default(),
+            outbox_depth: Gauge::default(),
+            outbox_oldest_age_seconds: Gauge::default(),
+            polls: Family::default(),
+            poll_errors: Family::default(),
+            rate_limit_remaining: Family::default(),
+            unauthorized_actions: Gauge::default(),
+            rejected_requests: Family::default(),
+            store,
+            health,
+            refusals: Refusals::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "observations",
+            "Observations reported by sources",
+            m.observations.clone(),
+        );
+        registry.register("findings", "Findings by rule", m.findings.clone());
+        registry.register(
+            "pages_delivered",
+            "Pages and page edits confirmed by Telegram",
+            m.pages_delivered.clone(),
+        );
+        registry.register(
+            "page_failures",
+            "Failed delivery attempts by kind",
+            m.page_failures.clone(),
+        );
+        registry.register(
+            "page_delivery_seconds",
+            "Time from queueing a page to Telegram's confirmation",
+            m.page_delivery_seconds.clone(),
+        );
+        registry.register(
+            "change_to_page_seconds",
+            "Time from the platform's timestamp of a change to the first page",
+            m.change_to_page_seconds.clone(),
+        );
+        registry.register(
+            "detect_to_page_seconds",
+            "Time from detection to the first page",
+            m.detect_to_page_seconds.clone(),
+        );
+        registry.register("incidents", "Incidents by state", m.incidents.clone());
+        registry.register(
+            "outbox_depth",
+            "Pages waiting for delivery",
+            m.outbox_depth.clone(),
+        );
+        registry.register(
+            "outbox_oldest_age_seconds",
+            "Age of the oldest page waiting for delivery",
+            m.outbox_oldest_age_seconds.clone(),
+        );
+        registry.register(
+            "source_polls",
+            "Polls per source since start",
+            m.polls.clone(),
+        );
+        registry.register(
+            "source_poll_errors",
+            "Failed polls per source since start",
+            m.poll_errors.clone(),
+        );
+        registry.register(
+            "source_rate_limit_remaining",
+            "Requests left in the platform's rate-limit window",
+            m.rate_limit_remaining.clone(),
+        );
+        registry.register(
+            "unauthorized_actions",
+            "Refused commands and button presses since start",
+            m.unauthorized_actions.clone(),
+        );
+        registry.register(
+            "rejected_requests",
+            "Refused HTTP API requests since start by reason",
+            m.rejected_requests.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    pub fn observation(&self, account: &str, kind: &str) {
+        self.observations
+            .get_or_create(&ObservationLabels {
+                account: account.into(),
+                kind: kind.into(),
+            })
+            .inc();
+    }
+
+    pub fn finding(&self, rule: &str) {
+        self.findings
+            .get_or_create(&RuleLabel { rule: rule.into() })
+            .inc();
+    }
+
+    /// A page confirmed: `queued_s` since it was queued; the first page of an incident also
+    /// carries the change and detection latencies.
+    pub fn page_delivered(&self, queued_s: f64, first: Option<(Option<f64>, f64)>) {
+        self.pages_delivered.inc();
+        self.page_delivery_seconds.observe(queued_s.max(0.0));
+        if let Some((since_change, since_detect)) = first {
+            if let Some(c) = since_change {
+                self.change_to_page_seconds.observe(c.max(0.0));
+            }
+            self.detect_to_page_seconds.observe(since_detect.max(0.0));
+        }
+    }
+
+    pub fn page_failed(&self, reason: &str) {
+        self.page_failures
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// The text exposition, with scrape-time values refreshed.
+    pub fn render(&self) -> String {
+        if let Ok(all) = self.store.incidents() {
+            for state in [State::Open, State::Acked, State::Resolved] {
+                let n = all.iter().filter(|i| i.state == state).count();
+                self.incidents
+                    .get_or_create(&StateLabel {
+                        state: state.as_str().into(),
+                    })
+                    .set(n as i64);
+            }
+        }
+        if let Ok((depth, oldest)) = self.store.outbox_depth() {
+            self.outbox_depth.set(depth as i64);
+            let age = oldest.map_or(0, |t| (chrono::Utc::now() - t).num_seconds().max(0));
+            self.outbox_oldest_age_seconds.set(age);
+        }
+        for (account, h) in self.health.snapshot() {
+            let label = AccountLabel { account };
+            self.polls.get_or_create(&label).set(h.polls as i64);
+            self.poll_errors.get_or_create(&label).set(h.errors as i64);
+            if let Some(rl) = &h.rate_limit {
+                self.rate_limit_remaining
+                    .get_or_create(&label)
+                    .set(rl.remaining as i64);
+            }
+        }
+        let r = &self.refusals;
+        self.unauthorized_actions
+            .set(r.unauthorized_actions.load(Ordering::Relaxed) as i64);
+        self.rejected_requests
+            .get_or_create(&ReasonLabel {
+                reason: "api".into(),
+            })
+            .set(r.api_rejected.load(Ordering::Relaxed) as i64);
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,220 @@
+//! The binary as operators run it: readiness, metrics, SIGTERM, and logs that hold no secret.
+
+use std::{collections::HashMap, time::Duration};
+
+use tocsin::fakes::{
+    mastodon::{FakeMastodon, status_html},
+    telegram::{Failure, FakeBotApi},
+};
+
+use crate::support::{daemon::*, *};
+
+const MASTODON_TOKEN: &str = "mastodon-token-never-logged";
+
+async fn fakes() -> (FakeMastodon, FakeBotApi, tempfile::TempDir) {
+    let masto = FakeMastodon::start().await.unwrap();
+    masto.add_account(
+        ACCOUNT_ID,
+        "examplecorp",
+        "ExampleCorp",
+        "<p>Official account.</p>",
+        &[],
+    );
+    let bot = FakeBotApi::start(BOT_TOKEN).await.unwrap();
+    (masto, bot, tempfile::tempdir().unwrap())
+}
+
+async fn readyz(base: &str) -> (u16, serde_json::Value) {
+    let resp = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+/// Parses Prometheus/OpenMetrics text strictly enough to fail on a malformed line: every line
+/// is a `# HELP|TYPE|UNIT|EOF` comment or `name{labels} value` with a float value.
+fn parse_metrics(text: &str) -> HashMap<String, f64> {
+    let mut out = HashMap::new();
+    assert!(
+        text.trim_end().ends_with("# EOF"),
+        "OpenMetrics text ends with # EOF"
+    );
+    for line in text.lines() {
+        if let Some(comment) = line.strip_prefix("# ") {
+            let kind = comment.split_whitespace().next().unwrap_or_default();
+            assert!(
+                ["HELP", "TYPE", "UNIT", "EOF"].contains(&kind),
+                "bad comment line: {line}"
+            );
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value: {line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name: {line}"
+        );
+        if let Some(labels) = series.strip_prefix(name) {
+            assert!(
+                labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+                "bad labels: {line}"
+            );
+        }
+        out.insert(series.to_owned(), value);
+    }
+    out
+}
+
+#[tokio::test]
+async fn readyz_follows_the_sources_and_metrics_move() {
+    let (masto, bot, dir) = fakes().await;
+    masto.require_token(Some("another-token".into()));
+    let extra = "token = \"env:TOCSIN_TEST_MASTODON_TOKEN\"";
+    let config = write_config(dir.path(), &bot, &masto, extra);
+    let daemon = Daemon::spawn(
+        &config,
+        "info",
+        &[("TOCSIN_TEST_MASTODON_TOKEN", MASTODON_TOKEN)],
+    );
+    let base = daemon.http_addr().await;
+
+    assert_eq!(
+        reqwest::get(format!("{base}/healthz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    until(
+        || masto.request_count("/api/v1/accounts") >= 2,
+        "refused polls",
+    )
+    .await;
+    let (status, body) = readyz(&base).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["ready"], false);
+    let source = body["checks"][format!("source:{ACCOUNT}")]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(source, "no successful poll yet", "{body}");
+
+    // The token is accepted: the next poll succeeds and tocsin is ready.
+    masto.require_token(Some(MASTODON_TOKEN.into()));
+    let mut ready = false;
+    for _ in 0..300 {
+        let (status, body) = readyz(&base).await;
+        if status == 200 {
+            assert_eq!(body["checks"]["telegram"], "ok", "{body}");
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ready, "never became ready");
+
+    let scrape = || async {
+        parse_metrics(
+            &reqwest::get(format!("{base}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        )
+    };
+    let before = scrape().await;
+    let profiles = format!("tocsin_observations_total{{account=\"{ACCOUNT}\",kind=\"profile\"}}");
+    masto.publish(ACCOUNT_ID, &status_html("send 1 BTC now"));
+    until(|| bot.sent().len() == 1, "the page").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let after = scrape().await;
+    assert!(after[&profiles] > before[&profiles], "observations grow");
+    assert_eq!(
+        after["tocsin_findings_total{rule=\"social.unapproved_post\"}"],
+        1.0
+    );
+    assert_eq!(after["tocsin_incidents{state=\"open\"}"], 1.0);
+    assert_eq!(after["tocsin_pages_delivered_total"], 1.0);
+    assert_eq!(after["tocsin_detect_to_page_seconds_count"], 1.0);
+    assert_eq!(after["tocsin_change_to_page_seconds_count"], 1.0);
+    assert_eq!(after["tocsin_outbox_depth"], 0.0);
+    assert!(after[&format!("tocsin_source_poll_errors{{account=\"{ACCOUNT}\"}}")] >= 2.0);
+    assert!(after.contains_key(&format!(
+        "tocsin_source_rate_limit_remaining{{account=\"{ACCOUNT}\"}}"
+    )));
+
+    // A refused API call and a refused button press are counted.
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/api/v1/incidents"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    bot.press_button(CHAT, &outsider(), bot.sent()[0].message_id, "ack:1");
+    until(|| bot.callback_answers().len() == 1, "the refusal").await;
+    let last = scrape().await;
+    assert_eq!(last["tocsin_rejected_requests{reason=\"api\"}"], 1.0);
+    assert_eq!(last["tocsin_unauthorized_actions"], 1.0);
+
+    // Nothing secret reached the logs, even at the most verbose level used here.
+    let log = daemon.log_text();
+    for secret in [BOT_TOKEN, API_TOKEN, MASTODON_TOKEN, "another-token"] {
+        assert!(!log.contains(secret), "secret {secret:?} found in the log");
+    }
+    assert!(
+        log.lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "JSON lines:\n{log}"
+    );
+    assert!(
+        log.contains("\"message\":\"unauthorized action refused\""),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_with_a_queued_page_exits_promptly_and_the_next_start_delivers_it() {
+    let (masto, bot, dir) = fakes().await;
+    let config = write_config(dir.path(), &bot, &masto, "");
+    let mut daemon = Daemon::spawn(&config, "debug", &[]);
+    daemon.http_addr().await;
+    until(
+        || masto.request_count("/api/v1/accounts") >= 4,
+        "the first polls",
+    )
+    .await;
+    // Flood control: Telegram asks for 30 s, so the page waits in the outbox.
+    bot.fail_next("sendMessage", Failure::RetryAfter(30));
+    masto.publish(ACCOUNT_ID, &status_html("giveaway: send 1 BTC"));
+    until(
+        || bot.request_count("sendMessage") == 1,
+        "the refused attempt",
+    )
+    .await;
+
+    daemon.signal("TERM");
+    let (code, took) = daemon.wait_exit(Duration::from_secs(12)).await;
+    assert_eq!(code, Some(0), "clean exit; log:\n{}", daemon.log_text());
+    eprintln!("shutdown after SIGTERM took {} ms", took.as_millis());
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert!(bot.sent().is_empty());
+    let log = daemon.log_text();
+    for secret in [BOT_TOKEN, API_TOKEN] {
+        assert!(
+            !log.contains(secret),
+            "secret {secret:?} found in the debug log"
+        );
+    }
+
+    let _daemon = Daemon::spawn(&config, "warn", &[]);
+    until(|| bot.sent().len() == 1, "the page after restart").await;
+    assert!(bot.sent()[0].text.contains("giveaway: send 1 BTC"));
+}
