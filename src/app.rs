@@ -6,7 +6,7 @@
 //! lets sources stop between polls, the pipeline commit what it already received, and the outbox
 //! worker finish the send in flight.
 
-use std::{collections::HashSet, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::HashSet, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use teloxide::Bot;
 use tokio::sync::{Notify, mpsc};
@@ -67,6 +67,12 @@ impl App {
             ))
         })?;
         let store = Store::open(&config.general.state_dir)?;
+        App::build_with_store(config, store).await
+    }
+
+    /// Builds on a store that is already open: a reload keeps the database (and its lock) while
+    /// the tasks around it are replaced.
+    pub async fn build_with_store(config: Config, store: Store) -> Result<App, AppError> {
         let addr = config.general.listen;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -186,6 +192,7 @@ impl App {
                     .map(|a| a.name.clone())
                     .collect::<HashSet<_>>(),
             ),
+            watched: Arc::new(config.accounts.clone()),
             rejected: metrics.refusals.api_rejected.clone(),
         };
         let http_stop = shutdown.clone();
@@ -255,5 +262,51 @@ async fn pipeline(
                 tracing::error!(account = %obs.account, error = %e, "cannot record an observation")
             }
         }
+    }
+}
+
+/// Runs the daemon and reloads it on each message from `reload` (SIGHUP in `main`).
+///
+/// A reload reads the file again and validates it first: a bad file is logged with its key and
+/// line, and the running daemon keeps going unchanged. A good one stops the current tasks the
+/// way shutdown does (sources between polls, the send in flight finished, the rest of the
+/// outbox kept in sled) and starts new ones on the same open store, so incidents, approvals,
+/// cursors and queued pages carry over. `state_dir` cannot change on reload: that needs a
+/// restart.
+pub async fn run_reloading(
+    path: &Path,
+    mut config: Config,
+    shutdown: CancellationToken,
+    mut reload: mpsc::Receiver<()>,
+) -> Result<(), AppError> {
+    let dir = &config.general.state_dir;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        StoreError::Rejected(format!("cannot create state dir {}: {e}", dir.display()))
+    })?;
+    let store = Store::open(dir)?;
+    loop {
+        let app = App::build_with_store(config.clone(), store.clone()).await?;
+        let generation = shutdown.child_token();
+        let mut running = tokio::spawn(app.run_until(generation.clone()));
+        let next = loop {
+            tokio::select! {
+                ended = &mut running => {
+                    return ended.unwrap_or_else(|e| Err(AppError::Serve(std::io::Error::other(e))));
+                }
+                Some(()) = reload.recv() => match Config::load(path) {
+                    Err(e) => tracing::error!(error = %e, "reload refused; still running the previous configuration"),
+                    Ok(new) if new.general.state_dir != config.general.state_dir => tracing::error!(
+                        "reload refused: general.state_dir cannot change while running; restart instead"
+                    ),
+                    Ok(new) => break new,
+                },
+            }
+        };
+        generation.cancel();
+        running
+            .await
+            .unwrap_or_else(|e| Err(AppError::Serve(std::io::Error::other(e))))?;
+        tracing::info!(accounts = next.accounts.len(), "configuration reloaded");
+        config = next;
     }
 }

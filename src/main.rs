@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use tocsin::{App, Config, store::Store, telemetry};
+use tocsin::{Config, app::run_reloading, store::Store, telemetry};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -23,10 +23,16 @@ struct Cli {
 enum Cmd {
     /// Play a takeover against fake platforms on 127.0.0.1 and print the timeline.
     Demo,
-    /// Run the daemon.
+    /// Run the daemon. SIGHUP reloads the config; SIGTERM/SIGINT stop it.
     Run {
         #[arg(long, default_value = "config/tocsin.toml")]
         config: PathBuf,
+    },
+    /// Exit 0 if the daemon's HTTP endpoint answers 2xx: the container HEALTHCHECK, which has
+    /// no shell or curl to call.
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
     },
     /// Validate a configuration and print what would be watched.
     CheckConfig {
@@ -45,10 +51,49 @@ enum Cmd {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// List incidents (client of GET /api/v1/incidents).
-    Incidents {
+    /// List the approved log (client of GET /api/v1/approvals).
+    Approvals {
+        /// Only entries about this account.
+        #[arg(long)]
+        account: Option<String>,
         #[command(flatten)]
         api: ApiArgs,
+    },
+    /// Withdraw an approved post, e.g. approved by mistake (client of
+    /// POST /api/v1/approvals/SEQ/revoke).
+    Revoke {
+        /// The approved log entry, as `tocsin approvals` numbers it.
+        seq: u64,
+        /// Why; kept in the approved log.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List incidents, or show one with its timeline (client of GET /api/v1/incidents).
+    Incidents {
+        /// Show this incident and its timeline.
+        #[arg(long, conflicts_with = "state")]
+        id: Option<u64>,
+        /// Only incidents in this state.
+        #[arg(long, value_parser = ["open", "acked", "resolved"])]
+        state: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Each watched account's last poll, errors, rate limit and open incidents (client of
+    /// GET /api/v1/accounts).
+    Status {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Write the documented example configuration to start from.
+    Init {
+        #[arg(long, default_value = "config/tocsin.toml")]
+        path: PathBuf,
+        /// Overwrite the file if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// The approved log.
     Log {
@@ -96,6 +141,44 @@ impl ApiArgs {
             .unwrap_or_else(|| config.general.api_token.expose().to_owned());
         Ok((url.trim_end_matches('/').to_owned(), token))
     }
+
+    /// One API call: resolves the address and token, sends, and turns a refusal into an error
+    /// carrying the server's own message (which names the field or entry at fault).
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let (url, token) = self.resolve()?;
+        let mut target = format!("{url}{path}");
+        if !query.is_empty() {
+            let q = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(query)
+                .finish();
+            target = format!("{target}?{q}");
+        }
+        let mut req = reqwest::Client::new()
+            .request(method, &target)
+            .bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach tocsin at {url}"))?;
+        let status = resp.status();
+        let answer: serde_json::Value = resp.json().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!(
+                "{status}: {}",
+                answer["error"].as_str().unwrap_or("no detail")
+            );
+        }
+        Ok(answer)
+    }
 }
 
 #[tokio::main]
@@ -103,7 +186,11 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = matches!(
         cli.command,
-        Cmd::Demo | Cmd::CheckConfig { .. } | Cmd::Log { .. }
+        Cmd::Demo
+            | Cmd::CheckConfig { .. }
+            | Cmd::Log { .. }
+            | Cmd::Init { .. }
+            | Cmd::Healthcheck { .. }
     );
     telemetry::init(if quiet { "warn" } else { "info" });
     match run(cli.command).await {
@@ -126,17 +213,33 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Cmd::Run { config } => {
-            let config = Config::load(&config)?;
-            let app = App::build(config).await?;
+        Cmd::Run { config: path } => {
+            let config = Config::load(&path)?;
             let shutdown = CancellationToken::new();
             let signal = shutdown.clone();
             tokio::spawn(async move {
                 wait_for_signal().await;
                 signal.cancel();
             });
-            app.run_until(shutdown).await?;
+            let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+            forward_sighup(reload_tx);
+            run_reloading(&path, config, shutdown, reload_rx).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Healthcheck { url } => {
+            let resp = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(3))
+                .build()?
+                .get(&url)
+                .send()
+                .await
+                .with_context(|| format!("GET {url}"))?;
+            if resp.status().is_success() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("{url}: {}", resp.status());
+                Ok(ExitCode::FAILURE)
+            }
         }
         Cmd::CheckConfig { config: path } => match Config::load(&path) {
             Ok(config) => {
@@ -155,23 +258,10 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             note,
             api,
         } => {
-            let (url, token) = api.resolve()?;
             let body = serde_json::json!({ "account": account, "text": text, "note": note, "by": whoami() });
-            let resp = reqwest::Client::new()
-                .post(format!("{url}/api/v1/approvals"))
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .with_context(|| format!("cannot reach tocsin at {url}"))?;
-            let status = resp.status();
-            let answer: serde_json::Value = resp.json().await.unwrap_or_default();
-            if !status.is_success() {
-                bail!(
-                    "{status}: {}",
-                    answer["error"].as_str().unwrap_or("no detail")
-                );
-            }
+            let answer = api
+                .call(reqwest::Method::POST, "/api/v1/approvals", &[], Some(body))
+                .await?;
             println!(
                 "approved for {account}: entry {} (fingerprint {})",
                 answer["seq"],
@@ -179,33 +269,103 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Incidents { api } => {
-            let (url, token) = api.resolve()?;
-            let resp = reqwest::Client::new()
-                .get(format!("{url}/api/v1/incidents"))
-                .bearer_auth(token)
-                .send()
-                .await
-                .with_context(|| format!("cannot reach tocsin at {url}"))?;
-            let status = resp.status();
-            let answer: serde_json::Value = resp.json().await.unwrap_or_default();
-            if !status.is_success() {
-                bail!(
-                    "{status}: {}",
-                    answer["error"].as_str().unwrap_or("no detail")
-                );
+        Cmd::Approvals { account, api } => {
+            let query: Vec<_> = account.iter().map(|a| ("account", a.as_str())).collect();
+            let answer = api
+                .call(reqwest::Method::GET, "/api/v1/approvals", &query, None)
+                .await?;
+            let approvals = answer["approvals"].as_array().cloned().unwrap_or_default();
+            if approvals.is_empty() {
+                println!("the approved log is empty");
             }
-            for i in answer["incidents"].as_array().into_iter().flatten() {
+            for a in &approvals {
+                println!("{}", approval_line(a));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Revoke { seq, reason, api } => {
+            let body = serde_json::json!({ "reason": reason, "by": whoami() });
+            let answer = api
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/approvals/{seq}/revoke"),
+                    &[],
+                    Some(body),
+                )
+                .await?;
+            println!("revoked entry {seq}: recorded as entry {}", answer["seq"]);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Incidents {
+            id: Some(id), api, ..
+        } => {
+            let i = api
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/incidents/{id}"),
+                    &[],
+                    None,
+                )
+                .await?;
+            println!("{}", incident_line(&i));
+            println!("object: {}", s(&i["object"]));
+            if let Some(r) = i["resolution"].as_str() {
+                println!("resolution: {r}");
+            }
+            println!("evidence:");
+            for line in evidence_lines(&i["evidence"]) {
+                println!("  {line}");
+            }
+            println!("timeline:");
+            for e in i["timeline"].as_array().into_iter().flatten() {
                 println!(
-                    "#{} {} {} {} {} {}",
-                    i["id"],
-                    i["severity"].as_str().unwrap_or("?"),
-                    i["rule"].as_str().unwrap_or("?"),
-                    i["account"].as_str().unwrap_or("?"),
-                    i["state"].as_str().unwrap_or("?"),
-                    i["opened_at"].as_str().unwrap_or("?")
+                    "  {} {} by {}",
+                    when(&e["at"]),
+                    s(&e["action"]),
+                    s(&e["who"])
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Incidents {
+            id: None,
+            state,
+            api,
+        } => {
+            let query: Vec<_> = state.iter().map(|st| ("state", st.as_str())).collect();
+            let answer = api
+                .call(reqwest::Method::GET, "/api/v1/incidents", &query, None)
+                .await?;
+            let incidents = answer["incidents"].as_array().cloned().unwrap_or_default();
+            if incidents.is_empty() {
+                println!("no incidents");
+            }
+            for i in &incidents {
+                println!("{}", incident_line(i));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Status { api } => {
+            let answer = api
+                .call(reqwest::Method::GET, "/api/v1/accounts", &[], None)
+                .await?;
+            let accounts = answer["accounts"].as_array().cloned().unwrap_or_default();
+            if accounts.is_empty() {
+                println!("no accounts are watched");
+            }
+            for a in &accounts {
+                println!("{}", status_line(a));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Init { path, force } => {
+            init(&path, force)?;
+            println!(
+                "wrote {p}; edit it, set TOCSIN_API_TOKEN, TOCSIN_TELEGRAM_TOKEN and \
+                 TOCSIN_MASTODON_TOKEN (or change those keys), then run \
+                 `tocsin check-config --config {p}`",
+                p = path.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Log {
@@ -235,8 +395,176 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Writes the example config; `create_new` so two `init`s cannot both think they wrote it.
+fn init(path: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = match options.open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!(
+                "{} already exists; pass --force to overwrite it",
+                path.display()
+            )
+        }
+        other => other.with_context(|| format!("creating {}", path.display()))?,
+    };
+    file.write_all(tocsin::config::EXAMPLE.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// A timestamp from the API to the second, as the pages show it; nanoseconds are noise here.
+fn when(v: &serde_json::Value) -> String {
+    v.as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map_or_else(
+            || s(v).to_owned(),
+            |t| {
+                t.with_timezone(&chrono::Utc)
+                    .format("%Y-%m-%d %H:%M:%S UTC")
+                    .to_string()
+            },
+        )
+}
+
+/// A JSON string field as text, `?` when absent.
+fn s(v: &serde_json::Value) -> &str {
+    v.as_str().unwrap_or("?")
+}
+
+fn incident_line(i: &serde_json::Value) -> String {
+    format!(
+        "#{} {} {} {} {} {}",
+        i["id"],
+        s(&i["severity"]),
+        s(&i["rule"]),
+        s(&i["account"]),
+        s(&i["state"]),
+        when(&i["opened_at"])
+    )
+}
+
+/// The evidence as `name: value` lines; a profile change reads `field: before → after`.
+fn evidence_lines(evidence: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, v) in evidence.as_object().into_iter().flatten() {
+        match (k.as_str(), v) {
+            ("kind" | "fingerprint", _) | (_, serde_json::Value::Null) => {}
+            ("changes", serde_json::Value::Object(changes)) => {
+                for (field, c) in changes {
+                    out.push(format!(
+                        "{field}: {} → {}",
+                        c["before"].as_str().unwrap_or("(none)"),
+                        s(&c["after"])
+                    ));
+                }
+            }
+            (_, serde_json::Value::String(text)) => out.push(format!("{k}: {text}")),
+            (_, serde_json::Value::Array(items)) => out.push(format!(
+                "{k}: {}",
+                items
+                    .iter()
+                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            (_, other) => out.push(format!("{k}: {other}")),
+        }
+    }
+    out
+}
+
+fn approval_line(a: &serde_json::Value) -> String {
+    let e = &a["entry"];
+    let what = match s(&e["type"]) {
+        "approved_post" => {
+            let target = match (e["fingerprint"].as_str(), e["post_id"].as_str()) {
+                (Some(fp), _) => format!("fingerprint {}", fp.get(..12).unwrap_or(fp)),
+                (None, Some(id)) => format!("post {id}"),
+                (None, None) => "?".into(),
+            };
+            let mut line = format!("post {} {target}", s(&e["account"]));
+            if let Some(t) = e["expires_at"].as_str() {
+                line.push_str(&format!(" until {t}"));
+            }
+            if let Some(n) = e["note"].as_str() {
+                line.push_str(&format!(" ({n})"));
+            }
+            line
+        }
+        "baseline" => format!("baseline {} {}", s(&e["account"]), s(&e["field"])),
+        "revocation" => format!("revokes #{}: {}", e["seq"], s(&e["reason"])),
+        other => other.to_owned(),
+    };
+    let mut line = format!("#{} {} {what} by {}", a["seq"], when(&a["at"]), s(&e["by"]));
+    if a["revoked"].as_bool() == Some(true) {
+        line.push_str(&format!(" · REVOKED by #{}", a["revoked_by"]));
+    }
+    line
+}
+
+fn status_line(a: &serde_json::Value) -> String {
+    let mut line = format!(
+        "{} {} {} · last ok {} · {} polls, {} errors",
+        s(&a["name"]),
+        s(&a["platform"]),
+        s(&a["base_url"]),
+        if a["last_success"].is_null() {
+            "never".to_owned()
+        } else {
+            when(&a["last_success"])
+        },
+        a["polls"],
+        a["errors"]
+    );
+    let rl = &a["rate_limit"];
+    if !rl.is_null() {
+        let limit = rl["limit"]
+            .as_u64()
+            .map_or_else(|| "?".to_owned(), |l| l.to_string());
+        line.push_str(&format!(" · rate {}/{limit}", rl["remaining"]));
+    }
+    line.push_str(&format!(
+        " · {} open, {} acked incident(s)",
+        a["open_incidents"], a["acked_incidents"]
+    ));
+    if let Some(err) = a["last_error"].as_object() {
+        line.push_str(&format!(
+            " · last error {}: {}",
+            err.get("at").map_or_else(|| "?".to_owned(), when),
+            err.get("message").and_then(|v| v.as_str()).unwrap_or("?")
+        ));
+    }
+    line
+}
+
 fn whoami() -> String {
     std::env::var("USER").unwrap_or_else(|_| "cli".into())
+}
+
+/// Turns each SIGHUP into a reload request; reloads asked for while one is pending coalesce.
+fn forward_sighup(tx: tokio::sync::mpsc::Sender<()>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let _ = tx.try_send(());
+        }
+    });
+    #[cfg(not(unix))]
+    drop(tx);
 }
 
 async fn wait_for_signal() {

@@ -91,6 +91,16 @@ async fn readyz_follows_the_sources_and_metrics_move() {
             .status(),
         200
     );
+    // The container's HEALTHCHECK: the binary itself, since the image has no shell or curl.
+    let healthcheck = |url: String| async move {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+            .args(["healthcheck", "--url", &url])
+            .output()
+            .await
+            .unwrap();
+        out.status.code()
+    };
+    assert_eq!(healthcheck(format!("{base}/healthz")).await, Some(0));
     until(
         || masto.request_count("/api/v1/accounts") >= 2,
         "refused polls",
@@ -104,6 +114,11 @@ async fn readyz_follows_the_sources_and_metrics_move() {
         .unwrap()
         .to_owned();
     assert_eq!(source, "no successful poll yet", "{body}");
+    assert_eq!(
+        healthcheck(format!("{base}/readyz")).await,
+        Some(1),
+        "not ready: non-zero"
+    );
 
     // The token is accepted: the next poll succeeds and tocsin is ready.
     masto.require_token(Some(MASTODON_TOKEN.into()));
@@ -217,4 +232,79 @@ async fn sigterm_with_a_queued_page_exits_promptly_and_the_next_start_delivers_i
     let _daemon = Daemon::spawn(&config, "warn", &[]);
     until(|| bot.sent().len() == 1, "the page after restart").await;
     assert!(bot.sent()[0].text.contains("giveaway: send 1 BTC"));
+}
+
+#[tokio::test]
+async fn sighup_reloads_accounts_keeps_state_and_refuses_a_bad_file() {
+    let (masto, bot, dir) = fakes().await;
+    masto.add_account(
+        "2002",
+        "examplecorp_support",
+        "ExampleCorp Support",
+        "<p>Support.</p>",
+        &[],
+    );
+    let config = write_config(dir.path(), &bot, &masto, "");
+    let daemon = Daemon::spawn(&config, "info", &[]);
+    daemon.http_addr().await;
+    until(
+        || masto.request_count("/api/v1/accounts/109302") >= 4,
+        "the first polls",
+    )
+    .await;
+    masto.publish(ACCOUNT_ID, &status_html("send 1 BTC to get 2"));
+    until(|| bot.sent().len() == 1, "the first page").await;
+
+    let second = format!(
+        "\n[[accounts]]\nname = \"support\"\nplatform = \"mastodon\"\nbase_url = \"{}\"\naccount_id = \"2002\"\npoll_interval = \"150ms\"\n",
+        masto.url()
+    );
+    write_config(dir.path(), &bot, &masto, &second);
+    daemon.signal("HUP");
+    until(
+        || masto.request_count("/api/v1/accounts/2002/statuses") >= 2,
+        "the new account's polls",
+    )
+    .await;
+    until(
+        || daemon.log_text().contains("configuration reloaded"),
+        "the reload log line",
+    )
+    .await;
+    masto.publish("2002", &status_html("support giveaway: send 1 BTC"));
+    until(|| bot.sent().len() == 2, "the second account's page").await;
+    assert!(
+        bot.sent()[1].text.contains("Incident #2"),
+        "ids continue across the reload: {}",
+        bot.sent()[1].text
+    );
+    assert_eq!(
+        bot.sent().len(),
+        2,
+        "the first incident was not paged again"
+    );
+
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("poll_interval", "pol_interval"),
+    )
+    .unwrap();
+    daemon.signal("HUP");
+    until(
+        || daemon.log_text().contains("reload refused"),
+        "the refusal",
+    )
+    .await;
+    assert!(
+        daemon.log_text().contains("pol_interval"),
+        "the bad key is named"
+    );
+    let polls = masto.request_count("/api/v1/accounts/2002/statuses");
+    until(
+        || masto.request_count("/api/v1/accounts/2002/statuses") > polls + 2,
+        "polling goes on",
+    )
+    .await;
 }

@@ -19,6 +19,9 @@ use url::Url;
 
 pub use secret::Secret;
 
+/// The documented example, written by `tocsin init`: one source of truth for every key.
+pub const EXAMPLE: &str = include_str!("../../config/tocsin.example.toml");
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -191,7 +194,7 @@ impl Config {
                     format!("{origin}:{line}:{col}: ")
                 })
                 .unwrap_or_else(|| format!("{origin}: "));
-            let message = inner.message().to_owned();
+            let message = with_suggestion(inner.message());
             // A missing field is reported at its parent; name the field itself.
             let key = match missing_field(&message) {
                 Some(field) if path == "." || path.is_empty() => field.to_owned(),
@@ -318,6 +321,47 @@ fn check_http_url(key: &str, url: &Url) -> Result<(), ConfigError> {
     }
 }
 
+/// Appends "did you mean" to serde's unknown-field message: the list it prints is long and the
+/// operator's typo is usually one or two letters from the key they meant.
+fn with_suggestion(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_owned();
+    };
+    let Some((given, expected)) = rest.split_once('`') else {
+        return message.to_owned();
+    };
+    // Valid keys are the backticked names after the given one.
+    let best = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|key| (levenshtein(given, key), key))
+        .filter(|(d, _)| *d <= 3)
+        .min_by_key(|(d, _)| *d);
+    match best {
+        Some((_, key)) => format!("{message} — did you mean `{key}`?"),
+        None => message.to_owned(),
+    }
+}
+
+/// Edit distance in characters (insertions, deletions, substitutions).
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diag + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
 fn missing_field(message: &str) -> Option<&str> {
     let rest = message.strip_prefix("missing field `")?;
     rest.split('`').next()
@@ -374,6 +418,36 @@ poll_interval = "2m"
         let msg = e.to_string();
         assert!(msg.contains("pol_interval"), "{msg}");
         assert!(msg.starts_with("t.toml:15:1: "), "{msg}");
+        assert!(msg.ends_with(" — did you mean `poll_interval`?"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_key_far_from_every_key_gets_no_suggestion() {
+        let e = err(&GOOD.replace("poll_interval", "frobnicate"));
+        let msg = e.to_string();
+        assert!(msg.contains("unknown field `frobnicate`"), "{msg}");
+        assert!(!msg.contains("did you mean"), "{msg}");
+        let e = err(&GOOD.replace("[general]", "[generl]"));
+        assert!(e.to_string().ends_with("did you mean `general`?"), "{e}");
+    }
+
+    #[test]
+    fn levenshtein_counts_edits() {
+        assert_eq!(levenshtein("pol_interval", "poll_interval"), 1);
+        assert_eq!(levenshtein("", "abc"), 3);
+        assert_eq!(levenshtein("kitten", "sitting"), 3);
+        assert_eq!(levenshtein("same", "same"), 0);
+    }
+
+    #[test]
+    fn the_embedded_example_parses_when_its_secrets_are_set() {
+        // The example reads its secrets from the environment; swap in literals to parse it here.
+        let text = EXAMPLE
+            .replace("env:TOCSIN_API_TOKEN", "a")
+            .replace("env:TOCSIN_TELEGRAM_TOKEN", "b")
+            .replace("env:TOCSIN_MASTODON_TOKEN", "c");
+        let c = Config::parse(&text, "example").unwrap();
+        assert_eq!(c.accounts.len(), 1);
     }
 
     #[test]

@@ -4,34 +4,26 @@
 //! `/api/v1` is guarded by a bearer token compared in constant time. Bodies are capped, and a
 //! body that does not parse is answered 400 with the field at fault, and counted.
 
+mod api;
 pub mod health;
+
+pub use api::openapi_document;
 
 use std::{
     collections::HashSet,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, atomic::AtomicU64},
 };
 
 use axum::{
-    Json, Router,
-    body::Bytes,
-    extract::{DefaultBodyLimit, State},
-    http::{HeaderMap, StatusCode, header},
-    response::{IntoResponse, Response},
+    Router,
+    extract::DefaultBodyLimit,
     routing::{get, post},
 };
-use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use crate::{
-    config::Secret,
-    detect::{content_from_text, fingerprint},
+    config::{Account, Secret},
     sources::Health,
-    store::{ApprovedEntry, Store},
+    store::Store,
 };
 
 /// Approval bodies are a post's text and a few fields; anything larger is not one.
@@ -45,6 +37,8 @@ pub struct HttpState {
     pub health: Health,
     pub api_token: Secret,
     pub accounts: Arc<HashSet<String>>,
+    /// The configured accounts in config order, for `GET /api/v1/accounts`.
+    pub watched: Arc<Vec<Account>>,
     /// Requests refused for a bad token or body.
     pub rejected: Arc<AtomicU64>,
 }
@@ -54,8 +48,15 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .route("/api/v1/approvals", post(add_approval))
-        .route("/api/v1/incidents", get(list_incidents))
+        .route("/api/v1/openapi.json", get(api::openapi))
+        .route(
+            "/api/v1/approvals",
+            get(api::list_approvals).post(api::add_approval),
+        )
+        .route("/api/v1/approvals/{seq}/revoke", post(api::revoke_approval))
+        .route("/api/v1/incidents", get(api::list_incidents))
+        .route("/api/v1/incidents/{id}", get(api::get_incident))
+        .route("/api/v1/accounts", get(api::list_accounts))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -69,112 +70,4 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
-}
-
-/// An API error: a status and a message that says which field or header is at fault.
-struct ApiError(StatusCode, String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
-    }
-}
-
-fn authorize(s: &HttpState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    let expected = s.api_token.expose().as_bytes();
-    if bool::from(given.as_bytes().ct_eq(expected)) {
-        return Ok(());
-    }
-    s.rejected.fetch_add(1, Ordering::Relaxed);
-    tracing::warn!(
-        reason = "bad or missing bearer token",
-        "api request refused"
-    );
-    Err(ApiError(
-        StatusCode::UNAUTHORIZED,
-        "missing or wrong bearer token in Authorization".into(),
-    ))
-}
-
-/// `POST /api/v1/approvals` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApprovalRequest {
-    account: String,
-    text: String,
-    #[serde(default)]
-    expires_at: Option<DateTime<Utc>>,
-    #[serde(default)]
-    note: Option<String>,
-    #[serde(default)]
-    by: Option<String>,
-}
-
-async fn add_approval(
-    State(s): State<HttpState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<impl IntoResponse, ApiError> {
-    authorize(&s, &headers)?;
-    let bad = |msg: String| {
-        s.rejected.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(reason = %msg, "approval request refused");
-        ApiError(StatusCode::BAD_REQUEST, msg)
-    };
-    let req: ApprovalRequest =
-        serde_json::from_slice(&body).map_err(|e| bad(format!("invalid approval body: {e}")))?;
-    if !s.accounts.contains(&req.account) {
-        return Err(bad(format!(
-            "field `account`: `{}` is not a configured account",
-            req.account
-        )));
-    }
-    if req.text.trim().is_empty() {
-        return Err(bad("field `text`: must not be empty".into()));
-    }
-    let fp = fingerprint(&content_from_text(&req.text));
-    let by = format!("api:{}", req.by.as_deref().unwrap_or("token"));
-    let entry = ApprovedEntry::ApprovedPost {
-        account: req.account.clone(),
-        fingerprint: Some(fp.clone()),
-        post_id: None,
-        expires_at: req.expires_at,
-        by,
-        note: req.note,
-    };
-    let record = s.store.approve(entry, Utc::now()).map_err(|e| {
-        tracing::error!(error = %e, "cannot record an approval");
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the approval could not be recorded".into(),
-        )
-    })?;
-    s.store
-        .flush()
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    tracing::info!(account = %req.account, seq = record.seq, "post pre-approved");
-    Ok((
-        StatusCode::CREATED,
-        Json(
-            json!({ "seq": record.seq, "account": req.account, "fingerprint": fp, "hash": record.hash }),
-        ),
-    ))
-}
-
-async fn list_incidents(
-    State(s): State<HttpState>,
-    headers: HeaderMap,
-) -> Result<impl IntoResponse, ApiError> {
-    authorize(&s, &headers)?;
-    let incidents = s
-        .store
-        .incidents()
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(Json(json!({ "incidents": incidents })))
 }

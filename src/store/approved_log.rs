@@ -36,6 +36,25 @@ pub enum ApprovedEntry {
         value_digest: String,
         by: String,
     },
+    /// Withdraws an earlier [`ApprovedEntry::ApprovedPost`]. The log is append-only, so taking an
+    /// approval back is itself an entry: the chain keeps who approved, who revoked and why.
+    Revocation {
+        seq: u64,
+        reason: String,
+        by: String,
+    },
+}
+
+impl ApprovedEntry {
+    /// The account the entry is about; a revocation is about its target's account, which the
+    /// entry itself does not repeat.
+    pub fn account(&self) -> Option<&str> {
+        match self {
+            ApprovedEntry::ApprovedPost { account, .. }
+            | ApprovedEntry::Baseline { account, .. } => Some(account),
+            ApprovedEntry::Revocation { .. } => None,
+        }
+    }
 }
 
 /// An entry as stored: its place in the chain and the hashes that bind it there.

@@ -1,8 +1,9 @@
 //! sled behind one type. No other module opens a tree.
 //!
 //! Trees:
-//! - `approved_log`: seq → [`LogRecord`], the hash chain; `approved_posts` and `baselines` are its
-//!   indexes, written in the same transaction as the entry they index.
+//! - `approved_log`: seq → [`LogRecord`], the hash chain; `approved_posts`, `baselines` and
+//!   `revoked` (revoked seq → seq of the revocation) are its indexes, written in the same
+//!   transaction as the entry they index.
 //! - `seen_posts`: account/post id → what the post looked like, to notice edits.
 //! - `cursors`: where each source and the bot stopped reading.
 //! - `incidents`, `incident_keys` (dedup key → id), `outbox` (pages not yet confirmed).
@@ -42,6 +43,21 @@ pub enum StoreError {
     Rejected(String),
 }
 
+/// Why a revocation was refused; each maps to its own answer at the API.
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeError {
+    #[error("there is no approved log entry {0}")]
+    NotFound(u64),
+    #[error("entry {seq} is already revoked by entry {by_seq}")]
+    AlreadyRevoked { seq: u64, by_seq: u64 },
+    #[error("entry {0} is a baseline; a baseline is changed by approving a new value")]
+    Baseline(u64),
+    #[error("entry {0} is a revocation and cannot itself be revoked; approve the post again")]
+    Revocation(u64),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// What a page in the outbox asks for: bring the incident's message in the chat up to date.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxEntry {
@@ -79,6 +95,7 @@ pub struct Store {
     approved_log: sled::Tree,
     approved_posts: sled::Tree,
     baselines: sled::Tree,
+    revoked: sled::Tree,
     seen_posts: sled::Tree,
     cursors: sled::Tree,
     incidents: sled::Tree,
@@ -110,6 +127,24 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("store records always serialize")
 }
 
+/// The `approved_posts` key an entry is indexed under: by fingerprint when it has one, else by
+/// post id.
+fn approved_post_key(entry: &ApprovedEntry) -> Option<Vec<u8>> {
+    match entry {
+        ApprovedEntry::ApprovedPost {
+            account,
+            fingerprint: Some(fp),
+            ..
+        } => Some(key2(account, &format!("fp:{fp}"))),
+        ApprovedEntry::ApprovedPost {
+            account,
+            post_id: Some(id),
+            ..
+        } => Some(key2(account, &format!("id:{id}"))),
+        _ => None,
+    }
+}
+
 fn be(n: u64) -> [u8; 8] {
     n.to_be_bytes()
 }
@@ -138,6 +173,7 @@ impl Store {
             approved_log: t("approved_log")?,
             approved_posts: t("approved_posts")?,
             baselines: t("baselines")?,
+            revoked: t("revoked")?,
             seen_posts: t("seen_posts")?,
             cursors: t("cursors")?,
             incidents: t("incidents")?,
@@ -165,6 +201,7 @@ impl Store {
             &self.approved_log,
             &self.approved_posts,
             &self.baselines,
+            &self.revoked,
             &self.seen_posts,
             &self.incidents,
             &self.incident_keys,
@@ -173,11 +210,12 @@ impl Store {
         );
         trees
             .transaction(
-                |(log, posts, baselines, seen, incidents, keys, outbox, meta)| {
+                |(log, posts, baselines, revoked, seen, incidents, keys, outbox, meta)| {
                     let tx = Tx {
                         log,
                         posts,
                         baselines,
+                        revoked,
                         seen,
                         incidents,
                         keys,
@@ -204,6 +242,59 @@ impl Store {
         self.transact(|tx| tx.append_log(entry.clone(), at))
     }
 
+    /// Withdraws approval `seq` (an approved post). Checked and appended in one transaction, so
+    /// two operators revoking the same entry at once get one revocation and one 409.
+    ///
+    /// The index holds the newest approval of each content; revoking that one un-approves the
+    /// content even if an older entry approved it too. Approving it again brings it back.
+    pub fn revoke(
+        &self,
+        seq: u64,
+        reason: &str,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<LogRecord, RevokeError> {
+        self.transact(|tx| {
+            let Some(target) = tx.log_record(seq).lift()? else {
+                return abort(RevokeError::NotFound(seq));
+            };
+            match target.entry {
+                ApprovedEntry::ApprovedPost { .. } => {}
+                ApprovedEntry::Baseline { .. } => return abort(RevokeError::Baseline(seq)),
+                ApprovedEntry::Revocation { .. } => return abort(RevokeError::Revocation(seq)),
+            }
+            if let Some(by_seq) = tx.revoked_by(seq).lift()? {
+                return abort(RevokeError::AlreadyRevoked { seq, by_seq });
+            }
+            let entry = ApprovedEntry::Revocation {
+                seq,
+                reason: reason.to_owned(),
+                by: by.to_owned(),
+            };
+            tx.append_log(entry, at).lift()
+        })
+    }
+
+    /// Every entry of the approved log, oldest first.
+    pub fn log_records(&self) -> Result<Vec<LogRecord>, StoreError> {
+        self.approved_log
+            .iter()
+            .values()
+            .map(|v| decode("approved_log", &v?))
+            .collect()
+    }
+
+    /// Revoked entries: revoked seq → seq of the revocation.
+    pub fn revocations(&self) -> Result<std::collections::BTreeMap<u64, u64>, StoreError> {
+        self.revoked
+            .iter()
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((from_be("revoked", &k)?, from_be("revoked", &v)?))
+            })
+            .collect()
+    }
+
     /// Whether a post with this content (or id) is approved for the account right now.
     pub fn is_post_approved(
         &self,
@@ -217,6 +308,10 @@ impl Store {
             key2(account, &format!("id:{post_id}")),
         ] {
             if let Some(seq) = self.approved_posts.get(&key)? {
+                // The index key goes in the revoking transaction; this is belt and braces.
+                if self.revoked.contains_key(&seq)? {
+                    continue;
+                }
                 let record = self.log_record(from_be("approved_posts", &seq)?)?;
                 if let Some(ApprovedEntry::ApprovedPost { expires_at, .. }) =
                     record.map(|r| r.entry)
@@ -252,6 +347,11 @@ impl Store {
         let mut prev = GENESIS.to_owned();
         let mut expected_seq = 0u64;
         let mut latest_baseline = std::collections::HashMap::new();
+        // seq → index key of each approved post, and revoked seq → revoking seq.
+        let mut post_keys = std::collections::HashMap::new();
+        let mut revocations = std::collections::BTreeMap::new();
+        // Entries already reported as damaged; their index entries would only repeat that.
+        let mut damaged = std::collections::HashSet::new();
         for item in self.approved_log.iter() {
             let (k, v) = item?;
             let seq = from_be("approved_log", &k)?;
@@ -259,6 +359,7 @@ impl Store {
                 Ok(r) => r,
                 Err(e) => {
                     problems.push(format!("entry {seq}: unreadable ({e})"));
+                    damaged.insert(seq);
                     prev = String::new();
                     expected_seq = seq + 1;
                     continue;
@@ -280,6 +381,7 @@ impl Store {
             }
             if !record.is_intact() {
                 problems.push(format!("entry {seq}: content does not match its hash"));
+                damaged.insert(seq);
             }
             if let ApprovedEntry::Baseline {
                 account,
@@ -289,6 +391,19 @@ impl Store {
             } = &record.entry
             {
                 latest_baseline.insert(key2(account, field), value_digest.clone());
+            }
+            if let Some(key) = approved_post_key(&record.entry) {
+                post_keys.insert(seq, key);
+            }
+            if let ApprovedEntry::Revocation { seq: target, .. } = &record.entry {
+                if !post_keys.contains_key(target) {
+                    problems.push(format!(
+                        "entry {seq}: revokes entry {target}, which is not an earlier approved post"
+                    ));
+                }
+                if revocations.insert(*target, seq).is_some() {
+                    problems.push(format!("entry {seq}: revokes entry {target} a second time"));
+                }
             }
             prev = record.hash;
             expected_seq = seq + 1;
@@ -311,6 +426,25 @@ impl Store {
             match latest_baseline.get(k.as_ref()) {
                 Some(d) if *d == value.digest && digest(&value.value) == value.digest => {}
                 _ => problems.push(format!("baseline {name}: does not match the approved log")),
+            }
+        }
+        let mut indexed_revocations = std::collections::BTreeMap::new();
+        for item in self.revoked.iter() {
+            let (k, v) = item?;
+            indexed_revocations.insert(from_be("revoked", &k)?, from_be("revoked", &v)?);
+        }
+        if indexed_revocations != revocations {
+            problems.push("revocations: the index does not match the approved log".into());
+        }
+        for item in self.approved_posts.iter() {
+            let (k, v) = item?;
+            let seq = from_be("approved_posts", &v)?;
+            let name = String::from_utf8_lossy(&k).replace('\0', "/");
+            let matches = post_keys.get(&seq).is_some_and(|key| *key == k.as_ref());
+            if !damaged.contains(&seq) && (!matches || revocations.contains_key(&seq)) {
+                problems.push(format!(
+                    "approved post {name}: does not match the approved log"
+                ));
             }
         }
         Ok(VerifyReport {
@@ -407,6 +541,7 @@ pub struct Tx<'a> {
     log: &'a TransactionalTree,
     posts: &'a TransactionalTree,
     baselines: &'a TransactionalTree,
+    revoked: &'a TransactionalTree,
     seen: &'a TransactionalTree,
     incidents: &'a TransactionalTree,
     keys: &'a TransactionalTree,
@@ -451,8 +586,42 @@ impl Tx<'_> {
         Ok(n)
     }
 
-    /// Appends an approval to the chain and updates the index it feeds.
+    pub fn log_record(&self, seq: u64) -> TxResult<Option<LogRecord>> {
+        self.log
+            .get(be(seq))?
+            .map(|v| decode("approved_log", &v))
+            .transpose()
+            .map_err(ConflictableTransactionError::Abort)
+    }
+
+    /// The seq of the revocation that withdrew `seq`, if any.
+    pub fn revoked_by(&self, seq: u64) -> TxResult<Option<u64>> {
+        self.revoked
+            .get(be(seq))?
+            .map(|v| from_be("revoked", &v))
+            .transpose()
+            .map_err(ConflictableTransactionError::Abort)
+    }
+
+    /// Appends an entry to the chain and updates the index it feeds. A revocation of anything
+    /// but a live approved post is refused here too, so no caller can chain a meaningless one.
     pub fn append_log(&self, entry: ApprovedEntry, at: DateTime<Utc>) -> TxResult<LogRecord> {
+        let revoked_key = match &entry {
+            ApprovedEntry::Revocation { seq: target, .. } => {
+                let key = self
+                    .log_record(*target)?
+                    .and_then(|r| approved_post_key(&r.entry));
+                match key {
+                    Some(key) if self.revoked_by(*target)?.is_none() => Some((*target, key)),
+                    _ => {
+                        return abort(StoreError::Rejected(format!(
+                            "entry {target} is not an approved post that can be revoked"
+                        )));
+                    }
+                }
+            }
+            _ => None,
+        };
         let head: Option<Head> = self
             .meta
             .get(HEAD)?
@@ -468,22 +637,15 @@ impl Tx<'_> {
         let mut hash = [0u8; 32];
         hex::decode_to_slice(&record.hash, &mut hash).expect("own hash is hex");
         self.meta.insert(HEAD, encode(&Head { seq, hash }))?;
-        match &record.entry {
-            ApprovedEntry::ApprovedPost {
-                account,
-                fingerprint,
-                post_id,
-                ..
-            } => {
-                if let Some(fp) = fingerprint {
-                    self.posts
-                        .insert(key2(account, &format!("fp:{fp}")), &be(seq))?;
-                } else if let Some(id) = post_id {
-                    self.posts
-                        .insert(key2(account, &format!("id:{id}")), &be(seq))?;
-                }
+        if let Some(key) = approved_post_key(&record.entry) {
+            self.posts.insert(key, &be(seq))?;
+        }
+        if let Some((target, key)) = revoked_key {
+            // A later approval of the same content owns the key now and stays in force.
+            if self.posts.get(&key)?.as_deref() == Some(&be(target)[..]) {
+                self.posts.remove(key)?;
             }
-            ApprovedEntry::Baseline { .. } => {}
+            self.revoked.insert(&be(target), &be(seq))?;
         }
         Ok(record)
     }
@@ -637,6 +799,94 @@ mod tests {
         assert_eq!(
             report.problems,
             vec!["baseline a/url: does not match the approved log".to_string()]
+        );
+    }
+
+    #[test]
+    fn revocation_unapproves_and_keeps_the_chain_verifiable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Utc::now();
+        store.approve(post("a", "f1"), now).unwrap();
+        store
+            .transact(|tx| tx.set_baseline("a", "url", "https://ok", "t", now))
+            .unwrap();
+        assert!(store.is_post_approved("a", "f1", "x", now).unwrap());
+
+        let record = store.revoke(0, "posted by mistake", "alice", now).unwrap();
+        assert_eq!(record.seq, 2);
+        assert_eq!(
+            record.entry,
+            ApprovedEntry::Revocation {
+                seq: 0,
+                reason: "posted by mistake".into(),
+                by: "alice".into()
+            }
+        );
+        assert!(!store.is_post_approved("a", "f1", "x", now).unwrap());
+        assert_eq!(store.revocations().unwrap(), [(0, 2)].into_iter().collect());
+        let report = store.verify_log().unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+        assert_eq!(report.entries, 3);
+
+        assert!(matches!(
+            store.revoke(0, "again", "bob", now),
+            Err(RevokeError::AlreadyRevoked { seq: 0, by_seq: 2 })
+        ));
+        assert!(matches!(
+            store.revoke(1, "r", "bob", now),
+            Err(RevokeError::Baseline(1))
+        ));
+        assert!(matches!(
+            store.revoke(2, "r", "bob", now),
+            Err(RevokeError::Revocation(2))
+        ));
+        assert!(matches!(
+            store.revoke(9, "r", "bob", now),
+            Err(RevokeError::NotFound(9))
+        ));
+        assert_eq!(store.log_len().unwrap(), 3, "refusals append nothing");
+        // Approving the content again is how it comes back.
+        store.approve(post("a", "f1"), now).unwrap();
+        assert!(store.is_post_approved("a", "f1", "x", now).unwrap());
+    }
+
+    #[test]
+    fn revoking_an_older_approval_leaves_a_newer_one_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Utc::now();
+        store.approve(post("a", "f1"), now).unwrap();
+        store.approve(post("a", "f1"), now).unwrap();
+        store.revoke(0, "superseded", "t", now).unwrap();
+        assert!(store.is_post_approved("a", "f1", "x", now).unwrap());
+        let report = store.verify_log().unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+    }
+
+    #[test]
+    fn tampered_revocation_indexes_are_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Utc::now();
+        store.approve(post("a", "f1"), now).unwrap();
+        store.revoke(0, "mistake", "t", now).unwrap();
+
+        // Someone with the file puts the approval back in force.
+        let key = key2("a", "fp:f1");
+        store.approved_posts.insert(&key, &be(0)).unwrap();
+        let report = store.verify_log().unwrap();
+        assert_eq!(
+            report.problems,
+            vec!["approved post a/fp:f1: does not match the approved log".to_string()]
+        );
+        store.approved_posts.remove(&key).unwrap();
+
+        store.revoked.remove(be(0)).unwrap();
+        let report = store.verify_log().unwrap();
+        assert_eq!(
+            report.problems,
+            vec!["revocations: the index does not match the approved log".to_string()]
         );
     }
 

@@ -145,6 +145,48 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `GET` on the API with the token: the status and the JSON body (null when not JSON).
+    pub async fn api_get(&self, path: &str) -> (u16, serde_json::Value) {
+        let resp = reqwest::Client::new()
+            .get(format!("{}{path}", self.api))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or_default())
+    }
+
+    /// `POST` of a JSON body on the API with the token.
+    pub async fn api_post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let resp = reqwest::Client::new()
+            .post(format!("{}{path}", self.api))
+            .bearer_auth(API_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or_default())
+    }
+
+    /// Runs `tocsin ARGS --url … --token …` against this daemon: exit success, stdout, stderr.
+    /// Async, because the daemon answering it runs on the test's own runtime.
+    pub async fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+            .args(args)
+            .args(["--url", &self.api, "--token", API_TOKEN])
+            .env_remove("TOCSIN_API_TOKEN")
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     pub fn publish(&self, text: &str) -> String {
         self.masto.publish(ACCOUNT_ID, &status_html(text))
     }
