@@ -249,7 +249,11 @@ async fn pipeline(
             }
             Err(e) => Err(e),
         };
-        match result {
+        let span = match result {
+            Ok(Recorded::Opened(id) | Recorded::Updated(id)) => tracing::info_span!("incident", id),
+            _ => tracing::Span::none(),
+        };
+        span.in_scope(|| match result {
             Ok(Recorded::Opened(id)) => {
                 tracing::info!(account = %obs.account, incident = id, "incident opened")
             }
@@ -261,7 +265,7 @@ async fn pipeline(
             Err(e) => {
                 tracing::error!(account = %obs.account, error = %e, "cannot record an observation")
             }
-        }
+        });
     }
 }
 

@@ -173,10 +173,43 @@ async fn readyz_follows_the_sources_and_metrics_move() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
+    let resp = reqwest::get(format!("{base}/api/v1/accounts"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "no token");
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/api/v1/accounts"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "the configured token");
+    let doc: serde_json::Value = reqwest::get(format!("{base}/api/v1/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/api/v1/approvals",
+        "/api/v1/accounts",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
     bot.press_button(CHAT, &outsider(), bot.sent()[0].message_id, "ack:1");
     until(|| bot.callback_answers().len() == 1, "the refusal").await;
     let last = scrape().await;
-    assert_eq!(last["tocsin_rejected_requests{reason=\"api\"}"], 1.0);
+    assert_eq!(
+        last["tocsin_rejected_requests{reason=\"api\"}"], 2.0,
+        "wrong and missing token"
+    );
     assert_eq!(last["tocsin_unauthorized_actions"], 1.0);
 
     // Nothing secret reached the logs, even at the most verbose level used here.

@@ -69,7 +69,7 @@ pub async fn run(
                 continue;
             }
         };
-        let span = tracing::info_span!("page", incident = incident.id, seq);
+        let span = tracing::info_span!("incident", id = incident.id, page_seq = seq);
         let wait = match pager.deliver(&incident).instrument(span).await {
             Ok(page) => {
                 failures = 0;
