@@ -22,9 +22,12 @@ use crate::{
     },
     incidents::{Incidents, Recorded},
     metrics::Metrics,
-    notify::{self, TelegramPager},
+    notify::{
+        self, Fallback, PagerDuty, TelegramPager, TelegramStatus, TelegramWatch, Webhook,
+        heartbeat::{self, HeartbeatContext},
+    },
     sources::{self, Health, Observation, ObservationKind, SourceContext},
-    store::{Store, StoreError},
+    store::{Route, Store, StoreError, TELEGRAM},
 };
 
 /// How long shutdown waits for tasks before giving up on them.
@@ -146,13 +149,79 @@ impl App {
         }
         drop(tx);
         tasks.spawn(pipeline(rx, incidents.clone(), metrics.clone()));
+
+        // One worker per channel, each woken by every queued page.
+        let fallbacks: Vec<(Fallback, Option<Vec<crate::detect::Severity>>)> = config
+            .channels
+            .pagerduty
+            .iter()
+            .map(|c| {
+                let ch = Fallback::PagerDuty(PagerDuty::new(c, http_client.clone()));
+                (ch, c.severities.clone())
+            })
+            .chain(config.channels.webhook.iter().map(|c| {
+                let ch = Fallback::Webhook(Webhook::new(c, http_client.clone()));
+                (ch, c.severities.clone())
+            }))
+            .collect();
+        let routes: Vec<Route> = fallbacks
+            .iter()
+            .map(|(ch, severities)| Route {
+                channel: ch.channel().to_owned(),
+                severities: severities.clone(),
+            })
+            .collect();
+        let mut channels: Vec<&str> = routes.iter().map(|r| r.channel.as_str()).collect();
+        channels.push(TELEGRAM);
+        store.drop_unrouted(&channels)?;
+        store.set_routes(routes);
+        let telegram_status = TelegramStatus::default();
+        let watch = TelegramWatch {
+            chat_id: tg.chat_id,
+            failure_grace: tg.failure_grace,
+            has_fallback: !fallbacks.is_empty(),
+            status: telegram_status.clone(),
+        };
+        let mut wakes = Vec::new();
         let pager = TelegramPager::new(send_bot.clone(), tg.chat_id);
+        let wake = Arc::new(Notify::new());
+        wakes.push(wake.clone());
         tasks.spawn(notify::run(
             pager,
             incidents.clone(),
             metrics.clone(),
+            watch,
+            wake,
             shutdown.clone(),
         ));
+        let has_fallback = !fallbacks.is_empty();
+        for (channel, _) in fallbacks {
+            let wake = Arc::new(Notify::new());
+            wakes.push(wake.clone());
+            tasks.spawn(notify::run_fallback(
+                channel,
+                incidents.clone(),
+                metrics.clone(),
+                wake,
+                shutdown.clone(),
+            ));
+        }
+        tasks.spawn(notify::fan_out(
+            incidents.wake_handle(),
+            wakes,
+            shutdown.clone(),
+        ));
+        if let Some(hb) = &config.heartbeat {
+            let ctx = HeartbeatContext {
+                config: hb.clone(),
+                http: http_client.clone(),
+                bot: send_bot.clone(),
+                chat_id: tg.chat_id,
+                store: store.clone(),
+                metrics: metrics.clone(),
+            };
+            tasks.spawn(heartbeat::run(ctx, shutdown.clone()));
+        }
         let bot_ctx = BotContext {
             incidents: incidents.clone(),
             health: health.clone(),
@@ -179,6 +248,8 @@ impl App {
                 .collect(),
             bot_grace: tg.long_poll * 3 + Duration::from_secs(30),
             outbox_max_age: OUTBOX_MAX_AGE,
+            telegram_down: telegram_status,
+            has_fallback,
         };
         let http_state = HttpState {
             store: store.clone(),

@@ -40,6 +40,17 @@ pub struct StateLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabel {
+    pub channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelReasonLabels {
+    pub channel: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: String,
 }
@@ -67,6 +78,11 @@ pub struct Metrics {
     change_to_page_seconds: Histogram,
     /// Detection → page confirmed.
     detect_to_page_seconds: Histogram,
+    /// Per channel (telegram, pagerduty:NAME, webhook:NAME).
+    channel_deliveries: Family<ChannelLabel, Counter>,
+    channel_failures: Family<ChannelReasonLabels, Counter>,
+    heartbeats: Counter,
+    heartbeat_failures: Counter,
     // Scrape-time values.
     incidents: Family<StateLabel, Gauge>,
     outbox_depth: Gauge,
@@ -100,6 +116,10 @@ impl Metrics {
             page_delivery_seconds: Histogram::new(latency_buckets()),
             change_to_page_seconds: Histogram::new(latency_buckets()),
             detect_to_page_seconds: Histogram::new(latency_buckets()),
+            channel_deliveries: Family::default(),
+            channel_failures: Family::default(),
+            heartbeats: Counter::default(),
+            heartbeat_failures: Counter::default(),
             incidents: Family::default(),
             outbox_depth: Gauge::default(),
             outbox_oldest_age_seconds: Gauge::default(),
@@ -143,6 +163,26 @@ impl Metrics {
             "detect_to_page_seconds",
             "Time from detection to the first page",
             m.detect_to_page_seconds.clone(),
+        );
+        registry.register(
+            "channel_deliveries",
+            "Pages and page updates confirmed, by channel",
+            m.channel_deliveries.clone(),
+        );
+        registry.register(
+            "channel_failures",
+            "Failed delivery attempts by channel and kind",
+            m.channel_failures.clone(),
+        );
+        registry.register(
+            "heartbeats",
+            "Heartbeat pings accepted by the monitor",
+            m.heartbeats.clone(),
+        );
+        registry.register(
+            "heartbeat_failures",
+            "Heartbeat pings that failed or were refused",
+            m.heartbeat_failures.clone(),
         );
         registry.register("incidents", "Incidents by state", m.incidents.clone());
         registry.register(
@@ -206,6 +246,7 @@ impl Metrics {
     /// carries the change and detection latencies.
     pub fn page_delivered(&self, queued_s: f64, first: Option<(Option<f64>, f64)>) {
         self.pages_delivered.inc();
+        self.channel_delivered(crate::store::TELEGRAM);
         self.page_delivery_seconds.observe(queued_s.max(0.0));
         if let Some((since_change, since_detect)) = first {
             if let Some(c) = since_change {
@@ -221,6 +262,32 @@ impl Metrics {
                 reason: reason.into(),
             })
             .inc();
+        self.channel_failed(crate::store::TELEGRAM, reason);
+    }
+
+    pub fn channel_delivered(&self, channel: &str) {
+        self.channel_deliveries
+            .get_or_create(&ChannelLabel {
+                channel: channel.into(),
+            })
+            .inc();
+    }
+
+    pub fn channel_failed(&self, channel: &str, reason: &str) {
+        self.channel_failures
+            .get_or_create(&ChannelReasonLabels {
+                channel: channel.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn heartbeat(&self, ok: bool) {
+        if ok {
+            self.heartbeats.inc();
+        } else {
+            self.heartbeat_failures.inc();
+        }
     }
 
     /// The text exposition, with scrape-time values refreshed.

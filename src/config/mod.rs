@@ -14,10 +14,13 @@ use std::{
     time::Duration,
 };
 
+use chrono::NaiveTime;
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
 pub use secret::Secret;
+
+use crate::detect::Severity;
 
 /// The documented example, written by `tocsin init`: one source of truth for every key.
 pub const EXAMPLE: &str = include_str!("../../config/tocsin.example.toml");
@@ -30,6 +33,69 @@ pub struct Config {
     pub telegram: Telegram,
     #[serde(default)]
     pub accounts: Vec<Account>,
+    /// Where pages go besides Telegram.
+    #[serde(default)]
+    pub channels: Channels,
+    /// Optional dead-man switch and daily summary.
+    #[serde(default)]
+    pub heartbeat: Option<Heartbeat>,
+}
+
+/// Fallback channels: pages reach them even when Telegram is down, so one broken path cannot
+/// silence tocsin.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Channels {
+    #[serde(default)]
+    pub pagerduty: Vec<PagerDutyChannel>,
+    #[serde(default)]
+    pub webhook: Vec<WebhookChannel>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagerDutyChannel {
+    /// Our name for the channel; its outbox queue and metrics are labelled with it.
+    pub name: String,
+    /// The Events API v2 integration key of the PagerDuty service.
+    pub routing_key: Secret,
+    #[serde(default = "default_pagerduty_url")]
+    pub api_url: Url,
+    /// Severities paged here; all when absent.
+    #[serde(default)]
+    pub severities: Option<Vec<Severity>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookChannel {
+    pub name: String,
+    pub url: Url,
+    /// Key of the HMAC-SHA256 signature, so the receiver can tell our requests from forgeries.
+    pub secret: Secret,
+    #[serde(default)]
+    pub severities: Option<Vec<Severity>>,
+}
+
+/// An external monitor is told tocsin is alive; silence there means tocsin is down.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// Pinged with GET every `interval`. A secret because ping URLs usually embed a token.
+    #[serde(default)]
+    pub url: Option<Secret>,
+    #[serde(default = "default_heartbeat_interval", deserialize_with = "duration")]
+    pub interval: Duration,
+    /// UTC time of day of the "all quiet / N incidents" message in the on-call chat, so a
+    /// silent chat is known to be quiet rather than broken.
+    #[serde(default, deserialize_with = "time_of_day")]
+    pub daily_summary: Option<NaiveTime>,
+}
+
+impl Channels {
+    pub fn is_empty(&self) -> bool {
+        self.pagerduty.is_empty() && self.webhook.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +125,11 @@ pub struct Telegram {
     /// How long one `getUpdates` long poll waits for news. Kept well under the HTTP timeout.
     #[serde(default = "default_long_poll", deserialize_with = "duration")]
     pub long_poll: Duration,
+    /// How long page deliveries may keep failing before Telegram counts as down and the
+    /// fallback channels are paged about it. Refusals that cannot heal on their own (token
+    /// revoked, bot removed, chat gone) count at once.
+    #[serde(default = "default_failure_grace", deserialize_with = "duration")]
+    pub failure_grace: Duration,
 }
 
 /// One watched account.
@@ -118,6 +189,27 @@ fn default_long_poll() -> Duration {
 }
 fn default_poll_interval() -> Duration {
     Duration::from_secs(15)
+}
+fn default_failure_grace() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_pagerduty_url() -> Url {
+    Url::parse("https://events.pagerduty.com").expect("constant URL")
+}
+fn default_heartbeat_interval() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// `"09:00"`: a UTC time of day.
+fn time_of_day<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveTime>, D::Error> {
+    let s = String::deserialize(d)?;
+    NaiveTime::parse_from_str(s.trim(), "%H:%M")
+        .map(Some)
+        .map_err(|_| {
+            serde::de::Error::custom(format!(
+                "invalid time {s:?}; write HH:MM (UTC), like \"09:00\""
+            ))
+        })
 }
 
 /// The shortest poll interval accepted: anything faster only burns the platform's rate limit.
@@ -264,6 +356,73 @@ impl Config {
                 ));
             }
         }
+        self.validate_channels()?;
+        if let Some(h) = &self.heartbeat {
+            if let Some(url) = &h.url {
+                let parsed = Url::parse(url.expose()).map_err(|e| {
+                    ConfigError::invalid("heartbeat.url", format!("not a URL ({e})"))
+                })?;
+                check_http_url("heartbeat.url", &parsed)
+                    .map_err(|_| ConfigError::invalid("heartbeat.url", "not an http(s) URL"))?;
+            }
+            if h.interval < MIN_POLL_INTERVAL {
+                return Err(ConfigError::invalid(
+                    "heartbeat.interval",
+                    format!("at least {}", humantime::format_duration(MIN_POLL_INTERVAL)),
+                ));
+            }
+            if h.url.is_none() && h.daily_summary.is_none() {
+                return Err(ConfigError::invalid(
+                    "heartbeat",
+                    "set `url`, `daily_summary` or both, or remove the section",
+                ));
+            }
+        }
+        if self.telegram.failure_grace < Duration::from_secs(1) {
+            return Err(ConfigError::invalid(
+                "telegram.failure_grace",
+                "at least 1s",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_channels(&self) -> Result<(), ConfigError> {
+        let mut names = HashSet::new();
+        let mut check = |key: String,
+                         name: &str,
+                         url: (&str, &Url),
+                         severities: &Option<Vec<Severity>>|
+         -> Result<(), ConfigError> {
+            if name.trim().is_empty() || name.chars().any(char::is_whitespace) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    "a non-empty name without spaces",
+                ));
+            }
+            if !names.insert(name.to_owned()) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    format!("`{name}` is used by another channel"),
+                ));
+            }
+            check_http_url(&format!("{key}.{}", url.0), url.1)?;
+            if severities.as_ref().is_some_and(Vec::is_empty) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.severities"),
+                    "list at least one severity, or remove the key to page every severity",
+                ));
+            }
+            Ok(())
+        };
+        for (i, c) in self.channels.pagerduty.iter().enumerate() {
+            let key = format!("channels.pagerduty[{i}]");
+            check(key, &c.name, ("api_url", &c.api_url), &c.severities)?;
+        }
+        for (i, c) in self.channels.webhook.iter().enumerate() {
+            let key = format!("channels.webhook[{i}]");
+            check(key, &c.name, ("url", &c.url), &c.severities)?;
+        }
         Ok(())
     }
 
@@ -289,6 +448,36 @@ impl Config {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
+        for c in &self.channels.pagerduty {
+            out.push_str(&format!(
+                "page          pagerduty {} · {} · {}\n",
+                c.name,
+                c.api_url,
+                severities(&c.severities)
+            ));
+        }
+        for c in &self.channels.webhook {
+            out.push_str(&format!(
+                "page          webhook {} · {} · {} · signed\n",
+                c.name,
+                c.url,
+                severities(&c.severities)
+            ));
+        }
+        if let Some(h) = &self.heartbeat {
+            if h.url.is_some() {
+                out.push_str(&format!(
+                    "heartbeat     every {}\n",
+                    humantime::format_duration(h.interval)
+                ));
+            }
+            if let Some(t) = h.daily_summary {
+                out.push_str(&format!(
+                    "summary       daily at {} UTC\n",
+                    t.format("%H:%M")
+                ));
+            }
+        }
         if self.accounts.is_empty() {
             out.push_str("accounts      none: nothing will be watched\n");
         }
@@ -308,6 +497,17 @@ impl Config {
             ));
         }
         out
+    }
+}
+
+fn severities(s: &Option<Vec<Severity>>) -> String {
+    match s {
+        None => "every severity".into(),
+        Some(list) => list
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
     }
 }
 

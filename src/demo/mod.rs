@@ -64,6 +64,7 @@ fn demo_config(state: &std::path::Path, bot_api: url::Url, mastodon: url::Url) -
             chat_id: CHAT,
             responders: vec![111],
             long_poll: Duration::from_secs(1),
+            failure_grace: Duration::from_secs(120),
         },
         accounts: vec![Account {
             name: "mastodon-main".into(),
@@ -73,6 +74,8 @@ fn demo_config(state: &std::path::Path, bot_api: url::Url, mastodon: url::Url) -
             token: None,
             poll_interval: POLL,
         }],
+        channels: Default::default(),
+        heartbeat: None,
     }
 }
 

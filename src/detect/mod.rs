@@ -27,6 +27,9 @@ pub enum Rule {
     PostEdited,
     #[serde(rename = "social.profile_changed")]
     ProfileChanged,
+    /// Pages are not reaching the on-call chat. Raised by `notify`, not by a source.
+    #[serde(rename = "notify.telegram_down")]
+    TelegramDown,
 }
 
 impl Rule {
@@ -35,6 +38,7 @@ impl Rule {
             Rule::UnapprovedPost => "social.unapproved_post",
             Rule::PostEdited => "social.post_edited",
             Rule::ProfileChanged => "social.profile_changed",
+            Rule::TelegramDown => "notify.telegram_down",
         }
     }
 }
@@ -95,6 +99,13 @@ pub enum Evidence {
     },
     Profile {
         changes: BTreeMap<String, FieldChange>,
+    },
+    /// A paging channel that stopped working. `since` makes each outage its own evidence, so
+    /// a second outage after a resolved one is a new incident, not "already judged".
+    Channel {
+        channel: String,
+        problem: String,
+        since: DateTime<Utc>,
     },
 }
 

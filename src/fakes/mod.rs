@@ -3,4 +3,6 @@
 //! drive them; they never bind or call any other address.
 
 pub mod mastodon;
+pub mod pagerduty;
 pub mod telegram;
+pub mod webhook;

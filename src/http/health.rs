@@ -30,6 +30,10 @@ pub struct Readiness {
     pub bot_grace: Duration,
     /// A page older than this in the queue means delivery is stuck.
     pub outbox_max_age: Duration,
+    /// Set by the Telegram worker while pages do not reach the chat.
+    pub telegram_down: crate::notify::TelegramStatus,
+    /// Whether a fallback channel is paged about it.
+    pub has_fallback: bool,
 }
 
 /// A source may miss a couple of polls (a 5xx, a rate-limit wait) before it counts as blind.
@@ -58,7 +62,19 @@ impl Readiness {
             (age > self.bot_grace.as_secs() as i64)
                 .then(|| format!("last successful getUpdates {age}s ago"))
         };
-        put("telegram".into(), bot);
+        let down = self.telegram_down.problem().map(|p| {
+            let who = if self.has_fallback {
+                "fallback channels paged"
+            } else {
+                "no fallback channel is configured: nobody is paged"
+            };
+            format!("pages are not reaching the chat: {p}; {who}")
+        });
+        let telegram = match (down, bot) {
+            (Some(d), Some(b)) => Some(format!("{d}; {b}")),
+            (d, b) => d.or(b),
+        };
+        put("telegram".into(), telegram);
         let health = self.metrics_health();
         for (account, grace) in &self.sources {
             let problem = match health.get(account).and_then(|h| h.last_success) {

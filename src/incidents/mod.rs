@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use crate::{
     detect::{Evidence, Finding, Outcome, Rule, Severity, Write},
-    store::{ApprovedEntry, Lift, Store, StoreError, Tx, TxResult, abort},
+    store::{ApprovedEntry, Lift, Store, StoreError, TELEGRAM, Tx, TxResult, abort},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -300,6 +300,8 @@ impl Incidents {
                             .lift()?;
                     }
                 }
+                // Nothing to approve: the channel either works again or it does not.
+                Evidence::Channel { .. } => {}
             }
             inc.state = State::Resolved;
             inc.resolution = Some(Resolution::Approved);
@@ -340,7 +342,7 @@ impl Incidents {
     ) -> Result<Option<Incident>, StoreError> {
         let now = Utc::now();
         let incident = self.store.transact(|tx| {
-            tx.remove_page(seq)?;
+            tx.remove_page(TELEGRAM, seq)?;
             let Some(mut inc) = tx.incident(incident_id)? else {
                 return Ok(None);
             };
@@ -364,9 +366,11 @@ impl Incidents {
         Ok(incident)
     }
 
-    /// Drops a queued page whose incident no longer exists or needs no update.
-    pub fn discard_page(&self, seq: u64) -> Result<(), StoreError> {
-        self.store.transact(|tx| tx.remove_page(seq))
+    /// Drops a queued page: its incident no longer exists, the channel confirmed it, or the
+    /// channel refused it for good.
+    pub fn discard_page(&self, channel: &str, seq: u64) -> Result<(), StoreError> {
+        self.store.transact(|tx| tx.remove_page(channel, seq))?;
+        Ok(())
     }
 
     async fn act(
@@ -398,7 +402,7 @@ fn already_resolved(inc: &Incident) -> ActionError {
 
 fn save_and_page(tx: &Tx<'_>, inc: &Incident, now: DateTime<Utc>) -> TxResult<()> {
     tx.put_incident(inc)?;
-    tx.enqueue_page(inc.id, now)?;
+    tx.enqueue_page(inc, now)?;
     Ok(())
 }
 

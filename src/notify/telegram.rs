@@ -31,6 +31,10 @@ pub enum DeliveryError {
     Transient(String),
     #[error("telegram refused the page: {0}")]
     Refused(String),
+    /// Pages cannot reach anyone until an operator acts: token revoked, bot removed from the
+    /// chat or blocked, chat gone. Still kept queued: the fix brings them all out.
+    #[error("telegram cannot reach the on-call chat: {0}")]
+    Unreachable(String),
 }
 
 /// The text and buttons of an incident's page as it should look now.
@@ -102,6 +106,16 @@ pub fn render(inc: &Incident) -> Rendered {
                 };
                 t += &format!("{field}: “{before}” → “{after}”\n");
             }
+        }
+        Evidence::Channel {
+            channel,
+            problem,
+            since,
+        } => {
+            t += &format!(
+                "{channel}: {problem} since {}\n",
+                since.format("%H:%M:%S UTC")
+            );
         }
     }
     if inc.findings > 1 {
@@ -251,7 +265,22 @@ fn classify(e: RequestError) -> DeliveryError {
         RequestError::InvalidJson { source, .. } => {
             DeliveryError::Transient(format!("invalid answer: {source}"))
         }
-        RequestError::Api(e) => DeliveryError::Refused(e.to_string()),
+        RequestError::Api(ApiError::InvalidToken) => {
+            DeliveryError::Unreachable("the bot token was refused (401): revoked?".into())
+        }
+        RequestError::Api(ApiError::ChatNotFound) => {
+            DeliveryError::Unreachable("chat not found (400): check telegram.chat_id".into())
+        }
+        RequestError::Api(e) => {
+            let text = e.to_string();
+            if text.starts_with("Forbidden") || text.starts_with("Unauthorized") {
+                DeliveryError::Unreachable(format!(
+                    "the bot was removed from the chat or blocked (403): {text}"
+                ))
+            } else {
+                DeliveryError::Refused(text)
+            }
+        }
         RequestError::MigrateToChatId(id) => DeliveryError::Refused(format!(
             "the chat became a supergroup: set telegram.chat_id = {}",
             id.0

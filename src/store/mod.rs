@@ -6,7 +6,8 @@
 //!   transaction as the entry they index.
 //! - `seen_posts`: account/post id → what the post looked like, to notice edits.
 //! - `cursors`: where each source and the bot stopped reading.
-//! - `incidents`, `incident_keys` (dedup key → id), `outbox` (pages not yet confirmed).
+//! - `incidents`, `incident_keys` (dedup key → id), `outbox` (pages not yet confirmed:
+//!   channel name, NUL, big-endian seq, so each channel's queue is one ordered key range).
 //! - `meta`: counters and the chain's head.
 //!
 //! Writes that must stand or fall together (an incident, the page it causes, the seen-post record
@@ -14,7 +15,10 @@
 
 pub mod approved_log;
 
-use std::path::Path;
+use std::{
+    path::Path,
+    sync::{Arc, RwLock},
+};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -25,7 +29,13 @@ use sled::{
 
 pub use approved_log::{ApprovedEntry, GENESIS, LogRecord, VerifyReport, digest};
 
-use crate::incidents::Incident;
+use crate::{
+    detect::{Rule, Severity},
+    incidents::Incident,
+};
+
+/// The channel every incident is paged to, except the ones about Telegram itself.
+pub const TELEGRAM: &str = "telegram";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -58,11 +68,39 @@ pub enum RevokeError {
     Store(#[from] StoreError),
 }
 
-/// What a page in the outbox asks for: bring the incident's message in the chat up to date.
+/// What a page in the outbox asks for: bring the incident's page in one channel up to date.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxEntry {
     pub incident_id: u64,
     pub enqueued_at: DateTime<Utc>,
+    /// Entries written before there were several channels were all for Telegram.
+    #[serde(default = "telegram")]
+    pub channel: String,
+}
+
+fn telegram() -> String {
+    TELEGRAM.into()
+}
+
+/// A fallback channel's share of the pages: which incidents it is paged about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Outbox queue name, e.g. `pagerduty:ops`.
+    pub channel: String,
+    /// None: every severity.
+    pub severities: Option<Vec<Severity>>,
+}
+
+impl Route {
+    /// Telegram being down is paged to every fallback whatever its severities: that is what
+    /// fallbacks are for.
+    fn wants(&self, inc: &Incident) -> bool {
+        inc.rule == Rule::TelegramDown
+            || self
+                .severities
+                .as_ref()
+                .is_none_or(|s| s.contains(&inc.severity))
+    }
 }
 
 /// What a post looked like when last seen.
@@ -102,6 +140,9 @@ pub struct Store {
     incident_keys: sled::Tree,
     outbox: sled::Tree,
     meta: sled::Tree,
+    /// The fallback channels of the running configuration; read by [`Tx::enqueue_page`] so
+    /// that every code path that queues a page reaches every channel.
+    routes: Arc<RwLock<Arc<Vec<Route>>>>,
 }
 
 const HEAD: &[u8] = b"approved_log_head";
@@ -149,6 +190,19 @@ fn be(n: u64) -> [u8; 8] {
     n.to_be_bytes()
 }
 
+fn outbox_key(channel: &str, seq: u64) -> Vec<u8> {
+    let mut k = outbox_prefix(channel);
+    k.extend_from_slice(&be(seq));
+    k
+}
+
+fn outbox_prefix(channel: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(channel.len() + 9);
+    k.extend_from_slice(channel.as_bytes());
+    k.push(0);
+    k
+}
+
 fn from_be(tree: &'static str, bytes: &[u8]) -> Result<u64, StoreError> {
     let arr: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt {
         tree,
@@ -169,7 +223,7 @@ impl Store {
                 source,
             })?;
         let t = |name: &str| db.open_tree(name);
-        Ok(Store {
+        let store = Store {
             approved_log: t("approved_log")?,
             approved_posts: t("approved_posts")?,
             baselines: t("baselines")?,
@@ -180,8 +234,48 @@ impl Store {
             incident_keys: t("incident_keys")?,
             outbox: t("outbox")?,
             meta: t("meta")?,
+            routes: Arc::default(),
             db,
-        })
+        };
+        store.migrate_outbox()?;
+        Ok(store)
+    }
+
+    /// Moves pages queued by a version with one channel (keys of 8 bytes) into Telegram's
+    /// queue. Insert before remove: a crash in between delivers a page twice, never zero times.
+    fn migrate_outbox(&self) -> Result<(), StoreError> {
+        for item in self.outbox.iter() {
+            let (k, v) = item?;
+            if k.len() == 8 {
+                let seq = from_be("outbox", &k)?;
+                self.outbox.insert(outbox_key(TELEGRAM, seq), v)?;
+                self.outbox.remove(k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops pages queued for channels that are no longer configured: nobody will ever take
+    /// them, and they would hold `/readyz` at "outbox stuck" forever.
+    pub fn drop_unrouted(&self, channels: &[&str]) -> Result<(), StoreError> {
+        for item in self.outbox.iter() {
+            let (k, v) = item?;
+            let entry: OutboxEntry = decode("outbox", &v)?;
+            if !channels.contains(&entry.channel.as_str()) {
+                tracing::warn!(
+                    channel = entry.channel,
+                    incident = entry.incident_id,
+                    "page queued for a channel no longer configured; dropped"
+                );
+                self.outbox.remove(k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the fallback channels pages are queued for from now on.
+    pub fn set_routes(&self, routes: Vec<Route>) {
+        *self.routes.write().expect("routes lock") = Arc::new(routes);
     }
 
     /// Makes every write so far durable. Called after a transaction that created a page, so a
@@ -208,10 +302,12 @@ impl Store {
             &self.outbox,
             &self.meta,
         );
+        let routes = self.routes.read().expect("routes lock").clone();
         trees
             .transaction(
                 |(log, posts, baselines, revoked, seen, incidents, keys, outbox, meta)| {
                     let tx = Tx {
+                        routes: &routes,
                         log,
                         posts,
                         baselines,
@@ -521,23 +617,44 @@ impl Store {
             .collect()
     }
 
-    /// The oldest page waiting for delivery.
-    pub fn outbox_first(&self) -> Result<Option<(u64, OutboxEntry)>, StoreError> {
-        match self.outbox.first()? {
-            Some((k, v)) => Ok(Some((from_be("outbox", &k)?, decode("outbox", &v)?))),
+    pub fn incident_by_key(&self, key: &str) -> Result<Option<Incident>, StoreError> {
+        match self.incident_keys.get(key.as_bytes())? {
+            Some(id) => self.incident(from_be("incident_keys", &id)?),
             None => Ok(None),
         }
     }
 
-    /// Pages waiting for delivery and the age of the oldest.
+    /// The oldest page waiting for delivery on `channel`.
+    pub fn outbox_first(&self, channel: &str) -> Result<Option<(u64, OutboxEntry)>, StoreError> {
+        let prefix = outbox_prefix(channel);
+        match self.outbox.scan_prefix(&prefix).next() {
+            Some(item) => {
+                let (k, v) = item?;
+                Ok(Some((
+                    from_be("outbox", &k[prefix.len()..])?,
+                    decode("outbox", &v)?,
+                )))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Pages waiting for delivery on every channel and the age of the oldest.
     pub fn outbox_depth(&self) -> Result<(usize, Option<DateTime<Utc>>), StoreError> {
-        let oldest = self.outbox_first()?.map(|(_, e)| e.enqueued_at);
-        Ok((self.outbox.len(), oldest))
+        let mut n = 0;
+        let mut oldest: Option<DateTime<Utc>> = None;
+        for v in self.outbox.iter().values() {
+            let e: OutboxEntry = decode("outbox", &v?)?;
+            n += 1;
+            oldest = Some(oldest.map_or(e.enqueued_at, |o| o.min(e.enqueued_at)));
+        }
+        Ok((n, oldest))
     }
 }
 
 /// A transaction over every tree, with typed operations.
 pub struct Tx<'a> {
+    routes: &'a [Route],
     log: &'a TransactionalTree,
     posts: &'a TransactionalTree,
     baselines: &'a TransactionalTree,
@@ -713,20 +830,34 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Queues a page for the incident.
-    pub fn enqueue_page(&self, incident_id: u64, at: DateTime<Utc>) -> TxResult<u64> {
-        let seq = self.next(OUTBOX_SEQ)?;
-        let entry = OutboxEntry {
-            incident_id,
-            enqueued_at: at,
-        };
-        self.outbox.insert(&be(seq), encode(&entry))?;
-        Ok(seq)
+    /// Queues the incident's page on every channel that wants it: Telegram always, except for
+    /// incidents about Telegram itself (they could only wait there for the outage to end), and
+    /// each fallback channel whose severities include the incident's. Returns how many.
+    pub fn enqueue_page(&self, inc: &Incident, at: DateTime<Utc>) -> TxResult<usize> {
+        let telegram = (inc.rule != Rule::TelegramDown).then_some(TELEGRAM);
+        let fallbacks = self
+            .routes
+            .iter()
+            .filter(|r| r.wants(inc))
+            .map(|r| r.channel.as_str());
+        let mut n = 0;
+        for channel in telegram.into_iter().chain(fallbacks) {
+            let seq = self.next(OUTBOX_SEQ)?;
+            let entry = OutboxEntry {
+                incident_id: inc.id,
+                enqueued_at: at,
+                channel: channel.to_owned(),
+            };
+            self.outbox
+                .insert(outbox_key(channel, seq), encode(&entry))?;
+            n += 1;
+        }
+        Ok(n)
     }
 
-    /// Removes a delivered page.
-    pub fn remove_page(&self, seq: u64) -> TxResult<()> {
-        self.outbox.remove(&be(seq))?;
+    /// Removes a page the channel confirmed (or refused for good).
+    pub fn remove_page(&self, channel: &str, seq: u64) -> TxResult<()> {
+        self.outbox.remove(outbox_key(channel, seq))?;
         Ok(())
     }
 }

@@ -67,6 +67,7 @@ pub fn config(state: &std::path::Path, bot: &FakeBotApi, masto: &FakeMastodon) -
             chat_id: CHAT,
             responders: vec![responder().id],
             long_poll: Duration::from_secs(1),
+            failure_grace: Duration::from_secs(120),
         },
         accounts: vec![Account {
             name: ACCOUNT.into(),
@@ -76,11 +77,18 @@ pub fn config(state: &std::path::Path, bot: &FakeBotApi, masto: &FakeMastodon) -
             token: None,
             poll_interval: POLL,
         }],
+        channels: Default::default(),
+        heartbeat: None,
     }
 }
 
 /// Fakes with one account that already has a post, the daemon started, the first polls done.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// [`spawn_app`] with the configuration changed first (channels, heartbeat, grace periods).
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
     let masto = FakeMastodon::start().await.unwrap();
     masto.add_account(
         ACCOUNT_ID,
@@ -92,14 +100,25 @@ pub async fn spawn_app() -> TestApp {
     masto.publish(ACCOUNT_ID, &status_html("An old post from before tocsin"));
     let bot = FakeBotApi::start(BOT_TOKEN).await.unwrap();
     let state = tempfile::tempdir().unwrap();
-    start(masto, bot, state).await
+    start_with(masto, bot, state, customize).await
 }
 
 /// Starts the daemon on existing fakes and state (used for restarts too).
+#[allow(dead_code, reason = "restarts without a custom config")]
 pub async fn start(masto: FakeMastodon, bot: FakeBotApi, state: tempfile::TempDir) -> TestApp {
-    let app = App::build(config(state.path(), &bot, &masto))
-        .await
-        .unwrap();
+    start_with(masto, bot, state, |_| {}).await
+}
+
+/// [`start`] with the configuration changed first.
+pub async fn start_with(
+    masto: FakeMastodon,
+    bot: FakeBotApi,
+    state: tempfile::TempDir,
+    customize: impl FnOnce(&mut Config),
+) -> TestApp {
+    let mut config = config(state.path(), &bot, &masto);
+    customize(&mut config);
+    let app = App::build(config).await.unwrap();
     let api = format!("http://{}", app.http_addr());
     let store = app.store().clone();
     let health = app.health().clone();

@@ -1,0 +1,130 @@
+//! A loopback webhook receiver: records every request's headers and body, answers 200 unless
+//! told to fail the next one. Also takes the GETs of the heartbeat.
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, Method, StatusCode, Uri},
+    response::{IntoResponse, Response},
+};
+
+/// One request as received.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_default()
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    received: Vec<Received>,
+    requests: usize,
+    failures: VecDeque<u16>,
+}
+
+#[derive(Clone)]
+pub struct FakeReceiver {
+    url: url::Url,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl FakeReceiver {
+    pub async fn start() -> std::io::Result<FakeReceiver> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let app = Router::new().fallback(receive).with_state(inner.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let url = url::Url::parse(&format!("http://{addr}/")).map_err(std::io::Error::other)?;
+        Ok(FakeReceiver { url, inner })
+    }
+
+    /// The receiver's URL with `path` (e.g. `hook`).
+    pub fn url(&self, path: &str) -> url::Url {
+        self.url.join(path).expect("a relative path")
+    }
+
+    /// Requests answered 2xx, in arrival order.
+    pub fn received(&self) -> Vec<Received> {
+        self.inner.lock().unwrap().received.clone()
+    }
+
+    /// Every request, whatever the answer.
+    pub fn requests(&self) -> usize {
+        self.inner.lock().unwrap().requests
+    }
+
+    /// Answers the next request with `status` instead of 200.
+    pub fn fail_next(&self, status: u16) {
+        self.inner.lock().unwrap().failures.push_back(status);
+    }
+
+    pub async fn wait_until(&self, timeout: Duration, f: impl Fn(&Self) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !f(self) {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+}
+
+async fn receive(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    inner.requests += 1;
+    if let Some(status) = inner.failures.pop_front() {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return (status, "forced failure").into_response();
+    }
+    inner.received.push(Received {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    v.to_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect(),
+        body: body.to_vec(),
+        at: Instant::now(),
+    });
+    (StatusCode::OK, "ok").into_response()
+}
