@@ -4,6 +4,7 @@ mod support;
 
 mod api;
 mod bot;
+mod channels;
 mod cli;
 mod delivery;
 mod fake_mastodon;

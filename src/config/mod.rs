@@ -648,6 +648,99 @@ poll_interval = "2m"
             .replace("env:TOCSIN_MASTODON_TOKEN", "c");
         let c = Config::parse(&text, "example").unwrap();
         assert_eq!(c.accounts.len(), 1);
+        assert!(
+            c.channels.is_empty() && c.heartbeat.is_none(),
+            "optional: off"
+        );
+        // The optional sections, commented out in the file, parse once uncommented.
+        let text: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with('[')
+                        || rest.split_once(" = ").is_some_and(|(k, _)| {
+                            k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                        }) =>
+                {
+                    rest.to_owned() + "\n"
+                }
+                _ => l.to_owned() + "\n",
+            })
+            .collect();
+        let text = text
+            .replace("env:TOCSIN_WEBHOOK_SECRET", "s")
+            .replace(
+                "env:TOCSIN_PAGERDUTY_ROUTING_KEY",
+                "0123456789abcdef0123456789abcdef",
+            )
+            .replace("env:TOCSIN_HEARTBEAT_URL", "https://monitor.example/ping/x");
+        let c = Config::parse(&text, "example").unwrap();
+        assert_eq!(c.channels.pagerduty[0].name, "ops");
+        assert_eq!(c.telegram.failure_grace, Duration::from_secs(120));
+        assert!(c.heartbeat.is_some());
+        assert_eq!(c.channels.webhook[0].name, "soc");
+    }
+
+    const CHANNELS: &str = r#"
+[[channels.pagerduty]]
+name = "ops"
+routing_key = "0123456789abcdef0123456789abcdef"
+severities = ["critical", "high"]
+
+[[channels.webhook]]
+name = "soc"
+url = "https://hooks.example/tocsin"
+secret = "s3cret"
+
+[heartbeat]
+url = "https://monitor.example/ping/abc"
+daily_summary = "09:00"
+"#;
+
+    #[test]
+    fn channels_and_heartbeat_parse_with_defaults() {
+        let c = Config::parse(&format!("{GOOD}{CHANNELS}"), "t.toml").unwrap();
+        let pd = &c.channels.pagerduty[0];
+        assert_eq!(pd.api_url.as_str(), "https://events.pagerduty.com/");
+        assert_eq!(
+            pd.severities,
+            Some(vec![Severity::Critical, Severity::High])
+        );
+        assert_eq!(c.channels.webhook[0].severities, None);
+        let hb = c.heartbeat.as_ref().unwrap();
+        assert_eq!(hb.interval, Duration::from_secs(60));
+        assert_eq!(hb.daily_summary, NaiveTime::from_hms_opt(9, 0, 0));
+        assert_eq!(c.telegram.failure_grace, Duration::from_secs(120));
+        let summary = c.summary();
+        assert!(summary.contains("pagerduty ops"), "{summary}");
+        assert!(!summary.contains("s3cret") && !summary.contains("0123456789abcdef"));
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn channel_errors_name_the_key() {
+        let text = format!("{GOOD}{CHANNELS}");
+        let e = err(&text.replace(
+            "severities = [\"critical\", \"high\"]",
+            "severities = [\"urgent\"]",
+        ));
+        assert_eq!(e.key(), Some("channels.pagerduty[0].severities[0]"));
+        let e = err(&text.replace("name = \"soc\"", "name = \"ops\""));
+        assert_eq!(e.key(), Some("channels.webhook[0].name"));
+        let e = err(&text.replace("https://hooks.example/tocsin", "ftp://hooks.example"));
+        assert_eq!(e.key(), Some("channels.webhook[0].url"));
+        let e = err(&text.replace("secret = \"s3cret\"\n", ""));
+        assert_eq!(e.key(), Some("channels.webhook[0].secret"));
+        let e = err(&text.replace("\"09:00\"", "\"9am\""));
+        assert_eq!(e.key(), Some("heartbeat.daily_summary"));
+        let e = err(&text.replace("routing_key", "routingkey"));
+        assert_eq!(e.key(), Some("channels.pagerduty[0].routingkey"));
+        let e = err(&GOOD.replace(
+            "responders = [1, 2]",
+            "responders = [1, 2]
+failure_grace = \"2 parsecs\"",
+        ));
+        assert_eq!(e.key(), Some("telegram.failure_grace"));
     }
 
     #[test]

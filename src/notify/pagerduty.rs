@@ -195,3 +195,80 @@ pub fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
         .ok()
         .map(Duration::from_secs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::{Evidence, Rule};
+    use EventAction::*;
+
+    fn incident(state: State) -> Incident {
+        let now = chrono::Utc::now();
+        Incident {
+            id: 7,
+            rule: Rule::UnapprovedPost,
+            severity: Severity::Critical,
+            account: "main".into(),
+            object: "1".into(),
+            state,
+            resolution: None,
+            evidence: Evidence::Post {
+                post_id: "1".into(),
+                url: None,
+                text: "send 1 BTC".into(),
+                links: vec![],
+                media: 0,
+                client: None,
+                fingerprint: "fp".into(),
+            },
+            evidence_digest: "d1".into(),
+            findings: 1,
+            opened_at: now,
+            changed_at: None,
+            updated_at: now,
+            acked_by: None,
+            resolved_by: None,
+            timeline: vec![],
+            page: None,
+        }
+    }
+
+    #[test]
+    fn plan_sends_what_pagerduty_has_not_seen_yet() {
+        let open = incident(State::Open);
+        assert_eq!(plan(None, &open), vec![Trigger]);
+        assert_eq!(plan(Some("trigger d1"), &open), vec![]);
+        assert_eq!(plan(Some("trigger d0"), &open), vec![Trigger]);
+        let acked = incident(State::Acked);
+        assert_eq!(plan(None, &acked), vec![Trigger, Acknowledge]);
+        assert_eq!(plan(Some("trigger d1"), &acked), vec![Acknowledge]);
+        assert_eq!(plan(Some("acknowledge d1"), &acked), vec![]);
+        let resolved = incident(State::Resolved);
+        assert_eq!(plan(None, &resolved), vec![]);
+        assert_eq!(plan(Some("acknowledge d1"), &resolved), vec![Resolve]);
+        assert_eq!(plan(Some("resolve d1"), &resolved), vec![]);
+    }
+
+    #[test]
+    fn events_pass_the_fake_s_validation_and_hide_nothing_they_need() {
+        let config = PagerDutyChannel {
+            name: "ops".into(),
+            routing_key: Secret::new("0123456789abcdef0123456789abcdef"),
+            api_url: url::Url::parse("https://events.pagerduty.com").unwrap(),
+            severities: None,
+        };
+        let pd = PagerDuty::new(&config, reqwest::Client::new());
+        assert_eq!(
+            pd.endpoint.as_str(),
+            "https://events.pagerduty.com/v2/enqueue"
+        );
+        for action in [Trigger, Acknowledge, Resolve] {
+            let event = pd.event(action, &incident(State::Open));
+            assert!(
+                crate::fakes::pagerduty::validate(&event).is_empty(),
+                "{event}"
+            );
+            assert_eq!(event["dedup_key"], "tocsin-7");
+        }
+    }
+}

@@ -1022,6 +1022,25 @@ mod tests {
     }
 
     #[test]
+    fn pages_queued_by_the_one_channel_version_move_to_telegram() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            // As the previous version wrote them: 8-byte key, no channel field.
+            let old = serde_json::json!({"incident_id": 3, "enqueued_at": Utc::now()});
+            store.outbox.insert(be(5), encode(&old)).unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let (seq, entry) = store.outbox_first(TELEGRAM).unwrap().unwrap();
+        assert_eq!((seq, entry.incident_id), (5, 3));
+        assert_eq!(entry.channel, TELEGRAM);
+        assert_eq!(store.outbox_depth().unwrap().0, 1);
+        store.drop_unrouted(&["pagerduty:ops"]).unwrap();
+        assert_eq!(store.outbox_depth().unwrap().0, 0);
+    }
+
+    #[test]
     fn expired_approval_no_longer_counts() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();

@@ -1,0 +1,457 @@
+//! Fallback channels, Telegram outages and signs of life.
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tocsin::{
+    Config,
+    config::{Heartbeat, PagerDutyChannel, Secret, WebhookChannel},
+    detect::{Rule, Severity},
+    fakes::{pagerduty::FakePagerDuty, telegram::Failure, webhook::FakeReceiver},
+    incidents::{Resolution, State},
+};
+
+use crate::support::*;
+
+/// PagerDuty checks the length: 32 characters, like a real integration key.
+const ROUTING_KEY: &str = "0123456789abcdef0123456789abcdef";
+const WEBHOOK_SECRET: &str = "webhook-secret-never-logged";
+
+fn with_pagerduty(pd: &FakePagerDuty) -> impl FnOnce(&mut Config) {
+    let url = pd.url();
+    move |c: &mut Config| {
+        c.channels.pagerduty.push(PagerDutyChannel {
+            name: "ops".into(),
+            routing_key: Secret::new(ROUTING_KEY),
+            api_url: url,
+            severities: None,
+        })
+    }
+}
+
+fn actions(pd: &FakePagerDuty) -> Vec<(String, String)> {
+    pd.actions()
+}
+
+fn action(a: &str, id: u64) -> (String, String) {
+    (a.to_owned(), format!("tocsin-{id}"))
+}
+
+#[tokio::test]
+async fn pagerduty_follows_the_incident_from_trigger_to_resolve() {
+    let pd = FakePagerDuty::start().await.unwrap();
+    let app = spawn_app_with(with_pagerduty(&pd)).await;
+    let post = app.publish("giveaway! send 1 BTC https://evil.example/claim");
+    until(
+        || !pd.events().is_empty() && app.bot.sent().len() == 1,
+        "the trigger and the Telegram page",
+    )
+    .await;
+    let id = app.incident_by_object(&post).unwrap().id;
+    let trigger = &pd.events()[0];
+    assert_eq!(trigger["event_action"], "trigger");
+    assert_eq!(trigger["dedup_key"], format!("tocsin-{id}"));
+    assert_eq!(trigger["routing_key"], ROUTING_KEY);
+    assert_eq!(trigger["payload"]["severity"], "critical");
+    assert_eq!(trigger["payload"]["component"], ACCOUNT);
+    let summary = trigger["payload"]["summary"].as_str().unwrap();
+    assert!(summary.contains("send 1 BTC"), "{summary}");
+    assert_eq!(trigger["payload"]["custom_details"]["id"], id);
+
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/ack {id}"));
+    until(|| pd.events().len() == 2, "the acknowledge").await;
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/resolve {id}"));
+    until(|| pd.events().len() == 3, "the resolve").await;
+    app.wait_polls(3).await;
+    assert_eq!(
+        actions(&pd),
+        vec![
+            action("trigger", id),
+            action("acknowledge", id),
+            action("resolve", id)
+        ],
+        "the alert follows the incident, once per state"
+    );
+    let pages = app
+        .bot
+        .sent()
+        .into_iter()
+        .filter(|m| m.text.contains("social.unapproved_post"))
+        .count();
+    assert_eq!(
+        pages, 1,
+        "Telegram still has its one page (the rest are replies)"
+    );
+    until(
+        || app.bot.edits().len() >= 2,
+        "the page edited for ack and resolve",
+    )
+    .await;
+    assert_eq!(app.store.outbox_depth().unwrap().0, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn pagerduty_429_and_500_are_retried_and_400_is_not() {
+    let pd = FakePagerDuty::start().await.unwrap();
+    let app = spawn_app_with(with_pagerduty(&pd)).await;
+    pd.fail_next(429);
+    pd.fail_next(500);
+    let first = app.publish("send 1 BTC now");
+    until(|| pd.events().len() == 1, "the trigger after 429 and 500").await;
+    assert_eq!(pd.requests(), 3, "429, 500, then the accepted one");
+    let id = app.incident_by_object(&first).unwrap().id;
+    assert_eq!(actions(&pd), vec![action("trigger", id)]);
+
+    pd.fail_next(400);
+    let second = app.publish("send 2 BTC now");
+    until(
+        || app.incident_by_object(&second).is_some(),
+        "the second incident",
+    )
+    .await;
+    until(|| pd.requests() == 4, "the refused trigger").await;
+    until(
+        || app.store.outbox_depth().unwrap().0 == 0,
+        "the refused page dropped",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(pd.requests(), 4, "a 400 is not retried");
+    assert_eq!(pd.events().len(), 1, "delivered once");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn severities_filter_what_reaches_a_channel() {
+    let pd = FakePagerDuty::start().await.unwrap();
+    let url = pd.url();
+    let app = spawn_app_with(move |c| {
+        c.channels.pagerduty.push(PagerDutyChannel {
+            name: "ops".into(),
+            routing_key: Secret::new(ROUTING_KEY),
+            api_url: url,
+            severities: Some(vec![Severity::High]),
+        })
+    })
+    .await;
+    app.publish("a critical rogue post");
+    until(|| app.bot.sent().len() == 1, "the Telegram page").await;
+    app.wait_polls(3).await;
+    assert_eq!(
+        pd.requests(),
+        0,
+        "critical is not in this channel's severities"
+    );
+    app.stop().await;
+}
+
+fn hmac_hex(secret: &str, timestamp: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[tokio::test]
+async fn webhook_posts_the_incident_signed_and_retries_5xx() {
+    let hook = FakeReceiver::start().await.unwrap();
+    let url = hook.url("hooks/tocsin");
+    let app = spawn_app_with(move |c| {
+        c.channels.webhook.push(WebhookChannel {
+            name: "soc".into(),
+            url,
+            secret: Secret::new(WEBHOOK_SECRET),
+            severities: None,
+        })
+    })
+    .await;
+    hook.fail_next(503);
+    let post = app.publish("giveaway! send 1 BTC");
+    until(|| hook.received().len() == 1, "the webhook after a 503").await;
+    assert_eq!(hook.requests(), 2);
+    let got = &hook.received()[0];
+    assert_eq!(got.method, "POST");
+    assert_eq!(got.path, "/hooks/tocsin");
+    let ts = got.header("x-tocsin-timestamp").unwrap().to_owned();
+    let age = chrono::Utc::now().timestamp() - ts.parse::<i64>().unwrap();
+    assert!((0..60).contains(&age), "a current unix timestamp: {ts}");
+    let sig = got.header("x-tocsin-signature").unwrap();
+    assert_eq!(
+        sig,
+        format!("v1={}", hmac_hex(WEBHOOK_SECRET, &ts, &got.body))
+    );
+    assert_ne!(
+        sig,
+        format!("v1={}", hmac_hex("another-secret", &ts, &got.body)),
+        "a wrong secret does not verify"
+    );
+    assert!(!tocsin::notify::webhook::verify(
+        b"another-secret",
+        ts.parse().unwrap(),
+        &got.body,
+        sig
+    ));
+    let body = got.json();
+    let inc = app.incident_by_object(&post).unwrap();
+    assert_eq!(body["id"], inc.id);
+    assert_eq!(body["rule"], "social.unapproved_post");
+    assert_eq!(body["severity"], "critical");
+    assert_eq!(body["account"], ACCOUNT);
+    assert_eq!(body["object"], post);
+    assert_eq!(body["state"], "open");
+    assert_eq!(body["evidence"]["text"], "giveaway! send 1 BTC");
+    assert!(body["timeline"].as_array().is_some_and(|t| !t.is_empty()));
+
+    hook.fail_next(404);
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/ack {}", inc.id));
+    until(|| hook.requests() == 3, "the refused update").await;
+    until(
+        || app.store.outbox_depth().unwrap().0 == 0,
+        "the refused update dropped",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(hook.requests(), 3, "a 404 is not retried");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn telegram_401_pages_pagerduty_about_telegram_and_resolves_when_it_heals() {
+    let pd = FakePagerDuty::start().await.unwrap();
+    let app = spawn_app_with(with_pagerduty(&pd)).await;
+    for _ in 0..2 {
+        app.bot
+            .fail_next("sendMessage", Failure::Status(401, "Unauthorized".into()));
+    }
+    let post = app.publish("giveaway! send 1 BTC");
+    let rogue = loop {
+        if let Some(i) = app.incident_by_object(&post) {
+            break i.id;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let key = tocsin::notify::telegram_down_key(CHAT);
+    until(
+        || app.store.incident_by_key(&key).unwrap().is_some(),
+        "the telegram_down incident",
+    )
+    .await;
+    let down = app.store.incident_by_key(&key).unwrap().unwrap();
+    assert_eq!(down.rule, Rule::TelegramDown);
+    assert_eq!(down.severity, Severity::Critical);
+    assert_eq!(down.account, "telegram");
+    assert_eq!(down.object, CHAT.to_string());
+    until(
+        || pd.actions().contains(&action("trigger", down.id)),
+        "PagerDuty hears that Telegram is down",
+    )
+    .await;
+    // Telegram accepts the third attempt: the page arrives and the outage is over.
+    until(|| app.bot.sent().len() == 1, "the page once Telegram heals").await;
+    until(
+        || pd.actions().contains(&action("resolve", down.id)),
+        "the telegram_down alert resolved",
+    )
+    .await;
+    let down = app.store.incident(down.id).unwrap().unwrap();
+    assert_eq!(down.state, State::Resolved);
+    assert_eq!(down.resolution, Some(Resolution::Contained));
+    assert_eq!(down.resolved_by.unwrap().name, "tocsin");
+    app.wait_polls(3).await;
+    let sent = app.bot.sent();
+    assert_eq!(sent.len(), 1, "the outage is never queued for Telegram");
+    assert!(sent[0].text.contains("send 1 BTC"));
+    assert!(pd.actions().contains(&action("trigger", rogue)));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn telegram_down_without_fallback_shows_in_readyz() {
+    let app = spawn_app_with(|c| c.telegram.failure_grace = Duration::from_secs(1)).await;
+    for _ in 0..3 {
+        app.bot.fail_next(
+            "sendMessage",
+            Failure::Status(
+                403,
+                "Forbidden: bot was kicked from the supergroup chat".into(),
+            ),
+        );
+    }
+    app.publish("giveaway! send 1 BTC");
+    let readyz = || async {
+        let r = reqwest::get(format!("{}/readyz", app.api)).await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<serde_json::Value>().await.unwrap())
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (status, body) = readyz().await;
+        let check = body["checks"]["telegram"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if check.contains("no fallback channel") {
+            assert_eq!(status, 503, "{body}");
+            assert!(
+                check.contains("removed from the chat or blocked"),
+                "{check}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readyz never said it: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    until(|| app.bot.sent().len() == 1, "the page once Telegram heals").await;
+    let (_, body) = readyz().await;
+    assert_eq!(body["checks"]["telegram"], "ok", "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn heartbeat_pings_at_its_interval_and_the_daily_summary_is_sent_once() {
+    let monitor = FakeReceiver::start().await.unwrap();
+    let now = chrono::Utc::now();
+    // Due this very minute: sent at start, and not again after a restart.
+    let at = chrono::NaiveTime::from_hms_opt(
+        chrono::Timelike::hour(&now),
+        chrono::Timelike::minute(&now),
+        0,
+    )
+    .unwrap();
+    let heartbeat = Heartbeat {
+        url: Some(Secret::new(monitor.url("ping/abc").to_string())),
+        interval: Duration::from_millis(200),
+        daily_summary: Some(at),
+    };
+    let hb = heartbeat.clone();
+    let app = spawn_app_with(move |c| c.heartbeat = Some(hb)).await;
+    until(|| monitor.received().len() >= 5, "five heartbeats").await;
+    let pings = monitor.received();
+    assert!(
+        pings
+            .iter()
+            .all(|p| p.method == "GET" && p.path == "/ping/abc")
+    );
+    for pair in pings.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= Duration::from_millis(150),
+            "pinged too early: {gap:?}"
+        );
+    }
+    let summaries = |app: &TestApp| {
+        app.bot
+            .sent()
+            .into_iter()
+            .filter(|m| m.text.contains("daily summary"))
+            .collect::<Vec<_>>()
+    };
+    until(|| summaries(&app).len() == 1, "the daily summary").await;
+    let text = summaries(&app)[0].text.clone();
+    assert!(text.contains("all quiet"), "{text}");
+    assert_eq!(summaries(&app)[0].chat_id, CHAT);
+
+    let (masto, bot, state) = app.stop().await;
+    let app = start_with(masto, bot, state, move |c| c.heartbeat = Some(heartbeat)).await;
+    let before = monitor.received().len();
+    until(
+        || monitor.received().len() >= before + 3,
+        "heartbeats after restart",
+    )
+    .await;
+    assert_eq!(summaries(&app).len(), 1, "not sent twice across a restart");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn channel_secrets_stay_out_of_the_debug_log() {
+    use tocsin::fakes::{
+        mastodon::{FakeMastodon, status_html},
+        telegram::FakeBotApi,
+    };
+
+    use crate::support::daemon::*;
+
+    let masto = FakeMastodon::start().await.unwrap();
+    masto.add_account(ACCOUNT_ID, "examplecorp", "ExampleCorp", "<p>Hi.</p>", &[]);
+    let bot = FakeBotApi::start(BOT_TOKEN).await.unwrap();
+    let pd = FakePagerDuty::start().await.unwrap();
+    let hook = FakeReceiver::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ping_token = "ping-token-never-logged";
+    let extra = format!(
+        r#"
+[[channels.pagerduty]]
+name = "ops"
+routing_key = "env:TOCSIN_TEST_ROUTING_KEY"
+api_url = "{pd}"
+
+[[channels.webhook]]
+name = "soc"
+url = "{hook}"
+secret = "env:TOCSIN_TEST_WEBHOOK_SECRET"
+
+[heartbeat]
+url = "env:TOCSIN_TEST_HEARTBEAT_URL"
+interval = "200ms"
+"#,
+        pd = pd.url(),
+        hook = hook.url("hook"),
+    );
+    let config = write_config(dir.path(), &bot, &masto, &extra);
+    let ping = hook.url(&format!("ping/{ping_token}")).to_string();
+    let daemon = Daemon::spawn(
+        &config,
+        "debug",
+        &[
+            ("TOCSIN_TEST_ROUTING_KEY", ROUTING_KEY),
+            ("TOCSIN_TEST_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("TOCSIN_TEST_HEARTBEAT_URL", &ping),
+        ],
+    );
+    daemon.http_addr().await;
+    until(
+        || masto.request_count("/api/v1/accounts") >= 4,
+        "the first polls",
+    )
+    .await;
+    pd.fail_next(500);
+    hook.fail_next(500);
+    masto.publish(ACCOUNT_ID, &status_html("giveaway: send 1 BTC"));
+    until(
+        || {
+            pd.events().len() == 1
+                && hook.received().iter().any(|r| r.path == "/hook")
+                && bot.sent().len() == 1
+        },
+        "the page on every channel",
+    )
+    .await;
+    until(
+        || {
+            hook.received()
+                .iter()
+                .filter(|r| r.path.starts_with("/ping"))
+                .count()
+                >= 2
+        },
+        "heartbeats",
+    )
+    .await;
+    let log = daemon.log_text();
+    for secret in [ROUTING_KEY, WEBHOOK_SECRET, ping_token, BOT_TOKEN] {
+        assert!(
+            !log.contains(secret),
+            "secret {secret:?} found in the debug log"
+        );
+    }
+}
