@@ -122,6 +122,22 @@ async fn pagerduty_429_and_500_are_retried_and_400_is_not() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(pd.requests(), 4, "a 400 is not retried");
     assert_eq!(pd.events().len(), 1, "delivered once");
+    let metrics = reqwest::get(format!("{}/metrics", app.api))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"tocsin_channel_deliveries_total{channel="pagerduty:ops"} 1"#,
+        r#"tocsin_channel_failures_total{channel="pagerduty:ops",reason="retry"} 2"#,
+        r#"tocsin_channel_failures_total{channel="pagerduty:ops",reason="rejected"} 1"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing:\n{metrics}"
+        );
+    }
     app.stop().await;
 }
 
@@ -335,6 +351,19 @@ async fn heartbeat_pings_at_its_interval_and_the_daily_summary_is_sent_once() {
     let hb = heartbeat.clone();
     let app = spawn_app_with(move |c| c.heartbeat = Some(hb)).await;
     until(|| monitor.received().len() >= 5, "five heartbeats").await;
+    let metrics = reqwest::get(format!("{}/metrics", app.api))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("tocsin_heartbeats_total ")
+                && l[24..].trim().parse::<f64>().unwrap() >= 5.0),
+        "{metrics}"
+    );
     let pings = monitor.received();
     assert!(
         pings
@@ -454,4 +483,62 @@ interval = "200ms"
             "secret {secret:?} found in the debug log"
         );
     }
+}
+
+#[tokio::test]
+async fn fake_pagerduty_refuses_what_pagerduty_refuses() {
+    let pd = FakePagerDuty::start().await.unwrap();
+    let post = |body: serde_json::Value| {
+        let url = pd.url().join("v2/enqueue").unwrap();
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (
+                status,
+                r.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    let trigger = serde_json::json!({
+        "routing_key": ROUTING_KEY,
+        "event_action": "trigger",
+        "dedup_key": "tocsin-1",
+        "payload": {"summary": "s", "source": "tocsin", "severity": "critical"},
+    });
+    let (status, body) = post(trigger.clone()).await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "success", "message": "Event processed", "dedup_key": "tocsin-1"})
+    );
+    for (field, value) in [
+        ("/routing_key", serde_json::Value::Null),
+        ("/routing_key", serde_json::json!("short")),
+        ("/event_action", serde_json::json!("explode")),
+        ("/payload/summary", serde_json::Value::Null),
+        ("/payload/severity", serde_json::json!("high")),
+    ] {
+        let mut bad = trigger.clone();
+        *bad.pointer_mut(field).unwrap() = value;
+        let (status, body) = post(bad).await;
+        assert_eq!(status, 400, "{field}: {body}");
+        assert_eq!(body["status"], "invalid event");
+    }
+    let (status, _) =
+        post(serde_json::json!({"routing_key": ROUTING_KEY, "event_action": "resolve"})).await;
+    assert_eq!(status, 400, "resolve needs a dedup_key");
+    pd.fail_next(429);
+    assert_eq!(post(trigger.clone()).await.0, 429);
+    pd.fail_next(500);
+    assert_eq!(post(trigger).await.0, 500);
+    assert_eq!(
+        pd.events().len(),
+        1,
+        "only the valid, unforced event is recorded"
+    );
 }

@@ -460,7 +460,8 @@ impl Config {
             out.push_str(&format!(
                 "page          webhook {} · {} · {} · signed\n",
                 c.name,
-                c.url,
+                // The path may carry the receiver's token: the host says enough here.
+                c.url.host_str().unwrap_or_default(),
                 severities(&c.severities)
             ));
         }
