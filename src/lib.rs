@@ -6,7 +6,8 @@
 //! - [`sources`] turn platform APIs into observations; they never decide.
 //! - [`detect`] compares observations with the [`store`] (approved log, baselines, seen posts).
 //! - [`incidents`] dedups findings into incidents and queues pages in the same transaction.
-//! - [`notify`] drains the outbox to Telegram; [`bot`] turns the chat's commands and buttons into
+//! - [`notify`] drains the outbox, one worker per channel (Telegram, PagerDuty, webhooks), and
+//!   sends the heartbeat; [`bot`] turns the chat's commands and buttons into
 //!   incident actions; [`http`] serves `/healthz` and the approvals API.
 //! - [`app`] wires them and runs them until shutdown; [`demo`] plays the whole story against the
 //!   loopback [`fakes`].

@@ -288,6 +288,47 @@ async fn telegram_401_pages_pagerduty_about_telegram_and_resolves_when_it_heals(
 }
 
 #[tokio::test]
+async fn telegram_failing_past_the_grace_counts_as_down() {
+    let pd = FakePagerDuty::start().await.unwrap();
+    let add_pd = with_pagerduty(&pd);
+    let app = spawn_app_with(|c| {
+        add_pd(c);
+        c.telegram.failure_grace = Duration::from_secs(1);
+    })
+    .await;
+    // Refusals that could heal (not 401/403/chat not found): down only once the grace is over.
+    for _ in 0..3 {
+        app.bot.fail_next(
+            "sendMessage",
+            Failure::Status(400, "Bad Request: message text is empty".into()),
+        );
+    }
+    app.publish("giveaway! send 1 BTC");
+    let key = tocsin::notify::telegram_down_key(CHAT);
+    until(
+        || app.store.incident_by_key(&key).unwrap().is_some(),
+        "the telegram_down incident",
+    )
+    .await;
+    let down = app.store.incident_by_key(&key).unwrap().unwrap();
+    assert!(
+        app.bot.request_count("sendMessage") >= 2,
+        "not declared on the first refusal"
+    );
+    let tocsin::detect::Evidence::Channel { problem, .. } = &down.evidence else {
+        panic!("channel evidence: {:?}", down.evidence)
+    };
+    assert!(problem.contains("failing for"), "{problem}");
+    until(|| app.bot.sent().len() == 1, "the page once Telegram heals").await;
+    until(
+        || pd.actions().contains(&action("resolve", down.id)),
+        "the outage resolved",
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn telegram_down_without_fallback_shows_in_readyz() {
     let app = spawn_app_with(|c| c.telegram.failure_grace = Duration::from_secs(1)).await;
     for _ in 0..3 {
@@ -349,6 +390,7 @@ async fn heartbeat_pings_at_its_interval_and_the_daily_summary_is_sent_once() {
         daily_summary: Some(at),
     };
     let hb = heartbeat.clone();
+    monitor.fail_next(503);
     let app = spawn_app_with(move |c| c.heartbeat = Some(hb)).await;
     until(|| monitor.received().len() >= 5, "five heartbeats").await;
     let metrics = reqwest::get(format!("{}/metrics", app.api))
