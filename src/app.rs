@@ -20,7 +20,7 @@ use crate::{
         self, HttpState,
         health::{Readiness, source_grace},
     },
-    incidents::{Incidents, Recorded},
+    incidents::{Incidents, Recorded, escalation},
     metrics::Metrics,
     notify::{self, TelegramPager},
     sources::{self, Health, Observation, ObservationKind, SourceContext},
@@ -112,7 +112,8 @@ impl App {
             health,
         } = self;
         let tasks = TaskTracker::new();
-        let incidents = Incidents::new(store.clone(), Arc::new(Notify::new()));
+        let incidents = Incidents::new(store.clone(), Arc::new(Notify::new()))
+            .with_group_window(config.grouping.window);
         let metrics = Arc::new(Metrics::new(store.clone(), health.clone()));
         let tg = &config.telegram;
         let send_client = teloxide::net::default_reqwest_settings().build()?;
@@ -146,6 +147,9 @@ impl App {
         }
         drop(tx);
         tasks.spawn(pipeline(rx, incidents.clone(), metrics.clone()));
+        if let Some(policy) = config.escalation.clone() {
+            tasks.spawn(escalation::run(incidents.clone(), policy, shutdown.clone()));
+        }
         let pager = TelegramPager::new(send_bot.clone(), tg.chat_id);
         tasks.spawn(notify::run(
             pager,

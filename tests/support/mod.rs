@@ -76,11 +76,18 @@ pub fn config(state: &std::path::Path, bot: &FakeBotApi, masto: &FakeMastodon) -
             token: None,
             poll_interval: POLL,
         }],
+        grouping: Default::default(),
+        escalation: None,
     }
 }
 
 /// Fakes with one account that already has a post, the daemon started, the first polls done.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// [`spawn_app`] with the config adjusted first (escalation, grouping, …).
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let masto = FakeMastodon::start().await.unwrap();
     masto.add_account(
         ACCOUNT_ID,
@@ -92,14 +99,19 @@ pub async fn spawn_app() -> TestApp {
     masto.publish(ACCOUNT_ID, &status_html("An old post from before tocsin"));
     let bot = FakeBotApi::start(BOT_TOKEN).await.unwrap();
     let state = tempfile::tempdir().unwrap();
-    start(masto, bot, state).await
+    start_with(masto, bot, state, tweak).await
 }
 
 /// Starts the daemon on existing fakes and state (used for restarts too).
-pub async fn start(masto: FakeMastodon, bot: FakeBotApi, state: tempfile::TempDir) -> TestApp {
-    let app = App::build(config(state.path(), &bot, &masto))
-        .await
-        .unwrap();
+pub async fn start_with(
+    masto: FakeMastodon,
+    bot: FakeBotApi,
+    state: tempfile::TempDir,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
+    let mut config = config(state.path(), &bot, &masto);
+    tweak(&mut config);
+    let app = App::build(config).await.unwrap();
     let api = format!("http://{}", app.http_addr());
     let store = app.store().clone();
     let health = app.health().clone();
