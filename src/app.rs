@@ -20,7 +20,7 @@ use crate::{
         self, HttpState,
         health::{Readiness, source_grace},
     },
-    incidents::{Incidents, Recorded},
+    incidents::{Incidents, Recorded, escalation},
     metrics::Metrics,
     notify::{
         self, Fallback, PagerDuty, TelegramPager, TelegramStatus, TelegramWatch, Webhook,
@@ -115,7 +115,8 @@ impl App {
             health,
         } = self;
         let tasks = TaskTracker::new();
-        let incidents = Incidents::new(store.clone(), Arc::new(Notify::new()));
+        let incidents = Incidents::new(store.clone(), Arc::new(Notify::new()))
+            .with_group_window(config.grouping.window);
         let metrics = Arc::new(Metrics::new(store.clone(), health.clone()));
         let tg = &config.telegram;
         let send_client = teloxide::net::default_reqwest_settings().build()?;
@@ -149,6 +150,9 @@ impl App {
         }
         drop(tx);
         tasks.spawn(pipeline(rx, incidents.clone(), metrics.clone()));
+        if let Some(policy) = config.escalation.clone() {
+            tasks.spawn(escalation::run(incidents.clone(), policy, shutdown.clone()));
+        }
 
         // One worker per channel, each woken by every queued page.
         let fallbacks: Vec<(Fallback, Option<Vec<crate::detect::Severity>>)> = config

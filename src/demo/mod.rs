@@ -76,6 +76,8 @@ fn demo_config(state: &std::path::Path, bot_api: url::Url, mastodon: url::Url) -
         }],
         channels: Default::default(),
         heartbeat: None,
+        grouping: Default::default(),
+        escalation: None,
     }
 }
 

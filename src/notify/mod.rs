@@ -4,7 +4,8 @@
 //! oldest page first, so every channel sees incidents in the order they were found and a slow
 //! or broken channel never holds back another. A failed delivery stays at the head of its
 //! queue: Telegram's `retry_after` and a fallback's `Retry-After` are obeyed, other failures
-//! back off exponentially up to a minute. On shutdown the send in flight finishes and the rest
+//! back off exponentially (Telegram up to 8 s, so
+//! the queue drains within seconds after an outage; fallbacks up to a minute). On shutdown the send in flight finishes and the rest
 //! stays queued for the next start.
 //!
 //! Telegram is the primary channel, so its worker also watches its own failures: when pages
@@ -34,10 +35,12 @@ use crate::{
     store::{Store, StoreError, TELEGRAM},
 };
 pub use pagerduty::PagerDuty;
-pub use telegram::{DeliveryError, TelegramPager};
+pub use telegram::{DeliveryError, Pacer, TelegramPager};
 pub use webhook::Webhook;
 
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Capped low on purpose: after a Bot API outage the queue must drain within seconds, and one
+/// probe every few seconds is nothing next to Telegram's limits.
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
 /// How often an idle worker looks at the queue even without a wake-up: a safety net only.
 const IDLE_RECHECK: Duration = Duration::from_secs(5);
 /// How often "Telegram is down and nobody else is paged" is logged again.
@@ -185,6 +188,7 @@ pub async fn run(
 ) {
     let store = incidents.store().clone();
     let mut failures = 0u32;
+    let mut pacer = Pacer::default();
     let mut outage = Outage {
         watch,
         failing_since: None,
@@ -198,13 +202,71 @@ pub async fn run(
                 Next::Again => continue,
                 Next::Stop => return,
             };
+        // Every update queued for this incident so far is answered by delivering its state
+        // now. Collected before the incident is read again: each entry is written in the same
+        // transaction as the change it announces, so the state read next includes them all.
+        let seqs = match store.outbox_seqs_for(entry.incident_id) {
+            Ok(seqs) if entry.reminder.is_none() && !seqs.is_empty() => seqs,
+            _ => vec![seq],
+        };
+        let (seqs, incident) = match store.incident(entry.incident_id) {
+            Ok(Some(inc)) => (seqs, Box::new(inc)),
+            // Unreadable now: answer only the head with what was read before.
+            _ => (vec![seq], incident),
+        };
+        if let Some(reminder) = &entry.reminder {
+            // Acked or resolved since it was queued: the reminder has nothing left to say.
+            if incident.state != State::Open {
+                let _ = incidents.discard_page(TELEGRAM, seq);
+                continue;
+            }
+            let wait = pacer.wait(Instant::now());
+            if !wait.is_zero() && !pause(&shutdown, wait).await {
+                return;
+            }
+            let result = pager.remind(&incident, reminder).await;
+            pacer.sent(Instant::now());
+            let wait = match result {
+                Ok(()) => {
+                    failures = 0;
+                    metrics.page_delivered(
+                        (Utc::now() - entry.enqueued_at).num_milliseconds() as f64 / 1000.0,
+                        None,
+                    );
+                    if let Err(e) = incidents.discard_page(TELEGRAM, seq) {
+                        tracing::error!(error = %e, "reminder sent but not removed from the outbox");
+                    }
+                    outage.recovered(&incidents).await;
+                    continue;
+                }
+                Err(e) => {
+                    outage.failed(&incidents, &e).await;
+                    failure_wait(&e, &mut failures, &metrics)
+                }
+            };
+            if !pause(&shutdown, wait).await {
+                return;
+            }
+            continue;
+        }
+        let needs_message = !pager.is_current(&incident);
+        if needs_message {
+            let wait = pacer.wait(Instant::now());
+            if !wait.is_zero() && !pause(&shutdown, wait).await {
+                return;
+            }
+        }
         let span = tracing::info_span!("incident", id = incident.id, page_seq = seq);
-        let wait = match pager.deliver(&incident).instrument(span).await {
+        let result = pager.deliver(&incident).instrument(span).await;
+        if needs_message {
+            pacer.sent(Instant::now());
+        }
+        let wait = match result {
             Ok(page) => {
                 failures = 0;
                 let age_ms = (Utc::now() - entry.enqueued_at).num_milliseconds();
                 let first = incident.page.is_none();
-                match incidents.delivered(seq, incident.id, page).await {
+                match incidents.delivered(&seqs, incident.id, page).await {
                     Ok(updated) => {
                         let paged = updated
                             .filter(|_| first)
@@ -224,25 +286,9 @@ pub async fn run(
                 outage.recovered(&incidents).await;
                 continue;
             }
-            Err(DeliveryError::RetryAfter(d)) => {
-                metrics.page_failed("retry_after");
-                tracing::warn!(retry_after_s = d.as_secs(), "telegram flood control");
-                outage
-                    .failed(&incidents, &DeliveryError::RetryAfter(d))
-                    .await;
-                d
-            }
             Err(e) => {
-                failures += 1;
-                metrics.page_failed(match e {
-                    DeliveryError::Refused(_) => "refused",
-                    DeliveryError::Unreachable(_) => "unreachable",
-                    _ => "transient",
-                });
-                let d = backoff(failures);
-                tracing::warn!(error = %e, failures, retry_in_ms = d.as_millis() as u64, "page not delivered; kept queued");
                 outage.failed(&incidents, &e).await;
-                d
+                failure_wait(&e, &mut failures, &metrics)
             }
         };
         if !pause(&shutdown, wait).await {
@@ -398,6 +444,28 @@ async fn next_page(
             } else {
                 Next::Stop
             }
+        }
+    }
+}
+
+/// How long to wait after a failed delivery; counts it.
+fn failure_wait(e: &DeliveryError, failures: &mut u32, metrics: &Metrics) -> Duration {
+    match e {
+        DeliveryError::RetryAfter(d) => {
+            metrics.page_failed("retry_after");
+            tracing::warn!(retry_after_s = d.as_secs(), "telegram flood control");
+            *d
+        }
+        e => {
+            *failures += 1;
+            metrics.page_failed(match e {
+                DeliveryError::Refused(_) => "refused",
+                DeliveryError::Unreachable(_) => "unreachable",
+                _ => "transient",
+            });
+            let d = backoff(*failures);
+            tracing::warn!(error = %e, failures = *failures, retry_in_ms = d.as_millis() as u64, "page not delivered; kept queued");
+            d
         }
     }
 }

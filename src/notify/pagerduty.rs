@@ -230,6 +230,10 @@ mod tests {
             resolved_by: None,
             timeline: vec![],
             page: None,
+            reminders: 0,
+            last_reminder_at: None,
+            tier: 0,
+            members: vec![],
         }
     }
 

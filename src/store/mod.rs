@@ -76,6 +76,10 @@ pub struct OutboxEntry {
     /// Entries written before there were several channels were all for Telegram.
     #[serde(default = "telegram")]
     pub channel: String,
+    /// A reminder to send as a new message (it notifies; an edit does not), instead of bringing
+    /// the page up to date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reminder: Option<Reminder>,
 }
 
 fn telegram() -> String {
@@ -101,6 +105,14 @@ impl Route {
                 .as_ref()
                 .is_none_or(|s| s.contains(&inc.severity))
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reminder {
+    pub text: String,
+    /// Another chat that gets it too (an escalation tier's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_chat: Option<i64>,
 }
 
 /// What a post looked like when last seen.
@@ -639,6 +651,33 @@ impl Store {
         }
     }
 
+    /// Every queued page update of one incident on Telegram. They all ask for the same thing —
+    /// bring its page up to date — so one delivery of the current state answers all of them.
+    pub fn outbox_seqs_for(&self, incident_id: u64) -> Result<Vec<u64>, StoreError> {
+        let prefix = outbox_prefix(TELEGRAM);
+        let mut seqs = Vec::new();
+        for item in self.outbox.scan_prefix(&prefix) {
+            let (k, v) = item?;
+            let entry: OutboxEntry = decode("outbox", &v)?;
+            if entry.incident_id == incident_id && entry.reminder.is_none() {
+                seqs.push(from_be("outbox", &k[prefix.len()..])?);
+            }
+        }
+        Ok(seqs)
+    }
+
+    /// Whether a reminder for the incident is still waiting: the next one is not queued behind
+    /// it, so a slow chat never builds a backlog of reminders.
+    pub fn reminder_pending(&self, incident_id: u64) -> Result<bool, StoreError> {
+        for item in self.outbox.iter().values() {
+            let entry: OutboxEntry = decode("outbox", &item?)?;
+            if entry.incident_id == incident_id && entry.reminder.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Pages waiting for delivery on every channel and the age of the oldest.
     pub fn outbox_depth(&self) -> Result<(usize, Option<DateTime<Utc>>), StoreError> {
         let mut n = 0;
@@ -817,6 +856,12 @@ impl Tx<'_> {
         }
     }
 
+    /// Points another key (a burst member, a group) at an incident.
+    pub fn index_incident(&self, key: &str, id: u64) -> TxResult<()> {
+        self.keys.insert(key.as_bytes(), &be(id))?;
+        Ok(())
+    }
+
     /// Allocates the next incident id: small numbers, because responders type them (`/ack 3`).
     pub fn next_incident_id(&self) -> TxResult<u64> {
         self.next(INCIDENT_SEQ)
@@ -847,12 +892,33 @@ impl Tx<'_> {
                 incident_id: inc.id,
                 enqueued_at: at,
                 channel: channel.to_owned(),
+                reminder: None,
             };
             self.outbox
                 .insert(outbox_key(channel, seq), encode(&entry))?;
             n += 1;
         }
         Ok(n)
+    }
+
+    /// Queues a reminder message for the incident: Telegram only, since a reminder is a new
+    /// message in the chat (fallback channels keep paging on their own).
+    pub fn enqueue_reminder(
+        &self,
+        incident_id: u64,
+        reminder: Reminder,
+        at: DateTime<Utc>,
+    ) -> TxResult<u64> {
+        let seq = self.next(OUTBOX_SEQ)?;
+        let entry = OutboxEntry {
+            incident_id,
+            enqueued_at: at,
+            channel: TELEGRAM.into(),
+            reminder: Some(reminder),
+        };
+        self.outbox
+            .insert(outbox_key(TELEGRAM, seq), encode(&entry))?;
+        Ok(seq)
     }
 
     /// Removes a page the channel confirmed (or refused for good).

@@ -79,6 +79,8 @@ pub fn config(state: &std::path::Path, bot: &FakeBotApi, masto: &FakeMastodon) -
         }],
         channels: Default::default(),
         heartbeat: None,
+        grouping: Default::default(),
+        escalation: None,
     }
 }
 
@@ -87,8 +89,8 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-/// [`spawn_app`] with the configuration changed first (channels, heartbeat, grace periods).
-pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
+/// [`spawn_app`] with the config adjusted first (escalation, grouping, …).
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let masto = FakeMastodon::start().await.unwrap();
     masto.add_account(
         ACCOUNT_ID,
@@ -100,24 +102,18 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
     masto.publish(ACCOUNT_ID, &status_html("An old post from before tocsin"));
     let bot = FakeBotApi::start(BOT_TOKEN).await.unwrap();
     let state = tempfile::tempdir().unwrap();
-    start_with(masto, bot, state, customize).await
+    start_with(masto, bot, state, tweak).await
 }
 
 /// Starts the daemon on existing fakes and state (used for restarts too).
-#[allow(dead_code, reason = "restarts without a custom config")]
-pub async fn start(masto: FakeMastodon, bot: FakeBotApi, state: tempfile::TempDir) -> TestApp {
-    start_with(masto, bot, state, |_| {}).await
-}
-
-/// [`start`] with the configuration changed first.
 pub async fn start_with(
     masto: FakeMastodon,
     bot: FakeBotApi,
     state: tempfile::TempDir,
-    customize: impl FnOnce(&mut Config),
+    tweak: impl FnOnce(&mut Config),
 ) -> TestApp {
     let mut config = config(state.path(), &bot, &masto);
-    customize(&mut config);
+    tweak(&mut config);
     let app = App::build(config).await.unwrap();
     let api = format!("http://{}", app.http_addr());
     let store = app.store().clone();
