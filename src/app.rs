@@ -20,7 +20,7 @@ use crate::{
         self, HttpState,
         health::{Readiness, source_grace},
     },
-    incidents::{Incidents, Recorded},
+    incidents::{Incidents, PagingPolicy, Recorded},
     metrics::Metrics,
     notify::{self, TelegramPager},
     sources::{self, Health, Observation, ObservationKind, SourceContext},
@@ -112,7 +112,8 @@ impl App {
             health,
         } = self;
         let tasks = TaskTracker::new();
-        let incidents = Incidents::new(store.clone(), Arc::new(Notify::new()));
+        let incidents = Incidents::new(store.clone(), Arc::new(Notify::new()))
+            .with_policy(PagingPolicy::from_config(&config));
         let metrics = Arc::new(Metrics::new(store.clone(), health.clone()));
         let tg = &config.telegram;
         let send_client = teloxide::net::default_reqwest_settings().build()?;
@@ -146,6 +147,7 @@ impl App {
         }
         drop(tx);
         tasks.spawn(pipeline(rx, incidents.clone(), metrics.clone()));
+        tasks.spawn(release_held(incidents.clone(), shutdown.clone()));
         let pager = TelegramPager::new(send_bot.clone(), tg.chat_id);
         tasks.spawn(notify::run(
             pager,
@@ -266,6 +268,25 @@ async fn pipeline(
                 tracing::error!(account = %obs.account, error = %e, "cannot record an observation")
             }
         });
+    }
+}
+
+/// How often held pages are checked against their mutes. A mute ends by the clock, not by an
+/// event, so something has to look; a scan of an index that is empty unless a mute held a page.
+const RELEASE_CHECK: Duration = Duration::from_millis(500);
+
+/// Sends the pages that mutes held back once the mutes have expired.
+async fn release_held(incidents: Incidents, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(RELEASE_CHECK) => {}
+        }
+        match incidents.release_held().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pages = n, "mute ended; held pages queued"),
+            Err(e) => tracing::error!(error = %e, "cannot release held pages"),
+        }
     }
 }
 

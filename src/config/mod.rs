@@ -7,7 +7,7 @@
 mod secret;
 
 use std::{
-    collections::HashSet,
+    collections::{BTreeMap, HashSet},
     fmt,
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -18,6 +18,8 @@ use serde::{Deserialize, Deserializer};
 use url::Url;
 
 pub use secret::Secret;
+
+use crate::detect::{Rule, Severity};
 
 /// The documented example, written by `tocsin init`: one source of truth for every key.
 pub const EXAMPLE: &str = include_str!("../../config/tocsin.example.toml");
@@ -30,7 +32,25 @@ pub struct Config {
     pub telegram: Telegram,
     #[serde(default)]
     pub accounts: Vec<Account>,
+    #[serde(default)]
+    pub paging: Paging,
 }
+
+/// `[paging]`: who is paged when, and how many responders an approval takes. Optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paging {
+    /// Rules that page even while their account is muted: changes that are never planned work.
+    #[serde(default)]
+    pub unmutable: Vec<Rule>,
+    /// Severity → distinct responders needed to approve ("it was us"); 1 when not listed.
+    #[serde(default)]
+    pub approve_quorum: BTreeMap<Severity, u8>,
+}
+
+/// The most responders a quorum may ask for: on-call rotations are small, and a quorum nobody
+/// can reach at 3 a.m. would leave a real incident unapprovable.
+pub const MAX_QUORUM: u8 = 5;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -185,7 +205,10 @@ impl Config {
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let de = toml::Deserializer::new(text);
         let config: Config = serde_path_to_error::deserialize(de).map_err(|err| {
+            // A bad map key (`approve_quorum = { dire = 2 }`) ends the path in `?`; the message
+            // names the key, the path names the table.
             let path = err.path().to_string();
+            let path = path.strip_suffix(".?").unwrap_or(&path).to_owned();
             let inner = err.into_inner();
             let location = inner
                 .span()
@@ -229,6 +252,14 @@ impl Config {
             return Err(ConfigError::invalid("telegram.long_poll", "at most 50s"));
         }
         check_http_url("telegram.api_url", &self.telegram.api_url)?;
+        for (severity, n) in &self.paging.approve_quorum {
+            if !(1..=MAX_QUORUM).contains(n) {
+                return Err(ConfigError::invalid(
+                    format!("paging.approve_quorum.{}", severity.as_str()),
+                    format!("between 1 and {MAX_QUORUM} responders, not {n}"),
+                ));
+            }
+        }
         let mut names = HashSet::new();
         for (i, account) in self.accounts.iter().enumerate() {
             let key = |field: &str| format!("accounts[{i}].{field}");
@@ -448,6 +479,32 @@ poll_interval = "2m"
             .replace("env:TOCSIN_MASTODON_TOKEN", "c");
         let c = Config::parse(&text, "example").unwrap();
         assert_eq!(c.accounts.len(), 1);
+        assert_eq!(c.paging.unmutable, vec![Rule::UnapprovedPost]);
+        assert_eq!(c.paging.approve_quorum[&Severity::Critical], 2);
+    }
+
+    #[test]
+    fn paging_section_parses_and_names_bad_keys() {
+        let c = Config::parse(GOOD, "t.toml").unwrap();
+        assert!(c.paging.unmutable.is_empty() && c.paging.approve_quorum.is_empty());
+        let paging = "\n[paging]\nunmutable = [\"social.unapproved_post\"]\napprove_quorum = { critical = 2 }\n";
+        let c = Config::parse(&format!("{GOOD}{paging}"), "t.toml").unwrap();
+        assert_eq!(c.paging.unmutable, vec![Rule::UnapprovedPost]);
+        assert_eq!(c.paging.approve_quorum[&Severity::Critical], 2);
+        let e = err(&format!("{GOOD}{}", paging.replace("= 2", "= 6")));
+        assert_eq!(e.key(), Some("paging.approve_quorum.critical"));
+        let e = err(&format!("{GOOD}{}", paging.replace("critical", "dire")));
+        assert_eq!(e.key(), Some("paging.approve_quorum"));
+        let e = err(&format!(
+            "{GOOD}{}",
+            paging.replace("unapproved_post", "nope")
+        ));
+        assert_eq!(e.key(), Some("paging.unmutable[0]"));
+        let e = err(&format!(
+            "{GOOD}{}",
+            paging.replace("unmutable", "unmuteable")
+        ));
+        assert!(e.to_string().ends_with("did you mean `unmutable`?"), "{e}");
     }
 
     #[test]

@@ -73,6 +73,7 @@ fn demo_config(state: &std::path::Path, bot_api: url::Url, mastodon: url::Url) -
             token: None,
             poll_interval: POLL,
         }],
+        paging: Default::default(),
     }
 }
 

@@ -7,12 +7,17 @@
 //! - `seen_posts`: account/post id → what the post looked like, to notice edits.
 //! - `cursors`: where each source and the bot stopped reading.
 //! - `incidents`, `incident_keys` (dedup key → id), `outbox` (pages not yet confirmed).
-//! - `meta`: counters and the chain's head.
+//! - `meta`: counters and the chains' heads, plus, by key prefix (one transaction can span at
+//!   most nine sled trees, and every tree is in [`Store::transact`]'s):
+//!   - `timeline/` + seq → [`TimelineRecord`], the incident timeline's hash chain;
+//!   - `mute/` + account → [`Mute`];
+//!   - `held/` + incident id: incidents whose page a mute held back.
 //!
 //! Writes that must stand or fall together (an incident, the page it causes, the seen-post record
 //! and approvals behind it) go through [`Store::transact`], one sled transaction over all trees.
 
 pub mod approved_log;
+pub mod timeline_log;
 
 use std::path::Path;
 
@@ -23,9 +28,10 @@ use sled::{
     transaction::{ConflictableTransactionError, TransactionError, TransactionalTree},
 };
 
-pub use approved_log::{ApprovedEntry, GENESIS, LogRecord, VerifyReport, digest};
+pub use approved_log::{ApprovedEntry, GENESIS, LogRecord, VerifyReport, chain_hash, digest};
+pub use timeline_log::{TimelineEntry, TimelineRecord, parse_since};
 
-use crate::incidents::Incident;
+use crate::incidents::{Incident, Mute};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -107,6 +113,14 @@ pub struct Store {
 const HEAD: &[u8] = b"approved_log_head";
 const INCIDENT_SEQ: &[u8] = b"incident_seq";
 const OUTBOX_SEQ: &[u8] = b"outbox_seq";
+const TIMELINE_HEAD: &[u8] = b"timeline_head";
+const TIMELINE: &[u8] = b"timeline/";
+const MUTE: &[u8] = b"mute/";
+const HELD: &[u8] = b"held/";
+
+fn prefixed(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
+    [prefix, rest].concat()
+}
 
 fn key2(a: &str, b: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(a.len() + b.len() + 1);
@@ -454,6 +468,125 @@ impl Store {
         })
     }
 
+    // ---- incident timeline chain -----------------------------------------------------------
+
+    /// The timeline chain, oldest first.
+    pub fn timeline_records(&self) -> Result<Vec<TimelineRecord>, StoreError> {
+        self.meta
+            .scan_prefix(TIMELINE)
+            .values()
+            .map(|v| decode("meta/timeline", &v?))
+            .collect()
+    }
+
+    /// Walks the timeline chain like [`Store::verify_log`] walks the approved log, then checks
+    /// that every incident's stored timeline is exactly the chain's events for it, in order: an
+    /// edit of either side shows up as a difference between them.
+    pub fn verify_timeline(&self) -> Result<VerifyReport, StoreError> {
+        let mut problems = Vec::new();
+        let mut prev = GENESIS.to_owned();
+        let mut expected_seq = 0u64;
+        let mut per_incident: std::collections::BTreeMap<u64, Vec<_>> = Default::default();
+        for item in self.meta.scan_prefix(TIMELINE) {
+            let (k, v) = item?;
+            let seq = from_be("meta/timeline", &k[TIMELINE.len()..])?;
+            let record: TimelineRecord = match serde_json::from_slice(&v) {
+                Ok(r) => r,
+                Err(e) => {
+                    problems.push(format!("timeline event {seq}: unreadable ({e})"));
+                    prev = String::new();
+                    expected_seq = seq + 1;
+                    continue;
+                }
+            };
+            if seq != expected_seq {
+                problems.push(format!(
+                    "timeline event {expected_seq}: missing (next stored is {seq})"
+                ));
+            }
+            if record.seq != seq {
+                problems.push(format!(
+                    "timeline event {seq}: says it is event {}",
+                    record.seq
+                ));
+            }
+            if record.prev != prev {
+                problems.push(format!(
+                    "timeline event {seq}: does not follow event {}",
+                    seq.wrapping_sub(1)
+                ));
+            }
+            if !record.is_intact() {
+                problems.push(format!(
+                    "timeline event {seq}: content does not match its hash"
+                ));
+            }
+            if let Some(id) = record.entry.incident {
+                per_incident.entry(id).or_default().push(record.as_event());
+            }
+            prev = record.hash;
+            expected_seq = seq + 1;
+        }
+        let head: Option<Head> = self
+            .meta
+            .get(TIMELINE_HEAD)?
+            .map(|v| decode("meta", &v))
+            .transpose()?;
+        match head {
+            Some(head) if head.seq + 1 != expected_seq || hex::encode(head.hash) != prev => {
+                problems.push(format!(
+                    "timeline head: recorded as event {} but the chain ends at event {}",
+                    head.seq,
+                    expected_seq.wrapping_sub(1)
+                ));
+            }
+            None if expected_seq > 0 => problems.push("timeline head: missing".into()),
+            _ => {}
+        }
+        for item in self.incidents.iter() {
+            let (k, v) = item?;
+            let id = from_be("incidents", &k)?;
+            let chained = per_incident.remove(&id).unwrap_or_default();
+            match serde_json::from_slice::<Incident>(&v) {
+                Ok(inc) if inc.timeline == chained => {}
+                Ok(_) => problems.push(format!(
+                    "incident #{id}: its timeline does not match the timeline chain"
+                )),
+                Err(e) => problems.push(format!("incident #{id}: unreadable ({e})")),
+            }
+        }
+        for id in per_incident.keys() {
+            problems.push(format!(
+                "incident #{id}: in the timeline chain but missing from the incidents"
+            ));
+        }
+        Ok(VerifyReport {
+            entries: expected_seq,
+            head: prev,
+            problems,
+        })
+    }
+
+    // ---- mutes ---------------------------------------------------------------------------
+
+    /// Every recorded mute, expired or not: expiry is a comparison with now, never a write.
+    pub fn mutes(&self) -> Result<Vec<Mute>, StoreError> {
+        self.meta
+            .scan_prefix(MUTE)
+            .values()
+            .map(|v| decode("meta/mute", &v?))
+            .collect()
+    }
+
+    /// Incidents whose first page a mute held back, by id.
+    pub fn held(&self) -> Result<Vec<u64>, StoreError> {
+        self.meta
+            .scan_prefix(HELD)
+            .keys()
+            .map(|k| from_be("meta/held", &k?[HELD.len()..]))
+            .collect()
+    }
+
     // ---- baselines and seen posts --------------------------------------------------------
 
     pub fn baseline(
@@ -728,6 +861,66 @@ impl Tx<'_> {
     pub fn remove_page(&self, seq: u64) -> TxResult<()> {
         self.outbox.remove(&be(seq))?;
         Ok(())
+    }
+
+    /// Appends an event to the timeline chain. Only `Incident::event` and the mute actions call
+    /// this, so the chain and the incidents' own timelines are written together.
+    pub fn append_timeline(
+        &self,
+        entry: TimelineEntry,
+        at: DateTime<Utc>,
+    ) -> TxResult<TimelineRecord> {
+        let head: Option<Head> = self
+            .meta
+            .get(TIMELINE_HEAD)?
+            .map(|v| decode("meta", &v))
+            .transpose()
+            .map_err(ConflictableTransactionError::Abort)?;
+        let (seq, prev) = match head {
+            Some(h) => (h.seq + 1, hex::encode(h.hash)),
+            None => (0, GENESIS.to_owned()),
+        };
+        let record = TimelineRecord::new(seq, at, prev, entry);
+        self.meta
+            .insert(prefixed(TIMELINE, &be(seq)), encode(&record))?;
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(&record.hash, &mut hash).expect("own hash is hex");
+        self.meta
+            .insert(TIMELINE_HEAD, encode(&Head { seq, hash }))?;
+        Ok(record)
+    }
+
+    pub fn mute(&self, account: &str) -> TxResult<Option<Mute>> {
+        self.meta
+            .get(prefixed(MUTE, account.as_bytes()))?
+            .map(|v| decode("meta/mute", &v))
+            .transpose()
+            .map_err(ConflictableTransactionError::Abort)
+    }
+
+    pub fn put_mute(&self, mute: &Mute) -> TxResult<()> {
+        self.meta
+            .insert(prefixed(MUTE, mute.account.as_bytes()), encode(mute))?;
+        Ok(())
+    }
+
+    pub fn remove_mute(&self, account: &str) -> TxResult<()> {
+        self.meta.remove(prefixed(MUTE, account.as_bytes()))?;
+        Ok(())
+    }
+
+    /// Marks an incident's page as held back by a mute, to be sent when the mute ends.
+    pub fn hold(&self, incident_id: u64) -> TxResult<()> {
+        self.meta.insert(prefixed(HELD, &be(incident_id)), &[])?;
+        Ok(())
+    }
+
+    /// Clears the mark set by [`Tx::hold`]; true if it was set.
+    pub fn unhold(&self, incident_id: u64) -> TxResult<bool> {
+        Ok(self
+            .meta
+            .remove(prefixed(HELD, &be(incident_id)))?
+            .is_some())
     }
 }
 

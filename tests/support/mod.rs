@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tocsin::{
     App, Config,
-    config::{Account, General, Platform, Secret, Telegram},
+    config::{Account, General, Paging, Platform, Secret, Telegram},
     fakes::{
         mastodon::{FakeMastodon, status_html},
         telegram::{FakeBotApi, FakeUser},
@@ -32,6 +32,15 @@ pub fn responder() -> FakeUser {
         id: 111,
         first_name: "Alice".into(),
         username: Some("alice".into()),
+    }
+}
+
+/// A second responder, for what needs two (quorum).
+pub fn second_responder() -> FakeUser {
+    FakeUser {
+        id: 222,
+        first_name: "Bob".into(),
+        username: Some("bob".into()),
     }
 }
 
@@ -65,7 +74,7 @@ pub fn config(state: &std::path::Path, bot: &FakeBotApi, masto: &FakeMastodon) -
             bot_token: Secret::new(BOT_TOKEN),
             api_url: bot.url(),
             chat_id: CHAT,
-            responders: vec![responder().id],
+            responders: vec![responder().id, second_responder().id],
             long_poll: Duration::from_secs(1),
         },
         accounts: vec![Account {
@@ -76,11 +85,36 @@ pub fn config(state: &std::path::Path, bot: &FakeBotApi, masto: &FakeMastodon) -
             token: None,
             poll_interval: POLL,
         }],
+        paging: Paging::default(),
+    }
+}
+
+/// [`config`] with a `[paging]` section.
+pub fn config_with(
+    state: &std::path::Path,
+    bot: &FakeBotApi,
+    masto: &FakeMastodon,
+    paging: Paging,
+) -> Config {
+    Config {
+        paging,
+        ..config(state, bot, masto)
     }
 }
 
 /// Fakes with one account that already has a post, the daemon started, the first polls done.
 pub async fn spawn_app() -> TestApp {
+    let (masto, bot, state) = fakes().await;
+    start(masto, bot, state).await
+}
+
+/// [`spawn_app`] with a `[paging]` section.
+pub async fn spawn_app_with(paging: Paging) -> TestApp {
+    let (masto, bot, state) = fakes().await;
+    start_with(masto, bot, state, paging).await
+}
+
+async fn fakes() -> (FakeMastodon, FakeBotApi, tempfile::TempDir) {
     let masto = FakeMastodon::start().await.unwrap();
     masto.add_account(
         ACCOUNT_ID,
@@ -92,12 +126,22 @@ pub async fn spawn_app() -> TestApp {
     masto.publish(ACCOUNT_ID, &status_html("An old post from before tocsin"));
     let bot = FakeBotApi::start(BOT_TOKEN).await.unwrap();
     let state = tempfile::tempdir().unwrap();
-    start(masto, bot, state).await
+    (masto, bot, state)
 }
 
 /// Starts the daemon on existing fakes and state (used for restarts too).
 pub async fn start(masto: FakeMastodon, bot: FakeBotApi, state: tempfile::TempDir) -> TestApp {
-    let app = App::build(config(state.path(), &bot, &masto))
+    start_with(masto, bot, state, Paging::default()).await
+}
+
+/// [`start`] with a `[paging]` section.
+pub async fn start_with(
+    masto: FakeMastodon,
+    bot: FakeBotApi,
+    state: tempfile::TempDir,
+    paging: Paging,
+) -> TestApp {
+    let app = App::build(config_with(state.path(), &bot, &masto, paging))
         .await
         .unwrap();
     let api = format!("http://{}", app.http_addr());
