@@ -332,6 +332,16 @@ pub async fn run() -> anyhow::Result<Report> {
             verify.is_ok()
         ),
     );
+    let timeline = store.verify_timeline()?;
+    report.check("incident timeline chain verifies", timeline.is_ok());
+    say(
+        &mut report,
+        format!(
+            "incident timeline: {} chained events, chain ok = {}",
+            timeline.entries,
+            timeline.is_ok()
+        ),
+    );
     report.incidents = store.incidents()?;
     for id in [page1.message_id, page2.message_id] {
         if let Some(m) = bot_api.message(CHAT, id) {
