@@ -604,6 +604,15 @@ pub fn openapi_document() -> serde_json::Value {
                         "state": { "type": "string", "enum": ["open", "acked", "resolved"] },
                         "resolution": { "type": ["string", "null"] },
                         "evidence": { "type": "object" },
+                        "votes": { "type": "array", "description": "approval votes while a quorum is not reached", "items": {
+                            "type": "object",
+                            "properties": {
+                                "action": { "type": "string", "enum": ["approve"] },
+                                "who": { "type": "object" },
+                                "at": { "type": "string", "format": "date-time" },
+                                "needed": { "type": "integer" }
+                            }
+                        }},
                         "opened_at": { "type": "string", "format": "date-time" },
                         "updated_at": { "type": "string", "format": "date-time" },
                         "timeline": { "type": "array", "items": {

@@ -644,6 +644,9 @@ fn upsert(
             inc.evidence_digest = digest;
             inc.severity = inc.severity.max(f.severity);
             inc.findings += 1;
+            // A vote approved the evidence its voter saw; new evidence needs new votes, or an
+            // intruder could swap the content between the first and the second approval.
+            inc.votes.clear();
             inc.event(tx, now, "tocsin", Action::Updated)?;
             save_and_page_unless_muted(tx, &inc, now, policy)?;
             return Ok(Recorded::Updated(inc.id));
@@ -846,6 +849,10 @@ mod tests {
             incidents.approve(1, &alice()).await,
             Err(ActionError::AlreadyVoted { id: 1 })
         ));
+        // New evidence drops the vote: alice approved what she saw, not this.
+        incidents.record(&profile_finding("pwned!")).await.unwrap();
+        assert_eq!(store.incident(1).unwrap().unwrap().votes, vec![]);
+        incidents.approve(1, &alice()).await.unwrap();
         let inc = incidents.approve(1, &bob()).await.unwrap();
         assert_eq!(inc.resolution, Some(Resolution::Approved));
         assert_eq!(inc.resolved_by, Some(bob()));
@@ -854,6 +861,11 @@ mod tests {
             actions,
             vec![
                 Action::Opened,
+                Action::ApprovalVote {
+                    votes: 1,
+                    needed: 2
+                },
+                Action::Updated,
                 Action::ApprovalVote {
                     votes: 1,
                     needed: 2
