@@ -73,6 +73,13 @@ impl App {
     /// Builds on a store that is already open: a reload keeps the database (and its lock) while
     /// the tasks around it are replaced.
     pub async fn build_with_store(config: Config, store: Store) -> Result<App, AppError> {
+        let adopted = store.adopt_unchained_timelines()?;
+        if adopted > 0 {
+            tracing::info!(
+                events = adopted,
+                "incident timelines from an older build added to the timeline chain"
+            );
+        }
         let addr = config.general.listen;
         let listener = tokio::net::TcpListener::bind(addr)
             .await

@@ -567,6 +567,36 @@ impl Store {
         })
     }
 
+    /// Chains the timelines of incidents recorded by a build without the timeline chain, once:
+    /// when there is no chain yet but there are incidents. From then on their events are checked
+    /// like any other; edits made before the upgrade cannot be found by anyone. Called at daemon
+    /// start, never by `log verify`, which must report an empty chain rather than adopt it.
+    pub fn adopt_unchained_timelines(&self) -> Result<u64, StoreError> {
+        if self.meta.contains_key(TIMELINE_HEAD)? || self.incidents.is_empty() {
+            return Ok(0);
+        }
+        let incidents = self.incidents()?;
+        self.transact(|tx| {
+            if tx.meta.get(TIMELINE_HEAD)?.is_some() {
+                return Ok(0);
+            }
+            let mut n = 0;
+            for inc in &incidents {
+                for e in &inc.timeline {
+                    let entry = TimelineEntry {
+                        incident: Some(inc.id),
+                        account: inc.account.clone(),
+                        who: e.who.clone(),
+                        action: e.action.clone(),
+                    };
+                    tx.append_timeline(entry, e.at)?;
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+    }
+
     // ---- mutes ---------------------------------------------------------------------------
 
     /// Every recorded mute, expired or not: expiry is a comparison with now, never a write.
@@ -965,6 +995,47 @@ mod tests {
             report.problems,
             vec!["entry 0: content does not match its hash".to_string()]
         );
+    }
+
+    #[tokio::test]
+    async fn incidents_from_before_the_timeline_chain_are_adopted_once() {
+        use crate::{
+            detect::{Evidence, Finding, Outcome, Rule, Severity},
+            incidents::Incidents,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let incidents = Incidents::new(store.clone(), Default::default());
+        let finding = Outcome {
+            finding: Some(Finding {
+                rule: Rule::ProfileChanged,
+                severity: Severity::High,
+                account: "a".into(),
+                object: "profile".into(),
+                evidence: Evidence::Profile {
+                    changes: Default::default(),
+                },
+                changed_at: None,
+                seen_at: Utc::now(),
+            }),
+            writes: vec![],
+        };
+        incidents.record(&finding).await.unwrap();
+        assert_eq!(
+            store.adopt_unchained_timelines().unwrap(),
+            0,
+            "already chained"
+        );
+        // What an older build left behind: incidents with timelines, no chain.
+        for k in store.meta.scan_prefix(TIMELINE).keys() {
+            store.meta.remove(k.unwrap()).unwrap();
+        }
+        store.meta.remove(TIMELINE_HEAD).unwrap();
+        assert!(!store.verify_timeline().unwrap().is_ok());
+        assert_eq!(store.adopt_unchained_timelines().unwrap(), 1);
+        let report = store.verify_timeline().unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+        assert_eq!(store.adopt_unchained_timelines().unwrap(), 0);
     }
 
     #[test]
