@@ -98,7 +98,7 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
-    /// The approved log.
+    /// The hash-chained logs: the approved log and the incident timeline.
     Log {
         #[command(subcommand)]
         command: LogCmd,
