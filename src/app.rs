@@ -20,7 +20,7 @@ use crate::{
         self, HttpState,
         health::{Readiness, source_grace},
     },
-    incidents::{Incidents, PagingPolicy, Recorded},
+    incidents::{Incidents, PagingPolicy, Recorded, escalation},
     metrics::Metrics,
     notify::{self, TelegramPager},
     sources::{self, Health, Observation, ObservationKind, SourceContext},
@@ -120,6 +120,7 @@ impl App {
         } = self;
         let tasks = TaskTracker::new();
         let incidents = Incidents::new(store.clone(), Arc::new(Notify::new()))
+            .with_group_window(config.grouping.window)
             .with_policy(PagingPolicy::from_config(&config));
         let metrics = Arc::new(Metrics::new(store.clone(), health.clone()));
         let tg = &config.telegram;
@@ -155,6 +156,9 @@ impl App {
         drop(tx);
         tasks.spawn(pipeline(rx, incidents.clone(), metrics.clone()));
         tasks.spawn(release_held(incidents.clone(), shutdown.clone()));
+        if let Some(policy) = config.escalation.clone() {
+            tasks.spawn(escalation::run(incidents.clone(), policy, shutdown.clone()));
+        }
         let pager = TelegramPager::new(send_bot.clone(), tg.chat_id);
         tasks.spawn(notify::run(
             pager,

@@ -6,6 +6,7 @@ mod api;
 mod bot;
 mod cli;
 mod delivery;
+mod escalation;
 mod fake_mastodon;
 mod fake_telegram;
 mod lifecycle;

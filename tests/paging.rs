@@ -52,9 +52,11 @@ async fn a_muted_account_records_the_rogue_post_and_pages_it_when_the_mute_expir
 
 #[tokio::test]
 async fn an_unmutable_rule_pages_through_a_mute() {
-    let app = spawn_app_with(Paging {
-        unmutable: vec![Rule::UnapprovedPost],
-        ..Paging::default()
+    let app = spawn_app_with(|c| {
+        c.paging = Paging {
+            unmutable: vec![Rule::UnapprovedPost],
+            ..Paging::default()
+        }
     })
     .await;
     app.bot
@@ -119,9 +121,11 @@ async fn mute_is_for_responders_and_known_accounts_and_unmute_sends_held_pages()
 
 #[tokio::test]
 async fn quorum_needs_a_second_different_responder_and_the_page_says_who_waits() {
-    let app = spawn_app_with(Paging {
-        approve_quorum: BTreeMap::from([(Severity::Critical, 2)]),
-        ..Paging::default()
+    let app = spawn_app_with(|c| {
+        c.paging = Paging {
+            approve_quorum: BTreeMap::from([(Severity::Critical, 2)]),
+            ..Paging::default()
+        }
     })
     .await;
     let post = app.publish("free BTC giveaway, send 1 get 2");

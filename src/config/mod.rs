@@ -33,7 +33,85 @@ pub struct Config {
     #[serde(default)]
     pub accounts: Vec<Account>,
     #[serde(default)]
+    pub grouping: Grouping,
+    /// Re-paging and escalation while an incident is not acknowledged. Absent: no reminders.
+    #[serde(default)]
+    pub escalation: Option<Escalation>,
+    #[serde(default)]
     pub paging: Paging,
+}
+
+/// Burst grouping of findings (rogue posts) on one account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grouping {
+    /// Findings of the same rule on the same account within this long of the live incident's
+    /// last update join it. "0s" turns grouping off. Default "5m".
+    #[serde(default = "default_group_window", deserialize_with = "duration")]
+    pub window: Duration,
+}
+
+impl Default for Grouping {
+    fn default() -> Self {
+        Grouping {
+            window: default_group_window(),
+        }
+    }
+}
+
+fn default_group_window() -> Duration {
+    crate::incidents::GROUP_WINDOW
+}
+
+/// Who gets woken, and when, while nobody acknowledges.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Escalation {
+    /// A reminder (a new message, which notifies, unlike an edit) every this long until acked.
+    #[serde(deserialize_with = "duration")]
+    pub renotify_after: Duration,
+    /// Move to the next tier every this long. Absent: stay on the first tier.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub escalate_after: Option<Duration>,
+    /// Tiers in order; reminders mention the current tier's people.
+    #[serde(default)]
+    pub tiers: Vec<Tier>,
+    /// Per-severity timings replacing the two above (`[escalation.severity.critical]`).
+    #[serde(default)]
+    pub severity: std::collections::BTreeMap<crate::detect::Severity, Route>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    /// Telegram usernames (without @) mentioned in reminders, so their phones ring.
+    #[serde(default)]
+    pub mentions: Vec<String>,
+    /// Another chat that also gets this tier's reminders (e.g. the managers' group).
+    #[serde(default)]
+    pub chat_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub renotify_after: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub escalate_after: Option<Duration>,
+}
+
+impl Escalation {
+    /// The reminder interval and the tier step for a severity.
+    pub fn timings(&self, severity: crate::detect::Severity) -> (Duration, Option<Duration>) {
+        let route = self.severity.get(&severity);
+        (
+            route
+                .and_then(|r| r.renotify_after)
+                .unwrap_or(self.renotify_after),
+            route.and_then(|r| r.escalate_after).or(self.escalate_after),
+        )
+    }
 }
 
 /// `[paging]`: who is paged when, and how many responders an approval takes. Optional.
@@ -155,6 +233,10 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     parse_duration(&s).map_err(serde::de::Error::custom)
 }
 
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
 /// Why a configuration was refused. The message always names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -258,6 +340,47 @@ impl Config {
                     format!("paging.approve_quorum.{}", severity.as_str()),
                     format!("between 1 and {MAX_QUORUM} responders, not {n}"),
                 ));
+            }
+        }
+        if let Some(e) = &self.escalation {
+            let short = Duration::from_millis(100);
+            let mut intervals = vec![(
+                "escalation.renotify_after".to_owned(),
+                Some(e.renotify_after),
+            )];
+            intervals.push(("escalation.escalate_after".to_owned(), e.escalate_after));
+            for (sev, r) in &e.severity {
+                intervals.push((
+                    format!("escalation.severity.{}.renotify_after", sev.as_str()),
+                    r.renotify_after,
+                ));
+                intervals.push((
+                    format!("escalation.severity.{}.escalate_after", sev.as_str()),
+                    r.escalate_after,
+                ));
+            }
+            for (key, d) in intervals {
+                if d.is_some_and(|d| d < short) {
+                    return Err(ConfigError::invalid(key, "at least 100ms"));
+                }
+            }
+            for (i, tier) in e.tiers.iter().enumerate() {
+                if tier.mentions.is_empty() && tier.chat_id.is_none() {
+                    return Err(ConfigError::invalid(
+                        format!("escalation.tiers[{i}]"),
+                        "name at least one of `mentions` or `chat_id`",
+                    ));
+                }
+                if let Some(m) = tier
+                    .mentions
+                    .iter()
+                    .find(|m| m.is_empty() || m.contains(char::is_whitespace))
+                {
+                    return Err(ConfigError::invalid(
+                        format!("escalation.tiers[{i}].mentions"),
+                        format!("`{m}` is not a Telegram username"),
+                    ));
+                }
             }
         }
         let mut names = HashSet::new();

@@ -73,6 +73,8 @@ fn demo_config(state: &std::path::Path, bot_api: url::Url, mastodon: url::Url) -
             token: None,
             poll_interval: POLL,
         }],
+        grouping: Default::default(),
+        escalation: None,
         paging: Default::default(),
     }
 }

@@ -12,6 +12,8 @@ mod paging;
 
 pub use paging::{MAX_MUTE, Mute, MuteError, PagingPolicy, Vote, VoteAction, ordinal};
 
+pub mod escalation;
+
 use std::{fmt, sync::Arc};
 
 use chrono::{DateTime, Utc};
@@ -117,6 +119,11 @@ pub enum Action {
     },
     /// Account-level: a responder lifted the mute before it expired.
     Unmuted,
+    /// A reminder went to the chat; `tier` counts from 1.
+    Reminded {
+        tier: usize,
+        number: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,6 +167,26 @@ pub struct Incident {
     /// Votes towards actions that need several responders (see [`PagingPolicy`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub votes: Vec<Vote>,
+    /// Reminders sent while unacknowledged, the last one's time, and the escalation tier reached
+    /// (0-based): the escalation schedule is derived from these, so it survives restarts.
+    #[serde(default)]
+    pub reminders: u32,
+    #[serde(default)]
+    pub last_reminder_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub tier: usize,
+    /// The objects of a burst folded into this incident, first one included, oldest first.
+    /// Empty for rules that do not group.
+    #[serde(default)]
+    pub members: Vec<Member>,
+}
+
+/// One object of a grouped burst, with what Approve needs to approve it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub object: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 impl Incident {
@@ -225,7 +252,13 @@ pub struct Incidents {
     store: Store,
     wake: Arc<Notify>,
     policy: Arc<PagingPolicy>,
+    /// Findings of a groupable rule on the same account within this long of the incident's last
+    /// update join it instead of opening another: an attacker's 40 scam posts are one page.
+    group_window: std::time::Duration,
 }
+
+/// The default burst window.
+pub const GROUP_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// What [`Incidents::record`] did with a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,10 +276,19 @@ impl Incidents {
         Incidents {
             store,
             wake,
+            group_window: GROUP_WINDOW,
             policy: Arc::default(),
         }
     }
 
+    /// Sets the burst window; zero turns grouping off.
+    pub fn with_group_window(mut self, window: std::time::Duration) -> Incidents {
+        self.group_window = window;
+        self
+    }
+
+    /// With the default policy, nothing muted is unmutable and every approval takes one
+    /// responder; the daemon passes the `[paging]` configuration here.
     pub fn with_policy(mut self, policy: PagingPolicy) -> Incidents {
         self.policy = Arc::new(policy);
         self
@@ -286,7 +328,7 @@ impl Incidents {
                 }
             }
             match &outcome.finding {
-                Some(f) => upsert(tx, f, now, &self.policy),
+                Some(f) => upsert(tx, f, now, self.group_window, &self.policy),
                 None => Ok(Recorded::Nothing),
             }
         })?;
@@ -362,15 +404,26 @@ impl Incidents {
                     fingerprint,
                     ..
                 } => {
-                    let entry = ApprovedEntry::ApprovedPost {
-                        account: inc.account.clone(),
-                        fingerprint: Some(fingerprint.clone()),
-                        post_id: Some(post_id.clone()),
-                        expires_at: None,
-                        by: by.clone(),
-                        note,
+                    // A burst is approved as a whole: every post in it, by its content.
+                    let members = if inc.members.is_empty() {
+                        vec![Member {
+                            object: post_id.clone(),
+                            fingerprint: Some(fingerprint.clone()),
+                        }]
+                    } else {
+                        inc.members.clone()
                     };
-                    tx.append_log(entry, now).lift()?;
+                    for m in members {
+                        let entry = ApprovedEntry::ApprovedPost {
+                            account: inc.account.clone(),
+                            fingerprint: m.fingerprint,
+                            post_id: Some(m.object),
+                            expires_at: None,
+                            by: by.clone(),
+                            note: note.clone(),
+                        };
+                        tx.append_log(entry, now).lift()?;
+                    }
                 }
                 Evidence::Profile { changes } => {
                     for (field, change) in changes {
@@ -410,16 +463,19 @@ impl Incidents {
         .await
     }
 
-    /// Records that the channel confirmed the page queued as `seq`.
+    /// Records that the channel confirmed the incident's page, answering the queued entries
+    /// `seqs` (all taken before the page was rendered, so none asks for a later state).
     pub async fn delivered(
         &self,
-        seq: u64,
+        seqs: &[u64],
         incident_id: u64,
         page: PageRef,
     ) -> Result<Option<Incident>, StoreError> {
         let now = Utc::now();
         let incident = self.store.transact(|tx| {
-            tx.remove_page(seq)?;
+            for seq in seqs {
+                tx.remove_page(*seq)?;
+            }
             let Some(mut inc) = tx.incident(incident_id)? else {
                 return Ok(None);
             };
@@ -624,10 +680,35 @@ fn save_and_page_unless_muted(
 }
 
 /// Opens an incident for a new finding or folds it into the live one with the same key.
+/// Rules whose findings come in bursts of distinct objects (posts) worth one page.
+fn groups(rule: Rule) -> bool {
+    matches!(rule, Rule::UnapprovedPost | Rule::PostEdited)
+}
+
+fn group_key(account: &str, rule: Rule) -> String {
+    format!("group\0{account}\0{}", rule.as_str())
+}
+
+fn member(f: &Finding) -> Member {
+    let fingerprint = match &f.evidence {
+        Evidence::Post { fingerprint, .. } | Evidence::PostEdited { fingerprint, .. } => {
+            Some(fingerprint.clone())
+        }
+        Evidence::Profile { .. } => None,
+    };
+    Member {
+        object: f.object.clone(),
+        fingerprint,
+    }
+}
+
+/// Opens an incident for a new finding, folds it into the live one with the same key, or into
+/// the live burst of the same account and rule.
 fn upsert(
     tx: &Tx<'_>,
     f: &Finding,
     now: DateTime<Utc>,
+    group_window: std::time::Duration,
     policy: &PagingPolicy,
 ) -> TxResult<Recorded> {
     let key = dedup_key(&f.account, f.rule, &f.object);
@@ -640,6 +721,9 @@ fn upsert(
             });
         }
         if inc.state != State::Resolved {
+            if let Some(m) = inc.members.iter_mut().find(|m| m.object == f.object) {
+                *m = member(f);
+            }
             inc.evidence = f.evidence.clone();
             inc.evidence_digest = digest;
             inc.severity = inc.severity.max(f.severity);
@@ -649,6 +733,27 @@ fn upsert(
             inc.votes.clear();
             inc.event(tx, now, "tocsin", Action::Updated)?;
             save_and_page_unless_muted(tx, &inc, now, policy)?;
+            return Ok(Recorded::Updated(inc.id));
+        }
+    }
+    if groups(f.rule) && !group_window.is_zero() {
+        let burst = tx
+            .incident_by_key(&group_key(&f.account, f.rule))?
+            .filter(|inc| {
+                inc.state != State::Resolved
+                    && (now - inc.updated_at).to_std().unwrap_or_default() <= group_window
+            });
+        if let Some(mut inc) = burst {
+            inc.members.push(member(f));
+            inc.evidence = f.evidence.clone();
+            inc.evidence_digest = digest;
+            inc.severity = inc.severity.max(f.severity);
+            inc.findings += 1;
+            // Approve approves every member: votes cast before this one joined do not cover it.
+            inc.votes.clear();
+            inc.event(tx, now, "tocsin", Action::Updated)?;
+            save_and_page_unless_muted(tx, &inc, now, policy)?;
+            tx.index_incident(&key, inc.id)?;
             return Ok(Recorded::Updated(inc.id));
         }
     }
@@ -671,10 +776,21 @@ fn upsert(
         resolved_by: None,
         timeline: Vec::new(),
         page: None,
+        members: if groups(f.rule) {
+            vec![member(f)]
+        } else {
+            Vec::new()
+        },
+        reminders: 0,
+        last_reminder_at: None,
+        tier: 0,
         votes: Vec::new(),
     };
     inc.event(tx, now, "tocsin", Action::Opened)?;
     save_and_page_unless_muted(tx, &inc, now, policy)?;
+    if groups(f.rule) {
+        tx.index_incident(&group_key(&f.account, f.rule), id)?;
+    }
     Ok(Recorded::Opened(id))
 }
 

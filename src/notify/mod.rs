@@ -2,23 +2,28 @@
 //!
 //! One worker, oldest page first, so the chat sees incidents in the order they were found. A
 //! failed delivery stays at the head of the queue: Telegram's `retry_after` is obeyed exactly,
-//! other failures back off exponentially up to a minute. On shutdown the send in flight finishes
+//! other failures back off exponentially up to 8 s. On shutdown the send in flight finishes
 //! and the rest stays queued for the next start.
 
 pub mod telegram;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
-    incidents::{Action, Incident, Incidents},
+    incidents::{Action, Incident, Incidents, State},
     metrics::Metrics,
 };
-pub use telegram::{DeliveryError, TelegramPager};
+pub use telegram::{DeliveryError, Pacer, TelegramPager};
 
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Capped low on purpose: after a Bot API outage the queue must drain within seconds, and one
+/// probe every few seconds is nothing next to Telegram's limits.
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
 /// How often an idle worker looks at the queue even without a wake-up: a safety net only.
 const IDLE_RECHECK: Duration = Duration::from_secs(5);
 
@@ -31,6 +36,7 @@ pub async fn run(
     let wake = incidents.wake_handle();
     let store = incidents.store().clone();
     let mut failures = 0u32;
+    let mut pacer = Pacer::default();
     while !shutdown.is_cancelled() {
         let head = match store.outbox_first() {
             Ok(head) => head,
@@ -49,6 +55,13 @@ pub async fn run(
                 _ = tokio::time::sleep(IDLE_RECHECK) => {}
             }
             continue;
+        };
+        // Every update queued for this incident so far is answered by delivering its state
+        // now. Collected before the incident is read: each entry is written in the same
+        // transaction as the change it announces, so the state read next includes them all.
+        let seqs = match store.outbox_seqs_for(entry.incident_id) {
+            Ok(seqs) if entry.reminder.is_none() && !seqs.is_empty() => seqs,
+            _ => vec![seq],
         };
         let incident = match store.incident(entry.incident_id) {
             Ok(Some(inc)) => inc,
@@ -69,13 +82,55 @@ pub async fn run(
                 continue;
             }
         };
+        if let Some(reminder) = &entry.reminder {
+            // Acked or resolved since it was queued: the reminder has nothing left to say.
+            if incident.state != State::Open {
+                let _ = incidents.discard_page(seq);
+                continue;
+            }
+            let wait = pacer.wait(Instant::now());
+            if !wait.is_zero() && !pause(&shutdown, wait).await {
+                return;
+            }
+            let result = pager.remind(&incident, reminder).await;
+            pacer.sent(Instant::now());
+            let wait = match result {
+                Ok(()) => {
+                    failures = 0;
+                    metrics.page_delivered(
+                        (chrono::Utc::now() - entry.enqueued_at).num_milliseconds() as f64 / 1000.0,
+                        None,
+                    );
+                    if let Err(e) = incidents.discard_page(seq) {
+                        tracing::error!(error = %e, "reminder sent but not removed from the outbox");
+                    }
+                    continue;
+                }
+                Err(e) => failure_wait(&e, &mut failures, &metrics),
+            };
+            if !pause(&shutdown, wait).await {
+                return;
+            }
+            continue;
+        }
+        let needs_message = !pager.is_current(&incident);
+        if needs_message {
+            let wait = pacer.wait(Instant::now());
+            if !wait.is_zero() && !pause(&shutdown, wait).await {
+                return;
+            }
+        }
         let span = tracing::info_span!("incident", id = incident.id, page_seq = seq);
-        let wait = match pager.deliver(&incident).instrument(span).await {
+        let result = pager.deliver(&incident).instrument(span).await;
+        if needs_message {
+            pacer.sent(Instant::now());
+        }
+        let wait = match result {
             Ok(page) => {
                 failures = 0;
                 let age_ms = (chrono::Utc::now() - entry.enqueued_at).num_milliseconds();
                 let first = incident.page.is_none();
-                match incidents.delivered(seq, incident.id, page).await {
+                match incidents.delivered(&seqs, incident.id, page).await {
                     Ok(updated) => {
                         let paged = updated
                             .filter(|_| first)
@@ -94,24 +149,31 @@ pub async fn run(
                 }
                 continue;
             }
-            Err(DeliveryError::RetryAfter(d)) => {
-                metrics.page_failed("retry_after");
-                tracing::warn!(retry_after_s = d.as_secs(), "telegram flood control");
-                d
-            }
-            Err(e) => {
-                failures += 1;
-                metrics.page_failed(match e {
-                    DeliveryError::Refused(_) => "refused",
-                    _ => "transient",
-                });
-                let d = backoff(failures);
-                tracing::warn!(error = %e, failures, retry_in_ms = d.as_millis() as u64, "page not delivered; kept queued");
-                d
-            }
+            Err(e) => failure_wait(&e, &mut failures, &metrics),
         };
         if !pause(&shutdown, wait).await {
             return;
+        }
+    }
+}
+
+/// How long to wait after a failed delivery; counts it.
+fn failure_wait(e: &DeliveryError, failures: &mut u32, metrics: &Metrics) -> Duration {
+    match e {
+        DeliveryError::RetryAfter(d) => {
+            metrics.page_failed("retry_after");
+            tracing::warn!(retry_after_s = d.as_secs(), "telegram flood control");
+            *d
+        }
+        e => {
+            *failures += 1;
+            metrics.page_failed(match e {
+                DeliveryError::Refused(_) => "refused",
+                _ => "transient",
+            });
+            let d = backoff(*failures);
+            tracing::warn!(error = %e, failures = *failures, retry_in_ms = d.as_millis() as u64, "page not delivered; kept queued");
+            d
         }
     }
 }

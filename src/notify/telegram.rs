@@ -19,6 +19,8 @@ use crate::{
 
 /// Telegram's limit for a message's text.
 pub const MAX_TEXT: usize = 4096;
+/// Post ids listed on a burst's page.
+const BURST_IDS: usize = 5;
 /// What one evidence excerpt may take, so the rest of the page always fits.
 const EXCERPT: usize = 1200;
 
@@ -104,7 +106,26 @@ pub fn render(inc: &Incident) -> Rendered {
             }
         }
     }
-    if inc.findings > 1 {
+    if inc.members.len() > 1 {
+        // A burst: the counters first, then the newest few ids, so the page stays short.
+        let n = inc.members.len();
+        let newest: Vec<&str> = inc
+            .members
+            .iter()
+            .rev()
+            .take(BURST_IDS)
+            .map(|m| m.object.as_str())
+            .collect();
+        t += &format!(
+            "Burst: {n} posts, {} findings, latest shown above\n",
+            inc.findings
+        );
+        t += &format!(
+            "Newest: {}{}\n",
+            newest.join(", "),
+            if n > BURST_IDS { ", …" } else { "" }
+        );
+    } else if inc.findings > 1 {
         t += &format!("Seen {} times, latest shown\n", inc.findings);
     }
     t += &format!(
@@ -186,14 +207,65 @@ fn excerpt(s: &str) -> String {
     cut(s, EXCERPT)
 }
 
-/// Cuts to at most `max` characters, marking the cut.
+/// Cuts to at most `max` UTF-16 code units (Telegram's unit for message length), marking the cut.
 pub fn cut(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
+    if s.encode_utf16().count() <= max {
         return s.to_owned();
     }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    let mut out = String::new();
+    let mut units = 0;
+    for c in s.chars() {
+        // Keep one unit for the ellipsis.
+        if units + c.len_utf16() > max.saturating_sub(1) {
+            break;
+        }
+        units += c.len_utf16();
+        out.push(c);
+    }
     out.push('…');
     out
+}
+
+/// Telegram's per-chat flood limits: about one message per second in a chat, and at most 20 per
+/// minute in a group. Edits count too. Waiting here costs a second; a 429 costs far more (and
+/// slows every later page), so pages are paced before sending rather than after being refused.
+#[derive(Debug, Default)]
+pub struct Pacer {
+    recent: std::collections::VecDeque<std::time::Instant>,
+}
+
+pub const MIN_SPACING: Duration = Duration::from_secs(1);
+pub const PER_MINUTE: usize = 20;
+
+impl Pacer {
+    /// How long to wait before the next message may go.
+    pub fn wait(&mut self, now: std::time::Instant) -> Duration {
+        let minute = Duration::from_secs(60);
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= minute)
+        {
+            self.recent.pop_front();
+        }
+        let spacing = self.recent.back().map_or(Duration::ZERO, |last| {
+            MIN_SPACING.saturating_sub(now.duration_since(*last))
+        });
+        let window = if self.recent.len() >= PER_MINUTE {
+            minute.saturating_sub(now.duration_since(self.recent[self.recent.len() - PER_MINUTE]))
+        } else {
+            Duration::ZERO
+        };
+        spacing.max(window)
+    }
+
+    /// Records a message sent at `now`.
+    pub fn sent(&mut self, now: std::time::Instant) {
+        self.recent.push_back(now);
+        if self.recent.len() > PER_MINUTE {
+            self.recent.pop_front();
+        }
+    }
 }
 
 /// Sends pages to the on-call chat.
@@ -209,6 +281,35 @@ impl TelegramPager {
             bot,
             chat: ChatId(chat_id),
         }
+    }
+
+    /// Sends a reminder: to the on-call chat as a reply to the page, and to the tier's chat.
+    pub async fn remind(
+        &self,
+        inc: &Incident,
+        reminder: &crate::store::Reminder,
+    ) -> Result<(), DeliveryError> {
+        let mut msg = self.bot.send_message(self.chat, reminder.text.clone());
+        if let Some(page) = &inc.page {
+            let reply = teloxide::types::ReplyParameters::new(MessageId(page.message_id))
+                .allow_sending_without_reply();
+            msg = msg.reply_parameters(reply);
+        }
+        msg.await.map_err(classify)?;
+        if let Some(chat) = reminder.extra_chat.filter(|c| *c != self.chat.0) {
+            self.bot
+                .send_message(ChatId(chat), reminder.text.clone())
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the chat already shows the incident as it is now (no message needed).
+    pub fn is_current(&self, inc: &Incident) -> bool {
+        inc.page
+            .as_ref()
+            .is_some_and(|p| p.rendered == render(inc).digest)
     }
 
     /// Brings the incident's page up to date: sends it the first time, edits it afterwards.
@@ -267,5 +368,42 @@ fn classify(e: RequestError) -> DeliveryError {
             "the chat became a supergroup: set telegram.chat_id = {}",
             id.0
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn cut_counts_utf16_units() {
+        let s = "🔴".repeat(3000); // 6000 UTF-16 units
+        let c = cut(&s, MAX_TEXT);
+        assert!(c.encode_utf16().count() <= MAX_TEXT);
+        assert!(c.ends_with('…'));
+        assert_eq!(cut("short", MAX_TEXT), "short");
+    }
+
+    #[test]
+    fn pacer_spaces_messages_and_caps_a_minute() {
+        let mut p = Pacer::default();
+        let t0 = Instant::now();
+        assert_eq!(p.wait(t0), Duration::ZERO);
+        p.sent(t0);
+        assert_eq!(
+            p.wait(t0 + Duration::from_millis(400)),
+            Duration::from_millis(600)
+        );
+        for i in 1..PER_MINUTE as u64 {
+            p.sent(t0 + Duration::from_secs(i));
+        }
+        // 20 sent within 19 s: the 21st waits until the first is a minute old.
+        assert_eq!(
+            p.wait(t0 + Duration::from_secs(20)),
+            Duration::from_secs(40)
+        );
+        assert_eq!(p.wait(t0 + Duration::from_secs(60)), Duration::ZERO);
     }
 }

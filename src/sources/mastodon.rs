@@ -316,6 +316,7 @@ async fn poll(
     {
         // More than a page since the last poll: read the gap oldest first with min_id.
         let mut min_id = since;
+        let mut gap_read = false;
         for _ in 0..MAX_GAP_PAGES {
             let mut page: Vec<ApiStatus> = client
                 .get(
@@ -324,7 +325,10 @@ async fn poll(
                 )
                 .await?;
             page.sort_by(|a, b| cmp_id(&a.id, &b.id));
-            let Some(newest) = page.last() else { break };
+            let Some(newest) = page.last() else {
+                gap_read = true;
+                break;
+            };
             min_id = newest.id.clone();
             let reached_recent = recent
                 .first()
@@ -336,8 +340,14 @@ async fn poll(
                     .is_none_or(|r| cmp_id(&s.id, &r.id) == Ordering::Less)
             }));
             if reached_recent || !full {
+                gap_read = true;
                 break;
             }
+        }
+        // Not through the gap yet: hand over what was read and continue from there next poll,
+        // so the cursor never passes posts nobody looked at.
+        if !gap_read {
+            recent.clear();
         }
     }
     posts.extend(recent);

@@ -69,6 +69,18 @@ pub enum RevokeError {
 pub struct OutboxEntry {
     pub incident_id: u64,
     pub enqueued_at: DateTime<Utc>,
+    /// A reminder to send as a new message (it notifies; an edit does not), instead of bringing
+    /// the page up to date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reminder: Option<Reminder>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reminder {
+    pub text: String,
+    /// Another chat that gets it too (an escalation tier's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_chat: Option<i64>,
 }
 
 /// What a post looked like when last seen.
@@ -692,6 +704,32 @@ impl Store {
         }
     }
 
+    /// Every queued page for one incident. They all ask for the same thing — bring its page up
+    /// to date — so one delivery of the current state answers all of them.
+    pub fn outbox_seqs_for(&self, incident_id: u64) -> Result<Vec<u64>, StoreError> {
+        let mut seqs = Vec::new();
+        for item in self.outbox.iter() {
+            let (k, v) = item?;
+            let entry: OutboxEntry = decode("outbox", &v)?;
+            if entry.incident_id == incident_id && entry.reminder.is_none() {
+                seqs.push(from_be("outbox", &k)?);
+            }
+        }
+        Ok(seqs)
+    }
+
+    /// Whether a reminder for the incident is still waiting: the next one is not queued behind
+    /// it, so a slow chat never builds a backlog of reminders.
+    pub fn reminder_pending(&self, incident_id: u64) -> Result<bool, StoreError> {
+        for item in self.outbox.iter().values() {
+            let entry: OutboxEntry = decode("outbox", &item?)?;
+            if entry.incident_id == incident_id && entry.reminder.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Pages waiting for delivery and the age of the oldest.
     pub fn outbox_depth(&self) -> Result<(usize, Option<DateTime<Utc>>), StoreError> {
         let oldest = self.outbox_first()?.map(|(_, e)| e.enqueued_at);
@@ -863,6 +901,12 @@ impl Tx<'_> {
         }
     }
 
+    /// Points another key (a burst member, a group) at an incident.
+    pub fn index_incident(&self, key: &str, id: u64) -> TxResult<()> {
+        self.keys.insert(key.as_bytes(), &be(id))?;
+        Ok(())
+    }
+
     /// Allocates the next incident id: small numbers, because responders type them (`/ack 3`).
     pub fn next_incident_id(&self) -> TxResult<u64> {
         self.next(INCIDENT_SEQ)
@@ -882,6 +926,24 @@ impl Tx<'_> {
         let entry = OutboxEntry {
             incident_id,
             enqueued_at: at,
+            reminder: None,
+        };
+        self.outbox.insert(&be(seq), encode(&entry))?;
+        Ok(seq)
+    }
+
+    /// Queues a reminder message for the incident.
+    pub fn enqueue_reminder(
+        &self,
+        incident_id: u64,
+        reminder: Reminder,
+        at: DateTime<Utc>,
+    ) -> TxResult<u64> {
+        let seq = self.next(OUTBOX_SEQ)?;
+        let entry = OutboxEntry {
+            incident_id,
+            enqueued_at: at,
+            reminder: Some(reminder),
         };
         self.outbox.insert(&be(seq), encode(&entry))?;
         Ok(seq)
@@ -943,6 +1005,10 @@ impl Tx<'_> {
     pub fn hold(&self, incident_id: u64) -> TxResult<()> {
         self.meta.insert(prefixed(HELD, &be(incident_id)), &[])?;
         Ok(())
+    }
+
+    pub fn is_held(&self, incident_id: u64) -> TxResult<bool> {
+        Ok(self.meta.get(prefixed(HELD, &be(incident_id)))?.is_some())
     }
 
     /// Clears the mark set by [`Tx::hold`]; true if it was set.

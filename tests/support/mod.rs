@@ -85,36 +85,19 @@ pub fn config(state: &std::path::Path, bot: &FakeBotApi, masto: &FakeMastodon) -
             token: None,
             poll_interval: POLL,
         }],
+        grouping: Default::default(),
+        escalation: None,
         paging: Paging::default(),
-    }
-}
-
-/// [`config`] with a `[paging]` section.
-pub fn config_with(
-    state: &std::path::Path,
-    bot: &FakeBotApi,
-    masto: &FakeMastodon,
-    paging: Paging,
-) -> Config {
-    Config {
-        paging,
-        ..config(state, bot, masto)
     }
 }
 
 /// Fakes with one account that already has a post, the daemon started, the first polls done.
 pub async fn spawn_app() -> TestApp {
-    let (masto, bot, state) = fakes().await;
-    start(masto, bot, state).await
+    spawn_app_with(|_| {}).await
 }
 
-/// [`spawn_app`] with a `[paging]` section.
-pub async fn spawn_app_with(paging: Paging) -> TestApp {
-    let (masto, bot, state) = fakes().await;
-    start_with(masto, bot, state, paging).await
-}
-
-async fn fakes() -> (FakeMastodon, FakeBotApi, tempfile::TempDir) {
+/// [`spawn_app`] with the config adjusted first (escalation, grouping, …).
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let masto = FakeMastodon::start().await.unwrap();
     masto.add_account(
         ACCOUNT_ID,
@@ -126,24 +109,19 @@ async fn fakes() -> (FakeMastodon, FakeBotApi, tempfile::TempDir) {
     masto.publish(ACCOUNT_ID, &status_html("An old post from before tocsin"));
     let bot = FakeBotApi::start(BOT_TOKEN).await.unwrap();
     let state = tempfile::tempdir().unwrap();
-    (masto, bot, state)
+    start_with(masto, bot, state, tweak).await
 }
 
 /// Starts the daemon on existing fakes and state (used for restarts too).
-pub async fn start(masto: FakeMastodon, bot: FakeBotApi, state: tempfile::TempDir) -> TestApp {
-    start_with(masto, bot, state, Paging::default()).await
-}
-
-/// [`start`] with a `[paging]` section.
 pub async fn start_with(
     masto: FakeMastodon,
     bot: FakeBotApi,
     state: tempfile::TempDir,
-    paging: Paging,
+    tweak: impl FnOnce(&mut Config),
 ) -> TestApp {
-    let app = App::build(config_with(state.path(), &bot, &masto, paging))
-        .await
-        .unwrap();
+    let mut config = config(state.path(), &bot, &masto);
+    tweak(&mut config);
+    let app = App::build(config).await.unwrap();
     let api = format!("http://{}", app.http_addr());
     let store = app.store().clone();
     let health = app.health().clone();

@@ -1,0 +1,167 @@
+//! Pages that cannot be missed: bursts fold into one paced page, and silence escalates.
+
+use std::time::Duration;
+
+use tocsin::{
+    config::{Escalation, Tier},
+    detect::Rule,
+    incidents::{Action, State},
+};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn a_burst_of_500_rogue_posts_is_one_paced_page_with_exact_counters() {
+    let app = spawn_app().await;
+    for i in 0..500 {
+        app.publish(&format!("scam {i}: send 1 BTC to https://evil.example/{i}"));
+    }
+    let grouped = || {
+        app.store
+            .incidents()
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.rule == Rule::UnapprovedPost)
+            .collect::<Vec<_>>()
+    };
+    until(
+        || grouped().first().is_some_and(|i| i.members.len() == 500),
+        "500 posts grouped",
+    )
+    .await;
+    assert_eq!(grouped().len(), 1, "one incident for the whole burst");
+    let inc = grouped().remove(0);
+    assert_eq!(inc.findings, 500);
+    let msg = app
+        .bot
+        .sent()
+        .into_iter()
+        .find(|m| m.reply_markup.is_some())
+        .expect("the page")
+        .message_id;
+    until(
+        || {
+            app.bot
+                .message(CHAT, msg)
+                .is_some_and(|m| m.text.contains("Burst: 500 posts, 500 findings"))
+        },
+        "the final counters on the page",
+    )
+    .await;
+    let page = app.bot.message(CHAT, msg).unwrap();
+    assert!(page.text.encode_utf16().count() <= 4096);
+    assert!(page.text.contains("Newest: "), "{}", page.text);
+    assert_eq!(
+        app.bot
+            .sent()
+            .iter()
+            .filter(|m| m.reply_markup.is_some())
+            .count(),
+        1,
+        "edited, never re-sent"
+    );
+
+    // Every message the chat got (the page and its edits) respects Telegram's per-chat limits.
+    let mut times: Vec<_> = app.bot.sent().iter().map(|m| m.received_instant).collect();
+    times.extend(app.bot.edits().iter().map(|e| e.received_instant));
+    times.sort();
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(950),
+            "two messages {gap:?} apart"
+        );
+    }
+    for (i, t) in times.iter().enumerate() {
+        let in_minute = times[i..]
+            .iter()
+            .take_while(|u| **u - *t < Duration::from_secs(60))
+            .count();
+        assert!(in_minute <= 20, "{in_minute} messages within a minute");
+    }
+
+    // Approving the burst approves every post in it.
+    let before = app.store.log_len().unwrap();
+    app.bot
+        .press_button(CHAT, &responder(), msg, &format!("approve:{}", inc.id));
+    until(
+        || app.store.incident(inc.id).unwrap().unwrap().state == State::Resolved,
+        "approval",
+    )
+    .await;
+    assert_eq!(app.store.log_len().unwrap() - before, 500);
+    app.stop().await;
+}
+
+fn policy() -> Escalation {
+    Escalation {
+        renotify_after: Duration::from_millis(500),
+        escalate_after: Some(Duration::from_millis(2500)),
+        tiers: vec![
+            Tier {
+                mentions: vec!["alice".into(), "bob".into()],
+                chat_id: None,
+            },
+            Tier {
+                mentions: vec!["carol".into()],
+                chat_id: Some(OTHER_CHAT),
+            },
+        ],
+        severity: Default::default(),
+    }
+}
+
+#[tokio::test]
+async fn reminders_repeat_until_ack_and_escalate_to_the_next_tier() {
+    let app = spawn_app_with(|c| c.escalation = Some(policy())).await;
+    let post = app.publish("send 1 BTC, get 2 back");
+    until(|| app.bot.sent().len() == 1, "the page").await;
+    let reminders = || {
+        app.bot
+            .sent()
+            .into_iter()
+            .filter(|m| m.text.starts_with("⏰ Reminder"))
+            .collect::<Vec<_>>()
+    };
+    until(|| !reminders().is_empty(), "the first reminder").await;
+    let first = &reminders()[0];
+    assert_eq!(first.chat_id, CHAT);
+    assert!(first.text.contains("Tier 1: @alice @bob"), "{}", first.text);
+    until(
+        || {
+            reminders()
+                .iter()
+                .any(|m| m.text.contains("Tier 2: @carol") && m.chat_id == CHAT)
+        },
+        "tier 2",
+    )
+    .await;
+    until(
+        || reminders().iter().any(|m| m.chat_id == OTHER_CHAT),
+        "tier 2's own chat",
+    )
+    .await;
+
+    let id = app.incident_by_object(&post).unwrap().id;
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/ack {id}"));
+    until(
+        || app.store.incident(id).unwrap().unwrap().state == State::Acked,
+        "the ack",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after_ack = reminders().len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(reminders().len(), after_ack, "no reminder after the ack");
+    let inc = app.store.incident(id).unwrap().unwrap();
+    let reminded = inc
+        .timeline
+        .iter()
+        .filter(|e| matches!(e.action, Action::Reminded { .. }))
+        .count();
+    assert_eq!(reminded as u32, inc.reminders);
+    assert!(inc.reminders >= 3, "{} reminders", inc.reminders);
+    assert_eq!(inc.tier, 1, "reached the second tier");
+    app.stop().await;
+}
