@@ -293,3 +293,44 @@ async fn timeline_exports_since_a_time_and_log_verify_catches_a_hand_edit() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn a_held_page_gets_no_reminders_and_reminders_are_chained_once_it_is_sent() {
+    let app = spawn_app_with(|c| {
+        c.escalation = Some(tocsin::config::Escalation {
+            renotify_after: std::time::Duration::from_millis(200),
+            escalate_after: None,
+            tiers: vec![],
+            severity: Default::default(),
+        })
+    })
+    .await;
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/mute {ACCOUNT} 1h"));
+    wait_reply(&app, "muted by @alice").await;
+    let post = app.publish("free BTC giveaway, send 1 get 2");
+    until(|| app.incident_by_object(&post).is_some(), "the incident").await;
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let inc = app.incident_by_object(&post).unwrap();
+    assert_eq!(inc.reminders, 0, "nothing was paged to remind of");
+    assert_eq!(app.bot.sent().len(), 1, "only the reply to /mute");
+
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/unmute {ACCOUNT}"));
+    until(|| pages(&app) == 1, "the held page").await;
+    until(
+        || app.incident_by_object(&post).unwrap().reminders >= 1,
+        "a reminder",
+    )
+    .await;
+    let report = app.store.verify_timeline().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert!(
+        app.store
+            .timeline_records()
+            .unwrap()
+            .iter()
+            .any(|r| serde_json::to_value(&r.entry.action).unwrap()["action"] == "reminded")
+    );
+    app.stop().await;
+}

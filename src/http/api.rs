@@ -636,7 +636,7 @@ pub fn openapi_document() -> serde_json::Value {
                         "incident": { "type": "integer", "description": "absent for account-level events (mutes)" },
                         "account": { "type": "string" },
                         "who": { "type": "string" },
-                        "action": { "type": "string", "enum": ["opened", "updated", "paged", "acked", "approved", "resolved", "approval_vote", "muted", "unmuted"] }
+                        "action": { "type": "string", "enum": ["opened", "updated", "paged", "acked", "approved", "resolved", "reminded", "approval_vote", "muted", "unmuted"] }
                     }
                 },
                 "Account": {
