@@ -5,6 +5,7 @@ mod support;
 mod api;
 mod bot;
 mod cli;
+mod crash;
 mod delivery;
 mod escalation;
 mod fake_mastodon;

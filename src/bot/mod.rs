@@ -275,7 +275,7 @@ pub async fn run(
             Err(e) => {
                 failures += 1;
                 tracing::warn!(error = %e, failures, "getUpdates failed");
-                Duration::from_secs(1u64 << failures.min(6))
+                Duration::from_secs(1u64 << failures.min(3))
             }
         };
         tokio::select! {

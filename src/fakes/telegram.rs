@@ -194,7 +194,13 @@ struct Stored {
 impl FakeBotApi {
     /// Starts the fake on 127.0.0.1 with an ephemeral port, serving `token`.
     pub async fn start(token: &str) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        Self::start_on(token, 0).await
+    }
+
+    /// Starts on a given loopback port: a test brings the Bot API back on the port it took
+    /// down, to play an outage that the daemon sees as refused connections.
+    pub async fn start_on(token: &str, port: u16) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let url = url::Url::parse(&format!("http://{addr}/"))
             .map_err(|e| std::io::Error::other(e.to_string()))?;
