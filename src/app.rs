@@ -20,7 +20,7 @@ use crate::{
         self, HttpState,
         health::{Readiness, source_grace},
     },
-    incidents::{Incidents, Recorded, escalation},
+    incidents::{Incidents, PagingPolicy, Recorded, escalation},
     metrics::Metrics,
     notify::{
         self, Fallback, PagerDuty, TelegramPager, TelegramStatus, TelegramWatch, Webhook,
@@ -76,6 +76,13 @@ impl App {
     /// Builds on a store that is already open: a reload keeps the database (and its lock) while
     /// the tasks around it are replaced.
     pub async fn build_with_store(config: Config, store: Store) -> Result<App, AppError> {
+        let adopted = store.adopt_unchained_timelines()?;
+        if adopted > 0 {
+            tracing::info!(
+                events = adopted,
+                "incident timelines from an older build added to the timeline chain"
+            );
+        }
         let addr = config.general.listen;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -116,7 +123,8 @@ impl App {
         } = self;
         let tasks = TaskTracker::new();
         let incidents = Incidents::new(store.clone(), Arc::new(Notify::new()))
-            .with_group_window(config.grouping.window);
+            .with_group_window(config.grouping.window)
+            .with_policy(PagingPolicy::from_config(&config));
         let metrics = Arc::new(Metrics::new(store.clone(), health.clone()));
         let tg = &config.telegram;
         let send_client = teloxide::net::default_reqwest_settings().build()?;
@@ -150,6 +158,7 @@ impl App {
         }
         drop(tx);
         tasks.spawn(pipeline(rx, incidents.clone(), metrics.clone()));
+        tasks.spawn(release_held(incidents.clone(), shutdown.clone()));
         if let Some(policy) = config.escalation.clone() {
             tasks.spawn(escalation::run(incidents.clone(), policy, shutdown.clone()));
         }
@@ -341,6 +350,25 @@ async fn pipeline(
                 tracing::error!(account = %obs.account, error = %e, "cannot record an observation")
             }
         });
+    }
+}
+
+/// How often held pages are checked against their mutes. A mute ends by the clock, not by an
+/// event, so something has to look; a scan of an index that is empty unless a mute held a page.
+const RELEASE_CHECK: Duration = Duration::from_millis(500);
+
+/// Sends the pages that mutes held back once the mutes have expired.
+async fn release_held(incidents: Incidents, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(RELEASE_CHECK) => {}
+        }
+        match incidents.release_held().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pages = n, "mute ended; held pages queued"),
+            Err(e) => tracing::error!(error = %e, "cannot release held pages"),
+        }
     }
 }
 

@@ -71,7 +71,10 @@ enum Cmd {
         api: ApiArgs,
     },
     /// List incidents, or show one with its timeline (client of GET /api/v1/incidents).
+    #[command(args_conflicts_with_subcommands = true)]
     Incidents {
+        #[command(subcommand)]
+        command: Option<IncidentsCmd>,
         /// Show this incident and its timeline.
         #[arg(long, conflicts_with = "state")]
         id: Option<u64>,
@@ -95,7 +98,7 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
-    /// The approved log.
+    /// The hash-chained logs: the approved log and the incident timeline.
     Log {
         #[command(subcommand)]
         command: LogCmd,
@@ -103,8 +106,22 @@ enum Cmd {
 }
 
 #[derive(Subcommand)]
+enum IncidentsCmd {
+    /// Print the hash-chained timeline events as JSON Lines (client of GET /api/v1/timeline).
+    Export {
+        /// Only events at or after this time: RFC 3339 (2026-11-24T20:00:00Z) or a duration back
+        /// from now (24h).
+        #[arg(long)]
+        since: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Subcommand)]
 enum LogCmd {
-    /// Check the approved log's hash chain (with the daemon stopped).
+    /// Check the hash chains of the approved log and the incident timeline (with the daemon
+    /// stopped).
     Verify {
         #[arg(long, default_value = "state")]
         state: PathBuf,
@@ -297,6 +314,21 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Incidents {
+            command: Some(IncidentsCmd::Export { since, api }),
+            ..
+        } => {
+            let query: Vec<_> = since.iter().map(|s| ("since", s.as_str())).collect();
+            let answer = api
+                .call(reqwest::Method::GET, "/api/v1/timeline", &query, None)
+                .await?;
+            let mut out = std::io::stdout().lock();
+            for event in answer["events"].as_array().into_iter().flatten() {
+                use std::io::Write;
+                writeln!(out, "{event}")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Incidents {
             id: Some(id), api, ..
         } => {
             let i = api
@@ -331,6 +363,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             id: None,
             state,
             api,
+            command: None,
         } => {
             let query: Vec<_> = state.iter().map(|st| ("state", st.as_str())).collect();
             let answer = api
@@ -377,20 +410,26 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let store = Store::open(&state).with_context(|| {
                 format!("opening {} (is the daemon still running?)", state.display())
             })?;
-            let report = store.verify_log()?;
-            if report.is_ok() {
-                println!(
-                    "approved log ok: {} entries, head {}",
-                    report.entries, report.head
-                );
-                Ok(ExitCode::SUCCESS)
-            } else {
-                println!("approved log TAMPERED: {} entries checked", report.entries);
-                for p in &report.problems {
-                    println!("  {p}");
+            // Both chains are always checked, so one report shows every problem.
+            let reports = [
+                ("approved log", "entries", store.verify_log()?),
+                ("incident timeline", "events", store.verify_timeline()?),
+            ];
+            for (name, unit, report) in &reports {
+                if report.is_ok() {
+                    println!("{name} ok: {} {unit}, head {}", report.entries, report.head);
+                } else {
+                    println!("{name} TAMPERED: {} {unit} checked", report.entries);
+                    for p in &report.problems {
+                        println!("  {p}");
+                    }
                 }
-                Ok(ExitCode::from(3))
             }
+            Ok(if reports.iter().all(|(_, _, r)| r.is_ok()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
         }
     }
 }

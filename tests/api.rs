@@ -88,6 +88,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/incidents"),
     ("get", "/api/v1/incidents/{id}"),
     ("get", "/api/v1/accounts"),
+    ("get", "/api/v1/timeline"),
 ];
 
 fn approval(list: &serde_json::Value, seq: u64) -> serde_json::Value {

@@ -90,7 +90,11 @@ async fn pagerduty_follows_the_incident_from_trigger_to_resolve() {
         "the page edited for ack and resolve",
     )
     .await;
-    assert_eq!(app.store.outbox_depth().unwrap().0, 0);
+    until(
+        || app.store.outbox_depth().unwrap().0 == 0,
+        "every queue drained once confirmed",
+    )
+    .await;
     app.stop().await;
 }
 

@@ -13,3 +13,4 @@ mod fake_mastodon;
 mod fake_telegram;
 mod lifecycle;
 mod pages;
+mod paging;

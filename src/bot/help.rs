@@ -6,5 +6,7 @@ Buttons on a page: Ack, Approve (it was us), Resolve.
 /approve N — it was us: approve what incident N found
 /resolve N [contained|false-alarm] — close incident N
 /incidents — open incidents
-/status — sources, last poll, page queue
+/status — sources, last poll, page queue, mutes
+/mute ACCOUNT DURATION — hold ACCOUNT's pages (e.g. 30m, 2h; at most 7d)
+/unmute ACCOUNT — page ACCOUNT again now
 /help — this text";

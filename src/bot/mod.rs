@@ -12,8 +12,10 @@ mod ack;
 mod approve;
 mod help;
 mod incidents;
+mod mute;
 mod resolve;
 mod status;
+mod unmute;
 
 use std::{
     sync::{
@@ -58,6 +60,8 @@ pub enum Command {
     Resolve(u64, Resolution),
     Incidents,
     Status,
+    Mute(String, Duration),
+    Unmute(String),
     Help,
     /// A known command used wrongly: the reply is its usage.
     Usage(&'static str),
@@ -80,6 +84,8 @@ impl Command {
             "ack" => ack::parse(&args),
             "approve" => approve::parse(&args),
             "resolve" => resolve::parse(&args),
+            "mute" => mute::parse(&args),
+            "unmute" => unmute::parse(&args),
             "incidents" => Command::Incidents,
             "status" => Command::Status,
             "help" | "start" => Command::Help,
@@ -107,6 +113,8 @@ impl Command {
             Command::Resolve(id, r) => resolve::apply(ctx, id, r, who).await,
             Command::Incidents => incidents::apply(ctx),
             Command::Status => status::apply(ctx),
+            Command::Mute(account, d) => mute::apply(ctx, &account, d, who).await,
+            Command::Unmute(account) => unmute::apply(ctx, &account, who).await,
             Command::Help => help::TEXT.to_owned(),
             Command::Usage(usage) => format!("Usage: {usage}"),
             Command::Unknown(name) => format!("Unknown command /{name}. Send /help for the list."),
@@ -299,6 +307,26 @@ mod tests {
             Some(Command::Unknown("frobnicate".into()))
         );
         assert_eq!(Command::parse("hello"), None);
+        assert_eq!(
+            Command::parse("/mute main 30m"),
+            Some(Command::Mute("main".into(), Duration::from_secs(1800)))
+        );
+        assert_eq!(
+            Command::parse("/mute main 1h 30m"),
+            Some(Command::Mute("main".into(), Duration::from_secs(5400)))
+        );
+        assert_eq!(
+            Command::parse("/mute main soon"),
+            Some(Command::Usage(mute::USAGE))
+        );
+        assert_eq!(
+            Command::parse("/mute main"),
+            Some(Command::Usage(mute::USAGE))
+        );
+        assert_eq!(
+            Command::parse("/unmute main"),
+            Some(Command::Unmute("main".into()))
+        );
         assert_eq!(
             Command::from_callback("approve:12"),
             Some(Command::Approve(12))

@@ -39,6 +39,27 @@ pub fn apply(ctx: &BotContext) -> String {
         }
         Err(e) => out += &format!("Page queue: unreadable ({e})\n"),
     }
+    match store.mutes() {
+        Ok(mutes) => {
+            let now = chrono::Utc::now();
+            let active: Vec<_> = mutes.iter().filter(|m| m.active(now)).collect();
+            if active.is_empty() {
+                out += "Mutes: none\n";
+            }
+            for m in active {
+                out += &format!(
+                    "Muted: {} until {} (by {}, {} left)\n",
+                    m.account,
+                    m.until.format("%Y-%m-%d %H:%M:%S UTC"),
+                    m.by,
+                    humantime::format_duration(std::time::Duration::from_secs(
+                        (m.until - now).num_seconds().max(0) as u64
+                    ))
+                );
+            }
+        }
+        Err(e) => out += &format!("Mutes: unreadable ({e})\n"),
+    }
     if let Ok(n) = store.log_len() {
         out += &format!("Approved log: {n} entries\n");
     }

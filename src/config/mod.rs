@@ -7,7 +7,7 @@
 mod secret;
 
 use std::{
-    collections::HashSet,
+    collections::{BTreeMap, HashSet},
     fmt,
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -20,7 +20,7 @@ use url::Url;
 
 pub use secret::Secret;
 
-use crate::detect::Severity;
+use crate::detect::{Rule, Severity};
 
 /// The documented example, written by `tocsin init`: one source of truth for every key.
 pub const EXAMPLE: &str = include_str!("../../config/tocsin.example.toml");
@@ -44,6 +44,8 @@ pub struct Config {
     /// Re-paging and escalation while an incident is not acknowledged. Absent: no reminders.
     #[serde(default)]
     pub escalation: Option<Escalation>,
+    #[serde(default)]
+    pub paging: Paging,
 }
 
 /// Fallback channels: pages reach them even when Telegram is down, so one broken path cannot
@@ -175,6 +177,22 @@ impl Escalation {
         )
     }
 }
+
+/// `[paging]`: who is paged when, and how many responders an approval takes. Optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paging {
+    /// Rules that page even while their account is muted: changes that are never planned work.
+    #[serde(default)]
+    pub unmutable: Vec<Rule>,
+    /// Severity → distinct responders needed to approve ("it was us"); 1 when not listed.
+    #[serde(default)]
+    pub approve_quorum: BTreeMap<Severity, u8>,
+}
+
+/// The most responders a quorum may ask for: on-call rotations are small, and a quorum nobody
+/// can reach at 3 a.m. would leave a real incident unapprovable.
+pub const MAX_QUORUM: u8 = 5;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -359,7 +377,10 @@ impl Config {
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let de = toml::Deserializer::new(text);
         let config: Config = serde_path_to_error::deserialize(de).map_err(|err| {
+            // A bad map key (`approve_quorum = { dire = 2 }`) ends the path in `?`; the message
+            // names the key, the path names the table.
             let path = err.path().to_string();
+            let path = path.strip_suffix(".?").unwrap_or(&path).to_owned();
             let inner = err.into_inner();
             let location = inner
                 .span()
@@ -403,6 +424,14 @@ impl Config {
             return Err(ConfigError::invalid("telegram.long_poll", "at most 50s"));
         }
         check_http_url("telegram.api_url", &self.telegram.api_url)?;
+        for (severity, n) in &self.paging.approve_quorum {
+            if !(1..=MAX_QUORUM).contains(n) {
+                return Err(ConfigError::invalid(
+                    format!("paging.approve_quorum.{}", severity.as_str()),
+                    format!("between 1 and {MAX_QUORUM} responders, not {n}"),
+                ));
+            }
+        }
         if let Some(e) = &self.escalation {
             let short = Duration::from_millis(100);
             let mut intervals = vec![(
@@ -803,6 +832,8 @@ poll_interval = "2m"
         assert_eq!(c.telegram.failure_grace, Duration::from_secs(120));
         assert!(c.heartbeat.is_some());
         assert_eq!(c.channels.webhook[0].name, "soc");
+        assert_eq!(c.paging.unmutable, vec![Rule::UnapprovedPost]);
+        assert_eq!(c.paging.approve_quorum[&Severity::Critical], 2);
     }
 
     const CHANNELS: &str = r#"
@@ -865,6 +896,30 @@ daily_summary = "09:00"
 failure_grace = \"2 parsecs\"",
         ));
         assert_eq!(e.key(), Some("telegram.failure_grace"));
+    }
+
+    #[test]
+    fn paging_section_parses_and_names_bad_keys() {
+        let c = Config::parse(GOOD, "t.toml").unwrap();
+        assert!(c.paging.unmutable.is_empty() && c.paging.approve_quorum.is_empty());
+        let paging = "\n[paging]\nunmutable = [\"social.unapproved_post\"]\napprove_quorum = { critical = 2 }\n";
+        let c = Config::parse(&format!("{GOOD}{paging}"), "t.toml").unwrap();
+        assert_eq!(c.paging.unmutable, vec![Rule::UnapprovedPost]);
+        assert_eq!(c.paging.approve_quorum[&Severity::Critical], 2);
+        let e = err(&format!("{GOOD}{}", paging.replace("= 2", "= 6")));
+        assert_eq!(e.key(), Some("paging.approve_quorum.critical"));
+        let e = err(&format!("{GOOD}{}", paging.replace("critical", "dire")));
+        assert_eq!(e.key(), Some("paging.approve_quorum"));
+        let e = err(&format!(
+            "{GOOD}{}",
+            paging.replace("unapproved_post", "nope")
+        ));
+        assert_eq!(e.key(), Some("paging.unmutable[0]"));
+        let e = err(&format!(
+            "{GOOD}{}",
+            paging.replace("unmutable", "unmuteable")
+        ));
+        assert!(e.to_string().ends_with("did you mean `unmutable`?"), "{e}");
     }
 
     #[test]

@@ -78,6 +78,7 @@ fn demo_config(state: &std::path::Path, bot_api: url::Url, mastodon: url::Url) -
         heartbeat: None,
         grouping: Default::default(),
         escalation: None,
+        paging: Default::default(),
     }
 }
 
@@ -334,6 +335,16 @@ pub async fn run() -> anyhow::Result<Report> {
             "approved log: {} entries, chain ok = {}",
             verify.entries,
             verify.is_ok()
+        ),
+    );
+    let timeline = store.verify_timeline()?;
+    report.check("incident timeline chain verifies", timeline.is_ok());
+    say(
+        &mut report,
+        format!(
+            "incident timeline: {} chained events, chain ok = {}",
+            timeline.entries,
+            timeline.is_ok()
         ),
     );
     report.incidents = store.incidents()?;

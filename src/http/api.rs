@@ -23,7 +23,7 @@ use super::HttpState;
 use crate::{
     detect::{content_from_text, fingerprint},
     incidents::State as IncidentState,
-    store::{ApprovedEntry, RevokeError, StoreError},
+    store::{ApprovedEntry, RevokeError, StoreError, parse_since},
 };
 
 /// An API error: a status and a message that says which field or header is at fault.
@@ -327,6 +327,31 @@ pub(super) async fn list_accounts(
     Ok(Json(json!({ "accounts": accounts })))
 }
 
+/// The incident timeline chain, oldest first: what `tocsin incidents export` writes out. Served
+/// by the daemon (rather than read from the sled file) so that an export needs no downtime.
+pub(super) async fn timeline(
+    State(s): State<HttpState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&s, &headers)?;
+    let q = query(&s, raw, &["since"])?;
+    let since = match q.get("since") {
+        Some(v) => Some(
+            parse_since(v, Utc::now())
+                .map_err(|e| bad_request(&s, format!("query parameter `since`: {e}")))?,
+        ),
+        None => None,
+    };
+    let events: Vec<_> = s
+        .store
+        .timeline_records()?
+        .into_iter()
+        .filter(|r| since.is_none_or(|t| r.at >= t))
+        .collect();
+    Ok(Json(json!({ "events": events })))
+}
+
 /// No token: the document describes the API, it reveals nothing the source does not.
 pub(super) async fn openapi() -> Json<serde_json::Value> {
     Json(openapi_document())
@@ -481,6 +506,22 @@ pub fn openapi_document() -> serde_json::Value {
                     "400": error, "401": unauthorized, "404": error
                 }
             }},
+            "/api/v1/timeline": { "get": {
+                "summary": "The hash-chained incident timeline, oldest first (tocsin incidents export)",
+                "security": bearer,
+                "parameters": [{
+                    "name": "since", "in": "query", "required": false,
+                    "description": "only events at or after this time: RFC 3339, or a duration back from now such as 24h",
+                    "schema": { "type": "string" }
+                }],
+                "responses": {
+                    "200": ok("the events", json!({
+                        "type": "object",
+                        "properties": { "events": { "type": "array", "items": { "$ref": "#/components/schemas/TimelineRecord" } } }
+                    })),
+                    "400": error, "401": unauthorized
+                }
+            }},
             "/api/v1/accounts": { "get": {
                 "summary": "Each configured account with its source's health and incident counts",
                 "security": bearer,
@@ -563,6 +604,15 @@ pub fn openapi_document() -> serde_json::Value {
                         "state": { "type": "string", "enum": ["open", "acked", "resolved"] },
                         "resolution": { "type": ["string", "null"] },
                         "evidence": { "type": "object" },
+                        "votes": { "type": "array", "description": "approval votes while a quorum is not reached", "items": {
+                            "type": "object",
+                            "properties": {
+                                "action": { "type": "string", "enum": ["approve"] },
+                                "who": { "type": "object" },
+                                "at": { "type": "string", "format": "date-time" },
+                                "needed": { "type": "integer" }
+                            }
+                        }},
                         "opened_at": { "type": "string", "format": "date-time" },
                         "updated_at": { "type": "string", "format": "date-time" },
                         "timeline": { "type": "array", "items": {
@@ -573,6 +623,20 @@ pub fn openapi_document() -> serde_json::Value {
                                 "action": { "type": "string" }
                             }
                         }}
+                    }
+                },
+                "TimelineRecord": {
+                    "type": "object", "required": ["seq", "at", "prev", "hash", "account", "who", "action"],
+                    "description": "one event of the timeline chain; the action's own fields (resolution, votes, until…) sit beside `action`",
+                    "properties": {
+                        "seq": { "type": "integer" },
+                        "at": { "type": "string", "format": "date-time" },
+                        "prev": { "type": "string", "description": "hash of the previous event" },
+                        "hash": { "type": "string" },
+                        "incident": { "type": "integer", "description": "absent for account-level events (mutes)" },
+                        "account": { "type": "string" },
+                        "who": { "type": "string" },
+                        "action": { "type": "string", "enum": ["opened", "updated", "paged", "acked", "approved", "resolved", "reminded", "approval_vote", "muted", "unmuted"] }
                     }
                 },
                 "Account": {

@@ -57,6 +57,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/incidents", get(api::list_incidents))
         .route("/api/v1/incidents/{id}", get(api::get_incident))
         .route("/api/v1/accounts", get(api::list_accounts))
+        .route("/api/v1/timeline", get(api::timeline))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

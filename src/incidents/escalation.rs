@@ -79,6 +79,10 @@ impl Incidents {
                 let Some(tier) = due(policy, &inc, now) else {
                     return Ok(false);
                 };
+                // A page a mute holds back was never sent: nothing to remind anyone of yet.
+                if tx.is_held(inc.id)? {
+                    return Ok(false);
+                }
                 inc.reminders += 1;
                 inc.last_reminder_at = Some(now);
                 inc.tier = tier;
@@ -87,13 +91,14 @@ impl Incidents {
                     extra_chat: policy.tiers.get(tier).and_then(|t| t.chat_id),
                 };
                 inc.event(
+                    tx,
                     now,
                     "tocsin",
                     Action::Reminded {
                         tier: tier + 1,
                         number: inc.reminders,
                     },
-                );
+                )?;
                 tx.put_incident(&inc)?;
                 tx.enqueue_reminder(inc.id, reminder, now)?;
                 Ok(true)

@@ -4,7 +4,13 @@
 //! drift seen on every poll stays one incident, with the evidence kept current. States go
 //! `open → acked → resolved`; every change is a timeline event with who and when, and every change
 //! a responder should see is queued as a page **in the same sled transaction** that changes the
-//! incident, so a crash can never leave a change unannounced.
+//! incident, so a crash can never leave a change unannounced. Every timeline event also goes to
+//! the store's timeline hash chain in that transaction ([`Incident::event`] is the one place that
+//! writes both), so a hand-edited timeline is found by `tocsin log verify`.
+
+mod paging;
+
+pub use paging::{MAX_MUTE, Mute, MuteError, PagingPolicy, Vote, VoteAction, ordinal};
 
 pub mod escalation;
 
@@ -16,7 +22,7 @@ use tokio::sync::Notify;
 
 use crate::{
     detect::{Evidence, Finding, Outcome, Rule, Severity, Write},
-    store::{ApprovedEntry, Lift, Store, StoreError, TELEGRAM, Tx, TxResult, abort},
+    store::{ApprovedEntry, Lift, Store, StoreError, TELEGRAM, TimelineEntry, Tx, TxResult, abort},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +108,17 @@ pub enum Action {
     Resolved {
         resolution: Resolution,
     },
+    /// A responder's approval counted towards a quorum that is not reached yet.
+    ApprovalVote {
+        votes: u8,
+        needed: u8,
+    },
+    /// Account-level: the account's pages are held until `until` (no incident).
+    Muted {
+        until: DateTime<Utc>,
+    },
+    /// Account-level: a responder lifted the mute before it expired.
+    Unmuted,
     /// A reminder went to the chat; `tier` counts from 1.
     Reminded {
         tier: usize,
@@ -147,6 +164,9 @@ pub struct Incident {
     pub resolved_by: Option<Actor>,
     pub timeline: Vec<TimelineEvent>,
     pub page: Option<PageRef>,
+    /// Votes towards actions that need several responders (see [`PagingPolicy`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub votes: Vec<Vote>,
     /// Reminders sent while unacknowledged, the last one's time, and the escalation tier reached
     /// (0-based): the escalation schedule is derived from these, so it survives restarts.
     #[serde(default)]
@@ -174,13 +194,32 @@ impl Incident {
         dedup_key(&self.account, self.rule, &self.object)
     }
 
-    fn event(&mut self, at: DateTime<Utc>, who: &str, action: Action) {
+    /// Records an event in the incident's timeline and in the timeline chain, in the caller's
+    /// transaction: the only way an event is written, so the two cannot disagree.
+    fn event(&mut self, tx: &Tx<'_>, at: DateTime<Utc>, who: &str, action: Action) -> TxResult<()> {
+        tx.append_timeline(
+            TimelineEntry {
+                incident: Some(self.id),
+                account: self.account.clone(),
+                who: who.into(),
+                action: action.clone(),
+            },
+            at,
+        )?;
         self.timeline.push(TimelineEvent {
             at,
             who: who.into(),
             action,
         });
         self.updated_at = at;
+        Ok(())
+    }
+
+    /// Approve votes cast so far while the quorum is not reached.
+    pub fn approve_votes(&self) -> impl Iterator<Item = &Vote> {
+        self.votes
+            .iter()
+            .filter(|v| v.action == VoteAction::Approve)
     }
 }
 
@@ -201,6 +240,8 @@ pub enum ActionError {
     },
     #[error("incident #{id} is already acknowledged by {by}")]
     AlreadyAcked { id: u64, by: String },
+    #[error("you already voted to approve incident #{id}; another responder must confirm")]
+    AlreadyVoted { id: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -210,6 +251,7 @@ pub enum ActionError {
 pub struct Incidents {
     store: Store,
     wake: Arc<Notify>,
+    policy: Arc<PagingPolicy>,
     /// Findings of a groupable rule on the same account within this long of the incident's last
     /// update join it instead of opening another: an attacker's 40 scam posts are one page.
     group_window: std::time::Duration,
@@ -229,11 +271,13 @@ pub enum Recorded {
 }
 
 impl Incidents {
+    /// With the default policy: nothing muted is unmutable, every approval takes one responder.
     pub fn new(store: Store, wake: Arc<Notify>) -> Incidents {
         Incidents {
             store,
             wake,
             group_window: GROUP_WINDOW,
+            policy: Arc::default(),
         }
     }
 
@@ -241,6 +285,17 @@ impl Incidents {
     pub fn with_group_window(mut self, window: std::time::Duration) -> Incidents {
         self.group_window = window;
         self
+    }
+
+    /// With the default policy, nothing muted is unmutable and every approval takes one
+    /// responder; the daemon passes the `[paging]` configuration here.
+    pub fn with_policy(mut self, policy: PagingPolicy) -> Incidents {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    pub fn policy(&self) -> &PagingPolicy {
+        &self.policy
     }
 
     pub fn store(&self) -> &Store {
@@ -273,7 +328,7 @@ impl Incidents {
                 }
             }
             match &outcome.finding {
-                Some(f) => upsert(tx, f, now, self.group_window),
+                Some(f) => upsert(tx, f, now, self.group_window, &self.policy),
                 None => Ok(Recorded::Nothing),
             }
         })?;
@@ -300,7 +355,7 @@ impl Incidents {
             }
             inc.state = State::Acked;
             inc.acked_by = Some(who.clone());
-            inc.event(now, &who.to_string(), Action::Acked);
+            inc.event(tx, now, &who.to_string(), Action::Acked).lift()?;
             save_and_page(tx, &inc, now).lift()?;
             Ok(inc)
         })
@@ -315,6 +370,28 @@ impl Incidents {
                 return abort(already_resolved(&inc));
             }
             let by = who.to_string();
+            let needed = self.policy.approve_quorum(inc.severity);
+            if needed > 1 {
+                if inc.approve_votes().any(|v| v.who.id == who.id) {
+                    return abort(ActionError::AlreadyVoted { id });
+                }
+                inc.votes.push(Vote {
+                    action: VoteAction::Approve,
+                    who: who.clone(),
+                    at: now,
+                    needed,
+                });
+                let votes = inc.approve_votes().count();
+                if votes < usize::from(needed) {
+                    let action = Action::ApprovalVote {
+                        votes: votes as u8,
+                        needed,
+                    };
+                    inc.event(tx, now, &by, action).lift()?;
+                    save_and_page(tx, &inc, now).lift()?;
+                    return Ok(inc);
+                }
+            }
             let note = Some(format!("incident #{id}"));
             match &inc.evidence {
                 Evidence::Post {
@@ -360,7 +437,7 @@ impl Incidents {
             inc.state = State::Resolved;
             inc.resolution = Some(Resolution::Approved);
             inc.resolved_by = Some(who.clone());
-            inc.event(now, &by, Action::Approved);
+            inc.event(tx, now, &by, Action::Approved).lift()?;
             save_and_page(tx, &inc, now).lift()?;
             Ok(inc)
         })
@@ -380,7 +457,8 @@ impl Incidents {
             inc.state = State::Resolved;
             inc.resolution = Some(resolution);
             inc.resolved_by = Some(who.clone());
-            inc.event(now, &who.to_string(), Action::Resolved { resolution });
+            inc.event(tx, now, &who.to_string(), Action::Resolved { resolution })
+                .lift()?;
             save_and_page(tx, &inc, now).lift()?;
             Ok(inc)
         })
@@ -407,13 +485,14 @@ impl Incidents {
                 let since_change_ms = inc.changed_at.map(|t| (now - t).num_milliseconds());
                 let since_detect_ms = (now - inc.opened_at).num_milliseconds();
                 inc.event(
+                    tx,
                     now,
                     "telegram",
                     Action::Paged {
                         since_change_ms,
                         since_detect_ms,
                     },
-                );
+                )?;
             }
             inc.page = Some(page.clone());
             tx.put_incident(&inc)?;
@@ -428,6 +507,104 @@ impl Incidents {
     pub fn discard_page(&self, channel: &str, seq: u64) -> Result<(), StoreError> {
         self.store.transact(|tx| tx.remove_page(channel, seq))?;
         Ok(())
+    }
+
+    /// Holds the account's pages until `now + duration`; recorded in the timeline chain as an
+    /// account-level event. A second mute replaces the first.
+    pub async fn mute(
+        &self,
+        account: &str,
+        duration: std::time::Duration,
+        who: &Actor,
+    ) -> Result<Mute, MuteError> {
+        self.known_account(account)?;
+        let too_long = || MuteError::TooLong(humantime::format_duration(duration).to_string());
+        if duration > MAX_MUTE {
+            return Err(too_long());
+        }
+        let now = Utc::now();
+        let until = chrono::Duration::from_std(duration)
+            .ok()
+            .and_then(|d| now.checked_add_signed(d))
+            .ok_or_else(too_long)?;
+        let mute = Mute {
+            account: account.to_owned(),
+            by: who.clone(),
+            at: now,
+            until,
+        };
+        self.store.transact::<_, StoreError>(|tx| {
+            tx.put_mute(&mute)?;
+            account_event(tx, account, who, Action::Muted { until }, now)
+        })?;
+        self.store.flush().await?;
+        Ok(mute)
+    }
+
+    /// Lifts a mute before it expires and sends the pages it held.
+    pub async fn unmute(&self, account: &str, who: &Actor) -> Result<Mute, MuteError> {
+        self.known_account(account)?;
+        let now = Utc::now();
+        let mute = self.store.transact(|tx| {
+            let Some(mute) = tx.mute(account).lift()?.filter(|m| m.active(now)) else {
+                return abort(MuteError::NotMuted(account.to_owned()));
+            };
+            tx.remove_mute(account).lift()?;
+            account_event(tx, account, who, Action::Unmuted, now).lift()?;
+            Ok(mute)
+        })?;
+        self.release_held().await?;
+        Ok(mute)
+    }
+
+    /// Pages every incident held by a mute that has ended (expired or lifted). Called by the
+    /// periodic check in `app` and right after an unmute; cheap when nothing is held.
+    pub async fn release_held(&self) -> Result<usize, StoreError> {
+        let held = self.store.held()?;
+        if held.is_empty() {
+            return Ok(0);
+        }
+        let now = Utc::now();
+        let mut released = 0;
+        for id in held {
+            let paged = self.store.transact(|tx| {
+                let Some(inc) = tx.incident(id)? else {
+                    tx.unhold(id)?;
+                    return Ok(false);
+                };
+                if inc.state == State::Resolved {
+                    tx.unhold(id)?;
+                    return Ok(false);
+                }
+                if muted(tx, &inc, now, &self.policy)? {
+                    return Ok(false);
+                }
+                save_and_page(tx, &inc, now)?;
+                Ok(true)
+            })?;
+            released += usize::from(paged);
+        }
+        if released > 0 {
+            self.store.flush().await?;
+            self.wake.notify_one();
+        }
+        Ok(released)
+    }
+
+    fn known_account(&self, account: &str) -> Result<(), MuteError> {
+        if self.policy.accounts.contains(account) {
+            return Ok(());
+        }
+        Err(MuteError::UnknownAccount {
+            account: account.to_owned(),
+            known: self
+                .policy
+                .accounts
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
     }
 
     async fn act(
@@ -446,6 +623,24 @@ impl Incidents {
     }
 }
 
+/// An event about an account rather than one incident (a mute): chained, in no incident.
+fn account_event(
+    tx: &Tx<'_>,
+    account: &str,
+    who: &Actor,
+    action: Action,
+    at: DateTime<Utc>,
+) -> TxResult<()> {
+    let entry = TimelineEntry {
+        incident: None,
+        account: account.to_owned(),
+        who: who.to_string(),
+        action,
+    };
+    tx.append_timeline(entry, at)?;
+    Ok(())
+}
+
 fn already_resolved(inc: &Incident) -> ActionError {
     ActionError::AlreadyResolved {
         id: inc.id,
@@ -460,7 +655,32 @@ fn already_resolved(inc: &Incident) -> ActionError {
 fn save_and_page(tx: &Tx<'_>, inc: &Incident, now: DateTime<Utc>) -> TxResult<()> {
     tx.put_incident(inc)?;
     tx.enqueue_page(inc, now)?;
+    // The page about to go out brings the incident up to date, held back or not.
+    tx.unhold(inc.id)?;
     Ok(())
+}
+
+/// Whether a page about this incident waits for its account's mute to end.
+fn muted(tx: &Tx<'_>, inc: &Incident, now: DateTime<Utc>, policy: &PagingPolicy) -> TxResult<bool> {
+    if policy.unmutable.contains(&inc.rule) {
+        return Ok(false);
+    }
+    Ok(tx.mute(&inc.account)?.is_some_and(|m| m.active(now)))
+}
+
+/// Stores a change found by detect: paged now, or held if the account is muted.
+fn save_and_page_unless_muted(
+    tx: &Tx<'_>,
+    inc: &Incident,
+    now: DateTime<Utc>,
+    policy: &PagingPolicy,
+) -> TxResult<()> {
+    if muted(tx, inc, now, policy)? {
+        tx.put_incident(inc)?;
+        tx.hold(inc.id)
+    } else {
+        save_and_page(tx, inc, now)
+    }
 }
 
 /// Opens an incident for a new finding or folds it into the live one with the same key.
@@ -493,6 +713,7 @@ fn upsert(
     f: &Finding,
     now: DateTime<Utc>,
     group_window: std::time::Duration,
+    policy: &PagingPolicy,
 ) -> TxResult<Recorded> {
     let key = dedup_key(&f.account, f.rule, &f.object);
     let digest = f.evidence.digest();
@@ -511,8 +732,11 @@ fn upsert(
             inc.evidence_digest = digest;
             inc.severity = inc.severity.max(f.severity);
             inc.findings += 1;
-            inc.event(now, "tocsin", Action::Updated);
-            save_and_page(tx, &inc, now)?;
+            // A vote approved the evidence its voter saw; new evidence needs new votes, or an
+            // intruder could swap the content between the first and the second approval.
+            inc.votes.clear();
+            inc.event(tx, now, "tocsin", Action::Updated)?;
+            save_and_page_unless_muted(tx, &inc, now, policy)?;
             return Ok(Recorded::Updated(inc.id));
         }
     }
@@ -529,8 +753,10 @@ fn upsert(
             inc.evidence_digest = digest;
             inc.severity = inc.severity.max(f.severity);
             inc.findings += 1;
-            inc.event(now, "tocsin", Action::Updated);
-            save_and_page(tx, &inc, now)?;
+            // Approve approves every member: votes cast before this one joined do not cover it.
+            inc.votes.clear();
+            inc.event(tx, now, "tocsin", Action::Updated)?;
+            save_and_page_unless_muted(tx, &inc, now, policy)?;
             tx.index_incident(&key, inc.id)?;
             return Ok(Recorded::Updated(inc.id));
         }
@@ -562,9 +788,10 @@ fn upsert(
         reminders: 0,
         last_reminder_at: None,
         tier: 0,
+        votes: Vec::new(),
     };
-    inc.event(now, "tocsin", Action::Opened);
-    save_and_page(tx, &inc, now)?;
+    inc.event(tx, now, "tocsin", Action::Opened)?;
+    save_and_page_unless_muted(tx, &inc, now, policy)?;
     if groups(f.rule) {
         tx.index_incident(&group_key(&f.account, f.rule), id)?;
     }
@@ -676,5 +903,151 @@ mod tests {
                 Action::Approved
             ]
         );
+    }
+
+    fn bob() -> Actor {
+        Actor {
+            id: 2,
+            name: "bob".into(),
+        }
+    }
+
+    fn policy() -> PagingPolicy {
+        PagingPolicy {
+            accounts: ["main".to_string()].into(),
+            ..PagingPolicy::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn timeline_chain_matches_the_incidents_and_catches_an_edit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let incidents =
+            Incidents::new(store.clone(), Arc::new(Notify::new())).with_policy(policy());
+        incidents.record(&profile_finding("pwned")).await.unwrap();
+        incidents.record(&profile_finding("pwned!")).await.unwrap();
+        incidents.ack(1, &alice()).await.unwrap();
+        incidents
+            .mute("main", std::time::Duration::from_secs(60), &bob())
+            .await
+            .unwrap();
+        incidents
+            .resolve(1, &bob(), Resolution::Contained)
+            .await
+            .unwrap();
+        let report = store.verify_timeline().unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+        let records = store.timeline_records().unwrap();
+        assert_eq!(report.entries, 5);
+        assert_eq!(records[3].entry.incident, None, "the mute is account-level");
+        assert_eq!(records[3].entry.account, "main");
+
+        // Someone with the file moves the ack to another responder.
+        let mut inc = store.incident(1).unwrap().unwrap();
+        inc.timeline[2].who = "mallory (666)".into();
+        store.transact(|tx| tx.put_incident(&inc)).unwrap();
+        assert_eq!(
+            store.verify_timeline().unwrap().problems,
+            vec!["incident #1: its timeline does not match the timeline chain".to_string()]
+        );
+    }
+
+    #[tokio::test]
+    async fn quorum_needs_two_different_responders() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut p = policy();
+        p.approve_quorum.insert(Severity::High, 2);
+        let incidents = Incidents::new(store.clone(), Arc::new(Notify::new())).with_policy(p);
+        incidents.record(&profile_finding("pwned")).await.unwrap();
+        let inc = incidents.approve(1, &alice()).await.unwrap();
+        assert_eq!(inc.state, State::Open, "one vote is not enough");
+        assert_eq!(inc.approve_votes().count(), 1);
+        assert!(store.baseline("main", "note").unwrap().is_none());
+        assert!(matches!(
+            incidents.approve(1, &alice()).await,
+            Err(ActionError::AlreadyVoted { id: 1 })
+        ));
+        // New evidence drops the vote: alice approved what she saw, not this.
+        incidents.record(&profile_finding("pwned!")).await.unwrap();
+        assert_eq!(store.incident(1).unwrap().unwrap().votes, vec![]);
+        incidents.approve(1, &alice()).await.unwrap();
+        let inc = incidents.approve(1, &bob()).await.unwrap();
+        assert_eq!(inc.resolution, Some(Resolution::Approved));
+        assert_eq!(inc.resolved_by, Some(bob()));
+        let actions: Vec<_> = inc.timeline.iter().map(|e| e.action.clone()).collect();
+        assert_eq!(
+            actions,
+            vec![
+                Action::Opened,
+                Action::ApprovalVote {
+                    votes: 1,
+                    needed: 2
+                },
+                Action::Updated,
+                Action::ApprovalVote {
+                    votes: 1,
+                    needed: 2
+                },
+                Action::Approved
+            ]
+        );
+        assert!(store.verify_timeline().unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn mute_holds_pages_until_lifted_except_unmutable_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let incidents =
+            Incidents::new(store.clone(), Arc::new(Notify::new())).with_policy(policy());
+        assert!(matches!(
+            incidents
+                .mute("other", std::time::Duration::from_secs(60), &alice())
+                .await,
+            Err(MuteError::UnknownAccount { .. })
+        ));
+        assert!(matches!(
+            incidents
+                .mute(
+                    "main",
+                    std::time::Duration::from_secs(8 * 24 * 3600),
+                    &alice()
+                )
+                .await,
+            Err(MuteError::TooLong(_))
+        ));
+        incidents
+            .mute("main", std::time::Duration::from_secs(3600), &alice())
+            .await
+            .unwrap();
+        assert_eq!(
+            incidents.record(&profile_finding("pwned")).await.unwrap(),
+            Recorded::Opened(1)
+        );
+        assert_eq!(store.outbox_depth().unwrap().0, 0, "held, not paged");
+        assert_eq!(store.held().unwrap(), vec![1]);
+        assert_eq!(incidents.release_held().await.unwrap(), 0, "still muted");
+        incidents.unmute("main", &bob()).await.unwrap();
+        assert_eq!(store.outbox_depth().unwrap().0, 1, "paged when lifted");
+        assert!(store.held().unwrap().is_empty());
+        assert!(matches!(
+            incidents.unmute("main", &bob()).await,
+            Err(MuteError::NotMuted(_))
+        ));
+
+        // An unmutable rule pages through a mute.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut p = policy();
+        p.unmutable.push(Rule::ProfileChanged);
+        let incidents = Incidents::new(store.clone(), Arc::new(Notify::new())).with_policy(p);
+        incidents
+            .mute("main", std::time::Duration::from_secs(3600), &alice())
+            .await
+            .unwrap();
+        incidents.record(&profile_finding("pwned")).await.unwrap();
+        assert_eq!(store.outbox_depth().unwrap().0, 1);
     }
 }

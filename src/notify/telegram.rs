@@ -13,7 +13,7 @@ use teloxide::{
 
 use crate::{
     detect::{Evidence, Severity},
-    incidents::{Action, Actor, Incident, PageRef, Resolution, State},
+    incidents::{Action, Actor, Incident, PageRef, Resolution, State, ordinal},
     store::digest,
 };
 
@@ -162,6 +162,17 @@ pub fn render(inc: &Incident) -> Rendered {
             s
         }
     };
+    let votes: Vec<_> = inc.approve_votes().collect();
+    if inc.state != State::Resolved && !votes.is_empty() {
+        let needed = votes.iter().map(|v| v.needed).max().unwrap_or(1);
+        let names: Vec<_> = votes.iter().map(|v| v.who.name.as_str()).collect();
+        t += &format!(
+            "\nApprove: {}/{needed} — waiting for a {} responder (voted: {})",
+            votes.len(),
+            ordinal(votes.len() + 1),
+            names.join(", ")
+        );
+    }
     let t = cut(&t, MAX_TEXT);
     let id = inc.id;
     let button =

@@ -8,12 +8,17 @@
 //! - `cursors`: where each source and the bot stopped reading.
 //! - `incidents`, `incident_keys` (dedup key → id), `outbox` (pages not yet confirmed:
 //!   channel name, NUL, big-endian seq, so each channel's queue is one ordered key range).
-//! - `meta`: counters and the chain's head.
+//! - `meta`: counters and the chains' heads, plus, by key prefix (one transaction can span at
+//!   most nine sled trees, and every tree is in [`Store::transact`]'s):
+//!   - `timeline/` + seq → [`TimelineRecord`], the incident timeline's hash chain;
+//!   - `mute/` + account → [`Mute`];
+//!   - `held/` + incident id: incidents whose page a mute held back.
 //!
 //! Writes that must stand or fall together (an incident, the page it causes, the seen-post record
 //! and approvals behind it) go through [`Store::transact`], one sled transaction over all trees.
 
 pub mod approved_log;
+pub mod timeline_log;
 
 use std::{
     path::Path,
@@ -27,11 +32,12 @@ use sled::{
     transaction::{ConflictableTransactionError, TransactionError, TransactionalTree},
 };
 
-pub use approved_log::{ApprovedEntry, GENESIS, LogRecord, VerifyReport, digest};
+pub use approved_log::{ApprovedEntry, GENESIS, LogRecord, VerifyReport, chain_hash, digest};
+pub use timeline_log::{TimelineEntry, TimelineRecord, parse_since};
 
 use crate::{
     detect::{Rule, Severity},
-    incidents::Incident,
+    incidents::{Incident, Mute},
 };
 
 /// The channel every incident is paged to, except the ones about Telegram itself.
@@ -160,6 +166,14 @@ pub struct Store {
 const HEAD: &[u8] = b"approved_log_head";
 const INCIDENT_SEQ: &[u8] = b"incident_seq";
 const OUTBOX_SEQ: &[u8] = b"outbox_seq";
+const TIMELINE_HEAD: &[u8] = b"timeline_head";
+const TIMELINE: &[u8] = b"timeline/";
+const MUTE: &[u8] = b"mute/";
+const HELD: &[u8] = b"held/";
+
+fn prefixed(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
+    [prefix, rest].concat()
+}
 
 fn key2(a: &str, b: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(a.len() + b.len() + 1);
@@ -562,6 +576,155 @@ impl Store {
         })
     }
 
+    // ---- incident timeline chain -----------------------------------------------------------
+
+    /// The timeline chain, oldest first.
+    pub fn timeline_records(&self) -> Result<Vec<TimelineRecord>, StoreError> {
+        self.meta
+            .scan_prefix(TIMELINE)
+            .values()
+            .map(|v| decode("meta/timeline", &v?))
+            .collect()
+    }
+
+    /// Walks the timeline chain like [`Store::verify_log`] walks the approved log, then checks
+    /// that every incident's stored timeline is exactly the chain's events for it, in order: an
+    /// edit of either side shows up as a difference between them.
+    pub fn verify_timeline(&self) -> Result<VerifyReport, StoreError> {
+        let mut problems = Vec::new();
+        let mut prev = GENESIS.to_owned();
+        let mut expected_seq = 0u64;
+        let mut per_incident: std::collections::BTreeMap<u64, Vec<_>> = Default::default();
+        for item in self.meta.scan_prefix(TIMELINE) {
+            let (k, v) = item?;
+            let seq = from_be("meta/timeline", &k[TIMELINE.len()..])?;
+            let record: TimelineRecord = match serde_json::from_slice(&v) {
+                Ok(r) => r,
+                Err(e) => {
+                    problems.push(format!("timeline event {seq}: unreadable ({e})"));
+                    prev = String::new();
+                    expected_seq = seq + 1;
+                    continue;
+                }
+            };
+            if seq != expected_seq {
+                problems.push(format!(
+                    "timeline event {expected_seq}: missing (next stored is {seq})"
+                ));
+            }
+            if record.seq != seq {
+                problems.push(format!(
+                    "timeline event {seq}: says it is event {}",
+                    record.seq
+                ));
+            }
+            if record.prev != prev {
+                problems.push(format!(
+                    "timeline event {seq}: does not follow event {}",
+                    seq.wrapping_sub(1)
+                ));
+            }
+            if !record.is_intact() {
+                problems.push(format!(
+                    "timeline event {seq}: content does not match its hash"
+                ));
+            }
+            if let Some(id) = record.entry.incident {
+                per_incident.entry(id).or_default().push(record.as_event());
+            }
+            prev = record.hash;
+            expected_seq = seq + 1;
+        }
+        let head: Option<Head> = self
+            .meta
+            .get(TIMELINE_HEAD)?
+            .map(|v| decode("meta", &v))
+            .transpose()?;
+        match head {
+            Some(head) if head.seq + 1 != expected_seq || hex::encode(head.hash) != prev => {
+                problems.push(format!(
+                    "timeline head: recorded as event {} but the chain ends at event {}",
+                    head.seq,
+                    expected_seq.wrapping_sub(1)
+                ));
+            }
+            None if expected_seq > 0 => problems.push("timeline head: missing".into()),
+            _ => {}
+        }
+        for item in self.incidents.iter() {
+            let (k, v) = item?;
+            let id = from_be("incidents", &k)?;
+            let chained = per_incident.remove(&id).unwrap_or_default();
+            match serde_json::from_slice::<Incident>(&v) {
+                Ok(inc) if inc.timeline == chained => {}
+                Ok(_) => problems.push(format!(
+                    "incident #{id}: its timeline does not match the timeline chain"
+                )),
+                Err(e) => problems.push(format!("incident #{id}: unreadable ({e})")),
+            }
+        }
+        for id in per_incident.keys() {
+            problems.push(format!(
+                "incident #{id}: in the timeline chain but missing from the incidents"
+            ));
+        }
+        Ok(VerifyReport {
+            entries: expected_seq,
+            head: prev,
+            problems,
+        })
+    }
+
+    /// Chains the timelines of incidents recorded by a build without the timeline chain, once:
+    /// when there is no chain yet but there are incidents. From then on their events are checked
+    /// like any other; edits made before the upgrade cannot be found by anyone. Called at daemon
+    /// start, never by `log verify`, which must report an empty chain rather than adopt it.
+    pub fn adopt_unchained_timelines(&self) -> Result<u64, StoreError> {
+        if self.meta.contains_key(TIMELINE_HEAD)? || self.incidents.is_empty() {
+            return Ok(0);
+        }
+        let incidents = self.incidents()?;
+        self.transact(|tx| {
+            if tx.meta.get(TIMELINE_HEAD)?.is_some() {
+                return Ok(0);
+            }
+            let mut n = 0;
+            for inc in &incidents {
+                for e in &inc.timeline {
+                    let entry = TimelineEntry {
+                        incident: Some(inc.id),
+                        account: inc.account.clone(),
+                        who: e.who.clone(),
+                        action: e.action.clone(),
+                    };
+                    tx.append_timeline(entry, e.at)?;
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+    }
+
+    // ---- mutes ---------------------------------------------------------------------------
+
+    /// Every recorded mute, expired or not: expiry is a comparison with now, never a write.
+    pub fn mutes(&self) -> Result<Vec<Mute>, StoreError> {
+        self.meta
+            .scan_prefix(MUTE)
+            .values()
+            .map(|v| decode("meta/mute", &v?))
+            .collect()
+    }
+
+    /// Incidents whose first page a mute held back, by id.
+    pub fn held(&self) -> Result<Vec<u64>, StoreError> {
+        self.meta
+            .scan_prefix(HELD)
+            .keys()
+            .map(|k| from_be("meta/held", &k?[HELD.len()..]))
+            .collect()
+    }
+
     // ---- baselines and seen posts --------------------------------------------------------
 
     pub fn baseline(
@@ -926,6 +1089,70 @@ impl Tx<'_> {
         self.outbox.remove(outbox_key(channel, seq))?;
         Ok(())
     }
+
+    /// Appends an event to the timeline chain. Only `Incident::event` and the mute actions call
+    /// this, so the chain and the incidents' own timelines are written together.
+    pub fn append_timeline(
+        &self,
+        entry: TimelineEntry,
+        at: DateTime<Utc>,
+    ) -> TxResult<TimelineRecord> {
+        let head: Option<Head> = self
+            .meta
+            .get(TIMELINE_HEAD)?
+            .map(|v| decode("meta", &v))
+            .transpose()
+            .map_err(ConflictableTransactionError::Abort)?;
+        let (seq, prev) = match head {
+            Some(h) => (h.seq + 1, hex::encode(h.hash)),
+            None => (0, GENESIS.to_owned()),
+        };
+        let record = TimelineRecord::new(seq, at, prev, entry);
+        self.meta
+            .insert(prefixed(TIMELINE, &be(seq)), encode(&record))?;
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(&record.hash, &mut hash).expect("own hash is hex");
+        self.meta
+            .insert(TIMELINE_HEAD, encode(&Head { seq, hash }))?;
+        Ok(record)
+    }
+
+    pub fn mute(&self, account: &str) -> TxResult<Option<Mute>> {
+        self.meta
+            .get(prefixed(MUTE, account.as_bytes()))?
+            .map(|v| decode("meta/mute", &v))
+            .transpose()
+            .map_err(ConflictableTransactionError::Abort)
+    }
+
+    pub fn put_mute(&self, mute: &Mute) -> TxResult<()> {
+        self.meta
+            .insert(prefixed(MUTE, mute.account.as_bytes()), encode(mute))?;
+        Ok(())
+    }
+
+    pub fn remove_mute(&self, account: &str) -> TxResult<()> {
+        self.meta.remove(prefixed(MUTE, account.as_bytes()))?;
+        Ok(())
+    }
+
+    /// Marks an incident's page as held back by a mute, to be sent when the mute ends.
+    pub fn hold(&self, incident_id: u64) -> TxResult<()> {
+        self.meta.insert(prefixed(HELD, &be(incident_id)), &[])?;
+        Ok(())
+    }
+
+    pub fn is_held(&self, incident_id: u64) -> TxResult<bool> {
+        Ok(self.meta.get(prefixed(HELD, &be(incident_id)))?.is_some())
+    }
+
+    /// Clears the mark set by [`Tx::hold`]; true if it was set.
+    pub fn unhold(&self, incident_id: u64) -> TxResult<bool> {
+        Ok(self
+            .meta
+            .remove(prefixed(HELD, &be(incident_id)))?
+            .is_some())
+    }
 }
 
 #[cfg(test)]
@@ -969,6 +1196,47 @@ mod tests {
             report.problems,
             vec!["entry 0: content does not match its hash".to_string()]
         );
+    }
+
+    #[tokio::test]
+    async fn incidents_from_before_the_timeline_chain_are_adopted_once() {
+        use crate::{
+            detect::{Evidence, Finding, Outcome, Rule, Severity},
+            incidents::Incidents,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let incidents = Incidents::new(store.clone(), Default::default());
+        let finding = Outcome {
+            finding: Some(Finding {
+                rule: Rule::ProfileChanged,
+                severity: Severity::High,
+                account: "a".into(),
+                object: "profile".into(),
+                evidence: Evidence::Profile {
+                    changes: Default::default(),
+                },
+                changed_at: None,
+                seen_at: Utc::now(),
+            }),
+            writes: vec![],
+        };
+        incidents.record(&finding).await.unwrap();
+        assert_eq!(
+            store.adopt_unchained_timelines().unwrap(),
+            0,
+            "already chained"
+        );
+        // What an older build left behind: incidents with timelines, no chain.
+        for k in store.meta.scan_prefix(TIMELINE).keys() {
+            store.meta.remove(k.unwrap()).unwrap();
+        }
+        store.meta.remove(TIMELINE_HEAD).unwrap();
+        assert!(!store.verify_timeline().unwrap().is_ok());
+        assert_eq!(store.adopt_unchained_timelines().unwrap(), 1);
+        let report = store.verify_timeline().unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+        assert_eq!(store.adopt_unchained_timelines().unwrap(), 0);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tocsin::{
     App, Config,
-    config::{Account, General, Platform, Secret, Telegram},
+    config::{Account, General, Paging, Platform, Secret, Telegram},
     fakes::{
         mastodon::{FakeMastodon, status_html},
         telegram::{FakeBotApi, FakeUser},
@@ -32,6 +32,15 @@ pub fn responder() -> FakeUser {
         id: 111,
         first_name: "Alice".into(),
         username: Some("alice".into()),
+    }
+}
+
+/// A second responder, for what needs two (quorum).
+pub fn second_responder() -> FakeUser {
+    FakeUser {
+        id: 222,
+        first_name: "Bob".into(),
+        username: Some("bob".into()),
     }
 }
 
@@ -65,7 +74,7 @@ pub fn config(state: &std::path::Path, bot: &FakeBotApi, masto: &FakeMastodon) -
             bot_token: Secret::new(BOT_TOKEN),
             api_url: bot.url(),
             chat_id: CHAT,
-            responders: vec![responder().id],
+            responders: vec![responder().id, second_responder().id],
             long_poll: Duration::from_secs(1),
             failure_grace: Duration::from_secs(120),
         },
@@ -81,6 +90,7 @@ pub fn config(state: &std::path::Path, bot: &FakeBotApi, masto: &FakeMastodon) -
         heartbeat: None,
         grouping: Default::default(),
         escalation: None,
+        paging: Paging::default(),
     }
 }
 

@@ -1,0 +1,103 @@
+//! Who gets paged, and how many responders it takes to approve: mutes and quorum.
+//!
+//! A mute is per account, not per incident: an account under planned maintenance (a rebrand, a
+//! migration) keeps producing findings that responders already expect. Findings are still
+//! recorded (nothing is lost, the timeline and `/incidents` show them); only the page is held,
+//! and sent when the mute ends. Rules listed as unmutable page regardless, because some changes
+//! (a rogue post) are never part of planned work.
+//!
+//! A quorum guards "it was us" on severe incidents: an intruder holding one responder's phone
+//! could otherwise approve their own rogue post and make it legitimate.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::Actor;
+use crate::detect::{Rule, Severity};
+
+/// The longest mute accepted: a forgotten mute must not silence an account for good.
+pub const MAX_MUTE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// An account's pages held back until `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mute {
+    pub account: String,
+    pub by: Actor,
+    pub at: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+impl Mute {
+    pub fn active(&self, now: DateTime<Utc>) -> bool {
+        now < self.until
+    }
+}
+
+/// What a vote is for. Only approval needs a quorum today; takedown will be another variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VoteAction {
+    Approve,
+}
+
+/// One responder's vote towards an action that needs several.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vote {
+    pub action: VoteAction,
+    pub who: Actor,
+    pub at: DateTime<Utc>,
+    /// The quorum in force when the vote was cast, so the page can say how many are missing
+    /// without reading the configuration.
+    pub needed: u8,
+}
+
+/// The paging configuration as the incidents need it.
+#[derive(Debug, Clone, Default)]
+pub struct PagingPolicy {
+    /// Configured account names: a mute of anything else is refused.
+    pub accounts: BTreeSet<String>,
+    pub unmutable: Vec<Rule>,
+    pub approve_quorum: BTreeMap<Severity, u8>,
+}
+
+impl PagingPolicy {
+    pub fn from_config(config: &crate::Config) -> PagingPolicy {
+        PagingPolicy {
+            accounts: config.accounts.iter().map(|a| a.name.clone()).collect(),
+            unmutable: config.paging.unmutable.clone(),
+            approve_quorum: config.paging.approve_quorum.clone(),
+        }
+    }
+
+    /// Distinct responders needed to approve an incident of this severity.
+    pub fn approve_quorum(&self, severity: Severity) -> u8 {
+        self.approve_quorum.get(&severity).copied().unwrap_or(1)
+    }
+}
+
+/// Why a mute or unmute did not happen; answered in the chat as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum MuteError {
+    #[error("there is no account `{account}`; known accounts: {known}")]
+    UnknownAccount { account: String, known: String },
+    #[error("a mute lasts at most 7 days; {0} is longer")]
+    TooLong(String),
+    #[error("`{0}` is not muted")]
+    NotMuted(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// "second", "third": how the page names the responder it is waiting for.
+pub fn ordinal(n: usize) -> String {
+    match n {
+        1 => "first".into(),
+        2 => "second".into(),
+        3 => "third".into(),
+        4 => "fourth".into(),
+        5 => "fifth".into(),
+        n => format!("{n}th"),
+    }
+}
