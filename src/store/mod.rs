@@ -18,6 +18,7 @@
 //! and approvals behind it) go through [`Store::transact`], one sled transaction over all trees.
 
 pub mod approved_log;
+mod chain;
 pub mod timeline_log;
 
 use std::{
@@ -465,9 +466,7 @@ impl Store {
     /// Walks the chain from the first entry and checks every hash, the links between them, the
     /// head, and that the indexes agree with the entries they were derived from.
     pub fn verify_log(&self) -> Result<VerifyReport, StoreError> {
-        let mut problems = Vec::new();
-        let mut prev = GENESIS.to_owned();
-        let mut expected_seq = 0u64;
+        let mut walk = chain::ChainWalk::new("entry", "entry");
         let mut latest_baseline = std::collections::HashMap::new();
         // seq → index key of each approved post, and revoked seq → revoking seq.
         let mut post_keys = std::collections::HashMap::new();
@@ -477,32 +476,11 @@ impl Store {
         for item in self.approved_log.iter() {
             let (k, v) = item?;
             let seq = from_be("approved_log", &k)?;
-            let record: LogRecord = match serde_json::from_slice(&v) {
-                Ok(r) => r,
-                Err(e) => {
-                    problems.push(format!("entry {seq}: unreadable ({e})"));
-                    damaged.insert(seq);
-                    prev = String::new();
-                    expected_seq = seq + 1;
-                    continue;
-                }
+            let Some((record, intact)) = walk.step::<LogRecord>(seq, &v) else {
+                damaged.insert(seq);
+                continue;
             };
-            if seq != expected_seq {
-                problems.push(format!(
-                    "entry {expected_seq}: missing (next stored is {seq})"
-                ));
-            }
-            if record.seq != seq {
-                problems.push(format!("entry {seq}: says it is entry {}", record.seq));
-            }
-            if record.prev != prev {
-                problems.push(format!(
-                    "entry {seq}: does not follow entry {}",
-                    seq.wrapping_sub(1)
-                ));
-            }
-            if !record.is_intact() {
-                problems.push(format!("entry {seq}: content does not match its hash"));
+            if !intact {
                 damaged.insert(seq);
             }
             if let ApprovedEntry::Baseline {
@@ -519,28 +497,18 @@ impl Store {
             }
             if let ApprovedEntry::Revocation { seq: target, .. } = &record.entry {
                 if !post_keys.contains_key(target) {
-                    problems.push(format!(
+                    walk.problems.push(format!(
                         "entry {seq}: revokes entry {target}, which is not an earlier approved post"
                     ));
                 }
                 if revocations.insert(*target, seq).is_some() {
-                    problems.push(format!("entry {seq}: revokes entry {target} a second time"));
+                    walk.problems
+                        .push(format!("entry {seq}: revokes entry {target} a second time"));
                 }
             }
-            prev = record.hash;
-            expected_seq = seq + 1;
         }
-        match self.head()? {
-            Some(head) if head.seq + 1 != expected_seq || hex::encode(head.hash) != prev => {
-                problems.push(format!(
-                    "head: recorded as entry {} but the chain ends at entry {}",
-                    head.seq,
-                    expected_seq.wrapping_sub(1)
-                ));
-            }
-            None if expected_seq > 0 => problems.push("head: missing".into()),
-            _ => {}
-        }
+        walk.check_head("head", self.head()?.map(|h| (h.seq, hex::encode(h.hash))));
+        let mut problems = std::mem::take(&mut walk.problems);
         for item in self.baselines.iter() {
             let (k, v) = item?;
             let value: BaselineValue = decode("baselines", &v)?;
@@ -570,8 +538,8 @@ impl Store {
             }
         }
         Ok(VerifyReport {
-            entries: expected_seq,
-            head: prev,
+            entries: walk.walked(),
+            head: walk.head().to_owned(),
             problems,
         })
     }
@@ -591,66 +559,25 @@ impl Store {
     /// that every incident's stored timeline is exactly the chain's events for it, in order: an
     /// edit of either side shows up as a difference between them.
     pub fn verify_timeline(&self) -> Result<VerifyReport, StoreError> {
-        let mut problems = Vec::new();
-        let mut prev = GENESIS.to_owned();
-        let mut expected_seq = 0u64;
+        let mut walk = chain::ChainWalk::new("timeline event", "event");
         let mut per_incident: std::collections::BTreeMap<u64, Vec<_>> = Default::default();
         for item in self.meta.scan_prefix(TIMELINE) {
             let (k, v) = item?;
             let seq = from_be("meta/timeline", &k[TIMELINE.len()..])?;
-            let record: TimelineRecord = match serde_json::from_slice(&v) {
-                Ok(r) => r,
-                Err(e) => {
-                    problems.push(format!("timeline event {seq}: unreadable ({e})"));
-                    prev = String::new();
-                    expected_seq = seq + 1;
-                    continue;
-                }
+            let Some((record, _)) = walk.step::<TimelineRecord>(seq, &v) else {
+                continue;
             };
-            if seq != expected_seq {
-                problems.push(format!(
-                    "timeline event {expected_seq}: missing (next stored is {seq})"
-                ));
-            }
-            if record.seq != seq {
-                problems.push(format!(
-                    "timeline event {seq}: says it is event {}",
-                    record.seq
-                ));
-            }
-            if record.prev != prev {
-                problems.push(format!(
-                    "timeline event {seq}: does not follow event {}",
-                    seq.wrapping_sub(1)
-                ));
-            }
-            if !record.is_intact() {
-                problems.push(format!(
-                    "timeline event {seq}: content does not match its hash"
-                ));
-            }
             if let Some(id) = record.entry.incident {
                 per_incident.entry(id).or_default().push(record.as_event());
             }
-            prev = record.hash;
-            expected_seq = seq + 1;
         }
         let head: Option<Head> = self
             .meta
             .get(TIMELINE_HEAD)?
             .map(|v| decode("meta", &v))
             .transpose()?;
-        match head {
-            Some(head) if head.seq + 1 != expected_seq || hex::encode(head.hash) != prev => {
-                problems.push(format!(
-                    "timeline head: recorded as event {} but the chain ends at event {}",
-                    head.seq,
-                    expected_seq.wrapping_sub(1)
-                ));
-            }
-            None if expected_seq > 0 => problems.push("timeline head: missing".into()),
-            _ => {}
-        }
+        walk.check_head("timeline head", head.map(|h| (h.seq, hex::encode(h.hash))));
+        let mut problems = std::mem::take(&mut walk.problems);
         for item in self.incidents.iter() {
             let (k, v) = item?;
             let id = from_be("incidents", &k)?;
@@ -669,8 +596,8 @@ impl Store {
             ));
         }
         Ok(VerifyReport {
-            entries: expected_seq,
-            head: prev,
+            entries: walk.walked(),
+            head: walk.head().to_owned(),
             problems,
         })
     }
