@@ -446,19 +446,13 @@ async fn heartbeat_pings_at_its_interval_and_the_daily_summary_is_sent_once() {
 
 #[tokio::test]
 async fn channel_secrets_stay_out_of_the_debug_log() {
-    use tocsin::fakes::{
-        mastodon::{FakeMastodon, status_html},
-        telegram::FakeBotApi,
-    };
+    use tocsin::fakes::mastodon::status_html;
 
     use crate::support::daemon::*;
 
-    let masto = FakeMastodon::start().await.unwrap();
-    masto.add_account(ACCOUNT_ID, "examplecorp", "ExampleCorp", "<p>Hi.</p>", &[]);
-    let bot = FakeBotApi::start(BOT_TOKEN).await.unwrap();
+    let (masto, bot, dir) = fakes().await;
     let pd = FakePagerDuty::start().await.unwrap();
     let hook = FakeReceiver::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
     let ping_token = "ping-token-never-logged";
     let extra = format!(
         r#"

@@ -6,10 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use tocsin::fakes::{
-    mastodon::{FakeMastodon, status_html},
-    telegram::FakeBotApi,
-};
+use tocsin::fakes::{mastodon::status_html, telegram::FakeBotApi};
 
 use crate::support::{daemon::*, *};
 
@@ -34,16 +31,7 @@ async fn sigkill_mid_burst_loses_no_page_and_sends_none_more_than_twice() {
     let runs = env_or("TOCSIN_CRASH_RUNS", 3);
     let (mut delivered, mut duplicates) = (0, 0);
     for run in 0..runs {
-        let masto = FakeMastodon::start().await.unwrap();
-        masto.add_account(
-            ACCOUNT_ID,
-            "examplecorp",
-            "ExampleCorp",
-            "<p>Official.</p>",
-            &[],
-        );
-        let bot = FakeBotApi::start(BOT_TOKEN).await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
+        let (masto, bot, dir) = fakes().await;
         // One page per post, so every kill can land between pages.
         let config = write_config(dir.path(), &bot, &masto, "\n[grouping]\nwindow = \"0s\"\n");
         let daemon = Daemon::spawn(&config, "warn", &[]);

@@ -2,10 +2,7 @@
 
 use std::time::Duration;
 
-use tocsin::fakes::{
-    mastodon::{FakeMastodon, status_html},
-    telegram::{Failure, FakeBotApi},
-};
+use tocsin::fakes::{mastodon::status_html, telegram::Failure};
 
 use crate::support::{daemon::*, *};
 
@@ -36,16 +33,7 @@ async fn bot_api_500_then_429_then_ok_delivers_exactly_once() {
 
 #[tokio::test]
 async fn page_queued_when_the_daemon_is_killed_is_delivered_after_restart() {
-    let masto = FakeMastodon::start().await.unwrap();
-    masto.add_account(
-        ACCOUNT_ID,
-        "examplecorp",
-        "ExampleCorp",
-        "<p>Official account.</p>",
-        &[],
-    );
-    let bot = FakeBotApi::start(BOT_TOKEN).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let (masto, bot, dir) = fakes().await;
     let config = write_config(dir.path(), &bot, &masto, "");
 
     let daemon = Daemon::spawn(&config, "warn", &[]);

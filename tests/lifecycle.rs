@@ -2,27 +2,11 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use tocsin::fakes::{
-    mastodon::{FakeMastodon, status_html},
-    telegram::{Failure, FakeBotApi},
-};
+use tocsin::fakes::{mastodon::status_html, telegram::Failure};
 
 use crate::support::{daemon::*, *};
 
 const MASTODON_TOKEN: &str = "mastodon-token-never-logged";
-
-async fn fakes() -> (FakeMastodon, FakeBotApi, tempfile::TempDir) {
-    let masto = FakeMastodon::start().await.unwrap();
-    masto.add_account(
-        ACCOUNT_ID,
-        "examplecorp",
-        "ExampleCorp",
-        "<p>Official account.</p>",
-        &[],
-    );
-    let bot = FakeBotApi::start(BOT_TOKEN).await.unwrap();
-    (masto, bot, tempfile::tempdir().unwrap())
-}
 
 async fn readyz(base: &str) -> (u16, serde_json::Value) {
     let resp = reqwest::get(format!("{base}/readyz")).await.unwrap();

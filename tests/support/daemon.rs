@@ -13,6 +13,20 @@ use tocsin::fakes::{mastodon::FakeMastodon, telegram::FakeBotApi};
 
 use super::*;
 
+/// A fake Mastodon with the watched account (no posts yet), a fake Bot API, and a state dir.
+pub async fn fakes() -> (FakeMastodon, FakeBotApi, tempfile::TempDir) {
+    let masto = FakeMastodon::start().await.unwrap();
+    masto.add_account(
+        ACCOUNT_ID,
+        "examplecorp",
+        "ExampleCorp",
+        "<p>Official account.</p>",
+        &[],
+    );
+    let bot = FakeBotApi::start(BOT_TOKEN).await.unwrap();
+    (masto, bot, tempfile::tempdir().unwrap())
+}
+
 /// Writes a config for one watched account against the fakes; `extra_account` adds a token line.
 pub fn write_config(
     dir: &Path,
