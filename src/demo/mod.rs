@@ -12,7 +12,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -82,7 +81,32 @@ fn demo_config(state: &std::path::Path, bot_api: url::Url, mastodon: url::Url) -
     }
 }
 
-pub async fn run() -> anyhow::Result<Report> {
+/// Why the demo could not play its story to the end.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("{what}: {source}")]
+    Setup {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    App(#[from] crate::AppError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("a request to the daemon failed: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("the daemon task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    #[error("the story stalled: {0}")]
+    Stalled(String),
+}
+
+fn setup(what: &'static str) -> impl FnOnce(std::io::Error) -> DemoError {
+    move |source| DemoError::Setup { what, source }
+}
+
+pub async fn run() -> Result<Report, DemoError> {
     let mut report = Report {
         lines: vec![],
         latencies: vec![],
@@ -99,7 +123,7 @@ pub async fn run() -> anyhow::Result<Report> {
 
     let masto = FakeMastodon::start()
         .await
-        .context("starting the fake Mastodon")?;
+        .map_err(setup("starting the fake Mastodon"))?;
     masto.add_account(
         ACCOUNT_ID,
         "examplecorp",
@@ -110,8 +134,8 @@ pub async fn run() -> anyhow::Result<Report> {
     masto.publish(ACCOUNT_ID, &status_html("Welcome to our official account!"));
     let bot_api = FakeBotApi::start(TOKEN)
         .await
-        .context("starting the fake Bot API")?;
-    let state = tempfile::tempdir().context("creating a temporary state dir")?;
+        .map_err(setup("starting the fake Bot API"))?;
+    let state = tempfile::tempdir().map_err(setup("creating a temporary state dir"))?;
     say(
         &mut report,
         format!(
@@ -144,7 +168,7 @@ pub async fn run() -> anyhow::Result<Report> {
         .is_none_or(|h| h.polls < 2)
     {
         if Instant::now() > deadline {
-            bail!("the first polls never completed");
+            return Err(DemoError::Stalled("the first polls never completed".into()));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -326,7 +350,7 @@ pub async fn run() -> anyhow::Result<Report> {
     );
 
     shutdown.cancel();
-    daemon.await.context("daemon task")??;
+    daemon.await??;
     let verify = store.verify_log()?;
     report.check("approved log verifies", verify.is_ok());
     say(
@@ -362,20 +386,25 @@ fn store_state(store: &crate::store::Store, id: u64) -> Option<State> {
     store.incident(id).ok().flatten().map(|i| i.state)
 }
 
-fn incident_for(store: &crate::store::Store, f: impl Fn(&Incident) -> bool) -> anyhow::Result<u64> {
+fn incident_for(
+    store: &crate::store::Store,
+    f: impl Fn(&Incident) -> bool,
+) -> Result<u64, DemoError> {
     store
         .incidents()?
         .into_iter()
         .find(|i| f(i))
         .map(|i| i.id)
-        .context("the expected incident is missing")
+        .ok_or_else(|| DemoError::Stalled("the expected incident is missing".into()))
 }
 
-async fn wait_for(f: impl Fn() -> bool, what: &str) -> anyhow::Result<()> {
+async fn wait_for(f: impl Fn() -> bool, what: &str) -> Result<(), DemoError> {
     let deadline = Instant::now() + WAIT;
     while !f() {
         if Instant::now() > deadline {
-            bail!("timed out after {WAIT:?} waiting for {what}");
+            return Err(DemoError::Stalled(format!(
+                "timed out after {WAIT:?} waiting for {what}"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -67,12 +67,21 @@ pub async fn run(ctx: HeartbeatContext, shutdown: CancellationToken) {
     }
 }
 
+/// Why a daily summary was not sent this time; it is tried again on the next check.
+#[derive(Debug, thiserror::Error)]
+pub enum SummaryError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("telegram: {0}")]
+    Telegram(#[source] teloxide::RequestError),
+}
+
 /// Sends today's summary if its time has come and it was not sent since.
 async fn summary_if_due(
     ctx: &HeartbeatContext,
     at: NaiveTime,
     now: DateTime<Utc>,
-) -> anyhow::Result<()> {
+) -> Result<(), SummaryError> {
     let due = now.date_naive().and_time(at).and_utc();
     if now < due {
         return Ok(());
@@ -89,7 +98,7 @@ async fn summary_if_due(
     ctx.bot
         .send_message(ChatId(ctx.chat_id), text)
         .await
-        .map_err(|e| anyhow::anyhow!("telegram: {e}"))?;
+        .map_err(SummaryError::Telegram)?;
     ctx.store.set_cursor(SUMMARY_CURSOR, &now.to_rfc3339())?;
     ctx.store.flush().await?;
     tracing::info!("daily summary sent");
