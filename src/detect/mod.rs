@@ -147,6 +147,29 @@ pub enum Write {
     },
 }
 
+impl Write {
+    /// Applies the write inside the transaction that records the verdict it belongs to.
+    pub fn apply(
+        &self,
+        tx: &crate::store::Tx<'_>,
+        at: DateTime<Utc>,
+    ) -> crate::store::TxResult<()> {
+        match self {
+            Write::SeenPost {
+                account,
+                post_id,
+                seen,
+            } => tx.put_seen_post(account, post_id, seen),
+            Write::Baseline {
+                account,
+                field,
+                value,
+                by,
+            } => tx.set_baseline(account, field, value, by, at),
+        }
+    }
+}
+
 /// Detect's verdict on one observation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -337,19 +360,7 @@ mod tests {
         store
             .transact(|tx| {
                 for w in &outcome.writes {
-                    match w {
-                        Write::SeenPost {
-                            account,
-                            post_id,
-                            seen,
-                        } => tx.put_seen_post(account, post_id, seen)?,
-                        Write::Baseline {
-                            account,
-                            field,
-                            value,
-                            by,
-                        } => tx.set_baseline(account, field, value, by, Utc::now())?,
-                    }
+                    w.apply(tx, Utc::now())?;
                 }
                 Ok(())
             })

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::{
-    detect::{Evidence, Finding, Outcome, Rule, Severity, Write},
+    detect::{Evidence, Finding, Outcome, Rule, Severity},
     store::{ApprovedEntry, Lift, Store, StoreError, TELEGRAM, TimelineEntry, Tx, TxResult, abort},
 };
 
@@ -313,19 +313,7 @@ impl Incidents {
         let now = Utc::now();
         let recorded = self.store.transact(|tx| {
             for w in &outcome.writes {
-                match w {
-                    Write::SeenPost {
-                        account,
-                        post_id,
-                        seen,
-                    } => tx.put_seen_post(account, post_id, seen)?,
-                    Write::Baseline {
-                        account,
-                        field,
-                        value,
-                        by,
-                    } => tx.set_baseline(account, field, value, by, now)?,
-                }
+                w.apply(tx, now)?;
             }
             match &outcome.finding {
                 Some(f) => upsert(tx, f, now, self.group_window, &self.policy),

@@ -868,21 +868,10 @@ impl Tx<'_> {
             }
             _ => None,
         };
-        let head: Option<Head> = self
-            .meta
-            .get(HEAD)?
-            .map(|v| decode("meta", &v))
-            .transpose()
-            .map_err(ConflictableTransactionError::Abort)?;
-        let (seq, prev) = match head {
-            Some(h) => (h.seq + 1, hex::encode(h.hash)),
-            None => (0, GENESIS.to_owned()),
-        };
+        let (seq, prev) = self.chain_next(HEAD)?;
         let record = LogRecord::new(seq, at, prev, entry);
         self.log.insert(&be(seq), encode(&record))?;
-        let mut hash = [0u8; 32];
-        hex::decode_to_slice(&record.hash, &mut hash).expect("own hash is hex");
-        self.meta.insert(HEAD, encode(&Head { seq, hash }))?;
+        self.set_chain_head(HEAD, seq, &record.hash)?;
         if let Some(key) = approved_post_key(&record.entry) {
             self.posts.insert(key, &be(seq))?;
         }
@@ -1024,24 +1013,35 @@ impl Tx<'_> {
         entry: TimelineEntry,
         at: DateTime<Utc>,
     ) -> TxResult<TimelineRecord> {
-        let head: Option<Head> = self
-            .meta
-            .get(TIMELINE_HEAD)?
-            .map(|v| decode("meta", &v))
-            .transpose()
-            .map_err(ConflictableTransactionError::Abort)?;
-        let (seq, prev) = match head {
-            Some(h) => (h.seq + 1, hex::encode(h.hash)),
-            None => (0, GENESIS.to_owned()),
-        };
+        let (seq, prev) = self.chain_next(TIMELINE_HEAD)?;
         let record = TimelineRecord::new(seq, at, prev, entry);
         self.meta
             .insert(prefixed(TIMELINE, &be(seq)), encode(&record))?;
-        let mut hash = [0u8; 32];
-        hex::decode_to_slice(&record.hash, &mut hash).expect("own hash is hex");
-        self.meta
-            .insert(TIMELINE_HEAD, encode(&Head { seq, hash }))?;
+        self.set_chain_head(TIMELINE_HEAD, seq, &record.hash)?;
         Ok(record)
+    }
+
+    /// Where the next record of the chain whose head is kept under `head_key` goes: its seq and
+    /// the hash it follows.
+    fn chain_next(&self, head_key: &[u8]) -> TxResult<(u64, String)> {
+        let head: Option<Head> = self
+            .meta
+            .get(head_key)?
+            .map(|v| decode("meta", &v))
+            .transpose()
+            .map_err(ConflictableTransactionError::Abort)?;
+        Ok(match head {
+            Some(h) => (h.seq + 1, hex::encode(h.hash)),
+            None => (0, GENESIS.to_owned()),
+        })
+    }
+
+    /// Moves a chain's head to the record just written.
+    fn set_chain_head(&self, head_key: &[u8], seq: u64, hash_hex: &str) -> TxResult<()> {
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(hash_hex, &mut hash).expect("own hash is hex");
+        self.meta.insert(head_key, encode(&Head { seq, hash }))?;
+        Ok(())
     }
 
     pub fn mute(&self, account: &str) -> TxResult<Option<Mute>> {
