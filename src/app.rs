@@ -16,10 +16,7 @@ use crate::{
     bot::{self, BotContext},
     config::Config,
     detect,
-    http::{
-        self, HttpState,
-        health::{Readiness, source_grace},
-    },
+    http::{self, HttpState, health::Readiness},
     incidents::{Incidents, PagingPolicy, Recorded, escalation},
     metrics::Metrics,
     notify::{
@@ -159,6 +156,17 @@ impl App {
         drop(tx);
         tasks.spawn(pipeline(rx, incidents.clone(), metrics.clone()));
         tasks.spawn(release_held(incidents.clone(), shutdown.clone()));
+        let graces: Vec<_> = config
+            .accounts
+            .iter()
+            .map(|a| (a.name.clone(), a.grace()))
+            .collect();
+        tasks.spawn(detect::blind::run(
+            incidents.clone(),
+            health.clone(),
+            graces,
+            shutdown.clone(),
+        ));
         if let Some(policy) = config.escalation.clone() {
             tasks.spawn(escalation::run(incidents.clone(), policy, shutdown.clone()));
         }
@@ -257,7 +265,7 @@ impl App {
             sources: config
                 .accounts
                 .iter()
-                .map(|a| (a.name.clone(), source_grace(a.poll_interval)))
+                .map(|a| (a.name.clone(), a.grace()))
                 .collect(),
             bot_grace: tg.long_poll * 3 + Duration::from_secs(30),
             outbox_max_age: OUTBOX_MAX_AGE,

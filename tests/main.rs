@@ -3,6 +3,7 @@
 mod support;
 
 mod api;
+mod blind;
 mod bot;
 mod channels;
 mod cli;

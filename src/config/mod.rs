@@ -243,6 +243,19 @@ pub struct Account {
     pub token: Option<Secret>,
     #[serde(default = "default_poll_interval", deserialize_with = "duration")]
     pub poll_interval: Duration,
+    /// How long the source may fail before it counts as blind (`monitor.blind`, `/readyz`).
+    /// Default: three poll intervals, at least 30 s. A refused token is blind at once.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub grace: Option<Duration>,
+}
+
+impl Account {
+    /// How long this source may go without a successful poll before it counts as blind: a
+    /// couple of missed polls (a 5xx, a rate-limit wait) are normal.
+    pub fn grace(&self) -> Duration {
+        self.grace
+            .unwrap_or_else(|| (self.poll_interval * 3).max(Duration::from_secs(30)))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -72,6 +72,7 @@ fn demo_config(state: &std::path::Path, bot_api: url::Url, mastodon: url::Url) -
             account_id: ACCOUNT_ID.into(),
             token: None,
             poll_interval: POLL,
+            grace: None,
         }],
         channels: Default::default(),
         heartbeat: None,

@@ -5,6 +5,7 @@
 //! them in the same transaction as the incident they cause. A crash between the two can then
 //! neither page twice nor forget a post it never paged.
 
+pub mod blind;
 pub mod fingerprint;
 
 use std::{collections::BTreeMap, fmt};
@@ -30,6 +31,9 @@ pub enum Rule {
     /// Pages are not reaching the on-call chat. Raised by `notify`, not by a source.
     #[serde(rename = "notify.telegram_down")]
     TelegramDown,
+    /// A source cannot see its account: failing past its grace period, or its token refused.
+    #[serde(rename = "monitor.blind")]
+    MonitorBlind,
 }
 
 impl Rule {
@@ -39,6 +43,7 @@ impl Rule {
             Rule::PostEdited => "social.post_edited",
             Rule::ProfileChanged => "social.profile_changed",
             Rule::TelegramDown => "notify.telegram_down",
+            Rule::MonitorBlind => "monitor.blind",
         }
     }
 }
@@ -100,8 +105,8 @@ pub enum Evidence {
     Profile {
         changes: BTreeMap<String, FieldChange>,
     },
-    /// A paging channel that stopped working. `since` makes each outage its own evidence, so
-    /// a second outage after a resolved one is a new incident, not "already judged".
+    /// A paging channel or a source that stopped working. `since` makes each outage its own
+    /// evidence, so a second outage after a resolved one is a new incident, not "already judged".
     Channel {
         channel: String,
         problem: String,

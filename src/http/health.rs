@@ -36,11 +36,6 @@ pub struct Readiness {
     pub has_fallback: bool,
 }
 
-/// A source may miss a couple of polls (a 5xx, a rate-limit wait) before it counts as blind.
-pub fn source_grace(poll_interval: Duration) -> Duration {
-    (poll_interval * 3).max(Duration::from_secs(30))
-}
-
 impl Readiness {
     pub fn check(&self) -> (bool, serde_json::Value) {
         let now = Utc::now();

@@ -254,7 +254,9 @@ pub async fn run(account: Account, ctx: SourceContext) {
             Err(e) => {
                 failures += 1;
                 tracing::warn!(account = %account.name, error = %e, failures, "mastodon poll failed");
-                ctx.health.failure(&account.name, e.to_string(), budget);
+                let refused = matches!(e, SourceError::Unauthorized { .. });
+                ctx.health
+                    .failure(&account.name, e.to_string(), refused, budget);
                 match e {
                     SourceError::RateLimited(d) => d.max(account.poll_interval),
                     _ => backoff(account.poll_interval, failures),

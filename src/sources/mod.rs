@@ -93,6 +93,12 @@ pub struct SourceHealth {
     pub rate_limit: Option<RateBudget>,
     pub polls: u64,
     pub errors: u64,
+    /// When the source was started: a source that never succeeds is blind from here.
+    pub watching_since: Option<DateTime<Utc>>,
+    /// First failure since the last success.
+    pub failing_since: Option<DateTime<Utc>>,
+    /// The last failure was the platform refusing our credentials.
+    pub refused: bool,
 }
 
 /// Health of every source, shared between the sources (writers) and the bot and HTTP server.
@@ -102,23 +108,38 @@ pub struct Health(Arc<Mutex<BTreeMap<String, SourceHealth>>>);
 impl Health {
     pub fn register(&self, account: &str, platform: Platform) {
         let mut map = self.0.lock().expect("health lock");
-        map.entry(account.to_owned()).or_default().platform = platform.to_string();
+        let h = map.entry(account.to_owned()).or_default();
+        h.platform = platform.to_string();
+        h.watching_since.get_or_insert_with(Utc::now);
     }
 
     pub fn success(&self, account: &str, rate_limit: Option<RateBudget>) {
         let mut map = self.0.lock().expect("health lock");
         let h = map.entry(account.to_owned()).or_default();
         h.last_success = Some(Utc::now());
+        h.failing_since = None;
+        h.refused = false;
         h.polls += 1;
         if rate_limit.is_some() {
             h.rate_limit = rate_limit;
         }
     }
 
-    pub fn failure(&self, account: &str, error: String, rate_limit: Option<RateBudget>) {
+    /// Records a failed poll. `refused`: the platform rejected our credentials (401/403), which
+    /// no retry will fix.
+    pub fn failure(
+        &self,
+        account: &str,
+        error: String,
+        refused: bool,
+        rate_limit: Option<RateBudget>,
+    ) {
         let mut map = self.0.lock().expect("health lock");
         let h = map.entry(account.to_owned()).or_default();
-        h.last_error = Some((Utc::now(), error));
+        let now = Utc::now();
+        h.failing_since.get_or_insert(now);
+        h.refused = refused;
+        h.last_error = Some((now, error));
         h.polls += 1;
         h.errors += 1;
         if rate_limit.is_some() {

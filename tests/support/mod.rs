@@ -85,6 +85,7 @@ pub fn config(state: &std::path::Path, bot: &FakeBotApi, masto: &FakeMastodon) -
             account_id: ACCOUNT_ID.into(),
             token: None,
             poll_interval: POLL,
+            grace: None,
         }],
         channels: Default::default(),
         heartbeat: None,
