@@ -171,7 +171,7 @@ impl FakeMastodon {
         let addr = listener.local_addr()?;
         let url = url::Url::parse(&format!("http://{addr}/"))
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let (shutdown, mut shutdown_rx) = watch::channel(false);
+        let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             url,
             base: format!("http://{addr}"),
@@ -196,17 +196,7 @@ impl FakeMastodon {
         let app = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&shared));
-        tokio::spawn(async move {
-            let stop = async move {
-                let _ = shutdown_rx.wait_for(|stopped| *stopped).await;
-            };
-            if let Err(error) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::warn!(%error, "fake Mastodon server failed");
-            }
-        });
+        super::spawn_server(listener, app, shutdown_rx, "fake Mastodon");
         tracing::debug!(%addr, "fake Mastodon listening");
         Ok(Self { shared })
     }

@@ -44,9 +44,13 @@ impl FakePagerDuty {
         let app = Router::new()
             .route("/v2/enqueue", post(enqueue))
             .with_state(inner.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        // Never stopped: the sender is dropped at once, so it serves until the runtime ends.
+        super::spawn_server(
+            listener,
+            app,
+            tokio::sync::watch::channel(false).1,
+            "fake PagerDuty",
+        );
         let url = url::Url::parse(&format!("http://{addr}/")).map_err(std::io::Error::other)?;
         Ok(FakePagerDuty { url, inner })
     }
@@ -85,14 +89,7 @@ impl FakePagerDuty {
     }
 
     pub async fn wait_until(&self, timeout: Duration, f: impl Fn(&Self) -> bool) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while !f(self) {
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        true
+        super::wait_until(self, timeout, f).await
     }
 }
 

@@ -209,7 +209,7 @@ impl FakeBotApi {
             .next()
             .and_then(|id| id.parse().ok())
             .unwrap_or(1_000_000);
-        let (shutdown, mut shutdown_rx) = watch::channel(false);
+        let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             token: token.to_owned(),
             bot_id,
@@ -224,17 +224,7 @@ impl FakeBotApi {
         let app = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&shared));
-        tokio::spawn(async move {
-            let stop = async move {
-                let _ = shutdown_rx.wait_for(|stopped| *stopped).await;
-            };
-            if let Err(error) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::warn!(%error, "fake Bot API server failed");
-            }
-        });
+        super::spawn_server(listener, app, shutdown_rx, "fake Bot API");
         tracing::debug!(%addr, "fake Bot API listening");
         Ok(Self { shared })
     }
@@ -412,16 +402,7 @@ impl FakeBotApi {
 
     /// Polls `f` every 10 ms until it holds or `timeout` passes; returns whether it held.
     pub async fn wait_until(&self, timeout: Duration, f: impl Fn(&Self) -> bool) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if f(self) {
-                return true;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        super::wait_until(self, timeout, f).await
     }
 
     /// Stops accepting connections, ends pending long polls, and lets the server task

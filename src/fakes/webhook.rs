@@ -59,9 +59,13 @@ impl FakeReceiver {
         let addr = listener.local_addr()?;
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = Router::new().fallback(receive).with_state(inner.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        // Never stopped: the sender is dropped at once, so it serves until the runtime ends.
+        super::spawn_server(
+            listener,
+            app,
+            tokio::sync::watch::channel(false).1,
+            "fake webhook receiver",
+        );
         let url = url::Url::parse(&format!("http://{addr}/")).map_err(std::io::Error::other)?;
         Ok(FakeReceiver { url, inner })
     }
@@ -87,14 +91,7 @@ impl FakeReceiver {
     }
 
     pub async fn wait_until(&self, timeout: Duration, f: impl Fn(&Self) -> bool) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while !f(self) {
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        true
+        super::wait_until(self, timeout, f).await
     }
 }
 
