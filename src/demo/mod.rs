@@ -15,16 +15,16 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    App, Config,
-    config::{Account, General, Platform, Secret, Telegram},
+    App,
     fakes::{
+        loopback_config,
         mastodon::{FakeMastodon, ProfileUpdate, status_html},
         telegram::{FakeBotApi, FakeUser},
     },
     incidents::{Incident, State},
 };
 
-const CHAT: i64 = -1001234567890;
+const CHAT: i64 = crate::fakes::ONCALL_CHAT;
 const ACCOUNT_ID: &str = "109302";
 const TOKEN: &str = "123456:demo-bot-token";
 const API_TOKEN: &str = "demo-api-token";
@@ -47,38 +47,6 @@ impl Report {
 
     fn check(&mut self, what: &str, ok: bool) {
         self.checks.push((what.to_owned(), ok));
-    }
-}
-
-fn demo_config(state: &std::path::Path, bot_api: url::Url, mastodon: url::Url) -> Config {
-    Config {
-        general: General {
-            state_dir: state.to_owned(),
-            listen: "127.0.0.1:0".parse().expect("constant address"),
-            api_token: Secret::new(API_TOKEN),
-        },
-        telegram: Telegram {
-            bot_token: Secret::new(TOKEN),
-            api_url: bot_api,
-            chat_id: CHAT,
-            responders: vec![111],
-            long_poll: Duration::from_secs(1),
-            failure_grace: Duration::from_secs(120),
-        },
-        accounts: vec![Account {
-            name: "mastodon-main".into(),
-            platform: Platform::Mastodon,
-            base_url: mastodon,
-            account_id: ACCOUNT_ID.into(),
-            token: None,
-            poll_interval: POLL,
-            grace: None,
-        }],
-        channels: Default::default(),
-        heartbeat: None,
-        grouping: Default::default(),
-        escalation: None,
-        paging: Default::default(),
     }
 }
 
@@ -147,7 +115,8 @@ pub async fn run() -> Result<Report, DemoError> {
         ),
     );
 
-    let app = App::build(demo_config(state.path(), bot_api.url(), masto.url())).await?;
+    let config = loopback_config(state.path(), &bot_api, &masto, ACCOUNT_ID, API_TOKEN, POLL);
+    let app = App::build(config).await?;
     let api = format!("http://{}", app.http_addr());
     let health = app.health().clone();
     let store = app.store().clone();

@@ -48,3 +48,51 @@ async fn wait_until<T>(fake: &T, timeout: Duration, f: impl Fn(&T) -> bool) -> b
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// The on-call chat of [`loopback_config`].
+pub const ONCALL_CHAT: i64 = -1001234567890;
+/// The watched account's name in [`loopback_config`].
+pub const ACCOUNT: &str = "mastodon-main";
+
+/// The config of the demo and the tests: one Mastodon account on `masto`, paged to
+/// [`ONCALL_CHAT`] through `bot` with responder 111, HTTP on a free loopback port, every
+/// optional section at its default. Callers change what their story needs.
+pub fn loopback_config(
+    state: &std::path::Path,
+    bot: &telegram::FakeBotApi,
+    masto: &mastodon::FakeMastodon,
+    account_id: &str,
+    api_token: &str,
+    poll_interval: Duration,
+) -> crate::Config {
+    use crate::config::{Account, Config, General, Platform, Secret, Telegram};
+    Config {
+        general: General {
+            state_dir: state.to_owned(),
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            api_token: Secret::new(api_token),
+        },
+        telegram: Telegram {
+            bot_token: Secret::new(bot.token()),
+            api_url: bot.url(),
+            chat_id: ONCALL_CHAT,
+            responders: vec![111],
+            long_poll: Duration::from_secs(1),
+            failure_grace: Duration::from_secs(120),
+        },
+        accounts: vec![Account {
+            name: ACCOUNT.into(),
+            platform: Platform::Mastodon,
+            base_url: masto.url(),
+            account_id: account_id.into(),
+            token: None,
+            poll_interval,
+            grace: None,
+        }],
+        channels: Default::default(),
+        heartbeat: None,
+        grouping: Default::default(),
+        escalation: None,
+        paging: Default::default(),
+    }
+}

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use tocsin::{
     App, Config,
-    config::{Account, General, Paging, Platform, Secret, Telegram},
     fakes::{
+        loopback_config,
         mastodon::{FakeMastodon, status_html},
         telegram::{FakeBotApi, FakeUser},
     },
@@ -18,9 +18,9 @@ use tocsin::{
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub const CHAT: i64 = -1001234567890;
+pub const CHAT: i64 = tocsin::fakes::ONCALL_CHAT;
 pub const OTHER_CHAT: i64 = -1009999999999;
-pub const ACCOUNT: &str = "mastodon-main";
+pub const ACCOUNT: &str = tocsin::fakes::ACCOUNT;
 pub const ACCOUNT_ID: &str = "109302";
 pub const BOT_TOKEN: &str = "4242:test-bot-token-secret";
 pub const API_TOKEN: &str = "test-api-token-secret";
@@ -64,35 +64,9 @@ pub struct TestApp {
 }
 
 pub fn config(state: &std::path::Path, bot: &FakeBotApi, masto: &FakeMastodon) -> Config {
-    Config {
-        general: General {
-            state_dir: state.to_owned(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            api_token: Secret::new(API_TOKEN),
-        },
-        telegram: Telegram {
-            bot_token: Secret::new(BOT_TOKEN),
-            api_url: bot.url(),
-            chat_id: CHAT,
-            responders: vec![responder().id, second_responder().id],
-            long_poll: Duration::from_secs(1),
-            failure_grace: Duration::from_secs(120),
-        },
-        accounts: vec![Account {
-            name: ACCOUNT.into(),
-            platform: Platform::Mastodon,
-            base_url: masto.url(),
-            account_id: ACCOUNT_ID.into(),
-            token: None,
-            poll_interval: POLL,
-            grace: None,
-        }],
-        channels: Default::default(),
-        heartbeat: None,
-        grouping: Default::default(),
-        escalation: None,
-        paging: Paging::default(),
-    }
+    let mut config = loopback_config(state, bot, masto, ACCOUNT_ID, API_TOKEN, POLL);
+    config.telegram.responders.push(second_responder().id);
+    config
 }
 
 /// Fakes with one account that already has a post, the daemon started, the first polls done.
