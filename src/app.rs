@@ -323,6 +323,8 @@ async fn pipeline(
         let kind = match &obs.kind {
             ObservationKind::Post(_) => "post",
             ObservationKind::Profile(_) => "profile",
+            ObservationKind::Mail(_) => "mail",
+            ObservationKind::Audit(_) => "audit",
             ObservationKind::Checkpoint { .. } => "checkpoint",
         };
         metrics.observation(&obs.account, kind);

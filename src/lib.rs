@@ -15,6 +15,7 @@
 pub mod app;
 pub mod bot;
 pub mod config;
+pub mod contain;
 pub mod demo;
 pub mod detect;
 pub mod fakes;

@@ -34,6 +34,24 @@ pub enum Rule {
     /// A source cannot see its account: failing past its grace period, or its token refused.
     #[serde(rename = "monitor.blind")]
     MonitorBlind,
+    /// A new admin or owner on a channel or page, or the bot removed from one.
+    #[serde(rename = "social.admin_changed")]
+    AdminChanged,
+    /// A post the company approved was deleted.
+    #[serde(rename = "social.approved_post_deleted")]
+    ApprovedPostDeleted,
+    /// One message shows too many addresses, or several customer domains, to every recipient.
+    #[serde(rename = "email.exposed_recipients")]
+    ExposedRecipients,
+    /// A sender's recipients within a window exceed the bulk threshold with no approved campaign.
+    #[serde(rename = "email.unapproved_bulk")]
+    UnapprovedBulk,
+    /// A platform's security mail (email or password changed, new login, 2FA off).
+    #[serde(rename = "email.security_notice")]
+    SecurityNotice,
+    /// Forwarding out of domain, 2-step verification off, admin role granted, forwarding rule.
+    #[serde(rename = "mailbox.risky_setting")]
+    RiskySetting,
 }
 
 impl Rule {
@@ -44,6 +62,12 @@ impl Rule {
             Rule::ProfileChanged => "social.profile_changed",
             Rule::TelegramDown => "notify.telegram_down",
             Rule::MonitorBlind => "monitor.blind",
+            Rule::AdminChanged => "social.admin_changed",
+            Rule::ApprovedPostDeleted => "social.approved_post_deleted",
+            Rule::ExposedRecipients => "email.exposed_recipients",
+            Rule::UnapprovedBulk => "email.unapproved_bulk",
+            Rule::SecurityNotice => "email.security_notice",
+            Rule::RiskySetting => "mailbox.risky_setting",
         }
     }
 }
@@ -203,6 +227,8 @@ pub fn evaluate(store: &Store, obs: &Observation) -> Result<Outcome, StoreError>
         ObservationKind::Profile(profile) => {
             evaluate_profile(store, &obs.account, profile, obs.seen_at)
         }
+        // The email rules land with the email feeds.
+        ObservationKind::Mail(_) | ObservationKind::Audit(_) => Ok(Outcome::default()),
         ObservationKind::Checkpoint { .. } => Ok(Outcome::default()),
     }
 }

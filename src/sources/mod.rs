@@ -5,6 +5,7 @@
 //! observations into the pipeline's channel in order, reports its health, and returns when the
 //! shutdown token is cancelled (between polls, never half-way through a batch).
 
+pub mod email;
 pub mod mastodon;
 
 use std::{
@@ -36,6 +37,10 @@ pub struct Observation {
 pub enum ObservationKind {
     Post(Post),
     Profile(Profile),
+    /// One message as sent (email feeds; `account` is the feed's name).
+    Mail(email::MailSummary),
+    /// One change from a mailbox or admin audit log (`account` is the feed's name).
+    Audit(email::AuditEvent),
     /// Everything before this point has been handed over: the pipeline persists the cursor once
     /// it has committed what came before, so a crash re-reads rather than skips.
     Checkpoint {
