@@ -238,9 +238,13 @@ pub struct Account {
     pub base_url: Url,
     /// The platform's id of the account (Mastodon: the numeric account id).
     pub account_id: String,
-    /// Needed for private fields and, later, takedown.
+    /// Read credential: needed for private fields (Mastodon), API access (X bearer token).
     #[serde(default)]
     pub token: Option<Secret>,
+    /// Write credential used only by takedown (Mastodon or X user token, Bluesky app password).
+    /// Kept apart from `token` so a read-only deployment holds no power to delete.
+    #[serde(default)]
+    pub write_token: Option<Secret>,
     #[serde(default = "default_poll_interval", deserialize_with = "duration")]
     pub poll_interval: Duration,
     /// How long the source may fail before it counts as blind (`monitor.blind`, `/readyz`).

@@ -86,6 +86,7 @@ pub fn loopback_config(
             base_url: masto.url(),
             account_id: account_id.into(),
             token: None,
+            write_token: None,
             poll_interval,
             grace: None,
         }],
