@@ -843,7 +843,8 @@ poll_interval = "2m"
                 "env:TOCSIN_PAGERDUTY_ROUTING_KEY",
                 "0123456789abcdef0123456789abcdef",
             )
-            .replace("env:TOCSIN_HEARTBEAT_URL", "https://monitor.example/ping/x");
+            .replace("env:TOCSIN_HEARTBEAT_URL", "https://monitor.example/ping/x")
+            .replace("env:TOCSIN_MASTODON_WRITE_TOKEN", "w");
         let c = Config::parse(&text, "example").unwrap();
         assert_eq!(c.channels.pagerduty[0].name, "ops");
         assert_eq!(c.telegram.failure_grace, Duration::from_secs(120));
