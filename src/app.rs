@@ -33,6 +33,8 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 const OUTBOX_MAX_AGE: Duration = Duration::from_secs(120);
 /// Observations buffered between the sources and detect.
 const PIPELINE_DEPTH: usize = 1024;
+/// Channel updates waiting for their source: a burst of posts queues here, not in the bot loop.
+const CHANNEL_DEPTH: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -143,6 +145,7 @@ impl App {
             .timeout(Duration::from_secs(20))
             .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let mut channel_routes = std::collections::HashMap::new();
         for account in &config.accounts {
             let ctx = SourceContext {
                 store: store.clone(),
@@ -151,6 +154,20 @@ impl App {
                 shutdown: sources_stop.clone(),
                 http: http_client.clone(),
             };
+            if account.platform == crate::config::Platform::TelegramChannel {
+                // Its posts arrive through the bot's getUpdates (see `bot::run`).
+                let (updates_tx, updates_rx) = mpsc::channel(CHANNEL_DEPTH);
+                let chat = account.account_id.trim().parse::<i64>().unwrap_or_default();
+                channel_routes.insert(chat, updates_tx);
+                health.register(&account.name, account.platform);
+                tasks.spawn(sources::telegram_channel::run(
+                    account.clone(),
+                    ctx,
+                    tg.bot_token.clone(),
+                    updates_rx,
+                ));
+                continue;
+            }
             tasks.spawn(sources::build(account, ctx));
         }
         drop(tx);
@@ -250,6 +267,9 @@ impl App {
             responders: Arc::new(tg.responders.clone()),
             refused: metrics.refusals.unauthorized_actions.clone(),
             last_ok: metrics.refusals.bot_last_ok.clone(),
+            accounts: Arc::new(config.accounts.clone()),
+            http: http_client.clone(),
+            channels: Arc::new(channel_routes),
         };
         // Replies go through the short-timeout bot; only getUpdates uses the long one.
         tasks.spawn(bot::run(
@@ -323,6 +343,8 @@ async fn pipeline(
         let kind = match &obs.kind {
             ObservationKind::Post(_) => "post",
             ObservationKind::Profile(_) => "profile",
+            ObservationKind::PostDeleted { .. } => "post_deleted",
+            ObservationKind::Admins(_) => "admins",
             ObservationKind::Mail(_) => "mail",
             ObservationKind::Audit(_) => "audit",
             ObservationKind::Checkpoint { .. } => "checkpoint",

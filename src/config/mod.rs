@@ -179,7 +179,7 @@ impl Escalation {
 }
 
 /// `[paging]`: who is paged when, and how many responders an approval takes. Optional.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Paging {
     /// Rules that page even while their account is muted: changes that are never planned work.
@@ -188,6 +188,30 @@ pub struct Paging {
     /// Severity → distinct responders needed to approve ("it was us"); 1 when not listed.
     #[serde(default)]
     pub approve_quorum: BTreeMap<Severity, u8>,
+    /// Distinct responders needed to take a post down: 1 (default) acts on the first press, 2
+    /// makes a second responder confirm. A deletion cannot be undone, so a stolen phone alone
+    /// should not be able to erase the company's posts where the rotation can afford two.
+    #[serde(default = "default_takedown_quorum")]
+    pub takedown_quorum: u8,
+    /// Page (medium) when a post the company approved is deleted; otherwise the deletion is only
+    /// written in the timeline chain. Default false.
+    #[serde(default)]
+    pub page_approved_deletions: bool,
+}
+
+impl Default for Paging {
+    fn default() -> Self {
+        Paging {
+            unmutable: Vec::new(),
+            approve_quorum: BTreeMap::new(),
+            takedown_quorum: default_takedown_quorum(),
+            page_approved_deletions: false,
+        }
+    }
+}
+
+fn default_takedown_quorum() -> u8 {
+    1
 }
 
 /// The most responders a quorum may ask for: on-call rotations are small, and a quorum nobody
@@ -449,6 +473,15 @@ impl Config {
                 ));
             }
         }
+        if !(1..=MAX_QUORUM).contains(&self.paging.takedown_quorum) {
+            return Err(ConfigError::invalid(
+                "paging.takedown_quorum",
+                format!(
+                    "between 1 and {MAX_QUORUM} responders, not {}",
+                    self.paging.takedown_quorum
+                ),
+            ));
+        }
         if let Some(e) = &self.escalation {
             let short = Duration::from_millis(100);
             let mut intervals = vec![(
@@ -505,13 +538,24 @@ impl Config {
                     format!("`{}` is used by another account", account.name),
                 ));
             }
-            if account.platform != Platform::Mastodon {
+            if !matches!(
+                account.platform,
+                Platform::Mastodon | Platform::TelegramChannel
+            ) {
                 return Err(ConfigError::invalid(
                     key("platform"),
                     format!(
-                        "`{}` is not supported by this build yet; supported: mastodon",
+                        "`{}` is not supported by this build yet; supported: mastodon, telegram_channel",
                         account.platform
                     ),
+                ));
+            }
+            if account.platform == Platform::TelegramChannel
+                && account.account_id.trim().parse::<i64>().is_err()
+            {
+                return Err(ConfigError::invalid(
+                    key("account_id"),
+                    "the channel's numeric chat id, like -1001234567890",
                 ));
             }
             check_http_url(&key("base_url"), &account.base_url)?;
@@ -651,9 +695,32 @@ impl Config {
         if self.accounts.is_empty() {
             out.push_str("accounts      none: nothing will be watched\n");
         }
-        for a in &self.accounts {
+        for a in self.accounts.iter().filter(|a| a.platform == Platform::TelegramChannel) {
             out.push_str(&format!(
-                "watch         {} · {} {} account {} · every {} · {}\n",
+                "watch         {} · telegram_channel chat {} · channel posts and edits pushed to the bot (it must be an admin) · title, description, photo, pinned message and admins polled every {} · takedown {}\n",
+                a.name,
+                a.account_id,
+                humantime::format_duration(a.poll_interval),
+                if a.write_token.is_some() {
+                    "by deleteMessage (within 48 h)"
+                } else {
+                    "off (no write_token)"
+                }
+            ));
+        }
+        let p = &self.paging;
+        out.push_str(&format!(
+            "takedown      {} responder(s) per takedown · approved-post deletions {}\n",
+            p.takedown_quorum,
+            if p.page_approved_deletions {
+                "paged (medium)"
+            } else {
+                "recorded, not paged"
+            }
+        ));
+        for a in self.accounts.iter().filter(|a| a.platform != Platform::TelegramChannel) {
+            out.push_str(&format!(
+                "watch         {} · {} {} account {} · every {} · {}{}\n",
                 a.name,
                 a.platform,
                 a.base_url,
@@ -663,6 +730,11 @@ impl Config {
                     "token set"
                 } else {
                     "no token (public fields only)"
+                },
+                if a.write_token.is_some() {
+                    " · takedown on"
+                } else {
+                    " · takedown off (no write_token)"
                 }
             ));
         }

@@ -7,6 +7,7 @@
 
 pub mod email;
 pub mod mastodon;
+pub mod telegram_channel;
 
 use std::{
     collections::BTreeMap,
@@ -37,6 +38,13 @@ pub struct Observation {
 pub enum ObservationKind {
     Post(Post),
     Profile(Profile),
+    /// Who administers the account (Telegram channel: `getChatAdministrators`), by user id →
+    /// role and name. Judged against its own baselines (`admin:<id>`), apart from the profile.
+    Admins(Profile),
+    /// The platform says this post was deleted (Mastodon's stream `delete` event).
+    PostDeleted {
+        post_id: String,
+    },
     /// One message as sent (email feeds; `account` is the feed's name).
     Mail(email::MailSummary),
     /// One change from a mailbox or admin audit log (`account` is the feed's name).
@@ -210,7 +218,8 @@ pub fn build(
     ctx.health.register(&account.name, account.platform);
     match account.platform {
         Platform::Mastodon => Box::pin(mastodon::run(account.clone(), ctx)),
-        // Refused by config validation; kept exhaustive so a new platform must be wired here.
+        // Refused by config validation (X, Bluesky), or started by `app` with the bot's update
+        // channel (Telegram channels); kept exhaustive so a new platform must be wired here.
         Platform::X | Platform::Bluesky | Platform::TelegramChannel => {
             let name = account.name.clone();
             Box::pin(async move {
