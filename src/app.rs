@@ -173,11 +173,20 @@ impl App {
         drop(tx);
         tasks.spawn(pipeline(rx, incidents.clone(), metrics.clone()));
         tasks.spawn(release_held(incidents.clone(), shutdown.clone()));
-        let graces: Vec<_> = config
+        let mut graces: Vec<_> = config
             .accounts
             .iter()
             .map(|a| (a.name.clone(), a.grace()))
             .collect();
+        // A Mastodon push stream is judged like a source of its own: a dropped stream pages
+        // `monitor.blind` after the account's grace even while the poller still works.
+        graces.extend(
+            config
+                .accounts
+                .iter()
+                .filter(|a| a.platform == crate::config::Platform::Mastodon && a.token.is_some())
+                .map(|a| (sources::mastodon::stream_health_key(&a.name), a.grace())),
+        );
         tasks.spawn(detect::blind::run(
             incidents.clone(),
             health.clone(),

@@ -36,17 +36,18 @@ pub async fn run(
         chat: account.account_id.trim().to_owned(),
     };
     let mut next_poll = tokio::time::Instant::now();
+    let mut admins: Option<Profile> = None;
     loop {
         tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
             _ = tokio::time::sleep_until(next_poll) => {
                 let span = tracing::info_span!("poll", account = %account.name);
-                let wait = poll(&api, &account, &ctx).instrument(span).await;
+                let wait = poll(&api, &account, &ctx, &mut admins).instrument(span).await;
                 next_poll = tokio::time::Instant::now() + wait;
             }
             update = updates.recv() => {
                 let Some(update) = update else { return };
-                let poll_now = on_update(&account, &ctx, update).await;
+                let poll_now = on_update(&account, &ctx, update, admins.as_ref()).await;
                 if poll_now {
                     next_poll = tokio::time::Instant::now();
                 }
@@ -56,7 +57,12 @@ pub async fn run(
 }
 
 /// Handles a pushed update; true when the polled state (admins) should be read again now.
-async fn on_update(account: &Account, ctx: &SourceContext, update: ChannelUpdate) -> bool {
+async fn on_update(
+    account: &Account,
+    ctx: &SourceContext,
+    update: ChannelUpdate,
+    admins: Option<&Profile>,
+) -> bool {
     match update {
         ChannelUpdate::Post(m) | ChannelUpdate::Edited(m) => {
             let post = post_from(&m);
@@ -77,6 +83,18 @@ async fn on_update(account: &Account, ctx: &SourceContext, update: ChannelUpdate
                 who(&c)
             );
             tracing::error!(account = %account.name, %reason, "blind");
+            // The admin list as last read, with the bot's entry as it is now: detect pages the
+            // change (critical) naming who made it; health makes the source blind until the
+            // bot is an admin again.
+            if let Some(known) = admins {
+                let mut now = known.clone();
+                now.fields.insert(
+                    c.new_chat_member.user.id.0.to_string(),
+                    format!("{:?} (changed by {})", c.new_chat_member.status(), who(&c))
+                        .to_lowercase(),
+                );
+                ctx.emit(&account.name, ObservationKind::Admins(now)).await;
+            }
             ctx.health.failure(&account.name, reason, true, None);
             false
         }
@@ -146,7 +164,12 @@ pub fn post_from(m: &teloxide::types::Message) -> Post {
 }
 
 /// Reads the channel's profile and admins; returns how long to wait before the next poll.
-async fn poll(api: &Api, account: &Account, ctx: &SourceContext) -> Duration {
+async fn poll(
+    api: &Api,
+    account: &Account,
+    ctx: &SourceContext,
+    last_admins: &mut Option<Profile>,
+) -> Duration {
     let result = async {
         let chat = api.call("getChat", json!({"chat_id": api.chat})).await?;
         let admins = api
@@ -164,6 +187,7 @@ async fn poll(api: &Api, account: &Account, ctx: &SourceContext) -> Duration {
             ctx.health.success(&account.name, None);
             ctx.emit(&account.name, ObservationKind::Profile(profile))
                 .await;
+            *last_admins = Some(admins.clone());
             ctx.emit(&account.name, ObservationKind::Admins(admins))
                 .await;
             account.poll_interval
