@@ -16,3 +16,4 @@ mod lifecycle;
 mod pages;
 mod paging;
 mod takedown;
+mod telegram_channel;
