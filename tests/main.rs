@@ -17,3 +17,4 @@ mod pages;
 mod paging;
 mod takedown;
 mod telegram_channel;
+mod mastodon_stream;
