@@ -551,11 +551,15 @@ impl Config {
                 ));
             }
             if account.platform == Platform::TelegramChannel
-                && account.account_id.trim().parse::<i64>().is_err()
+                && !account
+                    .account_id
+                    .trim()
+                    .parse::<i64>()
+                    .is_ok_and(|id| id < 0)
             {
                 return Err(ConfigError::invalid(
                     key("account_id"),
-                    "the channel's numeric chat id, like -1001234567890",
+                    "the channel's chat id: a negative number, like -1001234567890",
                 ));
             }
             check_http_url(&key("base_url"), &account.base_url)?;
@@ -889,7 +893,11 @@ poll_interval = "2m"
             .replace("env:TOCSIN_TELEGRAM_TOKEN", "b")
             .replace("env:TOCSIN_MASTODON_TOKEN", "c");
         let c = Config::parse(&text, "example").unwrap();
-        assert_eq!(c.accounts.len(), 1);
+        assert_eq!(c.accounts.len(), 2);
+        assert_eq!(c.accounts[1].platform, Platform::TelegramChannel);
+        assert!(c.accounts[1].write_token.is_some());
+        assert_eq!(c.paging.takedown_quorum, 1);
+        assert!(c.summary().contains("telegram_channel chat -1001234567890"));
         assert!(
             c.channels.is_empty() && c.heartbeat.is_none(),
             "optional: off"
@@ -1033,5 +1041,9 @@ failure_grace = \"2 parsecs\"",
         assert_eq!(e.key(), Some("accounts[0].platform"));
         let e = err(&GOOD.replace("platform = \"mastodon\"", "platform = \"myspace\""));
         assert_eq!(e.key(), Some("accounts[0].platform"));
+        let e = err(&GOOD.replace("platform = \"mastodon\"", "platform = \"telegram_channel\""));
+        assert_eq!(e.key(), Some("accounts[0].account_id"), "a channel id is a number");
+        let e = err(&format!("{GOOD}\n[paging]\ntakedown_quorum = 9\n"));
+        assert_eq!(e.key(), Some("paging.takedown_quorum"));
     }
 }
