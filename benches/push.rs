@@ -32,7 +32,11 @@ fn emit_stats(metric: &str, mut samples: Vec<f64>) {
     samples.sort_by(f64::total_cmp);
     let n = samples.len();
     let at = |q: f64| samples[((n as f64 * q).ceil() as usize).clamp(1, n) - 1];
-    for (name, v) in [("p50", at(0.50)), ("p99", at(0.99)), ("max", samples[n - 1])] {
+    for (name, v) in [
+        ("p50", at(0.50)),
+        ("p99", at(0.99)),
+        ("max", samples[n - 1]),
+    ] {
         println!(
             "{}",
             serde_json::json!({ "metric": format!("{metric}_{name}"), "value": (v * 100.0).round() / 100.0, "unit": "ms", "n": n })
@@ -76,8 +80,7 @@ async fn main() {
         .expect("start tocsin");
     let started = Instant::now();
     // Ready: the channel's first poll (getChatAdministrators) done and a long poll waiting.
-    while bot.request_count("getChatAdministrators") == 0 || bot.request_count("getUpdates") < 2
-    {
+    while bot.request_count("getChatAdministrators") == 0 || bot.request_count("getUpdates") < 2 {
         assert!(started.elapsed() < Duration::from_secs(30), "daemon not up");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -93,7 +96,10 @@ async fn main() {
                 page_ms.push(m.received_instant.duration_since(t0).as_secs_f64() * 1000.0);
                 break;
             }
-            assert!(t0.elapsed() < Duration::from_secs(30), "no page for {marker}");
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "no page for {marker}"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         tokio::time::sleep(Duration::from_millis(1100).saturating_sub(t0.elapsed())).await;
@@ -104,7 +110,10 @@ async fn main() {
     let mut pushed: HashMap<String, DateTime<Utc>> = HashMap::new();
     for i in 0..burst {
         let at = Utc::now();
-        let id = bot.push_channel_post(CHANNEL, &format!("burst-{i} scam https://scam.example/b{i}"));
+        let id = bot.push_channel_post(
+            CHANNEL,
+            &format!("burst-{i} scam https://scam.example/b{i}"),
+        );
         pushed.insert(id.to_string(), at);
         if i % 50 == 49 {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -125,7 +134,10 @@ async fn main() {
         if n.is_some_and(|n| n >= want) {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(600), "burst not judged");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "burst not judged"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = Command::new("kill")
@@ -148,12 +160,18 @@ async fn main() {
             .expect("opened event");
         incident_ms.push((opened - *at).num_microseconds().unwrap_or(0) as f64 / 1000.0);
     }
-    assert_eq!(incident_ms.len(), burst, "every burst post became an incident");
+    assert_eq!(
+        incident_ms.len(),
+        burst,
+        "every burst post became an incident"
+    );
     emit_stats("push_event_to_incident_ms", incident_ms);
 }
 
 /// The number of incidents in an `/api/v1/incidents` answer.
 async fn incident_count(r: reqwest::Response) -> Option<usize> {
     let v: serde_json::Value = r.json().await.ok()?;
-    v.as_array().map(Vec::len).or_else(|| v["incidents"].as_array().map(Vec::len))
+    v.as_array()
+        .map(Vec::len)
+        .or_else(|| v["incidents"].as_array().map(Vec::len))
 }

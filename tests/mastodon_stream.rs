@@ -81,7 +81,12 @@ async fn a_streamed_post_pages_without_a_poll() {
         .masto
         .publish(ACCOUNT_ID, &status_html("streamed scam at scam.example"));
     until(
-        || s.bot.sent().iter().any(|m| m.text.contains("streamed scam")),
+        || {
+            s.bot
+                .sent()
+                .iter()
+                .any(|m| m.text.contains("streamed scam"))
+        },
         "the page from the stream",
     )
     .await;

@@ -137,7 +137,10 @@ async fn each_platform_answer_is_recorded_404_403_500() {
     assert_ne!(inc.state, State::Resolved);
     let got = results(&inc);
     assert!(matches!(got[0], TakedownOutcome::Failed { .. }), "{got:?}");
-    assert!(matches!(got[1], TakedownOutcome::Forbidden { .. }), "{got:?}");
+    assert!(
+        matches!(got[1], TakedownOutcome::Forbidden { .. }),
+        "{got:?}"
+    );
     assert!(app.masto.has_status(&post));
     app.stop().await;
 }

@@ -19,7 +19,9 @@ fn owner() -> FakeUser {
 }
 
 async fn spawn_channel(write: bool) -> TestApp {
-    let masto = tocsin::fakes::mastodon::FakeMastodon::start().await.unwrap();
+    let masto = tocsin::fakes::mastodon::FakeMastodon::start()
+        .await
+        .unwrap();
     masto.add_account(ACCOUNT_ID, "examplecorp", "ExampleCorp", "<p>hi</p>", &[]);
     let bot = tocsin::fakes::telegram::FakeBotApi::start(BOT_TOKEN)
         .await
@@ -95,11 +97,21 @@ async fn a_rogue_channel_post_pages_and_its_edit_pages_again() {
     };
     assert!(text.contains("Claim your airdrop"));
     assert_eq!(links, &vec!["https://scam.example".to_string()]);
-    assert_eq!(url.as_deref(), Some(&*format!("https://t.me/examplecorp/{msg}")));
+    assert_eq!(
+        url.as_deref(),
+        Some(&*format!("https://t.me/examplecorp/{msg}"))
+    );
     let changed = inc.changed_at.unwrap();
-    assert!((chrono::Utc::now() - changed).num_seconds() < 30, "created_at is the post's date");
+    assert!(
+        (chrono::Utc::now() - changed).num_seconds() < 30,
+        "created_at is the post's date"
+    );
     let page = app.bot.message(CHAT, inc.page.unwrap().message_id).unwrap();
-    assert!(page.text.contains("social.unapproved_post"), "{}", page.text);
+    assert!(
+        page.text.contains("social.unapproved_post"),
+        "{}",
+        page.text
+    );
     assert!(page.text.contains(&format!("Account: {NAME}")));
 
     app.bot
@@ -122,10 +134,7 @@ async fn a_title_change_and_a_new_admin_page() {
         panic!()
     };
     assert_eq!(changes["title"].after, "ExampleCorp Giveaways");
-    assert_eq!(
-        changes["title"].before.as_deref(),
-        Some("ExampleCorp News")
-    );
+    assert_eq!(changes["title"].before.as_deref(), Some("ExampleCorp News"));
 
     let intruder = FakeUser::new(4444, "Intruder", Some("new_admin"));
     app.bot
@@ -137,7 +146,11 @@ async fn a_title_change_and_a_new_admin_page() {
     };
     let change = &changes["admin:4444"];
     assert_eq!(change.before, None);
-    assert!(change.after.starts_with("administrator @new_admin"), "{}", change.after);
+    assert!(
+        change.after.starts_with("administrator @new_admin"),
+        "{}",
+        change.after
+    );
     // Approving makes the new list the baseline: no page on the next polls.
     app.bot
         .push_command(CHAT, &responder(), &format!("/approve {}", inc.id));
@@ -175,7 +188,10 @@ async fn the_bot_removed_from_the_channel_pages_critical_and_blind() {
     let Evidence::Channel { problem, .. } = &blind.evidence else {
         panic!()
     };
-    assert!(problem.contains("removed") || problem.contains("403"), "{problem}");
+    assert!(
+        problem.contains("removed") || problem.contains("403"),
+        "{problem}"
+    );
     app.stop().await;
 }
 
@@ -187,14 +203,7 @@ async fn takedown_deletes_the_channel_post_or_says_it_is_too_old() {
     app.bot
         .push_command(CHAT, &responder(), &format!("/takedown {}", inc.id));
     until(
-        || {
-            app.store
-                .incident(inc.id)
-                .unwrap()
-                .unwrap()
-                .resolution
-                == Some(Resolution::Contained)
-        },
+        || app.store.incident(inc.id).unwrap().unwrap().resolution == Some(Resolution::Contained),
         "contained",
     )
     .await;
@@ -232,7 +241,10 @@ async fn takedown_deletes_the_channel_post_or_says_it_is_too_old() {
     let inc = app.store.incident(inc.id).unwrap().unwrap();
     assert!(inc.timeline.iter().any(|e| matches!(
         &e.action,
-        Action::TakedownResult { outcome: TakedownOutcome::TooOld { .. }, .. }
+        Action::TakedownResult {
+            outcome: TakedownOutcome::TooOld { .. },
+            ..
+        }
     )));
     app.stop().await;
 }

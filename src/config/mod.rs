@@ -699,7 +699,11 @@ impl Config {
         if self.accounts.is_empty() {
             out.push_str("accounts      none: nothing will be watched\n");
         }
-        for a in self.accounts.iter().filter(|a| a.platform == Platform::TelegramChannel) {
+        for a in self
+            .accounts
+            .iter()
+            .filter(|a| a.platform == Platform::TelegramChannel)
+        {
             out.push_str(&format!(
                 "watch         {} · telegram_channel chat {} · channel posts and edits pushed to the bot (it must be an admin) · title, description, photo, pinned message and admins polled every {} · takedown {}\n",
                 a.name,
@@ -722,7 +726,11 @@ impl Config {
                 "recorded, not paged"
             }
         ));
-        for a in self.accounts.iter().filter(|a| a.platform != Platform::TelegramChannel) {
+        for a in self
+            .accounts
+            .iter()
+            .filter(|a| a.platform != Platform::TelegramChannel)
+        {
             out.push_str(&format!(
                 "watch         {} · {} {} account {} · every {} · {}{}\n",
                 a.name,
@@ -1042,7 +1050,11 @@ failure_grace = \"2 parsecs\"",
         let e = err(&GOOD.replace("platform = \"mastodon\"", "platform = \"myspace\""));
         assert_eq!(e.key(), Some("accounts[0].platform"));
         let e = err(&GOOD.replace("platform = \"mastodon\"", "platform = \"telegram_channel\""));
-        assert_eq!(e.key(), Some("accounts[0].account_id"), "a channel id is a number");
+        assert_eq!(
+            e.key(),
+            Some("accounts[0].account_id"),
+            "a channel id is a number"
+        );
         let e = err(&format!("{GOOD}\n[paging]\ntakedown_quorum = 9\n"));
         assert_eq!(e.key(), Some("paging.takedown_quorum"));
     }

@@ -35,7 +35,10 @@ pub enum TakedownOutcome {
 impl TakedownOutcome {
     /// The post is no longer public: the incident is contained.
     pub fn is_gone(&self) -> bool {
-        matches!(self, TakedownOutcome::Deleted | TakedownOutcome::AlreadyGone)
+        matches!(
+            self,
+            TakedownOutcome::Deleted | TakedownOutcome::AlreadyGone
+        )
     }
 
     /// How the page and the chat say it.

@@ -42,7 +42,10 @@ pub async fn delete_post(
         post_id.parse::<i32>(),
     ) else {
         return TakedownOutcome::Failed {
-            detail: format!("`{post_id}` in chat `{}` is not a message id", account.account_id),
+            detail: format!(
+                "`{post_id}` in chat `{}` is not a message id",
+                account.account_id
+            ),
         };
     };
     let bot = Bot::with_client(token.expose(), http.clone()).set_api_url(account.base_url.clone());

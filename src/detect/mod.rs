@@ -227,7 +227,9 @@ pub fn evaluate(store: &Store, obs: &Observation) -> Result<Outcome, StoreError>
         ObservationKind::Profile(profile) => {
             evaluate_profile(store, &obs.account, profile, obs.seen_at)
         }
-        ObservationKind::Admins(admins) => evaluate_admins(store, &obs.account, admins, obs.seen_at),
+        ObservationKind::Admins(admins) => {
+            evaluate_admins(store, &obs.account, admins, obs.seen_at)
+        }
         ObservationKind::PostDeleted { post_id } => {
             evaluate_deletion(store, &obs.account, post_id, obs.seen_at)
         }

@@ -974,7 +974,9 @@ async fn handle(
     }
     let streaming = uri.path().trim_end_matches('/') == "/api/v1/streaming/user"
         || (uri.path().trim_end_matches('/') == "/api/v1/streaming"
-            && uri.query().is_some_and(|q| q.split('&').any(|p| p == "stream=user")));
+            && uri
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p == "stream=user")));
     if method == Method::GET && streaming {
         return stream(&shared, bearer.is_some(), &rate);
     }

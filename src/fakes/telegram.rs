@@ -1378,56 +1378,6 @@ fn link_url(href: &str) -> Option<String> {
         .map(String::from)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn html_becomes_entities_with_utf16_offsets() {
-        let r =
-            parse_html("🚨 <b>alice</b> &lt;3 <a href=\"https://x.example/a\">link</a>").unwrap();
-        assert_eq!(r.text, "🚨 alice <3 link");
-        assert_eq!(
-            r.entities[0],
-            json!({"type": "bold", "offset": 3, "length": 5})
-        );
-        assert_eq!(
-            r.entities[1],
-            json!({"type": "text_link", "url": "https://x.example/a", "offset": 12, "length": 4})
-        );
-    }
-
-    #[test]
-    fn html_errors_match_telegram_categories() {
-        assert!(
-            parse_html("a <foo>b</foo>")
-                .unwrap_err()
-                .starts_with("Unsupported start tag")
-        );
-        assert!(
-            parse_html("<b>x</i>")
-                .unwrap_err()
-                .starts_with("Unmatched end tag")
-        );
-        assert!(
-            parse_html("<b>x")
-                .unwrap_err()
-                .starts_with("Can't find end tag")
-        );
-        assert!(parse_html("1 < 2").is_err());
-        assert_eq!(parse_html("fish & chips").unwrap().text, "fish & chips");
-    }
-
-    #[test]
-    fn code_with_language_inside_pre_sets_pre_language() {
-        let r = parse_html("<pre><code class=\"language-rust\">fn</code></pre>").unwrap();
-        assert_eq!(
-            r.entities,
-            vec![json!({"type": "pre", "language": "rust", "offset": 0, "length": 2})]
-        );
-    }
-}
-
 fn channel_of<'a>(inner: &'a Inner, params: &Params) -> Result<&'a FakeChannel, ApiError> {
     let chat_id = params.chat_id()?;
     let channel = inner
@@ -1527,7 +1477,10 @@ impl FakeBotApi {
     /// Publishes a post in the channel (dated `date`) and queues its `channel_post` update.
     pub fn push_channel_post_at(&self, chat_id: i64, text: &str, date: DateTime<Utc>) -> i32 {
         let mut inner = self.lock();
-        assert!(inner.channels.contains_key(&chat_id), "unknown channel {chat_id}");
+        assert!(
+            inner.channels.contains_key(&chat_id),
+            "unknown channel {chat_id}"
+        );
         let message_id = next_message_id(&mut inner, chat_id);
         let stored = Stored {
             from: Value::Null,
@@ -1579,7 +1532,12 @@ impl FakeBotApi {
         stored.edit_date = Some(Utc::now().timestamp());
         let stored = stored.clone();
         let message = message_json(&inner, &stored);
-        self.enqueue(&mut inner, "edited_channel_post", "edited_channel_post", message);
+        self.enqueue(
+            &mut inner,
+            "edited_channel_post",
+            "edited_channel_post",
+            message,
+        );
         drop(inner);
         self.shared.updates.notify_waiters();
     }
@@ -1591,7 +1549,13 @@ impl FakeBotApi {
 
     /// `by` promotes `user` to `status` (`administrator` or `creator`): the admin list changes
     /// and a `chat_member` update is queued.
-    pub fn add_channel_admin(&self, chat_id: i64, by: &FakeUser, user: &FakeUser, status: &'static str) {
+    pub fn add_channel_admin(
+        &self,
+        chat_id: i64,
+        by: &FakeUser,
+        user: &FakeUser,
+        status: &'static str,
+    ) {
         let mut inner = self.lock();
         let channel = inner.channels.get_mut(&chat_id).expect("unknown channel");
         channel.admins.push((user.clone(), status));
@@ -1605,7 +1569,11 @@ impl FakeBotApi {
     /// methods answer 403 from now on and a `my_chat_member` update is queued.
     pub fn remove_bot_from_channel(&self, chat_id: i64, by: &FakeUser, status: &'static str) {
         let mut inner = self.lock();
-        inner.channels.get_mut(&chat_id).expect("unknown channel").bot_admin = false;
+        inner
+            .channels
+            .get_mut(&chat_id)
+            .expect("unknown channel")
+            .bot_admin = false;
         let bot = bot_user(self.shared.bot_id);
         let update = member_update(&inner, chat_id, by, bot, "administrator", status);
         self.enqueue(&mut inner, "my_chat_member", "my_chat_member", update);
@@ -1615,7 +1583,14 @@ impl FakeBotApi {
 }
 
 /// A `ChatMemberUpdated` as Telegram sends it for a channel.
-fn member_update(inner: &Inner, chat_id: i64, by: &FakeUser, user: Value, old: &str, new: &str) -> Value {
+fn member_update(
+    inner: &Inner,
+    chat_id: i64,
+    by: &FakeUser,
+    user: Value,
+    old: &str,
+    new: &str,
+) -> Value {
     let member = |status: &str| {
         let mut m = json!({"user": user, "status": status});
         match status {
@@ -1623,9 +1598,15 @@ fn member_update(inner: &Inner, chat_id: i64, by: &FakeUser, user: Value, old: &
                 m["can_be_edited"] = json!(false);
                 m["is_anonymous"] = json!(false);
                 for right in [
-                    "can_manage_chat", "can_delete_messages", "can_manage_video_chats",
-                    "can_restrict_members", "can_promote_members", "can_change_info",
-                    "can_invite_users", "can_post_messages", "can_edit_messages",
+                    "can_manage_chat",
+                    "can_delete_messages",
+                    "can_manage_video_chats",
+                    "can_restrict_members",
+                    "can_promote_members",
+                    "can_change_info",
+                    "can_invite_users",
+                    "can_post_messages",
+                    "can_edit_messages",
                 ] {
                     m[right] = json!(true);
                 }
@@ -1662,4 +1643,54 @@ fn url_entities(text: &str) -> Vec<Value> {
         offset += utf16_len(word);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_becomes_entities_with_utf16_offsets() {
+        let r =
+            parse_html("🚨 <b>alice</b> &lt;3 <a href=\"https://x.example/a\">link</a>").unwrap();
+        assert_eq!(r.text, "🚨 alice <3 link");
+        assert_eq!(
+            r.entities[0],
+            json!({"type": "bold", "offset": 3, "length": 5})
+        );
+        assert_eq!(
+            r.entities[1],
+            json!({"type": "text_link", "url": "https://x.example/a", "offset": 12, "length": 4})
+        );
+    }
+
+    #[test]
+    fn html_errors_match_telegram_categories() {
+        assert!(
+            parse_html("a <foo>b</foo>")
+                .unwrap_err()
+                .starts_with("Unsupported start tag")
+        );
+        assert!(
+            parse_html("<b>x</i>")
+                .unwrap_err()
+                .starts_with("Unmatched end tag")
+        );
+        assert!(
+            parse_html("<b>x")
+                .unwrap_err()
+                .starts_with("Can't find end tag")
+        );
+        assert!(parse_html("1 < 2").is_err());
+        assert_eq!(parse_html("fish & chips").unwrap().text, "fish & chips");
+    }
+
+    #[test]
+    fn code_with_language_inside_pre_sets_pre_language() {
+        let r = parse_html("<pre><code class=\"language-rust\">fn</code></pre>").unwrap();
+        assert_eq!(
+            r.entities,
+            vec![json!({"type": "pre", "language": "rust", "offset": 0, "length": 2})]
+        );
+    }
 }

@@ -263,7 +263,8 @@ async fn stream(account: Account, ctx: SourceContext) {
             Err(e) => {
                 failures += 1;
                 tracing::warn!(account = %account.name, error = %e, failures, "mastodon stream failed");
-                ctx.health.failure(&key, format!("stream: {e}"), false, None);
+                ctx.health
+                    .failure(&key, format!("stream: {e}"), false, None);
             }
         }
         let wait = Duration::from_millis(250 * 2u64.pow(failures.min(7)));
@@ -311,7 +312,10 @@ async fn stream_once(
 /// The end of the first complete event in `buf`: (end of its text, end including the blank
 /// line). Accepts `\n\n` and `\r\n\r\n`.
 fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| (i, i + 2));
+    let lf = buf
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|i| (i, i + 2));
     let crlf = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -345,8 +349,7 @@ async fn on_stream_event(account: &Account, ctx: &SourceContext, text: &str) -> 
                     return true;
                 }
             };
-            if status.account.as_ref().map(|a| a.id.as_str()) != Some(account.account_id.as_str())
-            {
+            if status.account.as_ref().map(|a| a.id.as_str()) != Some(account.account_id.as_str()) {
                 return true;
             }
             ObservationKind::Post(post(&status, false))

@@ -198,7 +198,8 @@ async fn poll(
                 SourceError::RateLimited(d) => *d,
                 _ => account.poll_interval,
             };
-            ctx.health.failure(&account.name, e.to_string(), refused, None);
+            ctx.health
+                .failure(&account.name, e.to_string(), refused, None);
             wait
         }
     }
@@ -215,11 +216,7 @@ pub fn profile_from(chat: &Value) -> Profile {
     let pinned = &chat["pinned_message"];
     let pinned = if pinned.is_object() {
         let text = pinned["text"].as_str().or(pinned["caption"].as_str());
-        format!(
-            "#{}: {}",
-            pinned["message_id"],
-            text.unwrap_or("(no text)")
-        )
+        format!("#{}: {}", pinned["message_id"], text.unwrap_or("(no text)"))
     } else {
         String::new()
     };
@@ -286,11 +283,7 @@ impl Api {
             .map_err(|(error, refused)| CallError { error, refused })
     }
 
-    async fn call_inner(
-        &self,
-        method: &str,
-        params: Value,
-    ) -> Result<Value, (SourceError, bool)> {
+    async fn call_inner(&self, method: &str, params: Value) -> Result<Value, (SourceError, bool)> {
         let url = format!(
             "{}/bot{}/{method}",
             self.base.as_str().trim_end_matches('/'),
