@@ -12,6 +12,8 @@ mod delivery;
 mod escalation;
 mod fake_mastodon;
 mod fake_telegram;
+mod faults;
+mod fuzz_corpus;
 mod lifecycle;
 mod pages;
 mod paging;

@@ -1,0 +1,101 @@
+//! Start-up with a large approved log: the time from spawning the release binary to its
+//! `/healthz` answering, on a state dir holding a million approvals (20,000 with `--quick`).
+//! Nothing at start-up may scan the log: approvals are looked up through their indexes.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tocsin::{
+    fakes::telegram::FakeBotApi,
+    store::{ApprovedEntry, Store},
+};
+
+use crate::common::{emit, free_port, ms, spawn_daemon, stop_daemon};
+
+pub fn run(quick: bool) {
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(measure(quick));
+}
+
+async fn measure(quick: bool) {
+    let entries: u64 = std::env::var("TOCSIN_BENCH_APPROVALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 20_000 } else { 1_000_000 });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = dir.path().join("state");
+    let filled = Instant::now();
+    {
+        let store = Store::open(&state).expect("open store");
+        let at = Utc::now();
+        for i in 0..entries {
+            let entry = ApprovedEntry::ApprovedPost {
+                account: "brand".into(),
+                fingerprint: Some(tocsin::store::digest(&format!("approved post {i}"))),
+                post_id: None,
+                expires_at: None,
+                by: "bench".into(),
+                note: None,
+            };
+            store.approve(entry, at).expect("approve");
+        }
+        store.flush().await.expect("flush");
+    }
+    let fill = filled.elapsed();
+    emit("startup.approved_entries", entries as f64, "count");
+    emit(
+        "startup.fill_rate",
+        entries as f64 / fill.as_secs_f64(),
+        "approvals/s",
+    );
+    let size: u64 = walk_size(&state);
+    emit("startup.state_dir", size as f64 / 1_048_576.0, "MiB");
+
+    let opened = Instant::now();
+    drop(Store::open(&state).expect("reopen store"));
+    emit("startup.store_open", ms(opened.elapsed()), "ms");
+
+    let bot = FakeBotApi::start("1:bench").await.expect("fake Bot API");
+    let port = free_port();
+    let config = format!(
+        "[general]\nstate_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\napi_token = \"bench\"\n\n\
+         [telegram]\nbot_token = \"1:bench\"\napi_url = \"{}\"\nchat_id = -100\nresponders = [1]\n",
+        state.display(),
+        bot.url(),
+    );
+    let path = dir.path().join("tocsin.toml");
+    std::fs::write(&path, config).expect("write config");
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let started = Instant::now();
+    let daemon = spawn_daemon(&path);
+    loop {
+        if let Ok(r) = http.get(&url).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the daemon never answered /healthz"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    emit("startup.to_healthz", ms(started.elapsed()), "ms");
+    assert!(stop_daemon(daemon), "tocsin did not exit cleanly");
+}
+
+fn walk_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
