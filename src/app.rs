@@ -234,6 +234,12 @@ impl App {
             wakes,
             shutdown.clone(),
         ));
+        tasks.spawn(notify::store_alarm::run(
+            store.clone(),
+            send_bot.clone(),
+            tg.chat_id,
+            shutdown.clone(),
+        ));
         if let Some(hb) = &config.heartbeat {
             let ctx = HeartbeatContext {
                 config: hb.clone(),
