@@ -2,6 +2,7 @@
 
 mod support;
 
+mod adversarial;
 mod api;
 mod blind;
 mod bot;
