@@ -175,9 +175,6 @@ pub struct WriteFault {
     pub error: String,
 }
 
-/// Operations between sled snapshots: bounds the replay at start-up.
-const SNAPSHOT_AFTER_OPS: u64 = 50_000;
-
 const HEAD: &[u8] = b"approved_log_head";
 const INCIDENT_SEQ: &[u8] = b"incident_seq";
 const OUTBOX_SEQ: &[u8] = b"outbox_seq";
@@ -258,10 +255,6 @@ impl Store {
         let db = sled::Config::new()
             .path(dir)
             .flush_every_ms(Some(200))
-            // sled replays every operation since its last snapshot when it opens; the default
-            // (a snapshot every million operations) let a restart after a busy day take seconds
-            // (7.7 s to /healthz with a million approvals, `cargo bench --bench e2e -- startup`).
-            .snapshot_after_ops(SNAPSHOT_AFTER_OPS)
             .open()
             .map_err(|source| StoreError::Open {
                 path: dir.display().to_string(),
