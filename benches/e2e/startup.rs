@@ -1,5 +1,5 @@
 //! Start-up with a large approved log: the time from spawning the release binary to its
-//! `/healthz` answering, on a state dir holding a million approvals (20,000 with `--quick`).
+//! `/healthz` answering, on a state dir holding a million approvals (10,000 with `--quick`).
 //! Nothing at start-up may scan the log: approvals are looked up through their indexes.
 
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ async fn measure(quick: bool) {
     let entries: u64 = std::env::var("TOCSIN_BENCH_APPROVALS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(if quick { 20_000 } else { 1_000_000 });
+        .unwrap_or(if quick { 10_000 } else { 1_000_000 });
     let dir = tempfile::tempdir().expect("temp dir");
     let state = dir.path().join("state");
     let filled = Instant::now();
