@@ -15,6 +15,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     bot::{self, BotContext},
     config::Config,
+    contain::mailer::Mailer,
     detect,
     http::{self, HttpState, health::Readiness},
     incidents::{Incidents, PagingPolicy, Recorded, escalation},
@@ -153,14 +154,30 @@ impl App {
             };
             tasks.spawn(sources::build(account, ctx));
         }
+        let feed_ctx = SourceContext {
+            store: store.clone(),
+            out: tx.clone(),
+            health: health.clone(),
+            shutdown: sources_stop.clone(),
+            http: http_client.clone(),
+        };
+        for feed in sources::build_feeds(config.email.as_ref(), &feed_ctx) {
+            tasks.spawn(feed);
+        }
+        drop(feed_ctx);
         drop(tx);
-        tasks.spawn(pipeline(rx, incidents.clone(), metrics.clone()));
+        let mailer = match config.email.as_ref().and_then(|e| e.kill_switch.clone()) {
+            Some(k) => Some(Arc::new(Mailer::new(k)?)),
+            None => None,
+        };
+        tasks.spawn(pipeline(
+            rx,
+            incidents.clone(),
+            metrics.clone(),
+            mailer.clone().filter(|m| m.auto_pause()),
+        ));
         tasks.spawn(release_held(incidents.clone(), shutdown.clone()));
-        let graces: Vec<_> = config
-            .accounts
-            .iter()
-            .map(|a| (a.name.clone(), a.grace()))
-            .collect();
+        let graces = source_graces(&config);
         tasks.spawn(detect::blind::run(
             incidents.clone(),
             health.clone(),
@@ -204,7 +221,7 @@ impl App {
             status: telegram_status.clone(),
         };
         let mut wakes = Vec::new();
-        let pager = TelegramPager::new(send_bot.clone(), tg.chat_id);
+        let pager = TelegramPager::new(send_bot.clone(), tg.chat_id).with_pause_button(mailer.is_some());
         let wake = Arc::new(Notify::new());
         wakes.push(wake.clone());
         tasks.spawn(notify::run(
@@ -249,6 +266,7 @@ impl App {
             chat_id: tg.chat_id,
             responders: Arc::new(tg.responders.clone()),
             refused: metrics.refusals.unauthorized_actions.clone(),
+            mailer: mailer.clone(),
             last_ok: metrics.refusals.bot_last_ok.clone(),
         };
         // Replies go through the short-timeout bot; only getUpdates uses the long one.
@@ -262,11 +280,7 @@ impl App {
         let readiness = Readiness {
             store: store.clone(),
             metrics: metrics.clone(),
-            sources: config
-                .accounts
-                .iter()
-                .map(|a| (a.name.clone(), a.grace()))
-                .collect(),
+            sources: source_graces(&config),
             bot_grace: tg.long_poll * 3 + Duration::from_secs(30),
             outbox_max_age: OUTBOX_MAX_AGE,
             telegram_down: telegram_status,
@@ -311,12 +325,29 @@ impl App {
     }
 }
 
+/// Every source (social accounts and mail audit feeds) with how long it may fail before it is
+/// blind.
+fn source_graces(config: &Config) -> Vec<(String, Duration)> {
+    use crate::config::AuditFeed;
+    let mut out: Vec<_> = config
+        .accounts
+        .iter()
+        .map(|a| (a.name.clone(), a.grace()))
+        .collect();
+    if let Some(e) = &config.email {
+        out.extend(e.google.iter().map(|g| (g.name.clone(), g.grace())));
+        out.extend(e.m365.iter().map(|m| (m.name.clone(), m.grace())));
+    }
+    out
+}
+
 /// Sources → detect → incidents, one observation at a time so that an account's observations
 /// are judged in the order they were seen.
 async fn pipeline(
     mut rx: mpsc::Receiver<Observation>,
     incidents: Incidents,
     metrics: Arc<Metrics>,
+    auto_pause: Option<Arc<Mailer>>,
 ) {
     let store = incidents.store().clone();
     while let Some(obs) = rx.recv().await {
@@ -334,15 +365,22 @@ async fn pipeline(
             }
             continue;
         }
+        let mut rule = None;
         let result = match detect::evaluate(&store, &obs) {
             Ok(outcome) => {
                 if let Some(f) = &outcome.finding {
                     metrics.finding(f.rule.as_str());
+                    rule = Some(f.rule);
                 }
                 incidents.record(&outcome).await
             }
             Err(e) => Err(e),
         };
+        if let (Ok(Recorded::Opened(id)), Some(mailer)) = (&result, &auto_pause) {
+            if rule == Some(crate::detect::Rule::ExposedRecipients) {
+                auto_pause_mailer(incidents.clone(), mailer.clone(), *id);
+            }
+        }
         let span = match result {
             Ok(Recorded::Opened(id) | Recorded::Updated(id)) => tracing::info_span!("incident", id),
             _ => tracing::Span::none(),
@@ -361,6 +399,21 @@ async fn pipeline(
             }
         });
     }
+}
+
+/// `auto_pause`: the mailer is paused as soon as `email.exposed_recipients` opens, without
+/// waiting for a responder. Its own task, so the pipeline keeps judging meanwhile; the call and
+/// its answer go in the timeline like a press, by `tocsin`.
+fn auto_pause_mailer(incidents: Incidents, mailer: Arc<Mailer>, id: u64) {
+    tokio::spawn(async move {
+        match incidents
+            .pause_mailer(id, &crate::incidents::Actor::system(), &mailer)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => tracing::error!(incident = id, error = %e, "auto-pause not made"),
+        }
+    });
 }
 
 /// How often held pages are checked against their mutes. A mute ends by the clock, not by an

@@ -4,6 +4,7 @@
 //! of silently watching with a default. Errors carry the dotted key path and the line, because the
 //! person reading them is an operator with the file open, not a developer with a debugger.
 
+pub mod email;
 mod secret;
 
 use std::{
@@ -18,6 +19,7 @@ use chrono::NaiveTime;
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
+pub use email::{AuditFeed, Email, GoogleFeed, KillSwitch, M365Feed};
 pub use secret::Secret;
 
 use crate::detect::{Rule, Severity};
@@ -46,6 +48,9 @@ pub struct Config {
     pub escalation: Option<Escalation>,
     #[serde(default)]
     pub paging: Paging,
+    /// Mail feeds and the mail kill switch. Absent: no mail is watched.
+    #[serde(default)]
+    pub email: Option<Email>,
 }
 
 /// Fallback channels: pages reach them even when Telegram is down, so one broken path cannot
@@ -491,6 +496,7 @@ impl Config {
             }
         }
         let mut names = HashSet::new();
+        let mut feed_names: Vec<String> = self.accounts.iter().map(|a| a.name.clone()).collect();
         for (i, account) in self.accounts.iter().enumerate() {
             let key = |field: &str| format!("accounts[{i}].{field}");
             if account.name.trim().is_empty() || account.name.chars().any(char::is_whitespace) {
@@ -526,6 +532,9 @@ impl Config {
             }
         }
         self.validate_channels()?;
+        if let Some(email) = &self.email {
+            email.validate(&mut feed_names)?;
+        }
         if let Some(h) = &self.heartbeat {
             if let Some(url) = &h.url {
                 let parsed = Url::parse(url.expose()).map_err(|e| {
@@ -665,6 +674,9 @@ impl Config {
                     "no token (public fields only)"
                 }
             ));
+        }
+        if let Some(email) = &self.email {
+            email.summary(&mut out);
         }
         out
     }

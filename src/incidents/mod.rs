@@ -9,8 +9,10 @@
 //! writes both), so a hand-edited timeline is found by `tocsin log verify`.
 
 mod paging;
+mod pause;
 
 pub use paging::{MAX_MUTE, Mute, MuteError, PagingPolicy, Vote, VoteAction, ordinal};
+pub use pause::{PauseError, PauseState, pausable};
 
 pub mod escalation;
 
@@ -123,6 +125,17 @@ pub enum Action {
     Reminded {
         tier: usize,
         number: u32,
+    },
+    /// Someone (a responder's press or command, or `auto_pause`) asked the mail kill switch to
+    /// pause the mailer.
+    PauseRequested,
+    /// One call of the mail kill switch and the mailer's answer.
+    MailerCalled {
+        attempt: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+        detail: String,
+        paused: bool,
     },
 }
 
@@ -419,8 +432,9 @@ impl Incidents {
                             .lift()?;
                     }
                 }
-                // Nothing to approve: the channel either works again or it does not.
-                Evidence::Channel { .. } => {}
+                // Nothing to approve: the channel either works again or it does not; a
+                // mailbox setting is approved by being left as it is.
+                Evidence::Channel { .. } | Evidence::Mailbox { .. } => {}
             }
             inc.state = State::Resolved;
             inc.resolution = Some(Resolution::Approved);
@@ -686,7 +700,7 @@ fn member(f: &Finding) -> Member {
         Evidence::Post { fingerprint, .. } | Evidence::PostEdited { fingerprint, .. } => {
             Some(fingerprint.clone())
         }
-        Evidence::Profile { .. } | Evidence::Channel { .. } => None,
+        Evidence::Profile { .. } | Evidence::Channel { .. } | Evidence::Mailbox { .. } => None,
     };
     Member {
         object: f.object.clone(),
