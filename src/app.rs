@@ -120,7 +120,12 @@ impl App {
             health,
         } = self;
         let tasks = TaskTracker::new();
+        let mailer = match config.email.as_ref().and_then(|e| e.kill_switch.clone()) {
+            Some(k) => Some(Arc::new(Mailer::new(k)?)),
+            None => None,
+        };
         let incidents = Incidents::new(store.clone(), Arc::new(Notify::new()))
+            .with_auto_pause(mailer.clone().filter(|m| m.auto_pause()))
             .with_group_window(config.grouping.window)
             .with_policy(PagingPolicy::from_config(&config));
         let metrics = Arc::new(Metrics::new(store.clone(), health.clone()));
@@ -166,16 +171,7 @@ impl App {
         }
         drop(feed_ctx);
         drop(tx);
-        let mailer = match config.email.as_ref().and_then(|e| e.kill_switch.clone()) {
-            Some(k) => Some(Arc::new(Mailer::new(k)?)),
-            None => None,
-        };
-        tasks.spawn(pipeline(
-            rx,
-            incidents.clone(),
-            metrics.clone(),
-            mailer.clone().filter(|m| m.auto_pause()),
-        ));
+        tasks.spawn(pipeline(rx, incidents.clone(), metrics.clone()));
         tasks.spawn(release_held(incidents.clone(), shutdown.clone()));
         let graces = source_graces(&config);
         tasks.spawn(detect::blind::run(
@@ -347,7 +343,6 @@ async fn pipeline(
     mut rx: mpsc::Receiver<Observation>,
     incidents: Incidents,
     metrics: Arc<Metrics>,
-    auto_pause: Option<Arc<Mailer>>,
 ) {
     let store = incidents.store().clone();
     while let Some(obs) = rx.recv().await {
@@ -365,22 +360,15 @@ async fn pipeline(
             }
             continue;
         }
-        let mut rule = None;
         let result = match detect::evaluate(&store, &obs) {
             Ok(outcome) => {
                 if let Some(f) = &outcome.finding {
                     metrics.finding(f.rule.as_str());
-                    rule = Some(f.rule);
                 }
                 incidents.record(&outcome).await
             }
             Err(e) => Err(e),
         };
-        if let (Ok(Recorded::Opened(id)), Some(mailer)) = (&result, &auto_pause) {
-            if rule == Some(crate::detect::Rule::ExposedRecipients) {
-                auto_pause_mailer(incidents.clone(), mailer.clone(), *id);
-            }
-        }
         let span = match result {
             Ok(Recorded::Opened(id) | Recorded::Updated(id)) => tracing::info_span!("incident", id),
             _ => tracing::Span::none(),
@@ -399,21 +387,6 @@ async fn pipeline(
             }
         });
     }
-}
-
-/// `auto_pause`: the mailer is paused as soon as `email.exposed_recipients` opens, without
-/// waiting for a responder. Its own task, so the pipeline keeps judging meanwhile; the call and
-/// its answer go in the timeline like a press, by `tocsin`.
-fn auto_pause_mailer(incidents: Incidents, mailer: Arc<Mailer>, id: u64) {
-    tokio::spawn(async move {
-        match incidents
-            .pause_mailer(id, &crate::incidents::Actor::system(), &mailer)
-            .await
-        {
-            Ok(_) => {}
-            Err(e) => tracing::error!(incident = id, error = %e, "auto-pause not made"),
-        }
-    });
 }
 
 /// How often held pages are checked against their mutes. A mute ends by the clock, not by an

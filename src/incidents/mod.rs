@@ -268,6 +268,9 @@ pub struct Incidents {
     /// Findings of a groupable rule on the same account within this long of the incident's last
     /// update join it instead of opening another: an attacker's 40 scam posts are one page.
     group_window: std::time::Duration,
+    /// `[email.kill_switch] auto_pause`: the mailer is paused when `email.exposed_recipients`
+    /// opens, without waiting for a press.
+    auto_pause: Option<Arc<crate::contain::mailer::Mailer>>,
 }
 
 /// The default burst window.
@@ -291,7 +294,14 @@ impl Incidents {
             wake,
             group_window: GROUP_WINDOW,
             policy: Arc::default(),
+            auto_pause: None,
         }
+    }
+
+    /// Pauses the mailer through `mailer` whenever an `email.exposed_recipients` incident opens.
+    pub fn with_auto_pause(mut self, mailer: Option<Arc<crate::contain::mailer::Mailer>>) -> Incidents {
+        self.auto_pause = mailer;
+        self
     }
 
     /// Sets the burst window; zero turns grouping off.
@@ -338,6 +348,9 @@ impl Incidents {
         }
         if matches!(recorded, Recorded::Opened(_) | Recorded::Updated(_)) {
             self.wake.notify_one();
+        }
+        if let (Recorded::Opened(id), Some(f)) = (recorded, &outcome.finding) {
+            self.auto_pause_if_due(id, f.rule);
         }
         Ok(recorded)
     }

@@ -145,6 +145,24 @@ impl PauseState {
 }
 
 impl Incidents {
+    /// `auto_pause`: a newly opened `email.exposed_recipients` incident pauses the mailer at
+    /// once, in its own task (the pipeline keeps judging meanwhile); recorded like a press, by
+    /// `tocsin`.
+    pub(super) fn auto_pause_if_due(&self, id: u64, rule: Rule) {
+        let Some(mailer) = self.auto_pause.clone() else {
+            return;
+        };
+        if rule != Rule::ExposedRecipients {
+            return;
+        }
+        let incidents = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = incidents.pause_mailer(id, &Actor::system(), &mailer).await {
+                tracing::error!(incident = id, error = %e, "auto-pause not made");
+            }
+        });
+    }
+
     /// Pauses the mailer for incident `id`: records the request, calls the kill switch (with
     /// its retries), records every call and its answer, and re-renders the page each time.
     pub async fn pause_mailer(
