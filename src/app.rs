@@ -217,7 +217,8 @@ impl App {
             status: telegram_status.clone(),
         };
         let mut wakes = Vec::new();
-        let pager = TelegramPager::new(send_bot.clone(), tg.chat_id).with_pause_button(mailer.is_some());
+        let pager =
+            TelegramPager::new(send_bot.clone(), tg.chat_id).with_pause_button(mailer.is_some());
         let wake = Arc::new(Notify::new());
         wakes.push(wake.clone());
         tasks.spawn(notify::run(

@@ -178,13 +178,7 @@ fn seed_google(g: &FakeGoogle) {
         "login_success",
         json!([{ "name": "login_type", "value": "google_password" }]),
     );
-    g.push(
-        "login",
-        s(5),
-        "ceo@corp.example",
-        "2sv_disable",
-        json!([]),
-    );
+    g.push("login", s(5), "ceo@corp.example", "2sv_disable", json!([]));
     g.push(
         "login",
         s(6),
@@ -255,7 +249,12 @@ async fn google_reports_pages_each_risky_setting_once_and_a_restart_keeps_the_cu
     assert_eq!(g.tokens_issued(), 1);
     assert_eq!(g.subjects(), vec![ADMIN.to_owned()]);
     assert!(g.refused_assertions().is_empty());
-    assert!(app.store.cursor("google:workspace:admin").unwrap().is_some());
+    assert!(
+        app.store
+            .cursor("google:workspace:admin")
+            .unwrap()
+            .is_some()
+    );
 
     // Restart: the cursor comes back from sled; nothing is read as new or paged again.
     let (masto, bot, state) = app.stop().await;
@@ -263,12 +262,22 @@ async fn google_reports_pages_each_risky_setting_once_and_a_restart_keeps_the_cu
     let app = start_with(masto, bot, state, with_email(email)).await;
     wait_feed_polls(&app, GOOGLE, 3).await;
     assert!(g.pages().len() > requests_before, "polled after restart");
-    assert_eq!(audit_observations(&app, GOOGLE).await, 0, "no event re-read");
+    assert_eq!(
+        audit_observations(&app, GOOGLE).await,
+        0,
+        "no event re-read"
+    );
     assert_eq!(risky_pages(&app), 4);
     assert_eq!(g.tokens_issued(), 2, "a new process fetches a new token");
 
     // A new risky event after the restart is paged.
-    g.push("login", Utc::now(), "cfo@corp.example", "2sv_disable", json!([]));
+    g.push(
+        "login",
+        Utc::now(),
+        "cfo@corp.example",
+        "2sv_disable",
+        json!([]),
+    );
     until(|| risky_pages(&app) == 5, "the new event's page").await;
     app.stop().await;
 }
@@ -321,7 +330,11 @@ async fn a_signature_by_another_key_is_refused_by_the_token_endpoint() {
         ..Email::default()
     };
     let app = spawn_app_with(with_email(email)).await;
-    until(|| !other.refused_assertions().is_empty(), "a refused assertion").await;
+    until(
+        || !other.refused_assertions().is_empty(),
+        "a refused assertion",
+    )
+    .await;
     assert_eq!(other.refused_assertions()[0], "Invalid JWT Signature.");
     assert_eq!(other.tokens_issued(), 0);
     until(
@@ -334,7 +347,9 @@ async fn a_signature_by_another_key_is_refused_by_the_token_endpoint() {
 
 #[tokio::test]
 async fn m365_content_feed_follows_next_page_uri_and_pages_each_risky_setting_once() {
-    let m = FakeM365::start(TENANT, CLIENT_ID, CLIENT_SECRET).await.unwrap();
+    let m = FakeM365::start(TENANT, CLIENT_ID, CLIENT_SECRET)
+        .await
+        .unwrap();
     m.set_page_size(1);
     m.publish(vec![
         exchange_record(
@@ -372,7 +387,10 @@ async fn m365_content_feed_follows_next_page_uri_and_pages_each_risky_setting_on
             "New-TransportRule",
             "admin@corp.example",
             "copy all",
-            &[("Name", "copy all"), ("BlindCopyTo", "archive@exfil.example")],
+            &[
+                ("Name", "copy all"),
+                ("BlindCopyTo", "archive@exfil.example"),
+            ],
         ),
         exchange_record(
             "5a7e0c8c-0000-4000-8000-000000000004",
@@ -417,9 +435,21 @@ async fn m365_content_feed_follows_next_page_uri_and_pages_each_risky_setting_on
     );
     wait_feed_polls(&app, M365, 3).await;
     assert_eq!(risky_pages(&app), 3, "paged once each");
-    assert_eq!(m.subscribe_calls(), 1, "the subscription is started once per run");
-    assert_eq!(m.blob_reads().len(), 2, "each blob read once: {:?}", m.blob_reads());
-    assert!(m.listings() >= 2, "two blobs at one per page: NextPageUri followed");
+    assert_eq!(
+        m.subscribe_calls(),
+        1,
+        "the subscription is started once per run"
+    );
+    assert_eq!(
+        m.blob_reads().len(),
+        2,
+        "each blob read once: {:?}",
+        m.blob_reads()
+    );
+    assert!(
+        m.listings() >= 2,
+        "two blobs at one per page: NextPageUri followed"
+    );
     app.stop().await;
 }
 
@@ -454,7 +484,12 @@ async fn open_exposed(app: &TestApp) -> u64 {
 fn pause_events(inc: &Incident) -> Vec<Action> {
     inc.timeline
         .iter()
-        .filter(|e| matches!(e.action, Action::PauseRequested | Action::MailerCalled { .. }))
+        .filter(|e| {
+            matches!(
+                e.action,
+                Action::PauseRequested | Action::MailerCalled { .. }
+            )
+        })
         .map(|e| e.action.clone())
         .collect()
 }
@@ -469,7 +504,12 @@ async fn pause_mailer_button_calls_the_kill_switch_once_and_the_timeline_records
     let app = spawn_app_with(with_email(email)).await;
     let id = open_exposed(&app).await;
     until(
-        || app.bot.sent().iter().any(|m| m.text.contains("email.exposed_recipients")),
+        || {
+            app.bot
+                .sent()
+                .iter()
+                .any(|m| m.text.contains("email.exposed_recipients"))
+        },
         "the page",
     )
     .await;
@@ -480,7 +520,10 @@ async fn pause_mailer_button_calls_the_kill_switch_once_and_the_timeline_records
         .find(|m| m.text.contains("email.exposed_recipients"))
         .unwrap();
     let markup = page.reply_markup.clone().unwrap().to_string();
-    assert!(markup.contains("Pause mailer") && markup.contains(&format!("pause:{id}")), "{markup}");
+    assert!(
+        markup.contains("Pause mailer") && markup.contains(&format!("pause:{id}")),
+        "{markup}"
+    );
 
     // An outsider's press is refused and never reaches the mailer.
     app.bot
@@ -500,10 +543,16 @@ async fn pause_mailer_button_calls_the_kill_switch_once_and_the_timeline_records
     until(|| mailer.paused(), "the mailer paused").await;
     let call = mailer.pauses().remove(0);
     assert_eq!(call.method, "PUT");
-    assert_eq!(call.header("authorization"), Some(&*format!("Bearer {KILL_SECRET}")));
+    assert_eq!(
+        call.header("authorization"),
+        Some(&*format!("Bearer {KILL_SECRET}"))
+    );
     assert_eq!(call.header("x-mailer-tenant"), Some("corp"));
     assert_eq!(call.header("content-type"), Some("application/json"));
-    assert_eq!(call.json(), json!({ "state": "paused", "reason": "tocsin" }));
+    assert_eq!(
+        call.json(),
+        json!({ "state": "paused", "reason": "tocsin" })
+    );
     until(
         || {
             app.bot
@@ -527,14 +576,27 @@ async fn pause_mailer_button_calls_the_kill_switch_once_and_the_timeline_records
             }
         ]
     );
-    assert_eq!(inc.timeline.iter().find(|e| e.action == Action::PauseRequested).unwrap().who, "@alice (111)");
+    assert_eq!(
+        inc.timeline
+            .iter()
+            .find(|e| e.action == Action::PauseRequested)
+            .unwrap()
+            .who,
+        "@alice (111)"
+    );
     // The timeline chain holds the calls too.
     assert!(app.store.verify_timeline().unwrap().problems.is_empty());
 
     // A second press (or /pause_mailer) does not call again.
-    app.bot.push_command(CHAT, &responder(), &format!("/pause_mailer {id}"));
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/pause_mailer {id}"));
     until(
-        || app.bot.sent().iter().any(|m| m.text.contains("already paused by @alice (111)")),
+        || {
+            app.bot
+                .sent()
+                .iter()
+                .any(|m| m.text.contains("already paused by @alice (111)"))
+        },
         "the already-paused answer",
     )
     .await;
@@ -552,7 +614,8 @@ async fn a_mailer_answering_500_is_shown_as_failed() {
     };
     let app = spawn_app_with(with_email(email)).await;
     let id = open_exposed(&app).await;
-    app.bot.push_command(CHAT, &responder(), &format!("/pause-mailer {id}"));
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/pause-mailer {id}"));
     until(
         || app.bot.sent().iter().any(|m| m.text.contains("FAILED")),
         "the failure answer",
@@ -563,7 +626,13 @@ async fn a_mailer_answering_500_is_shown_as_failed() {
     assert!(!mailer.paused());
     let inc = app.store.incident(id).unwrap().unwrap();
     assert!(
-        matches!(PauseState::of(&inc), PauseState::Failed { status: Some(500), .. }),
+        matches!(
+            PauseState::of(&inc),
+            PauseState::Failed {
+                status: Some(500),
+                ..
+            }
+        ),
         "{:?}",
         PauseState::of(&inc)
     );
@@ -578,7 +647,8 @@ async fn a_mailer_answering_500_is_shown_as_failed() {
     )
     .await;
     // The failure leaves the button: a second press tries again, and works.
-    app.bot.push_command(CHAT, &responder(), &format!("/pause-mailer {id}"));
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/pause-mailer {id}"));
     until(|| mailer.paused(), "paused on the second press").await;
     app.stop().await;
 }
@@ -601,17 +671,44 @@ async fn auto_pause_pauses_the_mailer_when_exposed_recipients_opens() {
         .then_some(())
         .expect("auto-paused");
     until(
-        || PauseState::of(&store.incident(id).unwrap().unwrap()) != PauseState::None
-            && matches!(PauseState::of(&store.incident(id).unwrap().unwrap()), PauseState::Paused { .. }),
+        || {
+            PauseState::of(&store.incident(id).unwrap().unwrap()) != PauseState::None
+                && matches!(
+                    PauseState::of(&store.incident(id).unwrap().unwrap()),
+                    PauseState::Paused { .. }
+                )
+        },
         "the pause recorded",
     )
     .await;
     let inc = store.incident(id).unwrap().unwrap();
     let calls: Vec<_> = pause_events(&inc);
     assert_eq!(calls.len(), 3, "{calls:?}");
-    assert!(matches!(calls[1], Action::MailerCalled { status: Some(503), paused: false, .. }));
-    assert!(matches!(calls[2], Action::MailerCalled { status: Some(200), paused: true, attempt: 2, .. }));
-    assert_eq!(inc.timeline.iter().find(|e| e.action == Action::PauseRequested).unwrap().who, "tocsin");
+    assert!(matches!(
+        calls[1],
+        Action::MailerCalled {
+            status: Some(503),
+            paused: false,
+            ..
+        }
+    ));
+    assert!(matches!(
+        calls[2],
+        Action::MailerCalled {
+            status: Some(200),
+            paused: true,
+            attempt: 2,
+            ..
+        }
+    ));
+    assert_eq!(
+        inc.timeline
+            .iter()
+            .find(|e| e.action == Action::PauseRequested)
+            .unwrap()
+            .who,
+        "tocsin"
+    );
     assert_eq!(mailer_fake.requests(), 2);
     // Another rule does not pause.
     let mut other = exposed_finding();

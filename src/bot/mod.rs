@@ -340,7 +340,10 @@ mod tests {
         );
         assert_eq!(Command::from_callback("approve:12:evil"), None);
         assert_eq!(Command::from_callback("delete:1"), None);
-        assert_eq!(Command::from_callback("pause:7"), Some(Command::PauseMailer(7)));
+        assert_eq!(
+            Command::from_callback("pause:7"),
+            Some(Command::PauseMailer(7))
+        );
         assert_eq!(
             Command::parse("/pause-mailer 7"),
             Some(Command::PauseMailer(7))

@@ -856,14 +856,118 @@ poll_interval = "2m"
                 "0123456789abcdef0123456789abcdef",
             )
             .replace("env:TOCSIN_HEARTBEAT_URL", "https://monitor.example/ping/x")
-            .replace("env:TOCSIN_MASTODON_WRITE_TOKEN", "w");
+            .replace("env:TOCSIN_MASTODON_WRITE_TOKEN", "w")
+            .replace("env:TOCSIN_M365_CLIENT_SECRET", "m")
+            .replace("env:TOCSIN_MAILER_SECRET", "k");
+        // The Google key must be a real service-account key: it is checked at load.
+        let key = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(key.path(), test_service_account()).unwrap();
+        let text = text.replace(
+            "file:/etc/tocsin/google-service-account.json",
+            &format!("file:{}", key.path().display()),
+        );
         let c = Config::parse(&text, "example").unwrap();
+        let email = c.email.as_ref().unwrap();
+        assert_eq!(email.google[0].applications.len(), 3);
+        assert_eq!(email.m365[0].api_url.as_str(), "https://manage.office.com/");
+        let k = email.kill_switch.as_ref().unwrap();
+        assert!(!k.auto_pause && k.secret_header.as_deref() == Some("X-Api-Key"));
+        let summary = c.summary();
+        assert!(
+            summary.contains("audit         workspace · google workspace"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("kill switch   POST mailer.internal.example.com"),
+            "{summary}"
+        );
+        assert!(!summary.contains("/admin/pause"), "{summary}");
         assert_eq!(c.channels.pagerduty[0].name, "ops");
         assert_eq!(c.telegram.failure_grace, Duration::from_secs(120));
         assert!(c.heartbeat.is_some());
         assert_eq!(c.channels.webhook[0].name, "soc");
         assert_eq!(c.paging.unmutable, vec![Rule::UnapprovedPost]);
         assert_eq!(c.paging.approve_quorum[&Severity::Critical], 2);
+    }
+
+    fn test_service_account() -> String {
+        serde_json::json!({
+            "type": "service_account",
+            "client_email": "t@p.iam.gserviceaccount.com",
+            "private_key": include_str!("../../tests/fixtures/google-service-account-test-key.pem"),
+            "token_uri": "https://oauth2.googleapis.com/token",
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn email_errors_name_the_key() {
+        // A literal TOML string: the JSON goes in as it is.
+        let sa = test_service_account();
+        let email = format!(
+            r#"
+[[email.google]]
+name = "workspace"
+service_account = '{sa}'
+admin = "it@corp.example"
+internal_domains = ["corp.example"]
+
+[[email.m365]]
+name = "exchange"
+tenant = "t"
+client_id = "c"
+client_secret = "s"
+internal_domains = ["corp.example"]
+
+[email.kill_switch]
+url = "https://mailer.example/pause"
+"#
+        );
+        let c = Config::parse(&format!("{GOOD}{email}"), "t.toml").unwrap();
+        assert_eq!(
+            c.email
+                .as_ref()
+                .unwrap()
+                .kill_switch
+                .as_ref()
+                .unwrap()
+                .method,
+            "POST"
+        );
+        let bad = |from: &str, to: &str| err(&format!("{GOOD}{}", email.replace(from, to)));
+        assert_eq!(
+            bad("name = \"exchange\"", "name = \"main\"").key(),
+            Some("email.m365[0].name")
+        );
+        assert_eq!(
+            bad(
+                "internal_domains = [\"corp.example\"]\n\n[[email.m365]]",
+                "internal_domains = []\n\n[[email.m365]]"
+            )
+            .key(),
+            Some("email.google[0].internal_domains")
+        );
+        assert_eq!(
+            bad("admin = \"it@corp.example\"", "admin = \"it\"").key(),
+            Some("email.google[0].admin")
+        );
+        assert_eq!(
+            bad("MII", "AAA").key(),
+            Some("email.google[0].service_account")
+        );
+        assert_eq!(
+            bad(
+                "url = \"https://mailer.example/pause\"",
+                "url = \"https://mailer.example/pause\"\nmethod = \"P O S T\""
+            )
+            .key(),
+            Some("email.kill_switch.method")
+        );
+        assert_eq!(
+            bad("tenant = \"t\"", "tenant = \"t\"\ntennant = \"u\"").key(),
+            Some("email.m365[0].tennant")
+        );
+        assert!(!format!("{c:?}").contains("BEGIN PRIVATE KEY"));
     }
 
     const CHANNELS: &str = r#"

@@ -52,9 +52,18 @@ pub fn judge(e: &AuditEvent) -> Option<Risk> {
         "New-InboxRule" | "Set-InboxRule" | "UpdateInboxRules" => param(&RULE_PARAMS)
             .filter(|(_, v)| external(v))
             .and_then(|p| risk("forwarding inbox rule", Severity::Critical, shown(p))),
-        "New-TransportRule" | "Set-TransportRule" => param(&["BlindCopyTo"])
-            .and_then(|p| risk("transport rule blind-copies mail", Severity::Critical, shown(p))),
-        "2sv_disable" => risk("2-step verification turned off", Severity::Critical, String::new()),
+        "New-TransportRule" | "Set-TransportRule" => param(&["BlindCopyTo"]).and_then(|p| {
+            risk(
+                "transport rule blind-copies mail",
+                Severity::Critical,
+                shown(p),
+            )
+        }),
+        "2sv_disable" => risk(
+            "2-step verification turned off",
+            Severity::Critical,
+            String::new(),
+        ),
         "ASSIGN_ROLE" | "GRANT_ADMIN_PRIVILEGE" | "GRANT_DELEGATED_ADMIN_PRIVILEGES" => {
             let p = param(&["ROLE_NAME"]).map(shown).unwrap_or_default();
             risk("admin role granted", Severity::Critical, p)
@@ -145,18 +154,36 @@ mod tests {
 
     #[test]
     fn forwarding_is_risky_only_out_of_domain() {
-        let out = event("Set-Mailbox", &[("ForwardingSmtpAddress", "smtp:x@evil.example")]);
+        let out = event(
+            "Set-Mailbox",
+            &[("ForwardingSmtpAddress", "smtp:x@evil.example")],
+        );
         assert_eq!(judge(&out).unwrap().what, "forwarding out of domain");
-        let inside = event("Set-Mailbox", &[("ForwardingSmtpAddress", "smtp:cfo@corp.example")]);
+        let inside = event(
+            "Set-Mailbox",
+            &[("ForwardingSmtpAddress", "smtp:cfo@corp.example")],
+        );
         assert_eq!(judge(&inside), None);
-        let sub = event("Set-Mailbox", &[("ForwardingSmtpAddress", "smtp:a@eu.corp.example")]);
+        let sub = event(
+            "Set-Mailbox",
+            &[("ForwardingSmtpAddress", "smtp:a@eu.corp.example")],
+        );
         assert_eq!(judge(&sub), None);
         let cleared = event("Set-Mailbox", &[("ForwardingSmtpAddress", "")]);
         assert_eq!(judge(&cleared), None);
-        let rule = event("New-InboxRule", &[("RedirectTo", "\"x\" [SMTP:x@evil.example]")]);
+        let rule = event(
+            "New-InboxRule",
+            &[("RedirectTo", "\"x\" [SMTP:x@evil.example]")],
+        );
         assert_eq!(judge(&rule).unwrap().what, "forwarding inbox rule");
-        let bcc = event("New-TransportRule", &[("BlindCopyTo", "audit@corp.example")]);
-        assert_eq!(judge(&bcc).unwrap().what, "transport rule blind-copies mail");
+        let bcc = event(
+            "New-TransportRule",
+            &[("BlindCopyTo", "audit@corp.example")],
+        );
+        assert_eq!(
+            judge(&bcc).unwrap().what,
+            "transport rule blind-copies mail"
+        );
         let google = event(
             "CHANGE_EMAIL_SETTING",
             &[
@@ -170,7 +197,13 @@ mod tests {
             "NEW_VALUE = drop@evil.example"
         );
         assert_eq!(judge(&event("login_success", &[])), None);
-        assert_eq!(judge(&event("2sv_disable", &[])).unwrap().severity, Severity::Critical);
-        assert_eq!(judge(&event("password_edit", &[])).unwrap().severity, Severity::High);
+        assert_eq!(
+            judge(&event("2sv_disable", &[])).unwrap().severity,
+            Severity::Critical
+        );
+        assert_eq!(
+            judge(&event("password_edit", &[])).unwrap().severity,
+            Severity::High
+        );
     }
 }

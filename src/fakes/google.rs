@@ -268,7 +268,13 @@ async fn activities(
         .collect();
     // Newest first, as the API lists.
     matching.reverse();
-    let page: Vec<Value> = matching.iter().skip(offset).take(max).cloned().cloned().collect();
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(max)
+        .cloned()
+        .cloned()
+        .collect();
     let mut body = json!({ "kind": "admin#reports#activities", "items": page });
     if offset + max < matching.len() {
         body["nextPageToken"] = json!(format!("page-{}", offset + max));

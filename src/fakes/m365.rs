@@ -71,7 +71,12 @@ impl FakeM365 {
             )
             .route("/api/v1.0/{tenant}/activity/feed/audit/{id}", get(blob))
             .with_state(shared.clone());
-        super::spawn_server(listener, app, tokio::sync::watch::channel(false).1, "fake m365");
+        super::spawn_server(
+            listener,
+            app,
+            tokio::sync::watch::channel(false).1,
+            "fake m365",
+        );
         Ok(FakeM365 { url, shared })
     }
 
@@ -116,7 +121,13 @@ impl FakeM365 {
 }
 
 /// A record as Exchange audits a cmdlet run.
-pub fn exchange_record(id: &str, operation: &str, user: &str, object: &str, params: &[(&str, &str)]) -> Value {
+pub fn exchange_record(
+    id: &str,
+    operation: &str,
+    user: &str,
+    object: &str,
+    params: &[(&str, &str)],
+) -> Value {
     json!({
         "CreationTime": Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string(),
         "Id": id,
@@ -156,7 +167,11 @@ fn authorized(s: &Shared, tenant: &str, headers: &HeaderMap) -> Result<(), Respo
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     if tenant != s.tenant || !inner.tokens.iter().any(|t| t == bearer) {
-        return Err(error(StatusCode::UNAUTHORIZED, "AF10001", "The permission set is invalid"));
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "AF10001",
+            "The permission set is invalid",
+        ));
     }
     Ok(())
 }
@@ -200,10 +215,15 @@ async fn start_subscription(
     let mut inner = s.inner.lock().unwrap();
     inner.subscribe_calls += 1;
     if inner.subscribed {
-        return error(StatusCode::BAD_REQUEST, "AF20024", "The subscription is already enabled. No property change.");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "AF20024",
+            "The subscription is already enabled. No property change.",
+        );
     }
     inner.subscribed = true;
-    Json(json!({ "contentType": CONTENT_TYPE, "status": "enabled", "webhook": null })).into_response()
+    Json(json!({ "contentType": CONTENT_TYPE, "status": "enabled", "webhook": null }))
+        .into_response()
 }
 
 async fn content(
@@ -217,7 +237,11 @@ async fn content(
     }
     let mut inner = s.inner.lock().unwrap();
     if !inner.subscribed {
-        return error(StatusCode::BAD_REQUEST, "AF20022", "No subscription found for the specified content type");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "AF20022",
+            "No subscription found for the specified content type",
+        );
     }
     let parse = |k: &str| {
         q.get(k).and_then(|t| {
@@ -227,7 +251,11 @@ async fn content(
         })
     };
     let (Some(start), Some(end)) = (parse("startTime"), parse("endTime")) else {
-        return error(StatusCode::BAD_REQUEST, "AF20055", "startTime and endTime must both be present");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "AF20055",
+            "startTime and endTime must both be present",
+        );
     };
     let offset: usize = q.get("nextPage").and_then(|n| n.parse().ok()).unwrap_or(0);
     // Times are second-resolution: a blob created within this second counts as before `end`.
@@ -277,9 +305,17 @@ async fn blob(
         return r;
     }
     let mut inner = s.inner.lock().unwrap();
-    let Some(records) = inner.blobs.iter().find(|(b, _, _)| *b == id).map(|(_, _, r)| r.clone())
+    let Some(records) = inner
+        .blobs
+        .iter()
+        .find(|(b, _, _)| *b == id)
+        .map(|(_, _, r)| r.clone())
     else {
-        return error(StatusCode::NOT_FOUND, "AF20051", "Content requested with the key does not exist");
+        return error(
+            StatusCode::NOT_FOUND,
+            "AF20051",
+            "Content requested with the key does not exist",
+        );
     };
     inner.blob_reads.push(id);
     Json(Value::Array(records)).into_response()

@@ -299,7 +299,10 @@ impl Incidents {
     }
 
     /// Pauses the mailer through `mailer` whenever an `email.exposed_recipients` incident opens.
-    pub fn with_auto_pause(mut self, mailer: Option<Arc<crate::contain::mailer::Mailer>>) -> Incidents {
+    pub fn with_auto_pause(
+        mut self,
+        mailer: Option<Arc<crate::contain::mailer::Mailer>>,
+    ) -> Incidents {
         self.auto_pause = mailer;
         self
     }

@@ -107,7 +107,8 @@ impl PauseState {
     /// The page's line about the mailer, if it was ever asked.
     pub fn line(&self) -> Option<String> {
         let hm = |t: &DateTime<Utc>| t.format("%H:%M:%S UTC").to_string();
-        let status = |s: &Option<u16>| s.map_or_else(|| "no answer".into(), |s| format!("HTTP {s}"));
+        let status =
+            |s: &Option<u16>| s.map_or_else(|| "no answer".into(), |s| format!("HTTP {s}"));
         match self {
             PauseState::None => None,
             PauseState::Requested { by, at } => {

@@ -13,7 +13,9 @@ use teloxide::{
 
 use crate::{
     detect::{Evidence, Severity},
-    incidents::{Action, Actor, Incident, PageRef, PauseState, Resolution, State, ordinal, pausable},
+    incidents::{
+        Action, Actor, Incident, PageRef, PauseState, Resolution, State, ordinal, pausable,
+    },
     store::digest,
 };
 

@@ -195,7 +195,9 @@ impl Parameter {
         if let Some(i) = &self.int_value {
             return i.clone();
         }
-        self.multi_value.as_ref().map_or_else(String::new, |m| m.join(", "))
+        self.multi_value
+            .as_ref()
+            .map_or_else(String::new, |m| m.join(", "))
     }
 }
 
@@ -220,7 +222,10 @@ impl Client {
         let resp = self
             .http
             .post(self.account.token_uri.clone())
-            .form(&[("grant_type", GRANT_TYPE), ("assertion", assertion.as_str())])
+            .form(&[
+                ("grant_type", GRANT_TYPE),
+                ("assertion", assertion.as_str()),
+            ])
             .send()
             .await?;
         let status = resp.status();
@@ -276,7 +281,11 @@ impl Client {
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok()?.parse().ok());
-            return Err(status_error(status, &format!("the {app} activities"), retry));
+            return Err(status_error(
+                status,
+                &format!("the {app} activities"),
+                retry,
+            ));
         }
         resp.json().await.map_err(|e| SourceError::Malformed {
             what: format!("the {app} activities"),

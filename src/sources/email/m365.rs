@@ -163,7 +163,10 @@ impl Client {
         if status.as_u16() == 400 && what == "subscriptions/start" {
             let body = resp.text().await.unwrap_or_default();
             if body.contains("AF20024") {
-                return Err(SourceError::Status { status: 0, what: body });
+                return Err(SourceError::Status {
+                    status: 0,
+                    what: body,
+                });
             }
         }
         Err(status_error(status, what, retry))
@@ -174,7 +177,8 @@ impl Client {
             return Ok(());
         }
         let mut url = self.api("subscriptions/start");
-        url.query_pairs_mut().append_pair("contentType", CONTENT_TYPE);
+        url.query_pairs_mut()
+            .append_pair("contentType", CONTENT_TYPE);
         let req = self.http.post(url).json(&serde_json::json!({}));
         match self.send(req, "subscriptions/start").await {
             Ok(_) | Err(SourceError::Status { status: 0, .. }) => {

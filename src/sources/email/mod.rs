@@ -167,7 +167,11 @@ where
 }
 
 /// Maps a non-success answer to the error the health report needs.
-pub(crate) fn status_error(status: reqwest::StatusCode, what: &str, retry_after: Option<u64>) -> SourceError {
+pub(crate) fn status_error(
+    status: reqwest::StatusCode,
+    what: &str,
+    retry_after: Option<u64>,
+) -> SourceError {
     match status.as_u16() {
         401 | 403 => SourceError::Unauthorized {
             status: status.as_u16(),
@@ -184,7 +188,9 @@ pub(crate) fn status_error(status: reqwest::StatusCode, what: &str, retry_after:
 /// `"Name" [SMTP:a@b.example]`, `a@b.example;c@d.example`. Lowercased.
 pub fn addresses(value: &str) -> Vec<String> {
     value
-        .split(|c: char| c.is_whitespace() || matches!(c, ';' | ',' | '[' | ']' | '<' | '>' | '"' | '\''))
+        .split(|c: char| {
+            c.is_whitespace() || matches!(c, ';' | ',' | '[' | ']' | '<' | '>' | '"' | '\'')
+        })
         .map(|t| {
             let t = t.trim();
             let t = t
