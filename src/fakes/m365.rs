@@ -155,11 +155,11 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn authorized(s: &Shared, tenant: &str, headers: &HeaderMap) -> Result<(), Response> {
+fn authorized(s: &Shared, tenant: &str, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let inner = s.inner.lock().unwrap();
     if let Some(code) = inner.fail_with {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return Err(error(status, "Forced", "forced failure"));
+        return Err(Box::new(error(status, "Forced", "forced failure")));
     }
     let bearer = headers
         .get("authorization")
@@ -167,11 +167,11 @@ fn authorized(s: &Shared, tenant: &str, headers: &HeaderMap) -> Result<(), Respo
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     if tenant != s.tenant || !inner.tokens.iter().any(|t| t == bearer) {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "AF10001",
             "The permission set is invalid",
-        ));
+        )));
     }
     Ok(())
 }
@@ -207,7 +207,7 @@ async fn start_subscription(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = authorized(&s, &tenant, &headers) {
-        return r;
+        return *r;
     }
     if q.get("contentType").map(String::as_str) != Some(CONTENT_TYPE) {
         return error(StatusCode::BAD_REQUEST, "AF20010", "contentType");
@@ -233,7 +233,7 @@ async fn content(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = authorized(&s, &tenant, &headers) {
-        return r;
+        return *r;
     }
     let mut inner = s.inner.lock().unwrap();
     if !inner.subscribed {
@@ -302,7 +302,7 @@ async fn blob(
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = authorized(&s, &tenant, &headers) {
-        return r;
+        return *r;
     }
     let mut inner = s.inner.lock().unwrap();
     let Some(records) = inner

@@ -269,7 +269,7 @@ async fn poll(
         .filter(|b| !cursor.seen(&b.content_id))
         .filter_map(|b| parse_time(&b.content_created).map(|t| (b, t)))
         .collect();
-    fresh.sort_by(|a, b| a.1.cmp(&b.1));
+    fresh.sort_by_key(|a| a.1);
     let feed = client.feed.name.clone();
     for (blob, _) in &fresh {
         let url = client.same_origin(&blob.content_uri)?;
@@ -287,7 +287,7 @@ async fn poll(
             .filter(|r| OPERATIONS.contains(&r.operation.as_str()))
             .filter_map(|r| to_event(r, &client.feed))
             .collect();
-        events.sort_by(|a, b| a.at.cmp(&b.at));
+        events.sort_by_key(|a| a.at);
         for e in events {
             if !ctx.emit(&feed, ObservationKind::Audit(e)).await {
                 return Ok(false);
