@@ -404,7 +404,7 @@ async fn m365_content_feed_follows_next_page_uri_and_pages_each_risky_setting_on
         m365: vec![m365_feed(&m)],
         ..Email::default()
     };
-    let app = spawn_app_with(with_email(email)).await;
+    let app = spawn_app_with(with_email(email.clone())).await;
     until(|| risky_pages(&app) == 3, "three risky pages").await;
     let mut risks: Vec<(String, String)> = risky(&app)
         .into_iter()

@@ -159,16 +159,6 @@ impl Client {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok()?.parse().ok());
-        // "The subscription is already enabled" (AF20024) is success for us.
-        if status.as_u16() == 400 && what == "subscriptions/start" {
-            let body = resp.text().await.unwrap_or_default();
-            if body.contains("AF20024") {
-                return Err(SourceError::Status {
-                    status: 0,
-                    what: body,
-                });
-            }
-        }
         Err(status_error(status, what, retry))
     }
 
@@ -179,14 +169,27 @@ impl Client {
         let mut url = self.api("subscriptions/start");
         url.query_pairs_mut()
             .append_pair("contentType", CONTENT_TYPE);
-        let req = self.http.post(url).json(&serde_json::json!({}));
-        match self.send(req, "subscriptions/start").await {
-            Ok(_) | Err(SourceError::Status { status: 0, .. }) => {
-                self.subscribed = true;
-                Ok(())
+        let token = self.token().await?;
+        let resp = self
+            .http
+            .post(url)
+            .bearer_auth(token)
+            .json(&serde_json::json!({}))
+            .send()
+            .await?;
+        let status = resp.status();
+        // "The subscription is already enabled" (AF20024) is what a restart gets: success.
+        let enabled = status.is_success()
+            || (status.as_u16() == 400
+                && resp.text().await.unwrap_or_default().contains("AF20024"));
+        if !enabled {
+            if status.as_u16() == 401 {
+                self.token = None;
             }
-            Err(e) => Err(e),
+            return Err(status_error(status, "subscriptions/start", None));
         }
+        self.subscribed = true;
+        Ok(())
     }
 
     /// A URL the API handed us (next page, blob) is followed only on the API's own origin: the
