@@ -563,6 +563,16 @@ async fn pause_mailer_button_calls_the_kill_switch_once_and_the_timeline_records
         "the page shows the pause",
     )
     .await;
+    let shown = app.bot.message(CHAT, page.message_id).unwrap();
+    let markup = shown
+        .reply_markup
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    assert!(
+        !markup.contains("Pause mailer"),
+        "paused: no button: {markup}"
+    );
+    assert!(markup.contains(&format!("ack:{id}")), "{markup}");
     let inc = app.store.incident(id).unwrap().unwrap();
     assert_eq!(
         pause_events(&inc),

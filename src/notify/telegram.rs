@@ -217,7 +217,7 @@ pub fn render_page(inc: &Incident, pause_button: bool) -> Rendered {
         State::Resolved => vec![],
     };
     let mut rows = vec![row];
-    if pause_button && pausable(inc.rule) && pause.may_press() {
+    if pause_button && inc.state != State::Resolved && pausable(inc.rule) && pause.may_press() {
         rows.push(vec![button("Pause mailer", "pause")]);
     }
     rows.retain(|r| !r.is_empty());

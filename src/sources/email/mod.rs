@@ -217,3 +217,43 @@ pub fn internal(address: &str, domains: &[String]) -> bool {
         domain == d || domain.ends_with(&format!(".{d}"))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_as_audit_logs_write_them() {
+        assert_eq!(addresses("smtp:A@Evil.example"), vec!["a@evil.example"]);
+        assert_eq!(
+            addresses("\"Drop\" [SMTP:drop@x.example];b@y.example"),
+            vec!["drop@x.example", "b@y.example"]
+        );
+        assert!(addresses("Bob Smith").is_empty());
+        assert!(internal("a@corp.example", &["corp.example".into()]));
+        assert!(internal("a@eu.corp.example", &["@corp.example".into()]));
+        assert!(!internal("a@notcorp.example", &["corp.example".into()]));
+        assert!(!internal("a@corp.example.evil", &["corp.example".into()]));
+    }
+
+    #[test]
+    fn cursor_skips_seen_ids_and_forgets_them_past_the_overlap() {
+        let t0 = Utc::now() - chrono::Duration::hours(2);
+        let mut c = AuditCursor::default();
+        assert_eq!(c.start(t0), t0 - chrono::Duration::hours(1));
+        c.advance([("a".to_owned(), t0), ("b".to_owned(), t0)]);
+        assert!(c.seen("a") && c.seen("b"));
+        assert_eq!(c.start(Utc::now()), t0 - chrono::Duration::minutes(30));
+        // A late event older than the newest still counts as seen once read.
+        let t1 = t0 + chrono::Duration::minutes(45);
+        c.advance([
+            ("c".to_owned(), t1),
+            ("late".to_owned(), t1 - chrono::Duration::minutes(5)),
+        ]);
+        assert_eq!(c.time, Some(t1));
+        assert!(c.seen("late") && c.seen("c"));
+        assert!(!c.seen("a"), "older than the overlap window: forgotten");
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<AuditCursor>(&json).unwrap(), c);
+    }
+}
