@@ -657,8 +657,16 @@ impl Config {
                 ));
             }
         }
+        let feeds = self
+            .email
+            .as_ref()
+            .is_some_and(|e| !e.google.is_empty() || !e.m365.is_empty());
         if self.accounts.is_empty() {
-            out.push_str("accounts      none: nothing will be watched\n");
+            out.push_str(if feeds {
+                "accounts      none: only the mail audit feeds below are watched\n"
+            } else {
+                "accounts      none: nothing will be watched\n"
+            });
         }
         for a in &self.accounts {
             out.push_str(&format!(
