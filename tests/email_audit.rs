@@ -729,3 +729,30 @@ async fn auto_pause_pauses_the_mailer_when_exposed_recipients_opens() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(mailer_fake.requests(), 2);
 }
+
+#[tokio::test]
+async fn a_refused_m365_secret_pages_monitor_blind() {
+    // The tenant knows another secret: the token endpoint answers 401 invalid_client.
+    let m = FakeM365::start(TENANT, CLIENT_ID, "rotated-secret")
+        .await
+        .unwrap();
+    let email = Email {
+        m365: vec![m365_feed(&m)],
+        ..Email::default()
+    };
+    let app = spawn_app_with(with_email(email)).await;
+    until(
+        || {
+            app.bot
+                .sent()
+                .iter()
+                .any(|msg| msg.text.contains("monitor.blind") && msg.text.contains(M365))
+        },
+        "the blind page",
+    )
+    .await;
+    let h = app.health.snapshot()[M365].clone();
+    assert!(h.refused && h.platform == "microsoft_365", "{h:?}");
+    assert_eq!(m.subscribe_calls(), 0);
+    app.stop().await;
+}
