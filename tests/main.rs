@@ -11,6 +11,7 @@ mod cli;
 mod crash;
 mod delivery;
 mod disk;
+mod email_audit;
 mod escalation;
 mod fake_mastodon;
 mod fake_telegram;
