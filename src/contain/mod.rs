@@ -8,6 +8,7 @@
 //! never panics or returns an error type: every answer, including a network failure, is one of
 //! the [`TakedownOutcome`]s the responder reads on the page.
 
+pub mod mailer;
 pub mod mastodon;
 pub mod telegram_channel;
 

@@ -16,7 +16,10 @@ use std::{
 
 use axum::{
     Router,
-    extract::DefaultBodyLimit,
+    extract::{DefaultBodyLimit, Request},
+    http::StatusCode,
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
 
@@ -28,6 +31,10 @@ use crate::{
 
 /// Approval bodies are a post's text and a few fields; anything larger is not one.
 pub const MAX_BODY: usize = 64 * 1024;
+
+/// Time a request has to arrive whole and be answered. A client dripping its body a byte at a
+/// time would otherwise hold a connection and a task for as long as it likes.
+pub const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct HttpState {
@@ -59,7 +66,27 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/accounts", get(api::list_accounts))
         .route("/api/v1/timeline", get(api::timeline))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(deadline))
         .with_state(state)
+}
+
+/// Answers 408 to a request not received and handled within [`REQUEST_DEADLINE`].
+async fn deadline(req: Request, next: Next) -> Response {
+    let what = format!("{} {}", req.method(), req.uri().path());
+    match tokio::time::timeout(REQUEST_DEADLINE, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(request = %what, "request not complete within the deadline; answered 408");
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request not received within {} s",
+                    REQUEST_DEADLINE.as_secs()
+                ),
+            )
+                .into_response()
+        }
+    }
 }
 
 /// Serves until `shutdown` resolves.
