@@ -116,3 +116,47 @@ async fn a_body_dripped_a_byte_at_a_time_is_cut_off() {
     drip.abort();
     app.stop().await;
 }
+
+#[tokio::test]
+async fn headers_dripped_a_line_at_a_time_lose_the_connection() {
+    let app = spawn_app().await;
+    let addr = app.api.trim_start_matches("http://").to_owned();
+    let addr = addr.split('/').next().unwrap().to_owned();
+    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    writer
+        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    // A new header line every 500 ms, never the blank line that ends them.
+    let drip = tokio::spawn(async move {
+        let mut k = 0;
+        while writer
+            .write_all(format!("X-Drip-{k}: x\r\n").as_bytes())
+            .await
+            .is_ok()
+            && started.elapsed() < Duration::from_secs(40)
+        {
+            k += 1;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    let mut buf = vec![0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(30), reader.read(&mut buf))
+        .await
+        .expect("the server closed the connection before the client gave up")
+        .unwrap_or(0);
+    assert!(
+        n == 0 || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    assert!(
+        started.elapsed() < tocsin::http::HEADER_DEADLINE + Duration::from_secs(3),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    drip.abort();
+    app.stop().await;
+}
