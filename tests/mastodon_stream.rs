@@ -44,10 +44,15 @@ async fn start(page_deletions: bool, grace: Option<Duration>) -> Streamed {
     c.paging.page_approved_deletions = page_deletions;
     let app = App::build(c).await.unwrap();
     let store = app.store().clone();
+    let health = app.health().clone();
     let shutdown = CancellationToken::new();
     let handle = tokio::spawn(app.run_until(shutdown.clone()));
+    // The first poll's posts are history: publish only once it has completed.
     until(
-        || masto.open_streams() == 1 && !store.baselines(ACCOUNT).unwrap().is_empty(),
+        || {
+            masto.open_streams() >= 1
+                && health.snapshot().get(ACCOUNT).is_some_and(|h| h.polls >= 1)
+        },
         "the stream open and the first poll done",
     )
     .await;
