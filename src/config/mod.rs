@@ -251,7 +251,20 @@ pub struct Account {
     /// Default: three poll intervals, at least 30 s. A refused token is blind at once.
     #[serde(default, deserialize_with = "opt_duration")]
     pub grace: Option<Duration>,
+    /// Bluesky: the PLC directory that resolves `did:plc:` identities. Default
+    /// `https://plc.directory`.
+    #[serde(default)]
+    pub plc_url: Option<Url>,
+    /// Bluesky: the Jetstream `subscribe` endpoint pushing the account's commits. Default
+    /// `wss://jetstream2.us-east.bsky.network/subscribe`.
+    #[serde(default)]
+    pub jetstream_url: Option<Url>,
 }
+
+/// The public PLC directory.
+pub const DEFAULT_PLC_URL: &str = "https://plc.directory";
+/// One of Bluesky's public Jetstream instances.
+pub const DEFAULT_JETSTREAM_URL: &str = "wss://jetstream2.us-east.bsky.network/subscribe";
 
 impl Account {
     /// How long this source may go without a successful poll before it counts as blind: a
@@ -259,6 +272,20 @@ impl Account {
     pub fn grace(&self) -> Duration {
         self.grace
             .unwrap_or_else(|| (self.poll_interval * 3).max(Duration::from_secs(30)))
+    }
+
+    /// The PLC directory for a Bluesky account.
+    pub fn plc_url(&self) -> Url {
+        self.plc_url
+            .clone()
+            .unwrap_or_else(|| Url::parse(DEFAULT_PLC_URL).expect("constant URL"))
+    }
+
+    /// The Jetstream endpoint for a Bluesky account.
+    pub fn jetstream_url(&self) -> Url {
+        self.jetstream_url
+            .clone()
+            .unwrap_or_else(|| Url::parse(DEFAULT_JETSTREAM_URL).expect("constant URL"))
     }
 }
 
@@ -505,11 +532,11 @@ impl Config {
                     format!("`{}` is used by another account", account.name),
                 ));
             }
-            if account.platform != Platform::Mastodon {
+            if !matches!(account.platform, Platform::Mastodon | Platform::Bluesky) {
                 return Err(ConfigError::invalid(
                     key("platform"),
                     format!(
-                        "`{}` is not supported by this build yet; supported: mastodon",
+                        "`{}` is not supported by this build yet; supported: mastodon, bluesky",
                         account.platform
                     ),
                 ));
@@ -518,6 +545,7 @@ impl Config {
             if account.account_id.trim().is_empty() {
                 return Err(ConfigError::invalid(key("account_id"), "must not be empty"));
             }
+            validate_bluesky_keys(account, &key)?;
             if account.poll_interval < MIN_POLL_INTERVAL {
                 return Err(ConfigError::invalid(
                     key("poll_interval"),
@@ -652,6 +680,24 @@ impl Config {
             out.push_str("accounts      none: nothing will be watched\n");
         }
         for a in &self.accounts {
+            if a.platform == Platform::Bluesky {
+                out.push_str(&format!(
+                    "watch         {} · bluesky {} · identity via {} (PLC {}) · posts and profile \
+                     from its PDS every {} · push from Jetstream {} · takedown {}\n",
+                    a.name,
+                    a.account_id,
+                    a.base_url,
+                    a.plc_url(),
+                    humantime::format_duration(a.poll_interval),
+                    a.jetstream_url(),
+                    if a.write_token.is_some() {
+                        "with an app password session"
+                    } else {
+                        "not configured (no write_token)"
+                    }
+                ));
+                continue;
+            }
             out.push_str(&format!(
                 "watch         {} · {} {} account {} · every {} · {}\n",
                 a.name,
@@ -668,6 +714,55 @@ impl Config {
         }
         out
     }
+}
+
+/// The Bluesky keys: only on Bluesky accounts, with the schemes their services speak.
+fn validate_bluesky_keys(
+    account: &Account,
+    key: &dyn Fn(&str) -> String,
+) -> Result<(), ConfigError> {
+    if account.platform != Platform::Bluesky {
+        for (name, set) in [
+            ("plc_url", account.plc_url.is_some()),
+            ("jetstream_url", account.jetstream_url.is_some()),
+        ] {
+            if set {
+                return Err(ConfigError::invalid(
+                    key(name),
+                    format!("only for platform = \"bluesky\", not `{}`", account.platform),
+                ));
+            }
+        }
+        return Ok(());
+    }
+    let id = account.account_id.trim();
+    let is_did = id.starts_with("did:plc:") || id.starts_with("did:web:");
+    let is_handle = !id.starts_with("did:")
+        && id.contains('.')
+        && !id.starts_with('@')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    if !is_did && !is_handle {
+        return Err(ConfigError::invalid(
+            key("account_id"),
+            format!(
+                "`{id}` is neither a did:plc:/did:web: DID nor a handle like example.bsky.social"
+            ),
+        ));
+    }
+    if let Some(url) = &account.plc_url {
+        check_http_url(&key("plc_url"), url)?;
+    }
+    if let Some(url) = &account.jetstream_url
+        && !(matches!(url.scheme(), "ws" | "wss") && url.has_host())
+    {
+        return Err(ConfigError::invalid(
+            key("jetstream_url"),
+            format!("`{url}` is not a ws(s) URL"),
+        ));
+    }
+    Ok(())
 }
 
 fn severities(s: &Option<Vec<Severity>>) -> String {

@@ -211,7 +211,18 @@ pub const FIRST_SNAPSHOT: &str = "tocsin (first snapshot)";
 
 /// Profile fields whose change hands the account or its audience to someone else.
 fn field_severity(field: &str, after: &str) -> Severity {
-    let critical = matches!(field, "url" | "handle" | "moved" | "email")
+    // Identity: who answers for the account (handle, PDS, keys) or whether it still exists.
+    let critical = matches!(
+        field,
+        "url"
+            | "handle"
+            | "moved"
+            | "email"
+            | "pds"
+            | "rotation_keys"
+            | "signing_key"
+            | "account_status"
+    )
         || (field.starts_with("field:")
             && (after.contains("http://") || after.contains("https://")));
     if critical {
@@ -229,6 +240,9 @@ pub fn evaluate(store: &Store, obs: &Observation) -> Result<Outcome, StoreError>
         }
         // The email rules land with the email feeds.
         ObservationKind::Mail(_) | ObservationKind::Audit(_) => Ok(Outcome::default()),
+        // The hook of `social.approved_post_deleted`: its policy (recorded, paged at medium when
+        // configured) lands with the takedown work.
+        ObservationKind::PostDeleted { .. } => Ok(Outcome::default()),
         ObservationKind::Checkpoint { .. } => Ok(Outcome::default()),
     }
 }

@@ -89,6 +89,8 @@ pub fn loopback_config(
             write_token: None,
             poll_interval,
             grace: None,
+            plc_url: None,
+            jetstream_url: None,
         }],
         channels: Default::default(),
         heartbeat: None,
