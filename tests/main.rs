@@ -4,6 +4,7 @@ mod support;
 
 mod api;
 mod blind;
+mod bluesky;
 mod bot;
 mod channels;
 mod cli;

@@ -2,6 +2,7 @@
 //! 127.0.0.1 ephemeral ports. The demo plays its story against them and the integration tests
 //! drive them; they never bind or call any other address.
 
+pub mod bluesky;
 pub mod mastodon;
 pub mod pagerduty;
 pub mod telegram;

@@ -256,7 +256,7 @@ pub fn did_document_url(plc: &Url, did: &str) -> Result<Url, SourceError> {
     if !did.starts_with("did:plc:") {
         return Err(malformed(did, "only did:plc and did:web are supported"));
     }
-    plc.join(did).map_err(|e| malformed(did, e))
+    plc.join(&format!("./{did}")).map_err(|e| malformed(did, e))
 }
 
 async fn get_json<T: serde::de::DeserializeOwned>(
@@ -313,7 +313,7 @@ pub async fn resolve_identity(
         .unwrap_or_default();
     let rotation_keys = if did.starts_with("did:plc:") {
         let data_url = plc
-            .join(&format!("{did}/data"))
+            .join(&format!("./{did}/data"))
             .map_err(|e| malformed(did, e))?;
         let data: PlcData = get_json(http, data_url, &format!("PLC data of {did}")).await?;
         data.rotation_keys
