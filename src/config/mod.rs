@@ -939,8 +939,12 @@ poll_interval = "2m"
                 "0123456789abcdef0123456789abcdef",
             )
             .replace("env:TOCSIN_HEARTBEAT_URL", "https://monitor.example/ping/x")
-            .replace("env:TOCSIN_MASTODON_WRITE_TOKEN", "w");
+            .replace("env:TOCSIN_MASTODON_WRITE_TOKEN", "w")
+            .replace("env:TOCSIN_BLUESKY_APP_PASSWORD", "app-pass");
         let c = Config::parse(&text, "example").unwrap();
+        let sky = c.account("bluesky-main").expect("the Bluesky example");
+        assert_eq!(sky.platform, Platform::Bluesky);
+        assert_eq!(sky.jetstream_url().as_str(), DEFAULT_JETSTREAM_URL);
         assert_eq!(c.channels.pagerduty[0].name, "ops");
         assert_eq!(c.telegram.failure_grace, Duration::from_secs(120));
         assert!(c.heartbeat.is_some());
@@ -1033,6 +1037,43 @@ failure_grace = \"2 parsecs\"",
             paging.replace("unmutable", "unmuteable")
         ));
         assert!(e.to_string().ends_with("did you mean `unmutable`?"), "{e}");
+    }
+
+    const BLUESKY: &str = r#"
+[[accounts]]
+name = "sky"
+platform = "bluesky"
+base_url = "https://bsky.social"
+account_id = "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
+"#;
+
+    #[test]
+    fn bluesky_accounts_parse_with_defaults_and_bad_keys_are_named() {
+        let c = Config::parse(&format!("{GOOD}{BLUESKY}"), "t.toml").unwrap();
+        let sky = &c.accounts[1];
+        assert_eq!(sky.plc_url().as_str(), "https://plc.directory/");
+        assert_eq!(sky.jetstream_url().as_str(), DEFAULT_JETSTREAM_URL);
+        let summary = c.summary();
+        assert!(
+            summary.contains("sky · bluesky did:plc:ewvi7nxzyoun6zhxrhs64oiz")
+                && summary.contains("push from Jetstream wss://")
+                && summary.contains("takedown not configured"),
+            "{summary}"
+        );
+        let handle = BLUESKY.replace("did:plc:ewvi7nxzyoun6zhxrhs64oiz", "examplecorp.bsky.social");
+        assert!(Config::parse(&format!("{GOOD}{handle}"), "t.toml").is_ok());
+        let e = err(&format!(
+            "{GOOD}{}",
+            BLUESKY.replace("did:plc:ewvi7nxzyoun6zhxrhs64oiz", "@examplecorp")
+        ));
+        assert_eq!(e.key(), Some("accounts[1].account_id"));
+        let e = err(&format!(
+            "{GOOD}{BLUESKY}jetstream_url = \"https://jetstream.example/subscribe\"\n"
+        ));
+        assert_eq!(e.key(), Some("accounts[1].jetstream_url"));
+        let e = err(&format!("{GOOD}plc_url = \"https://plc.directory\"\n"));
+        assert_eq!(e.key(), Some("accounts[0].plc_url"));
+        assert!(e.to_string().contains("only for platform = \"bluesky\""), "{e}");
     }
 
     #[test]
