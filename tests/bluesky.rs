@@ -263,6 +263,9 @@ async fn a_dropped_stream_pages_monitor_blind_the_poll_still_sees_and_recovery_r
     let blind = app.incidents(Rule::MonitorBlind);
     assert_eq!(blind.len(), 1);
     assert_eq!(blind[0].state, State::Open);
+    app.bot.push_command(CHAT, &responder(), "/status");
+    let status = app.wait_page("push stream DOWN").await;
+    assert!(status.contains("jetstream") || status.contains("503"), "{status}");
 
     app.sky.restore_stream();
     until(
