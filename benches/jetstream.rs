@@ -127,7 +127,10 @@ async fn main() {
         tokio::time::sleep_until(next.into()).await;
         next += tick;
         let sent = Instant::now();
-        sky.publish(&did(d), &format!("{marker} claim at https://evil.example/{n}"));
+        sky.publish(
+            &did(d),
+            &format!("{marker} claim at https://evil.example/{n}"),
+        );
         pending.push((d, marker, sent));
         collect(&mut pending, &mut samples);
     }

@@ -58,7 +58,10 @@ async fn fake() -> FakeBluesky {
     let sky = FakeBluesky::start().await.unwrap();
     sky.add_account(DID, HANDLE, "ExampleCorp", "Official account.");
     sky.set_app_password(DID, Some(APP_PASSWORD));
-    sky.publish(DID, "An old post from before tocsin https://example.com/old");
+    sky.publish(
+        DID,
+        "An old post from before tocsin https://example.com/old",
+    );
     sky
 }
 
@@ -137,9 +140,10 @@ async fn rogue_post_and_edit_page_by_push() {
     assert!(app.bot.sent().is_empty(), "history does not page");
     let polls = app.polls();
 
-    let rkey = app
-        .sky
-        .publish(DID, "Free tokens! Claim at https://evil.example/claim/now-before-it-ends");
+    let rkey = app.sky.publish(
+        DID,
+        "Free tokens! Claim at https://evil.example/claim/now-before-it-ends",
+    );
     let page = app.wait_page("social.unapproved_post").await;
     assert!(page.contains("CRITICAL"), "{page}");
     // The link facet is expanded to its target, not the shortened text the app shows.
@@ -237,7 +241,9 @@ async fn pds_move_and_a_silent_key_rotation_page_as_critical() {
     until(
         || {
             let edits = app.bot.edits();
-            edits.iter().any(|e| e.text.contains("did:key:zQ3shattacker"))
+            edits
+                .iter()
+                .any(|e| e.text.contains("did:key:zQ3shattacker"))
                 || app.page("did:key:zQ3shattacker").is_some()
         },
         "the rotation key change",
@@ -265,7 +271,10 @@ async fn a_dropped_stream_pages_monitor_blind_the_poll_still_sees_and_recovery_r
     assert_eq!(blind[0].state, State::Open);
     app.bot.push_command(CHAT, &responder(), "/status");
     let status = app.wait_page("push stream DOWN").await;
-    assert!(status.contains("jetstream") || status.contains("503"), "{status}");
+    assert!(
+        status.contains("jetstream") || status.contains("503"),
+        "{status}"
+    );
 
     app.sky.restore_stream();
     until(

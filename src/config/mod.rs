@@ -729,7 +729,10 @@ fn validate_bluesky_keys(
             if set {
                 return Err(ConfigError::invalid(
                     key(name),
-                    format!("only for platform = \"bluesky\", not `{}`", account.platform),
+                    format!(
+                        "only for platform = \"bluesky\", not `{}`",
+                        account.platform
+                    ),
                 ));
             }
         }
@@ -1060,7 +1063,10 @@ account_id = "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
                 && summary.contains("takedown not configured"),
             "{summary}"
         );
-        let handle = BLUESKY.replace("did:plc:ewvi7nxzyoun6zhxrhs64oiz", "examplecorp.bsky.social");
+        let handle = BLUESKY.replace(
+            "did:plc:ewvi7nxzyoun6zhxrhs64oiz",
+            "examplecorp.bsky.social",
+        );
         assert!(Config::parse(&format!("{GOOD}{handle}"), "t.toml").is_ok());
         let e = err(&format!(
             "{GOOD}{}",
@@ -1073,7 +1079,10 @@ account_id = "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
         assert_eq!(e.key(), Some("accounts[1].jetstream_url"));
         let e = err(&format!("{GOOD}plc_url = \"https://plc.directory\"\n"));
         assert_eq!(e.key(), Some("accounts[0].plc_url"));
-        assert!(e.to_string().contains("only for platform = \"bluesky\""), "{e}");
+        assert!(
+            e.to_string().contains("only for platform = \"bluesky\""),
+            "{e}"
+        );
     }
 
     #[test]

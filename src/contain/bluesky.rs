@@ -84,11 +84,9 @@ pub async fn delete_post(
             let status = r.status();
             let what = describe(nsid, &body(r).await);
             return match status {
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                    TakedownOutcome::Forbidden {
-                        detail: format!("{what}: the app password was refused ({status})"),
-                    }
-                }
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => TakedownOutcome::Forbidden {
+                    detail: format!("{what}: the app password was refused ({status})"),
+                },
                 _ => failed(format!("{what} answered {status}")),
             };
         }

@@ -222,9 +222,8 @@ fn field_severity(field: &str, after: &str) -> Severity {
             | "rotation_keys"
             | "signing_key"
             | "account_status"
-    )
-        || (field.starts_with("field:")
-            && (after.contains("http://") || after.contains("https://")));
+    ) || (field.starts_with("field:")
+        && (after.contains("http://") || after.contains("https://")));
     if critical {
         Severity::Critical
     } else {

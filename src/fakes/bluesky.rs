@@ -281,8 +281,16 @@ impl FakeBluesky {
         let rkey = tid(now);
         let cid = cid_of(&record);
         let repo = inner.repos.get_mut(did).expect("unknown DID");
-        repo.posts.insert(rkey.clone(), (record.clone(), cid.clone()));
-        self.commit(&mut inner, did, "create", "app.bsky.feed.post", &rkey, Some((record, cid)));
+        repo.posts
+            .insert(rkey.clone(), (record.clone(), cid.clone()));
+        self.commit(
+            &mut inner,
+            did,
+            "create",
+            "app.bsky.feed.post",
+            &rkey,
+            Some((record, cid)),
+        );
         rkey
     }
 
@@ -294,8 +302,16 @@ impl FakeBluesky {
         let mut record = post_record(text);
         record["createdAt"] = old["createdAt"].clone();
         let cid = cid_of(&record);
-        repo.posts.insert(rkey.to_owned(), (record.clone(), cid.clone()));
-        self.commit(&mut inner, did, "update", "app.bsky.feed.post", rkey, Some((record, cid)));
+        repo.posts
+            .insert(rkey.to_owned(), (record.clone(), cid.clone()));
+        self.commit(
+            &mut inner,
+            did,
+            "update",
+            "app.bsky.feed.post",
+            rkey,
+            Some((record, cid)),
+        );
     }
 
     /// Deletes a post (as its owner would).
@@ -318,14 +334,21 @@ impl FakeBluesky {
     pub fn update_profile(&self, did: &str, change: impl FnOnce(&mut Value)) {
         let mut inner = self.lock();
         let repo = inner.repos.get_mut(did).expect("unknown DID");
-        let mut record = repo
-            .profile
-            .as_ref()
-            .map_or_else(|| json!({"$type": "app.bsky.actor.profile"}), |p| p.0.clone());
+        let mut record = repo.profile.as_ref().map_or_else(
+            || json!({"$type": "app.bsky.actor.profile"}),
+            |p| p.0.clone(),
+        );
         change(&mut record);
         let cid = cid_of(&record);
         repo.profile = Some((record.clone(), cid.clone()));
-        self.commit(&mut inner, did, "update", "app.bsky.actor.profile", "self", Some((record, cid)));
+        self.commit(
+            &mut inner,
+            did,
+            "update",
+            "app.bsky.actor.profile",
+            "self",
+            Some((record, cid)),
+        );
     }
 
     /// A new handle in the DID document, announced by an `identity` event.
@@ -389,7 +412,8 @@ impl FakeBluesky {
         if let Some(repo) = inner.repos.get_mut(did) {
             repo.rev = rev.clone();
         }
-        let mut commit = json!({"rev": rev, "operation": operation, "collection": collection, "rkey": rkey});
+        let mut commit =
+            json!({"rev": rev, "operation": operation, "collection": collection, "rkey": rkey});
         if let Some((record, cid)) = record {
             commit["record"] = record;
             commit["cid"] = json!(cid);
@@ -492,10 +516,7 @@ async fn xrpc(
         inner.rate_reset = now + RATE_WINDOW_SECS;
     }
     inner.rate_used += 1;
-    let mut rate = (
-        RATE_LIMIT.saturating_sub(inner.rate_used),
-        inner.rate_reset,
-    );
+    let mut rate = (RATE_LIMIT.saturating_sub(inner.rate_used), inner.rate_reset);
     let mut resp = match inner.failures.pop_front() {
         Some(Failure::Status(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -508,7 +529,11 @@ async fn xrpc(
         }
         Some(Failure::RateLimited { reset_in_secs }) => {
             rate = (0, now + reset_in_secs);
-            xrpc_error(StatusCode::TOO_MANY_REQUESTS, "RateLimitExceeded", "Rate Limit Exceeded")
+            xrpc_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RateLimitExceeded",
+                "Rate Limit Exceeded",
+            )
         }
         None => answer(&shared, &mut inner, &nsid, &method, &q, bearer, body),
     };
@@ -545,7 +570,11 @@ fn answer(
             let handle = param("handle");
             match inner.repos.iter().find(|(_, r)| r.handle == handle) {
                 Some((did, _)) => Json(json!({"did": did})).into_response(),
-                None => xrpc_error(StatusCode::BAD_REQUEST, "HandleNotFound", "Unable to resolve handle"),
+                None => xrpc_error(
+                    StatusCode::BAD_REQUEST,
+                    "HandleNotFound",
+                    "Unable to resolve handle",
+                ),
             }
         }
         (Method::GET, "com.atproto.sync.getRepoStatus") => match inner.repos.get(param("did")) {
@@ -570,7 +599,11 @@ fn answer(
             }
             let (did, collection, rkey) = (param("repo"), param("collection"), param("rkey"));
             let Some(repo) = inner.repos.get(did) else {
-                return xrpc_error(StatusCode::BAD_REQUEST, "RepoNotFound", &format!("Could not find repo: {did}"));
+                return xrpc_error(
+                    StatusCode::BAD_REQUEST,
+                    "RepoNotFound",
+                    &format!("Could not find repo: {did}"),
+                );
             };
             let found = match collection {
                 "app.bsky.actor.profile" if rkey == "self" => repo.profile.clone(),
@@ -608,7 +641,11 @@ fn answer(
             };
             let (did, collection) = (param("repo"), param("collection"));
             let Some(repo) = inner.repos.get(did) else {
-                return xrpc_error(StatusCode::BAD_REQUEST, "RepoNotFound", &format!("Could not find repo: {did}"));
+                return xrpc_error(
+                    StatusCode::BAD_REQUEST,
+                    "RepoNotFound",
+                    &format!("Could not find repo: {did}"),
+                );
             };
             let all: Vec<(String, Value, String)> = match collection {
                 "app.bsky.feed.post" => repo
@@ -637,7 +674,9 @@ fn answer(
                     .take(limit)
                     .collect()
             };
-            let next = (page.len() == limit).then(|| page.last().map(|(k, ..)| k.clone())).flatten();
+            let next = (page.len() == limit)
+                .then(|| page.last().map(|(k, ..)| k.clone()))
+                .flatten();
             let records: Vec<Value> = page
                 .drain(..)
                 .map(|(k, v, c)| json!({"uri": at_uri(did, collection, &k), "cid": c, "value": v}))
@@ -658,8 +697,17 @@ fn answer(
                 .find(|(did, r)| *did == id || r.handle == id)
                 .map(|(did, r)| (did.clone(), r.clone()));
             match found {
-                Some((did, r)) if r.app_password.as_deref() == Some(password) && !password.is_empty() => {
-                    let token = format!("at-{}", cid_of(&json!([did, inner.sessions.len(), Utc::now().timestamp_micros()])));
+                Some((did, r))
+                    if r.app_password.as_deref() == Some(password) && !password.is_empty() =>
+                {
+                    let token = format!(
+                        "at-{}",
+                        cid_of(&json!([
+                            did,
+                            inner.sessions.len(),
+                            Utc::now().timestamp_micros()
+                        ]))
+                    );
                     inner.sessions.insert(token.clone(), did.clone());
                     Json(json!({
                         "accessJwt": token,
@@ -670,12 +718,20 @@ fn answer(
                     }))
                     .into_response()
                 }
-                _ => xrpc_error(StatusCode::UNAUTHORIZED, "AuthenticationRequired", "Invalid identifier or password"),
+                _ => xrpc_error(
+                    StatusCode::UNAUTHORIZED,
+                    "AuthenticationRequired",
+                    "Invalid identifier or password",
+                ),
             }
         }
         (Method::POST, "com.atproto.repo.deleteRecord") => {
             let Some(did) = bearer.as_ref().and_then(|t| inner.sessions.get(t)).cloned() else {
-                return xrpc_error(StatusCode::UNAUTHORIZED, "InvalidToken", "Token could not be verified");
+                return xrpc_error(
+                    StatusCode::UNAUTHORIZED,
+                    "InvalidToken",
+                    "Token could not be verified",
+                );
             };
             let body = body.unwrap_or_default();
             let repo = body["repo"].as_str().unwrap_or_default();
@@ -696,12 +752,22 @@ fn answer(
             if !removed {
                 return Json(json!({})).into_response();
             }
-            let fake = FakeBluesky { shared: Arc::clone(shared) };
+            let fake = FakeBluesky {
+                shared: Arc::clone(shared),
+            };
             fake.commit(inner, &did, "delete", collection, &rkey, None);
-            let rev = inner.repos.get(&did).map(|r| r.rev.clone()).unwrap_or_default();
+            let rev = inner
+                .repos
+                .get(&did)
+                .map(|r| r.rev.clone())
+                .unwrap_or_default();
             Json(json!({"commit": {"cid": cid_of(&json!([did, rev])), "rev": rev}})).into_response()
         }
-        _ => xrpc_error(StatusCode::NOT_IMPLEMENTED, "MethodNotImplemented", "Method Not Implemented"),
+        _ => xrpc_error(
+            StatusCode::NOT_IMPLEMENTED,
+            "MethodNotImplemented",
+            "Method Not Implemented",
+        ),
     }
 }
 
@@ -732,7 +798,11 @@ async fn plc_document(State(shared): State<Arc<Shared>>, Path(did): Path<String>
     let inner = shared.inner.lock().expect("fake Bluesky lock");
     match inner.repos.get(&did) {
         Some(r) => Json(document(&did, r)).into_response(),
-        None => (StatusCode::NOT_FOUND, Json(json!({"message": format!("DID not registered: {did}")}))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"message": format!("DID not registered: {did}")})),
+        )
+            .into_response(),
     }
 }
 
@@ -747,7 +817,11 @@ async fn plc_data(State(shared): State<Arc<Shared>>, Path(did): Path<String>) ->
             "services": {"atproto_pds": {"type": "AtprotoPersonalDataServer", "endpoint": r.pds}},
         }))
         .into_response(),
-        None => (StatusCode::NOT_FOUND, Json(json!({"message": format!("DID not registered: {did}")}))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"message": format!("DID not registered: {did}")})),
+        )
+            .into_response(),
     }
 }
 
@@ -757,15 +831,23 @@ async fn subscribe(
     uri: axum::http::Uri,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect();
+    let pairs: Vec<(String, String)> =
+        url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
     let list = |k: &str| -> Vec<String> {
-        pairs.iter().filter(|(n, _)| n == k).map(|(_, v)| v.clone()).collect()
+        pairs
+            .iter()
+            .filter(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .collect()
     };
     let dids = list("wantedDids");
     let collections = list("wantedCollections");
-    let cursor: Option<i64> = pairs.iter().find(|(n, _)| n == "cursor").and_then(|(_, v)| v.parse().ok());
+    let cursor: Option<i64> = pairs
+        .iter()
+        .find(|(n, _)| n == "cursor")
+        .and_then(|(_, v)| v.parse().ok());
     {
         let mut inner = shared.inner.lock().expect("fake Bluesky lock");
         if !inner.stream_up {
@@ -802,7 +884,12 @@ async fn serve_stream(
         let mut inner = shared.inner.lock().expect("fake Bluesky lock");
         inner.open_streams += 1;
         match cursor {
-            Some(c) => inner.events.iter().filter(|(t, _)| *t >= c).cloned().collect(),
+            Some(c) => inner
+                .events
+                .iter()
+                .filter(|(t, _)| *t >= c)
+                .cloned()
+                .collect(),
             None => Vec::new(),
         }
     };
@@ -811,33 +898,30 @@ async fn serve_stream(
     for (t, event) in backlog {
         last = t;
         if wanted(&event, &dids, &collections)
-            && socket.send(Message::Text(event.to_string().into())).await.is_err()
+            && socket
+                .send(Message::Text(event.to_string().into()))
+                .await
+                .is_err()
         {
             ok = false;
             break;
         }
     }
     while ok {
-        tokio::select! {
-            _ = cut.changed() => break,
+        ok = tokio::select! {
+            _ = cut.changed() => false,
             e = live.recv() => match e {
                 Ok((t, event)) if t > last => {
                     last = t;
-                    if wanted(&event, &dids, &collections)
-                        && socket.send(Message::Text(event.to_string().into())).await.is_err()
-                    {
-                        break;
-                    }
+                    !wanted(&event, &dids, &collections)
+                        || socket.send(Message::Text(event.to_string().into())).await.is_ok()
                 }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => break,
-                Err(broadcast::error::RecvError::Closed) => break,
+                Ok(_) => true,
+                // A subscriber too slow for the buffer is cut, as Jetstream does.
+                Err(_) => false,
             },
-            m = socket.recv() => match m {
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => {}
-            },
-        }
+            m = socket.recv() => !matches!(m, Some(Ok(Message::Close(_))) | None | Some(Err(_))),
+        };
     }
     shared.inner.lock().expect("fake Bluesky lock").open_streams -= 1;
     // Dropped without a close frame: what a lost connection looks like to the client.

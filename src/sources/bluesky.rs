@@ -141,7 +141,11 @@ async fn xrpc_get<T: serde::de::DeserializeOwned>(
     }
     let status = resp.status();
     if status.is_success() {
-        return resp.json::<T>().await.map(Some).map_err(|e| malformed(nsid, e));
+        return resp
+            .json::<T>()
+            .await
+            .map(Some)
+            .map_err(|e| malformed(nsid, e));
     }
     let retry = retry_after(resp.headers());
     let body: XrpcError = resp.json().await.unwrap_or_default();
@@ -385,7 +389,12 @@ fn status_text(active: bool, status: Option<&str>) -> String {
 fn profile_fields(record: Option<&Value>, cid: Option<&str>) -> BTreeMap<String, String> {
     let empty = Value::Null;
     let r = record.unwrap_or(&empty);
-    let text = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let text = |k: &str| {
+        r.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     BTreeMap::from([
         ("display_name".to_owned(), text("displayName")),
         ("description".to_owned(), text("description")),
@@ -507,7 +516,13 @@ fn embed_parts(embed: &Value, links: &mut Vec<String>, media: &mut Vec<String>) 
     }
 }
 
-fn post(did: &str, rkey: &str, record: &Value, history: bool, edited_at: Option<DateTime<Utc>>) -> Post {
+fn post(
+    did: &str,
+    rkey: &str,
+    record: &Value,
+    history: bool,
+    edited_at: Option<DateTime<Utc>>,
+) -> Post {
     let created_at = record
         .get("createdAt")
         .and_then(Value::as_str)
@@ -749,7 +764,9 @@ async fn poll(
     }
     let mut newest = since.clone();
     for r in &records {
-        let Some(rkey) = rkey_of(&r.uri) else { continue };
+        let Some(rkey) = rkey_of(&r.uri) else {
+            continue;
+        };
         let history = first_poll || state.history(rkey);
         let p = post(did, rkey, &r.value, history, None);
         if !watch.ctx.emit(watch.name(), ObservationKind::Post(p)).await {
@@ -830,12 +847,13 @@ fn tls_connector() -> Option<tokio_tungstenite::Connector> {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .ok()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .ok()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     Some(tokio_tungstenite::Connector::Rustls(Arc::new(config)))
 }
 
@@ -935,24 +953,33 @@ async fn handle(watch: &Watch, event: JetstreamEvent) -> bool {
         .single()
         .unwrap_or_else(Utc::now);
     let mut state = watch.state.lock().await;
-    let alive = match (event.kind.as_str(), &event.commit, &event.identity, &event.account) {
-        ("commit", Some(c), _, _) if c.collection == POST => match (c.operation.as_str(), &c.record) {
-            ("create" | "update", Some(record)) => {
-                let edited = (c.operation == "update").then_some(at);
-                let p = post(&watch.did, &c.rkey, record, state.history(&c.rkey), edited);
-                watch.ctx.emit(watch.name(), ObservationKind::Post(p)).await
+    let alive = match (
+        event.kind.as_str(),
+        &event.commit,
+        &event.identity,
+        &event.account,
+    ) {
+        ("commit", Some(c), _, _) if c.collection == POST => {
+            match (c.operation.as_str(), &c.record) {
+                ("create" | "update", Some(record)) => {
+                    let edited = (c.operation == "update").then_some(at);
+                    let p = post(&watch.did, &c.rkey, record, state.history(&c.rkey), edited);
+                    watch.ctx.emit(watch.name(), ObservationKind::Post(p)).await
+                }
+                ("delete", _) => {
+                    let deleted = ObservationKind::PostDeleted {
+                        post_id: c.rkey.clone(),
+                        deleted_at: at,
+                    };
+                    watch.ctx.emit(watch.name(), deleted).await
+                }
+                _ => true,
             }
-            ("delete", _) => {
-                let deleted = ObservationKind::PostDeleted {
-                    post_id: c.rkey.clone(),
-                    deleted_at: at,
-                };
-                watch.ctx.emit(watch.name(), deleted).await
-            }
-            _ => true,
-        },
+        }
         ("commit", Some(c), _, _) if c.collection == PROFILE && c.rkey == "self" => {
-            let record = (c.operation != "delete").then_some(c.record.as_ref()).flatten();
+            let record = (c.operation != "delete")
+                .then_some(c.record.as_ref())
+                .flatten();
             state.record = profile_fields(record, c.cid.as_deref());
             watch.emit_profile(&state).await
         }
@@ -1025,11 +1052,17 @@ mod tests {
             }
         });
         let c = post_content(&record);
-        assert_eq!(c.links, vec!["at://did:plc:x/app.bsky.feed.post/3k".to_string()]);
+        assert_eq!(
+            c.links,
+            vec!["at://did:plc:x/app.bsky.feed.post/3k".to_string()]
+        );
         assert_eq!(c.media, vec!["image:bafkreiimg".to_string()]);
         let ext = json!({"text": "x", "embed": {"$type": "app.bsky.embed.external",
             "external": {"uri": "https://evil.example", "title": "", "description": ""}}});
-        assert_eq!(post_content(&ext).links, vec!["https://evil.example".to_string()]);
+        assert_eq!(
+            post_content(&ext).links,
+            vec!["https://evil.example".to_string()]
+        );
     }
 
     #[test]
@@ -1051,7 +1084,9 @@ mod tests {
             "https://plc.directory/did:plc:abc"
         );
         assert_eq!(
-            did_document_url(&plc, "did:web:example.com").unwrap().as_str(),
+            did_document_url(&plc, "did:web:example.com")
+                .unwrap()
+                .as_str(),
             "https://example.com/.well-known/did.json"
         );
         assert_eq!(
