@@ -299,6 +299,24 @@ async fn a_dropped_stream_pages_monitor_blind_the_poll_still_sees_and_recovery_r
 }
 
 #[tokio::test]
+async fn a_reconnect_resumes_from_the_cursor_and_replays_what_was_missed() {
+    let app = spawn(PUSH_ONLY).await;
+    let polls = app.polls();
+    app.sky.drop_stream();
+    until(|| !app.connected(), "the drop noticed").await;
+    app.sky.publish(DID, "Published while nobody listened");
+    app.sky.restore_stream();
+    let page = app.wait_page("Published while nobody listened").await;
+    assert!(page.contains("social.unapproved_post"), "{page}");
+    assert_eq!(
+        app.polls(),
+        polls,
+        "replayed by Jetstream from the cursor, not polled"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn takedown_deletes_reports_already_gone_and_a_refused_app_password() {
     let sky = fake().await;
     let http = reqwest::Client::new();

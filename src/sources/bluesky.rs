@@ -885,6 +885,13 @@ async fn stream(watch: Arc<Watch>) {
             Ok(Ok((mut ws, _))) => {
                 tracing::info!(account = %name, "jetstream connected");
                 health.stream_up(&name);
+                // Connected from "now": a drop before the first event still resumes from here.
+                watch
+                    .state
+                    .lock()
+                    .await
+                    .stream_cursor
+                    .get_or_insert_with(|| Utc::now().timestamp_micros());
                 wait = STREAM_BACKOFF_MIN;
                 let mut ping = tokio::time::interval(PING_EVERY);
                 ping.tick().await;
