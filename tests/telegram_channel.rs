@@ -44,6 +44,8 @@ async fn spawn_channel(write: bool) -> TestApp {
             write_token: write.then(|| Secret::new(BOT_TOKEN)),
             poll_interval: POLL,
             grace: None,
+            plc_url: None,
+            jetstream_url: None,
         });
     })
     .await;

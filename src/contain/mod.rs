@@ -8,6 +8,7 @@
 //! never panics or returns an error type: every answer, including a network failure, is one of
 //! the [`TakedownOutcome`]s the responder reads on the page.
 
+pub mod bluesky;
 pub mod mailer;
 pub mod mastodon;
 pub mod telegram_channel;
@@ -76,7 +77,8 @@ pub async fn takedown(
         Platform::TelegramChannel => {
             telegram_channel::delete_post(http, account, post_id, posted_at).await
         }
-        Platform::X | Platform::Bluesky => TakedownOutcome::Failed {
+        Platform::Bluesky => bluesky::delete_post(http, account, post_id).await,
+        Platform::X => TakedownOutcome::Failed {
             detail: format!(
                 "takedown not supported for {} in this build",
                 account.platform

@@ -225,9 +225,19 @@ pub const FIRST_SNAPSHOT: &str = "tocsin (first snapshot)";
 
 /// Profile fields whose change hands the account or its audience to someone else.
 fn field_severity(field: &str, after: &str) -> Severity {
-    let critical = matches!(field, "url" | "handle" | "moved" | "email")
-        || (field.starts_with("field:")
-            && (after.contains("http://") || after.contains("https://")));
+    // Identity: who answers for the account (handle, PDS, keys) or whether it still exists.
+    let critical = matches!(
+        field,
+        "url"
+            | "handle"
+            | "moved"
+            | "email"
+            | "pds"
+            | "rotation_keys"
+            | "signing_key"
+            | "account_status"
+    ) || (field.starts_with("field:")
+        && (after.contains("http://") || after.contains("https://")));
     if critical {
         Severity::Critical
     } else {
@@ -244,7 +254,7 @@ pub fn evaluate(store: &Store, obs: &Observation) -> Result<Outcome, StoreError>
         ObservationKind::Admins(admins) => {
             evaluate_admins(store, &obs.account, admins, obs.seen_at)
         }
-        ObservationKind::PostDeleted { post_id } => {
+        ObservationKind::PostDeleted { post_id, .. } => {
             evaluate_deletion(store, &obs.account, post_id, obs.seen_at)
         }
         ObservationKind::Audit(event) => Ok(audit::evaluate(&obs.account, event, obs.seen_at)),

@@ -354,8 +354,10 @@ async fn on_stream_event(account: &Account, ctx: &SourceContext, text: &str) -> 
             }
             ObservationKind::Post(post(&status, false))
         }
+        // The event carries only the id: the deletion is dated when it is heard of.
         "delete" => ObservationKind::PostDeleted {
             post_id: data.trim().to_owned(),
+            deleted_at: Utc::now(),
         },
         _ => return true,
     };
