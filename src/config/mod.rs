@@ -4,6 +4,7 @@
 //! of silently watching with a default. Errors carry the dotted key path and the line, because the
 //! person reading them is an operator with the file open, not a developer with a debugger.
 
+mod email;
 mod secret;
 
 use std::{
@@ -18,6 +19,7 @@ use chrono::NaiveTime;
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
+pub use email::{Email, Journal, NoticeAccount, NoticePattern, SecurityNotices};
 pub use secret::Secret;
 
 use crate::detect::{Rule, Severity};
@@ -46,6 +48,9 @@ pub struct Config {
     pub escalation: Option<Escalation>,
     #[serde(default)]
     pub paging: Paging,
+    /// The email feeds and rules. Absent: no email feed runs.
+    #[serde(default)]
+    pub email: Option<Email>,
 }
 
 /// Fallback channels: pages reach them even when Telegram is down, so one broken path cannot
@@ -547,6 +552,9 @@ impl Config {
                 ));
             }
         }
+        if let Some(email) = &self.email {
+            email.validate()?;
+        }
         if self.telegram.failure_grace < Duration::from_secs(1) {
             return Err(ConfigError::invalid(
                 "telegram.failure_grace",
@@ -665,6 +673,10 @@ impl Config {
                     "no token (public fields only)"
                 }
             ));
+        }
+        match &self.email {
+            Some(e) => out.push_str(&e.summary()),
+            None => out.push_str("email         off (no [email] section)\n"),
         }
         out
     }

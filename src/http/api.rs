@@ -238,7 +238,9 @@ pub(super) async fn revoke_approval(
         Err(e @ RevokeError::AlreadyRevoked { .. }) => {
             return Err(ApiError(StatusCode::CONFLICT, e.to_string()));
         }
-        Err(e @ (RevokeError::Baseline(_) | RevokeError::Revocation(_))) => {
+        Err(
+            e @ (RevokeError::Baseline(_) | RevokeError::Revocation(_) | RevokeError::Campaign(_)),
+        ) => {
             return Err(bad_request(&s, e.to_string()));
         }
         Err(RevokeError::Store(e)) => return Err(e.into()),

@@ -7,6 +7,9 @@
 //! - [`AuditEvent`]: one change a mailbox or admin audit log reports (forwarding set, 2-step
 //!   verification off, admin role granted, a forwarding inbox rule).
 
+pub mod journal;
+pub mod summary;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
