@@ -3,6 +3,7 @@
 mod support;
 
 mod api;
+mod email_journal;
 mod blind;
 mod bot;
 mod channels;

@@ -4,6 +4,7 @@
 
 pub mod mastodon;
 pub mod pagerduty;
+pub mod smtp;
 pub mod telegram;
 pub mod webhook;
 
