@@ -20,6 +20,8 @@ use tocsin::fakes::{
     telegram::FakeBotApi,
 };
 
+/// Concurrent connections by default; `--clients N` changes it. An MTA opens several
+/// (Postfix: `default_destination_concurrency_limit` = 20).
 const CLIENTS: usize = 16;
 const RECIPIENTS: usize = 1000;
 
@@ -39,7 +41,14 @@ fn free_port() -> u16 {
 
 #[tokio::main]
 async fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let connections = args
+        .iter()
+        .position(|a| a == "--clients")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(CLIENTS);
     let window = Duration::from_secs(if quick { 3 } else { 20 });
     let bot = FakeBotApi::start("1:bench").await.expect("fake Bot API");
     let dir = tempfile::tempdir().expect("temp dir");
@@ -76,12 +85,13 @@ async fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
     let t0 = Instant::now();
-    for c in 0..CLIENTS {
+    for c in 0..connections {
         let (sent, stop) = (sent.clone(), stop.clone());
         clients.push(tokio::spawn(async move {
             let sender = format!("mailer{c}@exchange.example");
             let to = customers(c, RECIPIENTS, 50);
-            let message = leaky_message(&sender, &to, "Statement", &format!("m{c}@exchange.example"));
+            let message =
+                leaky_message(&sender, &to, "Statement", &format!("m{c}@exchange.example"));
             let mut smtp = SmtpClient::connect(addr).await.expect("connect");
             while !stop.load(Ordering::Relaxed) {
                 let reply = smtp.send(&sender, &to, &message).await.expect("send");
@@ -100,12 +110,8 @@ async fn main() {
     }
     let rate = counted_at_stop as f64 / elapsed_at_stop.as_secs_f64();
     emit("smtp_messages_per_s", rate, "msg/s");
-    emit(
-        "smtp_recipients_per_s",
-        rate * RECIPIENTS as f64,
-        "rcpt/s",
-    );
-    emit("smtp_clients", CLIENTS as f64, "count");
+    emit("smtp_recipients_per_s", rate * RECIPIENTS as f64, "rcpt/s");
+    emit("smtp_clients", connections as f64, "count");
     emit("smtp_window", elapsed_at_stop.as_secs_f64(), "s");
     let pages = bot.sent().len();
     emit("smtp_pages_sent", pages as f64, "count");

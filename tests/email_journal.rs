@@ -51,7 +51,10 @@ async fn malformed_commands_are_refused_without_losing_the_session() {
     let (app, addr) = journal_app(|_| {}).await;
     let (mut c, greeting) = SmtpClient::connect_raw(addr).await.unwrap();
     assert_eq!(greeting.code, 220);
-    assert_eq!(c.command("MAIL FROM:<a@b.example>").await.unwrap().code, 503);
+    assert_eq!(
+        c.command("MAIL FROM:<a@b.example>").await.unwrap().code,
+        503
+    );
     assert_eq!(c.command("EHLO").await.unwrap().code, 501);
     let ehlo = c.command("EHLO mta.example").await.unwrap();
     assert_eq!(ehlo.code, 250);
@@ -61,15 +64,34 @@ async fn malformed_commands_are_refused_without_losing_the_session() {
     assert_eq!(c.command("RCPT TO:<x@y.example>").await.unwrap().code, 503);
     assert_eq!(c.command("DATA").await.unwrap().code, 503);
     assert_eq!(c.command("MAIL FROM:no-brackets").await.unwrap().code, 501);
-    assert_eq!(c.command("MAIL FROM:<a@b.example> SIZE=abc").await.unwrap().code, 501);
+    assert_eq!(
+        c.command("MAIL FROM:<a@b.example> SIZE=abc")
+            .await
+            .unwrap()
+            .code,
+        501
+    );
     assert_eq!(c.command("FROBNICATE").await.unwrap().code, 500);
     let long = format!("NOOP {}", "x".repeat(5000));
     assert_eq!(c.command(&long).await.unwrap().code, 500, "line too long");
-    assert_eq!(c.command("MAIL FROM:<a@b.example>").await.unwrap().code, 250);
-    assert_eq!(c.command("MAIL FROM:<a@b.example>").await.unwrap().code, 503);
-    assert_eq!(c.command("RCPT TO:<not-an-address>").await.unwrap().code, 501);
+    assert_eq!(
+        c.command("MAIL FROM:<a@b.example>").await.unwrap().code,
+        250
+    );
+    assert_eq!(
+        c.command("MAIL FROM:<a@b.example>").await.unwrap().code,
+        503
+    );
+    assert_eq!(
+        c.command("RCPT TO:<not-an-address>").await.unwrap().code,
+        501
+    );
     assert_eq!(c.command("RSET").await.unwrap().code, 250);
-    assert_eq!(c.command("RCPT TO:<x@y.example>").await.unwrap().code, 503, "RSET ended it");
+    assert_eq!(
+        c.command("RCPT TO:<x@y.example>").await.unwrap().code,
+        503,
+        "RSET ended it"
+    );
     assert_eq!(c.command("NOOP").await.unwrap().code, 250);
     assert_eq!(c.command("QUIT").await.unwrap().code, 221);
     app.stop().await;
@@ -110,12 +132,24 @@ async fn oversize_messages_get_552_and_the_connection_stays_usable() {
     // Undeclared: the body is read to its end, then refused.
     let to = vec!["a@cust.example".to_string()];
     let mut big = leaky_message(SENDER, &to, "Big", "big-1@exchange.example");
-    big.extend(std::iter::repeat_n(b'x', 70).chain(*b"\r\n").cycle().take(20_000));
-    c.write(b"MAIL FROM:<big@exchange.example>\r\n").await.unwrap();
+    big.extend(
+        std::iter::repeat_n(b'x', 70)
+            .chain(*b"\r\n")
+            .cycle()
+            .take(20_000),
+    );
+    c.write(b"MAIL FROM:<big@exchange.example>\r\n")
+        .await
+        .unwrap();
     assert_eq!(c.reply().await.unwrap().code, 250);
-    assert_eq!(c.command("RCPT TO:<a@cust.example>").await.unwrap().code, 250);
+    assert_eq!(
+        c.command("RCPT TO:<a@cust.example>").await.unwrap().code,
+        250
+    );
     assert_eq!(c.command("DATA").await.unwrap().code, 354);
-    c.write(&tocsin::fakes::smtp::dot_stuff(&big)).await.unwrap();
+    c.write(&tocsin::fakes::smtp::dot_stuff(&big))
+        .await
+        .unwrap();
     assert_eq!(c.reply().await.unwrap().code, 552);
     assert_eq!(c.command("NOOP").await.unwrap().code, 250);
     let small = leaky_message(SENDER, &to, "Small", "small-1@exchange.example");
@@ -207,7 +241,11 @@ async fn a_burst_of_forty_leaky_messages_is_one_incident_edited_in_place() {
         "edits collapse under Telegram's pacing: {edits}"
     );
     let json = serde_json::to_vec(&app.store.incident(id).unwrap().unwrap()).unwrap();
-    assert!(json.len() < 4096, "incident stays small: {} bytes", json.len());
+    assert!(
+        json.len() < 4096,
+        "incident stays small: {} bytes",
+        json.len()
+    );
     app.stop().await;
 }
 
@@ -254,7 +292,10 @@ async fn approved_campaign_does_not_page_but_an_unapproved_bulk_send_does() {
     assert_eq!(bulk.len(), 1, "{bulk:?}");
     assert_eq!(bulk[0].object, "rogue@exchange.example");
     let page = &app.bot.sent()[0].text;
-    assert!(page.contains("email.unapproved_bulk") && page.contains("recipients: 120"), "{page}");
+    assert!(
+        page.contains("email.unapproved_bulk") && page.contains("recipients: 120"),
+        "{page}"
+    );
 
     // `/approve N` on the bulk page approves the campaign: the sender's next batch is quiet.
     app.bot
@@ -269,12 +310,34 @@ async fn approved_campaign_does_not_page_but_an_unapproved_bulk_send_does() {
     )
     .await;
     let rcpt = customers(4, 60, 3);
-    let m = leaky_message("rogue@exchange.example", &["u@exchange.example".into()], "Launch", "bulk-4@exchange.example");
-    assert_eq!(c.send("rogue@exchange.example", &rcpt, &m).await.unwrap().code, 250);
+    let m = leaky_message(
+        "rogue@exchange.example",
+        &["u@exchange.example".into()],
+        "Launch",
+        "bulk-4@exchange.example",
+    );
+    assert_eq!(
+        c.send("rogue@exchange.example", &rcpt, &m)
+            .await
+            .unwrap()
+            .code,
+        250
+    );
     // A marker message after it: once it is judged, so was the batch before it.
     let to = customers(9, 30, 2);
-    let marker = leaky_message("marker@exchange.example", &to, "Marker", "marker@exchange.example");
-    assert_eq!(c.send("marker@exchange.example", &to, &marker).await.unwrap().code, 250);
+    let marker = leaky_message(
+        "marker@exchange.example",
+        &to,
+        "Marker",
+        "marker@exchange.example",
+    );
+    assert_eq!(
+        c.send("marker@exchange.example", &to, &marker)
+            .await
+            .unwrap()
+            .code,
+        250
+    );
     until(
         || !mail_incidents(&app, Rule::ExposedRecipients).is_empty(),
         "the marker judged",
@@ -286,8 +349,16 @@ async fn approved_campaign_does_not_page_but_an_unapproved_bulk_send_does() {
     // The CLI adds campaigns too.
     let (ok, out, err) = app
         .cli(&[
-            "approve", "campaign", "--sender", "letters@exchange.example", "--campaign", "q4",
-            "--max-recipients", "5000", "--window", "24h",
+            "approve",
+            "campaign",
+            "--sender",
+            "letters@exchange.example",
+            "--campaign",
+            "q4",
+            "--max-recipients",
+            "5000",
+            "--window",
+            "24h",
         ])
         .await;
     assert!(ok, "{out}{err}");
@@ -314,6 +385,9 @@ Subject: Your X password was changed\r\nMessage-ID: <n1@x.com>\r\n\r\nIf this wa
     let inc = &mail_incidents(&app, Rule::SecurityNotice)[0];
     assert_eq!(inc.account, "x-main");
     let page = &app.bot.sent()[0].text;
-    assert!(page.contains("Account: x-main") && page.contains("password was changed"), "{page}");
+    assert!(
+        page.contains("Account: x-main") && page.contains("password was changed"),
+        "{page}"
+    );
     app.stop().await;
 }

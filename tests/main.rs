@@ -3,13 +3,13 @@
 mod support;
 
 mod api;
-mod email_journal;
 mod blind;
 mod bot;
 mod channels;
 mod cli;
 mod crash;
 mod delivery;
+mod email_journal;
 mod escalation;
 mod fake_mastodon;
 mod fake_telegram;

@@ -155,7 +155,11 @@ fn default_patterns() -> Vec<NoticePattern> {
     vec![
         pattern("x", &["x.com", "twitter.com"], &[]),
         pattern("mastodon", &["mastodon.social", "mastodon.online"], &[]),
-        pattern("bluesky", &["bsky.app", "bsky.social", "blueskyweb.xyz"], &[]),
+        pattern(
+            "bluesky",
+            &["bsky.app", "bsky.social", "blueskyweb.xyz"],
+            &[],
+        ),
         pattern("telegram", &["telegram.org"], &["login code", "new login"]),
         pattern(
             "google",
@@ -266,7 +270,10 @@ impl Email {
             if !platforms.contains(a.platform.as_str()) {
                 return Err(ConfigError::invalid(
                     key("platform"),
-                    format!("`{}` has no pattern in email.security_notices.patterns", a.platform),
+                    format!(
+                        "`{}` has no pattern in email.security_notices.patterns",
+                        a.platform
+                    ),
                 ));
             }
             if !a.address.contains('@') {

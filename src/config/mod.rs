@@ -870,7 +870,11 @@ poll_interval = "2m"
         assert_eq!(email.journal.as_ref().unwrap().listen.port(), 2525);
         assert_eq!(email.security_notices.accounts[0].account, "x-main");
         assert_eq!(email.security_notices.patterns.len(), 5, "the defaults");
-        assert!(c.summary().contains("email journal journal"), "{}", c.summary());
+        assert!(
+            c.summary().contains("email journal journal"),
+            "{}",
+            c.summary()
+        );
     }
 
     #[test]
@@ -882,12 +886,20 @@ poll_interval = "2m"
         let e = err(&format!("{GOOD}\n[email.journal]\nlisten = \"nowhere\"\n"));
         assert_eq!(e.key(), Some("email.journal.listen"));
         let e = err(&format!("{GOOD}\n[email.journal]\nmax_mesage_size = 1\n"));
-        assert!(e.to_string().contains("did you mean `max_message_size`"), "{e}");
+        assert!(
+            e.to_string().contains("did you mean `max_message_size`"),
+            "{e}"
+        );
         let e = err(&format!(
             "{GOOD}\n[[email.security_notices.accounts]]\naccount = \"a\"\nplatform = \"myspace\"\naddress = \"a@b.example\"\n"
         ));
         assert_eq!(e.key(), Some("email.security_notices.accounts[0].platform"));
-        assert!(Config::parse(GOOD, "t").unwrap().summary().contains("email         off"));
+        assert!(
+            Config::parse(GOOD, "t")
+                .unwrap()
+                .summary()
+                .contains("email         off")
+        );
     }
 
     const CHANNELS: &str = r#"

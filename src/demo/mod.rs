@@ -22,8 +22,8 @@ use crate::{
     App,
     fakes::{
         loopback_config,
-        smtp::{SmtpClient, customers, leaky_message},
         mastodon::{FakeMastodon, ProfileUpdate, status_html},
+        smtp::{SmtpClient, customers, leaky_message},
         telegram::{FakeBotApi, FakeUser},
     },
     incidents::{Incident, State},

@@ -151,7 +151,9 @@ pub fn evaluate(
         });
     }
     let window = chrono::Duration::from_std(rules.bulk_window).unwrap_or(chrono::Duration::MAX);
-    let since = seen_at.checked_sub_signed(window).unwrap_or(DateTime::UNIX_EPOCH);
+    let since = seen_at
+        .checked_sub_signed(window)
+        .unwrap_or(DateTime::UNIX_EPOCH);
     let total = store.mail_volume(&mail.sender, since)? + n;
     if total > rules.bulk_threshold && !campaign_approved(store, mail, seen_at)? {
         let finding = Finding {
@@ -205,7 +207,9 @@ fn campaign_approved(
             .and_then(|w| humantime::parse_duration(w).ok())
             .and_then(|w| chrono::Duration::from_std(w).ok())
             .unwrap_or_else(|| chrono::Duration::hours(24));
-        let since = now.checked_sub_signed(window).unwrap_or(DateTime::UNIX_EPOCH);
+        let since = now
+            .checked_sub_signed(window)
+            .unwrap_or(DateTime::UNIX_EPOCH);
         if store.mail_volume(&mail.sender, since)? + mail.envelope.len() as u64 <= max {
             return Ok(true);
         }
@@ -251,7 +255,10 @@ fn security_notice(
         )
     });
     let object = if mail.message_id.is_empty() {
-        format!("notice:{}", crate::store::digest(&format!("{from}\n{subject}\n{seen_at}")))
+        format!(
+            "notice:{}",
+            crate::store::digest(&format!("{from}\n{subject}\n{seen_at}"))
+        )
     } else {
         format!("notice:{}", mail.message_id)
     };
@@ -285,7 +292,9 @@ mod tests {
             from: "news@shop.example".into(),
             subject: "Spring sale".into(),
             visible: visible.iter().map(|s| s.to_string()).collect(),
-            envelope: (0..envelope).map(|i| format!("c{i}@cust.example")).collect(),
+            envelope: (0..envelope)
+                .map(|i| format!("c{i}@cust.example"))
+                .collect(),
             campaign: Some("spring".into()),
             sent_at: None,
         }

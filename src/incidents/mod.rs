@@ -317,16 +317,27 @@ impl Incidents {
                 w.apply(tx, now)?;
             }
             match &outcome.finding {
-                Some(f @ Finding {
-                    evidence: Evidence::Mail(_),
-                    ..
-                }) => mail::upsert(tx, f, &outcome.writes, now, self.group_window, &self.policy),
+                Some(
+                    f @ Finding {
+                        evidence: Evidence::Mail(_),
+                        ..
+                    },
+                ) => mail::upsert(tx, f, &outcome.writes, now, self.group_window, &self.policy),
                 Some(f) => upsert(tx, f, now, self.group_window, &self.policy),
                 None => Ok(Recorded::Nothing),
             }
         })?;
-        if outcome.writes.iter().any(crate::detect::Write::needs_flush)
-            || recorded != Recorded::Nothing
+        // A mail message joining a live burst needs no flush of its own: it came from the mail
+        // queue, whose checkpoint is written after it, so a crash that loses the update loses
+        // the checkpoint too and the message is judged again. New incidents are flushed.
+        let mail_update = matches!(recorded, Recorded::Updated(_))
+            && outcome
+                .finding
+                .as_ref()
+                .is_some_and(|f| matches!(f.evidence, Evidence::Mail(_)));
+        if !mail_update
+            && (outcome.writes.iter().any(crate::detect::Write::needs_flush)
+                || recorded != Recorded::Nothing)
         {
             self.store.flush().await?;
         }

@@ -152,7 +152,9 @@ pub async fn feed(name: String, store: Store, queued: Arc<Notify>, ctx: SourceCo
         .and_then(|v| v.parse().ok());
     loop {
         // Drop what the pipeline has committed (its checkpoint is the persisted cursor).
-        if let Ok(Some(done)) = store.cursor(&cursor).map(|c| c.and_then(|v| v.parse().ok()))
+        if let Ok(Some(done)) = store
+            .cursor(&cursor)
+            .map(|c| c.and_then(|v| v.parse().ok()))
             && let Err(e) = store.drop_mail_through(done)
         {
             tracing::error!(error = %e, "cannot trim the mail queue");
@@ -283,7 +285,8 @@ impl Session {
                         "DATA" if env.from.is_none() => "503 5.5.1 MAIL first\r\n".into(),
                         "DATA" if env.rcpt.is_empty() => "503 5.5.1 RCPT first\r\n".into(),
                         "DATA" => {
-                            w.write_all(b"354 end data with <CR><LF>.<CR><LF>\r\n").await?;
+                            w.write_all(b"354 end data with <CR><LF>.<CR><LF>\r\n")
+                                .await?;
                             w.flush().await?;
                             let reply = self.data(&mut r, &env).await?;
                             env = Envelope::default();
@@ -295,7 +298,10 @@ impl Session {
                         }
                         "NOOP" => "250 2.0.0 ok\r\n".into(),
                         "VRFY" => "252 2.5.2 cannot verify, will accept\r\n".into(),
-                        "HELP" => "214 2.0.0 journal listener: EHLO MAIL RCPT DATA RSET NOOP QUIT\r\n".into(),
+                        "HELP" => {
+                            "214 2.0.0 journal listener: EHLO MAIL RCPT DATA RSET NOOP QUIT\r\n"
+                                .into()
+                        }
                         "QUIT" => {
                             w.write_all(b"221 2.0.0 bye\r\n").await?;
                             w.flush().await?;

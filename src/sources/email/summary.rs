@@ -155,8 +155,13 @@ X-Campaign-Id: spring-sale\r\n\
 Date: Tue, 24 Nov 2026 10:00:00 +0000\r\n\
 \r\n\
 the body is never kept\r\n";
-        let s = summarise("journal", raw, "<Bounce@Shop.example>", &["x@y.example".into()])
-            .unwrap();
+        let s = summarise(
+            "journal",
+            raw,
+            "<Bounce@Shop.example>",
+            &["x@y.example".into()],
+        )
+        .unwrap();
         assert_eq!(s.from, "juergen@shop.example");
         assert_eq!(s.sender, "bounce@shop.example");
         assert_eq!(s.subject, "Ärger über die Rechnung");
@@ -222,8 +227,13 @@ X-Mailgun-Tag: statements\r\n\
 \r\n\
 Dear customer\r\n\
 --b1--\r\n";
-        let s = summarise("journal", raw, "exchange@corp.example", &["j@t.example".into()])
-            .unwrap();
+        let s = summarise(
+            "journal",
+            raw,
+            "exchange@corp.example",
+            &["j@t.example".into()],
+        )
+        .unwrap();
         assert_eq!(s.message_id, "orig-1@corp.example");
         assert_eq!(s.subject, "Your statement");
         assert_eq!(s.sender, "mailer@corp.example");
