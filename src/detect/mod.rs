@@ -5,6 +5,7 @@
 //! them in the same transaction as the incident they cause. A crash between the two can then
 //! neither page twice nor forget a post it never paged.
 
+pub mod audit;
 pub mod blind;
 pub mod email;
 pub mod fingerprint;
@@ -141,6 +142,19 @@ pub enum Evidence {
     Mail(email::MailEvidence),
     /// A platform's security mail about one of the company's social accounts.
     SecurityNotice(email::NoticeEvidence),
+    /// A mailbox or admin audit event (`mailbox.risky_setting`).
+    Mailbox {
+        feed: String,
+        event_id: String,
+        /// What makes it risky, in words (`forwarding out of domain`).
+        risk: String,
+        actor: String,
+        action: String,
+        target: String,
+        /// `name = value` of the parameter that shows it; empty when the event itself does.
+        parameter: String,
+        at: DateTime<Utc>,
+    },
 }
 
 impl Evidence {
@@ -260,8 +274,7 @@ pub fn evaluate(store: &Store, obs: &Observation) -> Result<Outcome, StoreError>
             evaluate_profile(store, &obs.account, profile, obs.seen_at)
         }
         ObservationKind::Mail(mail) => email::evaluate(store, &obs.account, mail, obs.seen_at),
-        // The audit rules land with the audit pollers.
-        ObservationKind::Audit(_) => Ok(Outcome::default()),
+        ObservationKind::Audit(event) => Ok(audit::evaluate(&obs.account, event, obs.seen_at)),
         ObservationKind::Checkpoint { .. } => Ok(Outcome::default()),
     }
 }

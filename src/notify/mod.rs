@@ -15,6 +15,7 @@
 
 pub mod heartbeat;
 pub mod pagerduty;
+pub mod store_alarm;
 pub mod telegram;
 pub mod webhook;
 
@@ -540,6 +541,12 @@ pub fn summary_line(inc: &Incident) -> String {
             n.recipient,
             telegram::cut(&n.subject, 200)
         ),
+        Evidence::Mailbox {
+            risk,
+            action,
+            target,
+            ..
+        } => format!("{risk}: {action} on {}", telegram::cut(target, 200)),
     };
     telegram::cut(
         &format!(
