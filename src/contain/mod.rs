@@ -21,3 +21,5 @@ pub enum TakedownOutcome {
     /// Anything else; worth retrying by hand.
     Failed { detail: String },
 }
+
+pub mod bluesky;
