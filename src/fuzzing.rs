@@ -3,13 +3,28 @@
 //! panicking and without unbounded allocation, whatever they are: these are the parsers an
 //! attacker or a typo can reach.
 
-use crate::{bot::Command, config::Config};
+use std::sync::{Arc, OnceLock};
+
+use crate::{
+    bot::Command,
+    config::{Config, Journal},
+    sources::email::{
+        journal::{Committer, session_over_bytes},
+        summary::summarise,
+    },
+    store::Store,
+};
 
 /// A fuzz target: its name (the folder of its corpus under `fuzz/corpus/`) and its entry point.
 pub type Target = (&'static str, fn(&[u8]));
 
 /// Every target, for the replay test and `fuzz/run`.
-pub const TARGETS: &[Target] = &[("config", config), ("bot_command", bot_command)];
+pub const TARGETS: &[Target] = &[
+    ("config", config),
+    ("bot_command", bot_command),
+    ("smtp_session", smtp_session),
+    ("mail_summary", mail_summary),
+];
 
 /// The TOML config parser and its validation. Inputs naming `file:` secrets are skipped: they
 /// would fuzz the machine's filesystem (`file:/dev/stdin` blocks), not the parser.
@@ -31,4 +46,57 @@ pub fn bot_command(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let _ = Command::parse(&text);
     let _ = Command::from_callback(&text);
+}
+
+/// The SMTP journal listener's session: commands, pipelining, DATA with dot-stuffing, size
+/// limits, as any host that can connect may send them.
+pub fn smtp_session(data: &[u8]) {
+    let h = SMTP.get_or_init(SmtpHarness::new);
+    h.runtime.block_on(session_over_bytes(
+        h.config.clone(),
+        h.committer.clone(),
+        data,
+    ));
+}
+
+/// The header summariser, on any message a mailer could journal.
+pub fn mail_summary(data: &[u8]) {
+    let _ = summarise("fuzz", data, "sender@corp.example", &["a@b.example".into()]);
+}
+
+/// One runtime, one store and one committer for every SMTP input: opening sled per input
+/// would fuzz sled's start-up, not the session.
+struct SmtpHarness {
+    runtime: tokio::runtime::Runtime,
+    config: Arc<Journal>,
+    committer: Committer,
+    _dir: tempfile::TempDir,
+}
+
+static SMTP: OnceLock<SmtpHarness> = OnceLock::new();
+
+impl SmtpHarness {
+    fn new() -> SmtpHarness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("state")).expect("store");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let tasks = tokio_util::task::TaskTracker::new();
+        let committer = runtime.block_on(async {
+            Committer::spawn(store, Arc::new(tokio::sync::Notify::new()), &tasks)
+        });
+        let config = Arc::new(Journal {
+            max_message_size: 256 * 1024,
+            ..Journal::default()
+        });
+        SmtpHarness {
+            runtime,
+            config,
+            committer,
+            _dir: dir,
+        }
+    }
 }

@@ -18,7 +18,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::{
     io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter},
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
     sync::{Notify, mpsc, oneshot},
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -125,7 +125,8 @@ pub async fn serve(
                     shutdown: ctx.shutdown.clone(),
                 };
                 connections.spawn(async move {
-                    if let Err(e) = session.run(stream).await {
+                    let (read, write) = stream.into_split();
+                    if let Err(e) = session.run(read, write).await {
                         tracing::debug!(%peer, error = %e, "smtp connection ended");
                     }
                 });
@@ -196,6 +197,17 @@ pub async fn feed(name: String, store: Store, queued: Arc<Notify>, ctx: SourceCo
     }
 }
 
+/// Runs one SMTP session over `input` as a client would have sent it, answers discarded, with
+/// accepted messages committed through `committer`: the fuzzers' way in (`crate::fuzzing`).
+pub async fn session_over_bytes(config: Arc<Journal>, committer: Committer, input: &[u8]) {
+    let session = Session {
+        config,
+        committer,
+        shutdown: CancellationToken::new(),
+    };
+    let _ = session.run(input, tokio::io::sink()).await;
+}
+
 struct Session {
     config: Arc<Journal>,
     committer: Committer,
@@ -234,8 +246,11 @@ impl From<StoreError> for SessionError {
 }
 
 impl Session {
-    async fn run(self, stream: TcpStream) -> Result<(), SessionError> {
-        let (read, write) = stream.into_split();
+    async fn run(
+        self,
+        read: impl tokio::io::AsyncRead + Unpin,
+        write: impl tokio::io::AsyncWrite + Unpin,
+    ) -> Result<(), SessionError> {
         let mut r = BufReader::with_capacity(64 * 1024, read);
         let mut w = BufWriter::new(write);
         let max = self.config.max_message_size;
