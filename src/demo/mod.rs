@@ -25,6 +25,7 @@ use crate::{
     fakes::{
         loopback_config,
         m365::{FakeM365, exchange_record},
+        mailer::FakeMailer,
         mastodon::{FakeMastodon, ProfileUpdate, status_html},
         smtp::{SmtpClient, customers, leaky_message},
         telegram::{FakeBotApi, FakeUser},
@@ -131,6 +132,9 @@ pub async fn run() -> Result<Report, DemoError> {
     let m365 = FakeM365::start(M365_TENANT, M365_CLIENT, M365_SECRET)
         .await
         .map_err(setup("starting the fake Microsoft 365"))?;
+    let mailer = FakeMailer::start()
+        .await
+        .map_err(setup("starting the fake mailer"))?;
     let mut config = loopback_config(state.path(), &bot_api, &masto, ACCOUNT_ID, API_TOKEN, POLL);
     config.email = Some(crate::config::Email {
         m365: vec![crate::config::M365Feed {
@@ -148,6 +152,17 @@ pub async fn run() -> Result<Report, DemoError> {
         journal: Some(crate::config::Journal {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             ..Default::default()
+        }),
+        // The mailer's admin endpoint: one press on the leak's page pauses the bulk send.
+        kill_switch: Some(crate::config::KillSwitch {
+            method: "POST".into(),
+            url: mailer.pause_url(),
+            headers: Default::default(),
+            body: Some(r#"{"paused":true,"reason":"tocsin"}"#.into()),
+            secret: Some(crate::config::Secret::new("demo-mailer-secret")),
+            secret_header: None,
+            timeout: Duration::from_secs(5),
+            auto_pause: false,
         }),
         ..crate::config::Email::default()
     });
@@ -500,8 +515,61 @@ pub async fn run() -> Result<Report, DemoError> {
         "no customer address in clear on the page",
         !page4.text.contains("customer1x"),
     );
-    // Containment of the leak (pausing the mailer before batch 2) plays here once the mail
-    // kill switch exists.
+    report.check(
+        "leak page offers Pause mailer",
+        page4
+            .reply_markup
+            .as_ref()
+            .is_some_and(|m| m.to_string().contains("Pause mailer")),
+    );
+    // Containment: the responder pauses the mailer before the second batch goes out.
+    let leak_incident = incident_for(&store, |i| i.rule == crate::detect::Rule::ExposedRecipients)?;
+    let press_at = Instant::now();
+    bot_api.press_button(
+        CHAT,
+        &responder,
+        page4.message_id,
+        &format!("pause:{leak_incident}"),
+    );
+    wait_for(|| mailer.paused(), "the mailer paused").await?;
+    let paused_after = press_at.elapsed();
+    let pause = mailer.pauses().remove(0);
+    say(
+        &mut report,
+        format!(
+            "@alice_oncall pressed Pause mailer on #{leak_incident}: the mailer got {} {} {} ms after the press",
+            pause.method,
+            pause.path,
+            paused_after.as_millis()
+        ),
+    );
+    report.check(
+        "the mailer was paused with its secret",
+        pause.header("authorization") == Some("Bearer demo-mailer-secret"),
+    );
+    // The mailer's answer is recorded after it arrives.
+    wait_for(
+        || {
+            store
+                .incident(leak_incident)
+                .ok()
+                .flatten()
+                .is_some_and(|i| {
+                    i.timeline
+                        .iter()
+                        .any(|e| matches!(e.action, crate::incidents::Action::MailerCalled { .. }))
+                })
+        },
+        "the mailer's answer in the leak's timeline",
+    )
+    .await?;
+    let shows_paused = || {
+        bot_api
+            .message(CHAT, page4.message_id)
+            .is_some_and(|m| m.text.contains("Mailer: PAUSED"))
+    };
+    wait_for(shows_paused, "the leak's page showing the mailer paused").await?;
+    report.check("the leak's page shows the mailer paused", shows_paused());
     let _ = smtp.quit().await;
 
     shutdown.cancel();
