@@ -143,24 +143,21 @@ impl App {
             .timeout(Duration::from_secs(20))
             .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        for account in &config.accounts {
-            let ctx = SourceContext {
-                store: store.clone(),
-                out: tx.clone(),
-                health: health.clone(),
-                shutdown: sources_stop.clone(),
-                http: http_client.clone(),
-            };
-            tasks.spawn(sources::build(account, ctx));
+        let ctx = SourceContext {
+            store: store.clone(),
+            out: tx.clone(),
+            health: health.clone(),
+            shutdown: sources_stop.clone(),
+            http: http_client.clone(),
+        };
+        for source in sources::build_all(&config, &ctx) {
+            tasks.spawn(source);
         }
+        drop(ctx);
         drop(tx);
         tasks.spawn(pipeline(rx, incidents.clone(), metrics.clone()));
         tasks.spawn(release_held(incidents.clone(), shutdown.clone()));
-        let graces: Vec<_> = config
-            .accounts
-            .iter()
-            .map(|a| (a.name.clone(), a.grace()))
-            .collect();
+        let graces = sources::graces(&config);
         tasks.spawn(detect::blind::run(
             incidents.clone(),
             health.clone(),
@@ -262,11 +259,7 @@ impl App {
         let readiness = Readiness {
             store: store.clone(),
             metrics: metrics.clone(),
-            sources: config
-                .accounts
-                .iter()
-                .map(|a| (a.name.clone(), a.grace()))
-                .collect(),
+            sources: sources::graces(&config),
             bot_grace: tg.long_poll * 3 + Duration::from_secs(30),
             outbox_max_age: OUTBOX_MAX_AGE,
             telegram_down: telegram_status,

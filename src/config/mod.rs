@@ -46,7 +46,44 @@ pub struct Config {
     pub escalation: Option<Escalation>,
     #[serde(default)]
     pub paging: Paging,
+    /// X's rate-limit budgets, shared by every watched X account of one app.
+    #[serde(default)]
+    pub x: XLimits,
 }
+
+/// `[x]`: requests per 15-minute window the X scheduler may spend per endpoint, per app
+/// (bearer token). Defaults are X's published app-level limits for the two endpoints read; set
+/// your access level's figures. The scheduler never spends more, and stretches the accounts'
+/// poll intervals when their `poll_interval`s would need more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XLimits {
+    /// `GET /2/users/:id/tweets` (one request per account poll). Default 1500.
+    #[serde(default = "default_x_timeline_budget")]
+    pub timeline_requests_per_window: u32,
+    /// `GET /2/users?ids=` (one request per 100 accounts). Default 300.
+    #[serde(default = "default_x_users_budget")]
+    pub users_requests_per_window: u32,
+}
+
+impl Default for XLimits {
+    fn default() -> Self {
+        XLimits {
+            timeline_requests_per_window: default_x_timeline_budget(),
+            users_requests_per_window: default_x_users_budget(),
+        }
+    }
+}
+
+fn default_x_timeline_budget() -> u32 {
+    1500
+}
+fn default_x_users_budget() -> u32 {
+    300
+}
+
+/// X's API, the only platform with one well-known server.
+pub const X_API_URL: &str = "https://api.x.com";
 
 /// Fallback channels: pages reach them even when Telegram is down, so one broken path cannot
 /// silence tocsin.
@@ -235,8 +272,11 @@ pub struct Account {
     /// Our name for the account, used in pages, commands and approvals.
     pub name: String,
     pub platform: Platform,
+    /// The platform's server. Required, except for X (default `https://api.x.com`).
+    #[serde(default = "unset_base_url")]
     pub base_url: Url,
-    /// The platform's id of the account (Mastodon: the numeric account id).
+    /// The platform's id of the account (Mastodon: the numeric account id; X: the numeric user
+    /// id, which survives a handle change).
     pub account_id: String,
     /// Read credential: needed for private fields (Mastodon), API access (X bearer token).
     #[serde(default)]
@@ -286,6 +326,11 @@ impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Stands for a `base_url` the file did not set; replaced by the platform's default or refused.
+fn unset_base_url() -> Url {
+    Url::parse("unset:base-url").expect("constant URL")
 }
 
 fn default_state_dir() -> PathBuf {
@@ -419,8 +464,33 @@ impl Config {
                 message,
             }
         })?;
+        let mut config = config;
+        config.fill_defaults()?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Defaults that depend on another key (an account's `base_url` on its platform).
+    fn fill_defaults(&mut self) -> Result<(), ConfigError> {
+        let unset = unset_base_url();
+        for (i, account) in self.accounts.iter_mut().enumerate() {
+            if account.base_url != unset {
+                continue;
+            }
+            match account.platform {
+                Platform::X => account.base_url = Url::parse(X_API_URL).expect("constant URL"),
+                _ => {
+                    return Err(ConfigError::invalid(
+                        format!("accounts[{i}].base_url"),
+                        format!(
+                            "missing: the {} server's URL, like \"https://mastodon.example\"",
+                            account.platform
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Checks what serde cannot: cross-field rules and ranges.
@@ -505,14 +575,31 @@ impl Config {
                     format!("`{}` is used by another account", account.name),
                 ));
             }
-            if account.platform != Platform::Mastodon {
+            if !matches!(account.platform, Platform::Mastodon | Platform::X) {
                 return Err(ConfigError::invalid(
                     key("platform"),
                     format!(
-                        "`{}` is not supported by this build yet; supported: mastodon",
+                        "`{}` is not supported by this build yet; supported: mastodon, x",
                         account.platform
                     ),
                 ));
+            }
+            if account.platform == Platform::X {
+                if account.token.is_none() {
+                    return Err(ConfigError::invalid(
+                        key("token"),
+                        "X needs the app's bearer token to read anything",
+                    ));
+                }
+                if !account.account_id.chars().all(|c| c.is_ascii_digit()) {
+                    return Err(ConfigError::invalid(
+                        key("account_id"),
+                        format!(
+                            "`{}` is not an X user id: the numeric id, not the @handle",
+                            account.account_id
+                        ),
+                    ));
+                }
             }
             check_http_url(&key("base_url"), &account.base_url)?;
             if account.account_id.trim().is_empty() {
@@ -523,6 +610,14 @@ impl Config {
                     key("poll_interval"),
                     format!("at least {}", humantime::format_duration(MIN_POLL_INTERVAL)),
                 ));
+            }
+        }
+        for (key, n) in [
+            ("x.timeline_requests_per_window", self.x.timeline_requests_per_window),
+            ("x.users_requests_per_window", self.x.users_requests_per_window),
+        ] {
+            if n == 0 {
+                return Err(ConfigError::invalid(key, "at least 1 request per window"));
             }
         }
         self.validate_channels()?;
@@ -958,7 +1053,9 @@ failure_grace = \"2 parsecs\"",
         let e = err(&GOOD.replace("responders = [1, 2]", "responders = []"));
         assert_eq!(e.key(), Some("telegram.responders"));
         let e = err(&GOOD.replace("platform = \"mastodon\"", "platform = \"x\""));
-        assert_eq!(e.key(), Some("accounts[0].platform"));
+        assert_eq!(e.key(), Some("accounts[0].token"), "X reads nothing without one");
+        let e = err(&GOOD.replace("base_url = \"https://mastodon.example\"\n", ""));
+        assert_eq!(e.key(), Some("accounts[0].base_url"));
         let e = err(&GOOD.replace("platform = \"mastodon\"", "platform = \"myspace\""));
         assert_eq!(e.key(), Some("accounts[0].platform"));
     }

@@ -7,6 +7,7 @@
 
 pub mod email;
 pub mod mastodon;
+pub mod x;
 
 use std::{
     collections::BTreeMap,
@@ -20,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::{Account, Platform},
+    config::{Account, Config, Platform},
     store::Store,
 };
 
@@ -152,6 +153,14 @@ impl Health {
         }
     }
 
+    /// An app-wide budget (X: one per app and endpoint) shown on every account that spends it.
+    pub fn set_rate_limit(&self, accounts: &[String], budget: RateBudget) {
+        let mut map = self.0.lock().expect("health lock");
+        for a in accounts {
+            map.entry(a.clone()).or_default().rate_limit = Some(budget.clone());
+        }
+    }
+
     pub fn snapshot(&self) -> BTreeMap<String, SourceHealth> {
         self.0.lock().expect("health lock").clone()
     }
@@ -202,6 +211,45 @@ pub enum SourceError {
     Malformed { what: String, detail: String },
 }
 
+/// A source's future.
+pub type SourceFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// The futures that watch every account of `config`: one per account, except X, whose accounts
+/// share one scheduler per app because they share its rate-limit budget.
+pub fn build_all(config: &Config, ctx: &SourceContext) -> Vec<SourceFuture> {
+    let mut futures: Vec<SourceFuture> = config
+        .accounts
+        .iter()
+        .filter(|a| a.platform != Platform::X)
+        .map(|a| build(a, ctx.clone()))
+        .collect();
+    for group in x::groups(config) {
+        for a in &group {
+            ctx.health.register(&a.name, a.platform);
+        }
+        futures.push(Box::pin(x::run(group, config.x, ctx.clone())));
+    }
+    futures
+}
+
+/// How long each account may go without a successful poll (`monitor.blind`, `/readyz`): its
+/// `grace`, or for an X account whose interval the budget stretched, three of those intervals.
+pub fn graces(config: &Config) -> Vec<(String, Duration)> {
+    let plans = x::Plan::for_config(config);
+    config
+        .accounts
+        .iter()
+        .map(|a| {
+            let stretched = plans.iter().find_map(|p| p.interval(&a.name));
+            let grace = match (a.grace, stretched) {
+                (None, Some(e)) => a.grace().max(e * 3),
+                _ => a.grace(),
+            };
+            (a.name.clone(), grace)
+        })
+        .collect()
+}
+
 /// Builds the future that watches one account.
 pub fn build(
     account: &Account,
@@ -210,7 +258,8 @@ pub fn build(
     ctx.health.register(&account.name, account.platform);
     match account.platform {
         Platform::Mastodon => Box::pin(mastodon::run(account.clone(), ctx)),
-        // Refused by config validation; kept exhaustive so a new platform must be wired here.
+        // X accounts run in their app's scheduler (`build_all`); the others are refused by
+        // config validation. Kept exhaustive so a new platform must be wired here.
         Platform::X | Platform::Bluesky | Platform::TelegramChannel => {
             let name = account.name.clone();
             Box::pin(async move {
