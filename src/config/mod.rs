@@ -747,6 +747,21 @@ impl Config {
             out.push_str("accounts      none: nothing will be watched\n");
         }
         for a in &self.accounts {
+            if a.platform == Platform::X {
+                out.push_str(&format!(
+                    "watch         {} · x {} user {} · poll_interval {} · app bearer token set · {}\n",
+                    a.name,
+                    a.base_url,
+                    a.account_id,
+                    humantime::format_duration(a.poll_interval),
+                    if a.write_token.is_some() {
+                        "user token set: Take down deletes with it"
+                    } else {
+                        "no write_token: takedown unavailable"
+                    }
+                ));
+                continue;
+            }
             out.push_str(&format!(
                 "watch         {} · {} {} account {} · every {} · {}\n",
                 a.name,
@@ -760,6 +775,10 @@ impl Config {
                     "no token (public fields only)"
                 }
             ));
+        }
+        // X accounts share their app's rate-limit budget: the schedule says what each gets.
+        for plan in crate::sources::x::Plan::for_config(self) {
+            out.push_str(&plan.describe());
         }
         out
     }
@@ -939,7 +958,9 @@ poll_interval = "2m"
                 "0123456789abcdef0123456789abcdef",
             )
             .replace("env:TOCSIN_HEARTBEAT_URL", "https://monitor.example/ping/x")
-            .replace("env:TOCSIN_MASTODON_WRITE_TOKEN", "w");
+            .replace("env:TOCSIN_MASTODON_WRITE_TOKEN", "w")
+            .replace("env:TOCSIN_X_BEARER_TOKEN", "xb")
+            .replace("env:TOCSIN_X_USER_TOKEN", "xu");
         let c = Config::parse(&text, "example").unwrap();
         assert_eq!(c.channels.pagerduty[0].name, "ops");
         assert_eq!(c.telegram.failure_grace, Duration::from_secs(120));
@@ -947,6 +968,10 @@ poll_interval = "2m"
         assert_eq!(c.channels.webhook[0].name, "soc");
         assert_eq!(c.paging.unmutable, vec![Rule::UnapprovedPost]);
         assert_eq!(c.paging.approve_quorum[&Severity::Critical], 2);
+        let x = c.account("x-main").expect("the X example account");
+        assert_eq!(x.base_url.as_str(), "https://api.x.com/");
+        assert_eq!(c.x.timeline_requests_per_window, 1500);
+        assert!(c.summary().contains("x schedule"), "{}", c.summary());
     }
 
     const CHANNELS: &str = r#"

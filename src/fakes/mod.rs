@@ -6,6 +6,7 @@ pub mod mastodon;
 pub mod pagerduty;
 pub mod telegram;
 pub mod webhook;
+pub mod x;
 
 use std::time::Duration;
 
