@@ -15,3 +15,4 @@ mod fake_telegram;
 mod lifecycle;
 mod pages;
 mod paging;
+mod x;

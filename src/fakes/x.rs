@@ -90,10 +90,9 @@ impl Window {
         }
     }
 
+    /// When requests are answered again: the end of a forced block, else of the window.
     fn reset_at(&self) -> Instant {
-        self.blocked_until
-            .unwrap_or(self.started + self.length)
-            .max(self.started + self.length)
+        self.blocked_until.unwrap_or(self.started + self.length)
     }
 }
 
@@ -448,7 +447,6 @@ async fn handle(
     match forced {
         Some(Failure::TooManyRequests { reset_in }) => {
             window.blocked_until = Some(now + reset_in);
-            window.used = window.limit;
             status = StatusCode::TOO_MANY_REQUESTS;
             body = problem(status);
         }
@@ -474,7 +472,8 @@ async fn handle(
     let remaining = window.limit.saturating_sub(window.used);
     let reset_in = window.reset_at().saturating_duration_since(now);
     // Unix seconds, rounded up: the window is over by then.
-    let reset = Utc::now().timestamp() + reset_in.as_secs() as i64 + 1;
+    let reset_at = Utc::now() + chrono::Duration::from_std(reset_in).unwrap_or_default();
+    let reset = reset_at.timestamp() + i64::from(reset_at.timestamp_subsec_nanos() > 0);
     let limit = window.limit;
     if status == StatusCode::UNAUTHORIZED && body.is_null() {
         body = problem(status);

@@ -1,0 +1,397 @@
+//! X accounts: rogue posts, edits, profile drift behind an unchanged t.co link, a handle change,
+//! a revoked token, 5xx, the rate-limit scheduler backing off and recovering, and takedown.
+
+use std::time::Duration;
+
+use tocsin::{
+    config::{Account, Platform, Secret},
+    contain::{self, TakedownOutcome},
+    detect::{Evidence, Rule, Severity},
+    fakes::x::{Failure, FakeX, XEndpoint},
+    incidents::{Incident, State},
+};
+
+use crate::support::*;
+
+const X_BEARER: &str = "x-app-bearer-token";
+const X_USER_TOKEN: &str = "x-user-token-of-examplecorp";
+const X_NAME: &str = "x-main";
+const X_ID: &str = "783214";
+
+async fn fake_x() -> FakeX {
+    let x = FakeX::start(X_BEARER).await.unwrap();
+    x.add_user(
+        X_ID,
+        "examplecorp",
+        "ExampleCorp",
+        "Official account. https://example.com/help",
+        Some("https://example.com"),
+    );
+    x.set_write_token(X_ID, X_USER_TOKEN);
+    // Room for polls every 150 ms; the rate test narrows the timeline's budget itself.
+    x.set_limit(XEndpoint::Timeline, 100_000, Duration::from_secs(900));
+    x.set_limit(XEndpoint::Users, 100_000, Duration::from_secs(900));
+    x.publish(X_ID, "An old post from before tocsin https://example.com/old");
+    x
+}
+
+fn x_account(x: &FakeX) -> Account {
+    Account {
+        name: X_NAME.into(),
+        platform: Platform::X,
+        base_url: x.url(),
+        account_id: X_ID.into(),
+        token: Some(Secret::new(X_BEARER)),
+        write_token: Some(Secret::new(X_USER_TOKEN)),
+        poll_interval: Duration::from_millis(150),
+        grace: None,
+    }
+}
+
+/// The daemon watching the Mastodon account of `spawn_app` and one X account, with budgets
+/// that let the fake's own limits be the ones that bind.
+async fn spawn_with_x(x: &FakeX, tweak: impl FnOnce(&mut tocsin::Config)) -> TestApp {
+    let account = x_account(x);
+    let app = spawn_app_with(move |c| {
+        c.accounts.push(account);
+        c.x.timeline_requests_per_window = 90_000;
+        c.x.users_requests_per_window = 90_000;
+        tweak(c);
+    })
+    .await;
+    wait_x_polls(&app, 2).await;
+    app
+}
+
+async fn wait_x_polls(app: &TestApp, n: u64) {
+    let polls = || app.health.snapshot().get(X_NAME).map_or(0, |h| h.polls);
+    let target = polls() + n;
+    until(|| polls() >= target, "x polls").await;
+}
+
+fn x_incidents(app: &TestApp, rule: Rule) -> Vec<Incident> {
+    app.store
+        .incidents()
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.account == X_NAME && i.rule == rule)
+        .collect()
+}
+
+fn paged(app: &TestApp, needle: &str) -> bool {
+    app.bot.sent().iter().any(|m| m.text.contains(needle))
+}
+
+#[tokio::test]
+async fn a_rogue_post_pages_with_its_real_link_and_history_does_not() {
+    let x = fake_x().await;
+    let app = spawn_with_x(&x, |_| {}).await;
+    assert!(x_incidents(&app, Rule::UnapprovedPost).is_empty(), "history is not paged");
+    let id = x.publish(X_ID, "Free crypto for followers https://evil.example/claim");
+    until(|| paged(&app, "https://evil.example/claim"), "the rogue post paged").await;
+    let inc = x_incidents(&app, Rule::UnapprovedPost).remove(0);
+    assert_eq!(inc.severity, Severity::Critical);
+    assert_eq!(inc.object, id);
+    let Evidence::Post { text, links, .. } = &inc.evidence else {
+        panic!("post evidence")
+    };
+    // The t.co wrapper is gone: the fingerprint and the page see the target.
+    assert_eq!(text, "Free crypto for followers https://evil.example/claim");
+    assert_eq!(links, &vec!["https://evil.example/claim".to_owned()]);
+    assert!(!paged(&app, "https://t.co/"), "pages show targets, not wrappers");
+
+    // An approved text with the same words is not paged.
+    let (status, _) = app
+        .api_post(
+            "/api/v1/approvals",
+            serde_json::json!({ "account": X_NAME, "text": "Launch day https://example.com/launch" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    x.publish(X_ID, "Launch day https://example.com/launch");
+    wait_x_polls(&app, 3).await;
+    assert_eq!(x_incidents(&app, Rule::UnapprovedPost).len(), 1);
+    // Every timeline request asked for what the comparison needs.
+    let call = x
+        .calls()
+        .into_iter()
+        .rfind(|c| c.endpoint == XEndpoint::Timeline)
+        .unwrap();
+    for needle in ["since_id=", "edit_history_tweet_ids", "entities", "attachments.media_keys"] {
+        assert!(call.query.contains(needle), "{needle} in {}", call.query);
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_edit_pages_as_post_edited_on_the_original() {
+    let x = fake_x().await;
+    let app = spawn_with_x(&x, |_| {}).await;
+    let (status, _) = app
+        .api_post(
+            "/api/v1/approvals",
+            serde_json::json!({ "account": X_NAME, "text": "Our Q4 report https://example.com/q4" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let original = x.publish(X_ID, "Our Q4 report https://example.com/q4");
+    wait_x_polls(&app, 3).await;
+    assert!(x_incidents(&app, Rule::UnapprovedPost).is_empty(), "approved");
+    let edited = x.edit(&original, "Our Q4 report https://evil.example/q4");
+    until(
+        || !x_incidents(&app, Rule::PostEdited).is_empty(),
+        "post_edited",
+    )
+    .await;
+    let inc = x_incidents(&app, Rule::PostEdited).remove(0);
+    assert_eq!(inc.object, original, "the post's identity is its first id");
+    let Evidence::PostEdited { before, after, url, .. } = &inc.evidence else {
+        panic!("edit evidence")
+    };
+    assert_eq!(before, "Our Q4 report https://example.com/q4");
+    assert_eq!(after, "Our Q4 report https://evil.example/q4");
+    assert!(url.as_deref().unwrap().ends_with(&edited), "links the new version");
+    assert!(x_incidents(&app, Rule::UnapprovedPost).is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_swapped_target_behind_the_same_tco_link_pages_critical() {
+    let x = fake_x().await;
+    let app = spawn_with_x(&x, |_| {}).await;
+    let wrapper = x.link_wrapper(X_ID).unwrap();
+    let users_before = x.count(XEndpoint::Users);
+    x.set_link_target(X_ID, "https://examp1e-support.example/login");
+    assert_eq!(x.link_wrapper(X_ID).unwrap(), wrapper, "t.co URL unchanged");
+    until(
+        || !x_incidents(&app, Rule::ProfileChanged).is_empty(),
+        "profile drift",
+    )
+    .await;
+    let inc = x_incidents(&app, Rule::ProfileChanged).remove(0);
+    assert_eq!(inc.severity, Severity::Critical);
+    let Evidence::Profile { changes } = &inc.evidence else {
+        panic!("profile evidence")
+    };
+    assert_eq!(changes["url"].before.as_deref(), Some("https://example.com"));
+    assert_eq!(changes["url"].after, "https://examp1e-support.example/login");
+    assert!(x.count(XEndpoint::Users) > users_before);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_handle_change_is_critical() {
+    let x = fake_x().await;
+    let app = spawn_with_x(&x, |_| {}).await;
+    x.set_name(X_ID, "ExampleCorp Support");
+    x.set_username(X_ID, "examplecorp_support");
+    until(
+        || {
+            x_incidents(&app, Rule::ProfileChanged).iter().any(|i| {
+                matches!(&i.evidence, Evidence::Profile { changes } if changes.contains_key("handle"))
+            })
+        },
+        "handle change",
+    )
+    .await;
+    let inc = x_incidents(&app, Rule::ProfileChanged).remove(0);
+    assert_eq!(inc.severity, Severity::Critical);
+    let Evidence::Profile { changes } = &inc.evidence else {
+        panic!()
+    };
+    assert_eq!(changes["handle"].after, "examplecorp_support");
+    until(|| paged(&app, "examplecorp_support"), "the page").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_revoked_token_pages_monitor_blind_and_recovery_resolves_it() {
+    let x = fake_x().await;
+    let app = spawn_with_x(&x, |_| {}).await;
+    x.set_bearer("a-rotated-token");
+    until(
+        || !x_incidents(&app, Rule::MonitorBlind).is_empty(),
+        "monitor.blind",
+    )
+    .await;
+    let inc = x_incidents(&app, Rule::MonitorBlind).remove(0);
+    let Evidence::Channel { problem, .. } = &inc.evidence else {
+        panic!()
+    };
+    assert!(problem.contains("token was refused (401)"), "{problem}");
+    until(|| paged(&app, "monitor.blind"), "paged").await;
+    x.set_bearer(X_BEARER);
+    until(
+        || app.store.incident(inc.id).unwrap().unwrap().state == State::Resolved,
+        "recovery",
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn server_errors_back_off_and_recover_without_paging_within_the_grace() {
+    let x = fake_x().await;
+    let app = spawn_with_x(&x, |c| c.accounts[1].grace = Some(Duration::from_secs(20))).await;
+    for _ in 0..3 {
+        x.fail_next(XEndpoint::Timeline, Failure::Status(503));
+    }
+    until(
+        || {
+            app.health
+                .snapshot()
+                .get(X_NAME)
+                .is_some_and(|h| h.errors >= 3)
+        },
+        "three failures",
+    )
+    .await;
+    let failed: Vec<_> = x
+        .calls()
+        .into_iter()
+        .filter(|c| c.endpoint == XEndpoint::Timeline && c.status == 503)
+        .map(|c| c.at)
+        .collect();
+    // Backoff: 300 ms, then 600 ms from the 150 ms poll interval.
+    assert!(failed[2] - failed[1] >= Duration::from_millis(550), "{failed:?}");
+    wait_x_polls(&app, 2).await;
+    let h = app.health.snapshot()[X_NAME].clone();
+    assert!(h.failing_since.is_none(), "recovered");
+    assert!(x_incidents(&app, Rule::MonitorBlind).is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn low_remaining_and_a_429_slow_the_scheduler_which_then_recovers() {
+    let x = fake_x().await;
+    // Two accounts at 150 ms would ask ~13 requests a second; X allows 6 per 3 s here.
+    x.add_user(X_ID_2, "examplecorp_jobs", "ExampleCorp Jobs", "", None);
+    let app = spawn_with_x(&x, |c| {
+        let mut second = c.accounts[1].clone();
+        second.name = "x-jobs".into();
+        second.account_id = X_ID_2.into();
+        c.accounts.push(second);
+    })
+    .await;
+    let window = Duration::from_secs(3);
+    x.set_limit(XEndpoint::Timeline, 6, window);
+    let from = x.count(XEndpoint::Timeline);
+    // Three windows' worth of polling.
+    tokio::time::sleep(window * 3).await;
+    let calls: Vec<_> = x
+        .calls()
+        .into_iter()
+        .skip(from)
+        .filter(|c| c.endpoint == XEndpoint::Timeline)
+        .collect();
+    assert_eq!(
+        x.over_budget(XEndpoint::Timeline),
+        0,
+        "the headers kept it within X's limit"
+    );
+    assert!(
+        calls.len() <= 6 * 4 + 1,
+        "{} requests in three 3 s windows",
+        calls.len()
+    );
+    assert!(calls.len() >= 6, "still polling: {}", calls.len());
+    let budget = app.health.snapshot()[X_NAME].rate_limit.clone().unwrap();
+    assert_eq!(budget.limit, Some(6));
+    // Both accounts show the app's budget, and the API serves it.
+    assert_eq!(
+        app.health.snapshot()["x-jobs"].rate_limit.as_ref().unwrap().limit,
+        Some(6)
+    );
+    let (_, accounts) = app.api_get("/api/v1/accounts").await;
+    let shown = accounts["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == X_NAME)
+        .unwrap()
+        .clone();
+    assert_eq!(shown["rate_limit"]["limit"], 6, "{shown}");
+
+    // A 429 stops the endpoint until its reset; then polling resumes.
+    x.set_limit(XEndpoint::Timeline, 10_000, Duration::from_secs(900));
+    x.fail_next(
+        XEndpoint::Timeline,
+        Failure::TooManyRequests {
+            reset_in: Duration::from_secs(2),
+        },
+    );
+    until(
+        || {
+            x.calls()
+                .iter()
+                .any(|c| c.endpoint == XEndpoint::Timeline && c.forced && c.status == 429)
+        },
+        "the 429",
+    )
+    .await;
+    let limited_at = x
+        .calls()
+        .into_iter()
+        .find(|c| c.forced && c.status == 429)
+        .unwrap()
+        .at;
+    wait_x_polls(&app, 2).await;
+    let next = x
+        .calls()
+        .into_iter()
+        .find(|c| c.endpoint == XEndpoint::Timeline && c.at > limited_at)
+        .unwrap();
+    assert!(
+        next.at - limited_at >= Duration::from_secs(2),
+        "waited for the reset: {:?}",
+        next.at - limited_at
+    );
+    assert_eq!(next.status, 200, "recovered");
+    assert_eq!(x.over_budget(XEndpoint::Timeline), 0);
+    app.stop().await;
+}
+
+const X_ID_2: &str = "783215";
+
+#[tokio::test]
+async fn takedown_deletes_and_reports_each_failure() {
+    let x = fake_x().await;
+    let http = reqwest::Client::new();
+    let account = x_account(&x);
+    let id = x.publish(X_ID, "rogue");
+    assert_eq!(
+        contain::x::delete_post(&http, &account, &id).await,
+        TakedownOutcome::Deleted
+    );
+    assert!(!x.exists(&id));
+    assert_eq!(
+        contain::x::delete_post(&http, &account, &id).await,
+        TakedownOutcome::AlreadyGone
+    );
+    let other = x.publish(X_ID, "another");
+    let mut wrong = account.clone();
+    wrong.write_token = Some(Secret::new("a-revoked-user-token"));
+    assert!(matches!(
+        contain::x::delete_post(&http, &wrong, &other).await,
+        TakedownOutcome::Forbidden { .. }
+    ));
+    // The app's bearer token cannot delete: X answers 403.
+    wrong.write_token = Some(Secret::new(X_BEARER));
+    let TakedownOutcome::Forbidden { detail } = contain::x::delete_post(&http, &wrong, &other).await
+    else {
+        panic!("forbidden")
+    };
+    assert!(detail.contains("403"), "{detail}");
+    x.fail_next(XEndpoint::Delete, Failure::Status(503));
+    assert!(matches!(
+        contain::x::delete_post(&http, &account, &other).await,
+        TakedownOutcome::Failed { .. }
+    ));
+    assert!(x.exists(&other));
+    wrong.write_token = None;
+    assert!(matches!(
+        contain::x::delete_post(&http, &wrong, &other).await,
+        TakedownOutcome::Forbidden { .. }
+    ));
+    assert_eq!(x.count(XEndpoint::Delete), 5, "no request without a token");
+}
