@@ -31,7 +31,10 @@ async fn fake_x() -> FakeX {
     // Room for polls every 150 ms; the rate test narrows the timeline's budget itself.
     x.set_limit(XEndpoint::Timeline, 100_000, Duration::from_secs(900));
     x.set_limit(XEndpoint::Users, 100_000, Duration::from_secs(900));
-    x.publish(X_ID, "An old post from before tocsin https://example.com/old");
+    x.publish(
+        X_ID,
+        "An old post from before tocsin https://example.com/old",
+    );
     x
 }
 
@@ -86,9 +89,16 @@ fn paged(app: &TestApp, needle: &str) -> bool {
 async fn a_rogue_post_pages_with_its_real_link_and_history_does_not() {
     let x = fake_x().await;
     let app = spawn_with_x(&x, |_| {}).await;
-    assert!(x_incidents(&app, Rule::UnapprovedPost).is_empty(), "history is not paged");
+    assert!(
+        x_incidents(&app, Rule::UnapprovedPost).is_empty(),
+        "history is not paged"
+    );
     let id = x.publish(X_ID, "Free crypto for followers https://evil.example/claim");
-    until(|| paged(&app, "https://evil.example/claim"), "the rogue post paged").await;
+    until(
+        || paged(&app, "https://evil.example/claim"),
+        "the rogue post paged",
+    )
+    .await;
     let inc = x_incidents(&app, Rule::UnapprovedPost).remove(0);
     assert_eq!(inc.severity, Severity::Critical);
     assert_eq!(inc.object, id);
@@ -98,7 +108,10 @@ async fn a_rogue_post_pages_with_its_real_link_and_history_does_not() {
     // The t.co wrapper is gone: the fingerprint and the page see the target.
     assert_eq!(text, "Free crypto for followers https://evil.example/claim");
     assert_eq!(links, &vec!["https://evil.example/claim".to_owned()]);
-    assert!(!paged(&app, "https://t.co/"), "pages show targets, not wrappers");
+    assert!(
+        !paged(&app, "https://t.co/"),
+        "pages show targets, not wrappers"
+    );
 
     // An approved text with the same words is not paged.
     let (status, _) = app
@@ -117,7 +130,12 @@ async fn a_rogue_post_pages_with_its_real_link_and_history_does_not() {
         .into_iter()
         .rfind(|c| c.endpoint == XEndpoint::Timeline)
         .unwrap();
-    for needle in ["since_id=", "edit_history_tweet_ids", "entities", "attachments.media_keys"] {
+    for needle in [
+        "since_id=",
+        "edit_history_tweet_ids",
+        "entities",
+        "attachments.media_keys",
+    ] {
         assert!(call.query.contains(needle), "{needle} in {}", call.query);
     }
     app.stop().await;
@@ -136,7 +154,10 @@ async fn an_edit_pages_as_post_edited_on_the_original() {
     assert_eq!(status, 201);
     let original = x.publish(X_ID, "Our Q4 report https://example.com/q4");
     wait_x_polls(&app, 3).await;
-    assert!(x_incidents(&app, Rule::UnapprovedPost).is_empty(), "approved");
+    assert!(
+        x_incidents(&app, Rule::UnapprovedPost).is_empty(),
+        "approved"
+    );
     let edited = x.edit(&original, "Our Q4 report https://evil.example/q4");
     until(
         || !x_incidents(&app, Rule::PostEdited).is_empty(),
@@ -145,12 +166,18 @@ async fn an_edit_pages_as_post_edited_on_the_original() {
     .await;
     let inc = x_incidents(&app, Rule::PostEdited).remove(0);
     assert_eq!(inc.object, original, "the post's identity is its first id");
-    let Evidence::PostEdited { before, after, url, .. } = &inc.evidence else {
+    let Evidence::PostEdited {
+        before, after, url, ..
+    } = &inc.evidence
+    else {
         panic!("edit evidence")
     };
     assert_eq!(before, "Our Q4 report https://example.com/q4");
     assert_eq!(after, "Our Q4 report https://evil.example/q4");
-    assert!(url.as_deref().unwrap().ends_with(&edited), "links the new version");
+    assert!(
+        url.as_deref().unwrap().ends_with(&edited),
+        "links the new version"
+    );
     assert!(x_incidents(&app, Rule::UnapprovedPost).is_empty());
     app.stop().await;
 }
@@ -173,8 +200,14 @@ async fn a_swapped_target_behind_the_same_tco_link_pages_critical() {
     let Evidence::Profile { changes } = &inc.evidence else {
         panic!("profile evidence")
     };
-    assert_eq!(changes["url"].before.as_deref(), Some("https://example.com"));
-    assert_eq!(changes["url"].after, "https://examp1e-support.example/login");
+    assert_eq!(
+        changes["url"].before.as_deref(),
+        Some("https://example.com")
+    );
+    assert_eq!(
+        changes["url"].after,
+        "https://examp1e-support.example/login"
+    );
     assert!(x.count(XEndpoint::Users) > users_before);
     app.stop().await;
 }
@@ -253,7 +286,10 @@ async fn server_errors_back_off_and_recover_without_paging_within_the_grace() {
         .map(|c| c.at)
         .collect();
     // Backoff: 300 ms, then 600 ms from the 150 ms poll interval.
-    assert!(failed[2] - failed[1] >= Duration::from_millis(550), "{failed:?}");
+    assert!(
+        failed[2] - failed[1] >= Duration::from_millis(550),
+        "{failed:?}"
+    );
     wait_x_polls(&app, 2).await;
     let h = app.health.snapshot()[X_NAME].clone();
     assert!(h.failing_since.is_none(), "recovered");
@@ -299,7 +335,11 @@ async fn low_remaining_and_a_429_slow_the_scheduler_which_then_recovers() {
     assert_eq!(budget.limit, Some(6));
     // Both accounts show the app's budget, and the API serves it.
     assert_eq!(
-        app.health.snapshot()["x-jobs"].rate_limit.as_ref().unwrap().limit,
+        app.health.snapshot()["x-jobs"]
+            .rate_limit
+            .as_ref()
+            .unwrap()
+            .limit,
         Some(6)
     );
     let (_, accounts) = app.api_get("/api/v1/accounts").await;
@@ -377,7 +417,8 @@ async fn takedown_deletes_and_reports_each_failure() {
     ));
     // The app's bearer token cannot delete: X answers 403.
     wrong.write_token = Some(Secret::new(X_BEARER));
-    let TakedownOutcome::Forbidden { detail } = contain::x::delete_post(&http, &wrong, &other).await
+    let TakedownOutcome::Forbidden { detail } =
+        contain::x::delete_post(&http, &wrong, &other).await
     else {
         panic!("forbidden")
     };

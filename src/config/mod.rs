@@ -613,8 +613,14 @@ impl Config {
             }
         }
         for (key, n) in [
-            ("x.timeline_requests_per_window", self.x.timeline_requests_per_window),
-            ("x.users_requests_per_window", self.x.users_requests_per_window),
+            (
+                "x.timeline_requests_per_window",
+                self.x.timeline_requests_per_window,
+            ),
+            (
+                "x.users_requests_per_window",
+                self.x.users_requests_per_window,
+            ),
         ] {
             if n == 0 {
                 return Err(ConfigError::invalid(key, "at least 1 request per window"));
@@ -1078,7 +1084,11 @@ failure_grace = \"2 parsecs\"",
         let e = err(&GOOD.replace("responders = [1, 2]", "responders = []"));
         assert_eq!(e.key(), Some("telegram.responders"));
         let e = err(&GOOD.replace("platform = \"mastodon\"", "platform = \"x\""));
-        assert_eq!(e.key(), Some("accounts[0].token"), "X reads nothing without one");
+        assert_eq!(
+            e.key(),
+            Some("accounts[0].token"),
+            "X reads nothing without one"
+        );
         let e = err(&GOOD.replace("base_url = \"https://mastodon.example\"\n", ""));
         assert_eq!(e.key(), Some("accounts[0].base_url"));
         let e = err(&GOOD.replace("platform = \"mastodon\"", "platform = \"myspace\""));

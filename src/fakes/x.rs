@@ -555,7 +555,9 @@ fn route(
             }
             (StatusCode::OK, json!({"data": {"deleted": true}}))
         }
-        _ if bearer != inner.bearer => (StatusCode::UNAUTHORIZED, problem(StatusCode::UNAUTHORIZED)),
+        _ if bearer != inner.bearer => {
+            (StatusCode::UNAUTHORIZED, problem(StatusCode::UNAUTHORIZED))
+        }
         XEndpoint::Users => {
             let ids: Vec<&str> = param("ids")
                 .unwrap_or_default()
@@ -605,7 +607,10 @@ fn route(
                 None => 0,
                 Some(Ok(n)) => n,
                 Some(Err(_)) => {
-                    return invalid("pagination_token", param("pagination_token").unwrap_or_default());
+                    return invalid(
+                        "pagination_token",
+                        param("pagination_token").unwrap_or_default(),
+                    );
                 }
             };
             let fields = param("tweet.fields").unwrap_or_default();
@@ -653,7 +658,9 @@ fn route(
                 meta["next_token"] = json!((offset + max).to_string());
             }
             let mut body = json!({ "data": data, "meta": meta });
-            if !media.is_empty() && param("expansions").is_some_and(|e| e.contains("attachments.media_keys")) {
+            if !media.is_empty()
+                && param("expansions").is_some_and(|e| e.contains("attachments.media_keys"))
+            {
                 body["includes"] = json!({ "media": media });
             }
             (StatusCode::OK, body)
