@@ -436,3 +436,91 @@ async fn takedown_deletes_and_reports_each_failure() {
     ));
     assert_eq!(x.count(XEndpoint::Delete), 5, "no request without a token");
 }
+
+#[tokio::test]
+async fn a_burst_longer_than_a_page_is_read_through_pagination() {
+    let x = fake_x().await;
+    let app = spawn_with_x(&x, |c| c.accounts[1].poll_interval = Duration::from_secs(2)).await;
+    let ids: Vec<String> = (0..250)
+        .map(|i| x.publish(X_ID, &format!("spam {i} https://evil.example/{i}")))
+        .collect();
+    until(
+        || {
+            ids.iter()
+                .all(|id| app.store.seen_post(X_NAME, id).unwrap().is_some())
+        },
+        "every post of the burst seen",
+    )
+    .await;
+    let paged_reads = x
+        .calls()
+        .into_iter()
+        .filter(|c| c.endpoint == XEndpoint::Timeline && c.query.contains("pagination_token="))
+        .count();
+    assert!(paged_reads >= 2, "{paged_reads} pagination requests");
+    // The burst is one grouped page, and the cursor moved past all of it.
+    assert_eq!(x_incidents(&app, Rule::UnapprovedPost).len(), 1);
+    let cursor = app.store.cursor(&format!("x:{X_NAME}:since")).unwrap();
+    assert_eq!(cursor.as_deref(), ids.last().map(String::as_str));
+    app.bot.push_command(CHAT, &responder(), "/status");
+    until(
+        || {
+            app.bot.sent().iter().any(|m| {
+                m.text.contains(&format!("{X_NAME} (x): last success"))
+                    && m.text.contains("rate limit")
+            })
+        },
+        "/status shows the X budget",
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn check_config_prints_the_schedule_of_a_thousand_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from(
+        "[general]\napi_token = \"t\"\n[telegram]\nbot_token = \"1:b\"\nchat_id = -100\nresponders = [1]\n",
+    );
+    for i in 0..1000 {
+        text.push_str(&format!(
+            "[[accounts]]\nname = \"x-{i:04}\"\nplatform = \"x\"\naccount_id = \"{}\"\ntoken = \"env:TOCSIN_X_BEARER_TOKEN\"\npoll_interval = \"15s\"\n",
+            1_000_000 + i
+        ));
+    }
+    let path = dir.path().join("tocsin.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("TOCSIN_X_BEARER_TOKEN", "s3cr3t-x-app-token")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("1000 account(s) in one scheduler"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("budget 1500/15min, plan spends 1500"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("(10 id batch(es) of ≤100), plan spends 300, profiles every 30s"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("x-0000 … x-0999 (1000 accounts): every 10m (poll_interval 15s stretched"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("bearer"),
+        "the token stays out of the summary"
+    );
+}
