@@ -520,7 +520,7 @@ async fn check_config_prints_the_schedule_of_a_thousand_accounts() {
         "{stdout}"
     );
     assert!(
-        !stdout.contains("bearer"),
+        !stdout.contains("s3cr3t-x-app-token"),
         "the token stays out of the summary"
     );
 }
