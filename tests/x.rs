@@ -112,6 +112,26 @@ async fn a_rogue_post_pages_with_its_real_link_and_history_does_not() {
         !paged(&app, "https://t.co/"),
         "pages show targets, not wrappers"
     );
+    // A picture: X's appended media link is not part of the text; the media are compared.
+    let pic = x.publish_with_media(X_ID, "Look", &["https://pbs.twimg.com/media/scam.jpg"]);
+    until(
+        || app.store.seen_post(X_NAME, &pic).unwrap().is_some(),
+        "the picture post",
+    )
+    .await;
+    assert_eq!(
+        app.store.seen_post(X_NAME, &pic).unwrap().unwrap().text,
+        "Look"
+    );
+    until(
+        || {
+            x_incidents(&app, Rule::UnapprovedPost)
+                .iter()
+                .any(|i| i.object == pic || i.members.iter().any(|m| m.object == pic))
+        },
+        "the picture post paged",
+    )
+    .await;
 
     // An approved text with the same words is not paged.
     let (status, _) = app

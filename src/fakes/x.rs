@@ -221,12 +221,23 @@ impl FakeX {
     pub fn publish_with_media(&self, user: &str, text: &str, media: &[&str]) -> String {
         let mut inner = self.lock();
         let id = inner.next_id();
-        let (text, urls) = inner.wrap(text);
-        let media = media
+        let (mut text, mut urls) = inner.wrap(text);
+        let media: Vec<(String, String)> = media
             .iter()
             .enumerate()
             .map(|(i, m)| (format!("3_{id}{i}"), (*m).to_owned()))
             .collect();
+        // X appends one link for the attachments, pointing at the post's media view.
+        if let Some((key, _)) = media.first() {
+            let tco = inner.tco();
+            let start = text.chars().count() + 1;
+            text = format!("{text} {tco}");
+            urls.push(json!({
+                "start": start, "end": start + tco.chars().count(), "url": tco,
+                "expanded_url": format!("https://x.com/i/web/status/{id}/photo/1"),
+                "display_url": format!("pic.x.com/{}", &tco[13..]), "media_key": key,
+            }));
+        }
         inner.tweets.insert(
             id,
             Tweet {

@@ -517,6 +517,9 @@ struct UrlEntity {
     url: String,
     #[serde(default)]
     expanded_url: Option<String>,
+    /// Set on the link X appends for an attachment (`…/status/ID/photo/1`).
+    #[serde(default)]
+    media_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -672,6 +675,12 @@ fn expand(text: &str, entities: Option<&TweetEntities>) -> (String, Vec<String>)
     let mut text = text.to_owned();
     let mut links = Vec::new();
     for u in entities.map(|e| e.urls.as_slice()).unwrap_or_default() {
+        if u.media_key.is_some() {
+            // The attachment's own link names the post's id, which changes with every edit:
+            // the media are compared by their digests instead.
+            text = text.replace(&u.url, "").trim_end().to_owned();
+            continue;
+        }
         let target = u.expanded_url.clone().unwrap_or_else(|| u.url.clone());
         text = text.replace(&u.url, &target);
         links.push(target);
@@ -1232,11 +1241,14 @@ mod tests {
     fn tco_links_are_compared_by_their_target_and_edits_by_their_first_id() {
         let t: ApiTweet = serde_json::from_value(serde_json::json!({
             "id": "1800000000000000002",
-            "text": "Claim now https://t.co/AbC123",
+            "text": "Claim now https://t.co/AbC123 https://t.co/Pic456",
             "created_at": "2026-11-24T10:00:00.000Z",
             "edit_history_tweet_ids": ["1800000000000000001", "1800000000000000002"],
             "entities": {"urls": [{"start": 10, "end": 33, "url": "https://t.co/AbC123",
-                "expanded_url": "https://evil.example/claim", "display_url": "evil.example/claim"}]},
+                "expanded_url": "https://evil.example/claim", "display_url": "evil.example/claim"},
+                {"start": 34, "end": 57, "url": "https://t.co/Pic456", "media_key": "3_1",
+                "expanded_url": "https://x.com/examplecorp/status/1800000000000000002/photo/1",
+                "display_url": "pic.x.com/Pic456"}]},
             "attachments": {"media_keys": ["3_1"]}
         }))
         .unwrap();
