@@ -15,6 +15,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     bot::{self, BotContext},
     config::Config,
+    contain::mailer::Mailer,
     detect,
     http::{self, HttpState, health::Readiness},
     incidents::{Incidents, PagingPolicy, Recorded, escalation},
@@ -119,7 +120,12 @@ impl App {
             health,
         } = self;
         let tasks = TaskTracker::new();
+        let mailer = match config.email.as_ref().and_then(|e| e.kill_switch.clone()) {
+            Some(k) => Some(Arc::new(Mailer::new(k)?)),
+            None => None,
+        };
         let incidents = Incidents::new(store.clone(), Arc::new(Notify::new()))
+            .with_auto_pause(mailer.clone().filter(|m| m.auto_pause()))
             .with_group_window(config.grouping.window)
             .with_policy(PagingPolicy::from_config(&config));
         let metrics = Arc::new(Metrics::new(store.clone(), health.clone()));
@@ -154,10 +160,21 @@ impl App {
             tasks.spawn(source);
         }
         drop(ctx);
+        let feed_ctx = SourceContext {
+            store: store.clone(),
+            out: tx.clone(),
+            health: health.clone(),
+            shutdown: sources_stop.clone(),
+            http: http_client.clone(),
+        };
+        for feed in sources::build_feeds(config.email.as_ref(), &feed_ctx) {
+            tasks.spawn(feed);
+        }
+        drop(feed_ctx);
         drop(tx);
         tasks.spawn(pipeline(rx, incidents.clone(), metrics.clone()));
         tasks.spawn(release_held(incidents.clone(), shutdown.clone()));
-        let graces = sources::graces(&config);
+        let graces = source_graces(&config);
         tasks.spawn(detect::blind::run(
             incidents.clone(),
             health.clone(),
@@ -201,7 +218,8 @@ impl App {
             status: telegram_status.clone(),
         };
         let mut wakes = Vec::new();
-        let pager = TelegramPager::new(send_bot.clone(), tg.chat_id);
+        let pager =
+            TelegramPager::new(send_bot.clone(), tg.chat_id).with_pause_button(mailer.is_some());
         let wake = Arc::new(Notify::new());
         wakes.push(wake.clone());
         tasks.spawn(notify::run(
@@ -246,6 +264,7 @@ impl App {
             chat_id: tg.chat_id,
             responders: Arc::new(tg.responders.clone()),
             refused: metrics.refusals.unauthorized_actions.clone(),
+            mailer: mailer.clone(),
             last_ok: metrics.refusals.bot_last_ok.clone(),
         };
         // Replies go through the short-timeout bot; only getUpdates uses the long one.
@@ -259,7 +278,7 @@ impl App {
         let readiness = Readiness {
             store: store.clone(),
             metrics: metrics.clone(),
-            sources: sources::graces(&config),
+            sources: source_graces(&config),
             bot_grace: tg.long_poll * 3 + Duration::from_secs(30),
             outbox_max_age: OUTBOX_MAX_AGE,
             telegram_down: telegram_status,
@@ -302,6 +321,19 @@ impl App {
             _ => Ok(()),
         }
     }
+}
+
+/// Every source (social accounts and mail audit feeds) with how long it may fail before it is
+/// blind.
+fn source_graces(config: &Config) -> Vec<(String, Duration)> {
+    use crate::config::AuditFeed;
+    // Accounts: an X account's grace grows with the interval its app's budget allows.
+    let mut out = sources::graces(config);
+    if let Some(e) = &config.email {
+        out.extend(e.google.iter().map(|g| (g.name.clone(), g.grace())));
+        out.extend(e.m365.iter().map(|m| (m.name.clone(), m.grace())));
+    }
+    out
 }
 
 /// Sources → detect → incidents, one observation at a time so that an account's observations

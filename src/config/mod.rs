@@ -4,6 +4,7 @@
 //! of silently watching with a default. Errors carry the dotted key path and the line, because the
 //! person reading them is an operator with the file open, not a developer with a debugger.
 
+pub mod email;
 mod secret;
 
 use std::{
@@ -18,6 +19,7 @@ use chrono::NaiveTime;
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
+pub use email::{AuditFeed, Email, GoogleFeed, KillSwitch, M365Feed};
 pub use secret::Secret;
 
 use crate::detect::{Rule, Severity};
@@ -49,6 +51,9 @@ pub struct Config {
     /// X's rate-limit budgets, shared by every watched X account of one app.
     #[serde(default)]
     pub x: XLimits,
+    /// Mail feeds and the mail kill switch. Absent: no mail is watched.
+    #[serde(default)]
+    pub email: Option<Email>,
 }
 
 /// `[x]`: requests per 15-minute window the X scheduler may spend per endpoint, per app
@@ -561,6 +566,7 @@ impl Config {
             }
         }
         let mut names = HashSet::new();
+        let mut feed_names: Vec<String> = self.accounts.iter().map(|a| a.name.clone()).collect();
         for (i, account) in self.accounts.iter().enumerate() {
             let key = |field: &str| format!("accounts[{i}].{field}");
             if account.name.trim().is_empty() || account.name.chars().any(char::is_whitespace) {
@@ -627,6 +633,9 @@ impl Config {
             }
         }
         self.validate_channels()?;
+        if let Some(email) = &self.email {
+            email.validate(&mut feed_names)?;
+        }
         if let Some(h) = &self.heartbeat {
             if let Some(url) = &h.url {
                 let parsed = Url::parse(url.expose()).map_err(|e| {
@@ -749,8 +758,16 @@ impl Config {
                 ));
             }
         }
+        let feeds = self
+            .email
+            .as_ref()
+            .is_some_and(|e| !e.google.is_empty() || !e.m365.is_empty());
         if self.accounts.is_empty() {
-            out.push_str("accounts      none: nothing will be watched\n");
+            out.push_str(if feeds {
+                "accounts      none: only the mail audit feeds below are watched\n"
+            } else {
+                "accounts      none: nothing will be watched\n"
+            });
         }
         for a in &self.accounts {
             if a.platform == Platform::X {
@@ -785,6 +802,9 @@ impl Config {
         // X accounts share their app's rate-limit budget: the schedule says what each gets.
         for plan in crate::sources::x::Plan::for_config(self) {
             out.push_str(&plan.describe());
+        }
+        if let Some(email) = &self.email {
+            email.summary(&mut out);
         }
         out
     }
@@ -966,8 +986,32 @@ poll_interval = "2m"
             .replace("env:TOCSIN_HEARTBEAT_URL", "https://monitor.example/ping/x")
             .replace("env:TOCSIN_MASTODON_WRITE_TOKEN", "w")
             .replace("env:TOCSIN_X_BEARER_TOKEN", "xb")
-            .replace("env:TOCSIN_X_USER_TOKEN", "xu");
+            .replace("env:TOCSIN_X_USER_TOKEN", "xu")
+            .replace("env:TOCSIN_M365_CLIENT_SECRET", "m")
+            .replace("env:TOCSIN_MAILER_SECRET", "k");
+        // The Google key must be a real service-account key: it is checked at load.
+        let key = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(key.path(), test_service_account()).unwrap();
+        let text = text.replace(
+            "file:/etc/tocsin/google-service-account.json",
+            &format!("file:{}", key.path().display()),
+        );
         let c = Config::parse(&text, "example").unwrap();
+        let email = c.email.as_ref().unwrap();
+        assert_eq!(email.google[0].applications.len(), 3);
+        assert_eq!(email.m365[0].api_url.as_str(), "https://manage.office.com/");
+        let k = email.kill_switch.as_ref().unwrap();
+        assert!(!k.auto_pause && k.secret_header.as_deref() == Some("X-Api-Key"));
+        let summary = c.summary();
+        assert!(
+            summary.contains("audit         workspace · google workspace"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("kill switch   POST mailer.internal.example.com"),
+            "{summary}"
+        );
+        assert!(!summary.contains("/admin/pause"), "{summary}");
         assert_eq!(c.channels.pagerduty[0].name, "ops");
         assert_eq!(c.telegram.failure_grace, Duration::from_secs(120));
         assert!(c.heartbeat.is_some());
@@ -978,6 +1022,86 @@ poll_interval = "2m"
         assert_eq!(x.base_url.as_str(), "https://api.x.com/");
         assert_eq!(c.x.timeline_requests_per_window, 1500);
         assert!(c.summary().contains("x schedule"), "{}", c.summary());
+    }
+
+    fn test_service_account() -> String {
+        serde_json::json!({
+            "type": "service_account",
+            "client_email": "t@p.iam.gserviceaccount.com",
+            "private_key": include_str!("../../tests/fixtures/google-service-account-test-key.pem"),
+            "token_uri": "https://oauth2.googleapis.com/token",
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn email_errors_name_the_key() {
+        // A literal TOML string: the JSON goes in as it is.
+        let sa = test_service_account();
+        let email = format!(
+            r#"
+[[email.google]]
+name = "workspace"
+service_account = '{sa}'
+admin = "it@corp.example"
+internal_domains = ["corp.example"]
+
+[[email.m365]]
+name = "exchange"
+tenant = "t"
+client_id = "c"
+client_secret = "s"
+internal_domains = ["corp.example"]
+
+[email.kill_switch]
+url = "https://mailer.example/pause"
+"#
+        );
+        let c = Config::parse(&format!("{GOOD}{email}"), "t.toml").unwrap();
+        assert_eq!(
+            c.email
+                .as_ref()
+                .unwrap()
+                .kill_switch
+                .as_ref()
+                .unwrap()
+                .method,
+            "POST"
+        );
+        let bad = |from: &str, to: &str| err(&format!("{GOOD}{}", email.replace(from, to)));
+        assert_eq!(
+            bad("name = \"exchange\"", "name = \"main\"").key(),
+            Some("email.m365[0].name")
+        );
+        assert_eq!(
+            bad(
+                "internal_domains = [\"corp.example\"]\n\n[[email.m365]]",
+                "internal_domains = []\n\n[[email.m365]]"
+            )
+            .key(),
+            Some("email.google[0].internal_domains")
+        );
+        assert_eq!(
+            bad("admin = \"it@corp.example\"", "admin = \"it\"").key(),
+            Some("email.google[0].admin")
+        );
+        assert_eq!(
+            bad("MII", "AAA").key(),
+            Some("email.google[0].service_account")
+        );
+        assert_eq!(
+            bad(
+                "url = \"https://mailer.example/pause\"",
+                "url = \"https://mailer.example/pause\"\nmethod = \"P O S T\""
+            )
+            .key(),
+            Some("email.kill_switch.method")
+        );
+        assert_eq!(
+            bad("tenant = \"t\"", "tenant = \"t\"\ntennant = \"u\"").key(),
+            Some("email.m365[0].tennant")
+        );
+        assert!(!format!("{c:?}").contains("BEGIN PRIVATE KEY"));
     }
 
     const CHANNELS: &str = r#"

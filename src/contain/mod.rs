@@ -2,6 +2,7 @@
 //! through the platform's API with the account's write token; the mail kill switch pauses the
 //! mailer. Every attempt and its answer is written in the incident's timeline by the caller.
 
+pub mod mailer;
 pub mod x;
 
 use serde::{Deserialize, Serialize};

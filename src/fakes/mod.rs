@@ -2,6 +2,9 @@
 //! 127.0.0.1 ephemeral ports. The demo plays its story against them and the integration tests
 //! drive them; they never bind or call any other address.
 
+pub mod google;
+pub mod m365;
+pub mod mailer;
 pub mod mastodon;
 pub mod pagerduty;
 pub mod telegram;
@@ -97,5 +100,6 @@ pub fn loopback_config(
         escalation: None,
         paging: Default::default(),
         x: Default::default(),
+        email: None,
     }
 }

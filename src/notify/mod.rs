@@ -530,6 +530,12 @@ pub fn summary_line(inc: &Incident) -> String {
         Evidence::Channel {
             channel, problem, ..
         } => format!("{channel}: {problem}"),
+        Evidence::Mailbox {
+            risk,
+            action,
+            target,
+            ..
+        } => format!("{risk}: {action} on {}", telegram::cut(target, 200)),
     };
     telegram::cut(
         &format!(
