@@ -130,7 +130,9 @@ impl App {
             .with_policy(PagingPolicy::from_config(&config));
         let metrics = Arc::new(Metrics::new(store.clone(), health.clone()));
         let tg = &config.telegram;
-        let send_client = teloxide::net::default_reqwest_settings().build()?;
+        let send_client = teloxide::net::default_reqwest_settings()
+            .timeout(tg.request_timeout)
+            .build()?;
         // getUpdates holds the request open for `long_poll`; its client must wait longer.
         let poll_client = teloxide::net::default_reqwest_settings()
             .timeout(tg.long_poll + Duration::from_secs(15))
@@ -146,7 +148,7 @@ impl App {
         let (tx, rx) = mpsc::channel(PIPELINE_DEPTH);
         let http_client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(20))
+            .timeout(config.general.source_timeout)
             .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let ctx = SourceContext {
@@ -245,6 +247,12 @@ impl App {
         tasks.spawn(notify::fan_out(
             incidents.wake_handle(),
             wakes,
+            shutdown.clone(),
+        ));
+        tasks.spawn(notify::store_alarm::run(
+            store.clone(),
+            send_bot.clone(),
+            tg.chat_id,
             shutdown.clone(),
         ));
         if let Some(hb) = &config.heartbeat {

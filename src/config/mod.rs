@@ -247,6 +247,10 @@ pub struct General {
     pub listen: SocketAddr,
     /// Bearer token that guards `/api/v1`.
     pub api_token: Secret,
+    /// How long one platform API call may take before it counts as a failed poll. A hanging
+    /// API must turn into a failure (and, past the grace, `monitor.blind`), never a stuck source.
+    #[serde(default = "default_source_timeout", deserialize_with = "duration")]
+    pub source_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -268,6 +272,10 @@ pub struct Telegram {
     /// revoked, bot removed, chat gone) count at once.
     #[serde(default = "default_failure_grace", deserialize_with = "duration")]
     pub failure_grace: Duration,
+    /// How long one Bot API call other than `getUpdates` may take before it is abandoned and
+    /// retried: a send that hangs must not hold every page queued behind it.
+    #[serde(default = "default_request_timeout", deserialize_with = "duration")]
+    pub request_timeout: Duration,
 }
 
 /// One watched account.
@@ -349,6 +357,12 @@ fn default_api_url() -> Url {
 }
 fn default_long_poll() -> Duration {
     Duration::from_secs(10)
+}
+fn default_source_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(17)
 }
 fn default_poll_interval() -> Duration {
     Duration::from_secs(15)
@@ -511,6 +525,14 @@ impl Config {
                 "telegram.responders",
                 "list at least one Telegram user id allowed to act on incidents",
             ));
+        }
+        for (key, d) in [
+            ("general.source_timeout", self.general.source_timeout),
+            ("telegram.request_timeout", self.telegram.request_timeout),
+        ] {
+            if d < Duration::from_millis(100) || d > Duration::from_secs(300) {
+                return Err(ConfigError::invalid(key, "between 100ms and 5m"));
+            }
         }
         if self.telegram.long_poll > Duration::from_secs(50) {
             return Err(ConfigError::invalid("telegram.long_poll", "at most 50s"));

@@ -75,6 +75,7 @@ pub fn loopback_config(
             state_dir: state.to_owned(),
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             api_token: Secret::new(api_token),
+            source_timeout: Duration::from_secs(20),
         },
         telegram: Telegram {
             bot_token: Secret::new(bot.token()),
@@ -83,6 +84,7 @@ pub fn loopback_config(
             responders: vec![111],
             long_poll: Duration::from_secs(1),
             failure_grace: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(17),
         },
         accounts: vec![Account {
             name: ACCOUNT.into(),

@@ -15,6 +15,7 @@
 
 pub mod heartbeat;
 pub mod pagerduty;
+pub mod store_alarm;
 pub mod telegram;
 pub mod webhook;
 

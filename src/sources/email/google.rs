@@ -7,7 +7,7 @@
 //! expires. The Reports API lists newest first, so a poll reads every page before emitting
 //! anything and then emits oldest first, followed by the cursor.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use base64::{Engine, engine::general_purpose::STANDARD, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
@@ -16,9 +16,8 @@ use ring::{
     signature::{RSA_PKCS1_SHA256, RsaKeyPair},
 };
 use serde::Deserialize;
-use tokio::time::Instant;
 
-use super::{AuditCursor, AuditEvent, poll_loop, status_error};
+use super::{AuditCursor, AuditEvent, CachedToken, poll_loop, status_error};
 use crate::{
     config::GoogleFeed,
     sources::{ObservationKind, SourceContext, SourceError},
@@ -124,13 +123,6 @@ pub fn pem_der(pem: &str) -> Option<Vec<u8>> {
 }
 
 #[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    #[serde(default)]
-    expires_in: Option<u64>,
-}
-
-#[derive(Deserialize)]
 struct Activities {
     #[serde(default)]
     items: Vec<Activity>,
@@ -208,44 +200,17 @@ struct Client {
     feed: GoogleFeed,
     account: Arc<ServiceAccount>,
     http: reqwest::Client,
-    token: Option<(String, Instant)>,
+    token: CachedToken,
 }
 
 impl Client {
     async fn token(&mut self) -> Result<String, SourceError> {
-        if let Some((t, until)) = &self.token
-            && Instant::now() < *until
-        {
-            return Ok(t.clone());
-        }
         let assertion = self.account.assertion(&self.feed.admin, Utc::now())?;
-        let resp = self
-            .http
-            .post(self.account.token_uri.clone())
-            .form(&[
-                ("grant_type", GRANT_TYPE),
-                ("assertion", assertion.as_str()),
-            ])
-            .send()
-            .await?;
-        let status = resp.status();
-        if !status.is_success() {
-            // 400 invalid_grant / unauthorized_client: the key or the delegation is gone.
-            return Err(match status.as_u16() {
-                400 | 401 | 403 => SourceError::Unauthorized {
-                    status: status.as_u16(),
-                },
-                _ => status_error(status, "the service-account token", None),
-            });
-        }
-        let t: TokenResponse = resp.json().await.map_err(|e| SourceError::Malformed {
-            what: "the token answer".into(),
-            detail: e.to_string(),
-        })?;
-        // Renewed a minute early, so a poll never starts with a token about to lapse.
-        let life = Duration::from_secs(t.expires_in.unwrap_or(3600).saturating_sub(60).max(1));
-        self.token = Some((t.access_token.clone(), Instant::now() + life));
-        Ok(t.access_token)
+        let request = self.http.post(self.account.token_uri.clone()).form(&[
+            ("grant_type", GRANT_TYPE),
+            ("assertion", assertion.as_str()),
+        ]);
+        self.token.get(request, "the service-account token").await
     }
 
     async fn page(
@@ -275,7 +240,7 @@ impl Client {
         if !status.is_success() {
             if matches!(status.as_u16(), 401) {
                 // A revoked token is refused before its expiry: ask for a fresh one next time.
-                self.token = None;
+                self.token.forget();
             }
             let retry = resp
                 .headers()
@@ -311,7 +276,7 @@ pub async fn run(feed: GoogleFeed, ctx: SourceContext) {
         feed: feed.clone(),
         account,
         http: ctx.http.clone(),
-        token: None,
+        token: CachedToken::default(),
     });
     let cursors: Vec<(String, String)> = feed
         .applications

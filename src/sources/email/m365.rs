@@ -7,13 +7,10 @@
 //! transport configuration operations are emitted: `Audit.Exchange` also carries every mailbox
 //! item access, far too many to send through the pipeline for nothing.
 
-use std::time::Duration;
-
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
-use tokio::time::Instant;
 
-use super::{AuditCursor, AuditEvent, poll_loop, status_error};
+use super::{AuditCursor, AuditEvent, CachedToken, poll_loop, status_error};
 use crate::{
     config::M365Feed,
     sources::{ObservationKind, SourceContext, SourceError},
@@ -32,13 +29,6 @@ pub const OPERATIONS: [&str; 6] = [
 ];
 /// Content pages followed per poll.
 const MAX_PAGES: usize = 200;
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    #[serde(default)]
-    expires_in: Option<u64>,
-}
 
 #[derive(Deserialize)]
 struct Blob {
@@ -89,7 +79,7 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 struct Client {
     feed: M365Feed,
     http: reqwest::Client,
-    token: Option<(String, Instant)>,
+    token: CachedToken,
     subscribed: bool,
 }
 
@@ -104,41 +94,18 @@ impl Client {
     }
 
     async fn token(&mut self) -> Result<String, SourceError> {
-        if let Some((t, until)) = &self.token
-            && Instant::now() < *until
-        {
-            return Ok(t.clone());
-        }
         let mut url = self.feed.login_url.clone();
         url.set_path(&format!("{}/oauth2/v2.0/token", self.feed.tenant));
-        let resp = self
-            .http
-            .post(url)
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", self.feed.client_id.as_str()),
-                ("client_secret", self.feed.client_secret.expose()),
-                ("scope", SCOPE),
-            ])
-            .send()
-            .await?;
-        let status = resp.status();
-        if !status.is_success() {
-            // AADSTS7000215 (bad secret) and friends come back as 400/401.
-            return Err(match status.as_u16() {
-                400 | 401 | 403 => SourceError::Unauthorized {
-                    status: status.as_u16(),
-                },
-                _ => status_error(status, "the client-credentials token", None),
-            });
-        }
-        let t: TokenResponse = resp.json().await.map_err(|e| SourceError::Malformed {
-            what: "the token answer".into(),
-            detail: e.to_string(),
-        })?;
-        let life = Duration::from_secs(t.expires_in.unwrap_or(3600).saturating_sub(60).max(1));
-        self.token = Some((t.access_token.clone(), Instant::now() + life));
-        Ok(t.access_token)
+        // AADSTS7000215 (bad secret) and friends come back as 400/401.
+        let request = self.http.post(url).form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", self.feed.client_id.as_str()),
+            ("client_secret", self.feed.client_secret.expose()),
+            ("scope", SCOPE),
+        ]);
+        self.token
+            .get(request, "the client-credentials token")
+            .await
     }
 
     async fn send(
@@ -153,7 +120,7 @@ impl Client {
             return Ok(resp);
         }
         if status.as_u16() == 401 {
-            self.token = None;
+            self.token.forget();
         }
         let retry = resp
             .headers()
@@ -184,7 +151,7 @@ impl Client {
                 && resp.text().await.unwrap_or_default().contains("AF20024"));
         if !enabled {
             if status.as_u16() == 401 {
-                self.token = None;
+                self.token.forget();
             }
             return Err(status_error(status, "subscriptions/start", None));
         }
@@ -217,7 +184,7 @@ pub async fn run(feed: M365Feed, ctx: SourceContext) {
     let client = tokio::sync::Mutex::new(Client {
         feed,
         http: ctx.http.clone(),
-        token: None,
+        token: CachedToken::default(),
         subscribed: false,
     });
     let cursor = tokio::sync::Mutex::new(AuditCursor::load(&ctx, &key));

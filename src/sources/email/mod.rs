@@ -166,6 +166,57 @@ where
     }
 }
 
+/// An OAuth 2.0 access token (Google's JWT-bearer grant, Microsoft's client credentials), kept
+/// until a minute before it lapses so a poll never starts with a token about to expire.
+#[derive(Default)]
+pub(crate) struct CachedToken(Option<(String, tokio::time::Instant)>);
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+impl CachedToken {
+    /// Drops the token: an API refused it before its expiry (revoked), so ask for a new one.
+    pub(crate) fn forget(&mut self) {
+        self.0 = None;
+    }
+
+    /// The cached token, or a new one from `request` (a form POST to the token endpoint).
+    /// A 400/401/403 from the token endpoint means the key, secret or delegation is gone:
+    /// refused, so the source is blind at once rather than after its grace.
+    pub(crate) async fn get(
+        &mut self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<String, SourceError> {
+        if let Some((t, until)) = &self.0
+            && tokio::time::Instant::now() < *until
+        {
+            return Ok(t.clone());
+        }
+        let resp = request.send().await?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(match status.as_u16() {
+                400 | 401 | 403 => SourceError::Unauthorized {
+                    status: status.as_u16(),
+                },
+                _ => status_error(status, what, None),
+            });
+        }
+        let t: TokenResponse = resp.json().await.map_err(|e| SourceError::Malformed {
+            what: "the token answer".into(),
+            detail: e.to_string(),
+        })?;
+        let life = Duration::from_secs(t.expires_in.unwrap_or(3600).saturating_sub(60).max(1));
+        self.0 = Some((t.access_token.clone(), tokio::time::Instant::now() + life));
+        Ok(t.access_token)
+    }
+}
+
 /// Maps a non-success answer to the error the health report needs.
 pub(crate) fn status_error(
     status: reqwest::StatusCode,
