@@ -358,6 +358,7 @@ async fn pipeline(
             ObservationKind::Profile(_) => "profile",
             ObservationKind::Mail(_) => "mail",
             ObservationKind::Audit(_) => "audit",
+            ObservationKind::PostDeleted { .. } => "post_deleted",
             ObservationKind::Checkpoint { .. } => "checkpoint",
         };
         metrics.observation(&obs.account, kind);

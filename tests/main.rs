@@ -5,6 +5,7 @@ mod support;
 mod adversarial;
 mod api;
 mod blind;
+mod bluesky;
 mod bot;
 mod channels;
 mod cli;

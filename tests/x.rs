@@ -48,6 +48,8 @@ fn x_account(x: &FakeX) -> Account {
         write_token: Some(Secret::new(X_USER_TOKEN)),
         poll_interval: Duration::from_millis(150),
         grace: None,
+        plc_url: None,
+        jetstream_url: None,
     }
 }
 

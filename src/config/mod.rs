@@ -304,7 +304,20 @@ pub struct Account {
     /// Default: three poll intervals, at least 30 s. A refused token is blind at once.
     #[serde(default, deserialize_with = "opt_duration")]
     pub grace: Option<Duration>,
+    /// Bluesky: the PLC directory that resolves `did:plc:` identities. Default
+    /// `https://plc.directory`.
+    #[serde(default)]
+    pub plc_url: Option<Url>,
+    /// Bluesky: the Jetstream `subscribe` endpoint pushing the account's commits. Default
+    /// `wss://jetstream2.us-east.bsky.network/subscribe`.
+    #[serde(default)]
+    pub jetstream_url: Option<Url>,
 }
+
+/// The public PLC directory.
+pub const DEFAULT_PLC_URL: &str = "https://plc.directory";
+/// One of Bluesky's public Jetstream instances.
+pub const DEFAULT_JETSTREAM_URL: &str = "wss://jetstream2.us-east.bsky.network/subscribe";
 
 impl Account {
     /// How long this source may go without a successful poll before it counts as blind: a
@@ -312,6 +325,20 @@ impl Account {
     pub fn grace(&self) -> Duration {
         self.grace
             .unwrap_or_else(|| (self.poll_interval * 3).max(Duration::from_secs(30)))
+    }
+
+    /// The PLC directory for a Bluesky account.
+    pub fn plc_url(&self) -> Url {
+        self.plc_url
+            .clone()
+            .unwrap_or_else(|| Url::parse(DEFAULT_PLC_URL).expect("constant URL"))
+    }
+
+    /// The Jetstream endpoint for a Bluesky account.
+    pub fn jetstream_url(&self) -> Url {
+        self.jetstream_url
+            .clone()
+            .unwrap_or_else(|| Url::parse(DEFAULT_JETSTREAM_URL).expect("constant URL"))
     }
 }
 
@@ -603,11 +630,14 @@ impl Config {
                     format!("`{}` is used by another account", account.name),
                 ));
             }
-            if !matches!(account.platform, Platform::Mastodon | Platform::X) {
+            if !matches!(
+                account.platform,
+                Platform::Mastodon | Platform::X | Platform::Bluesky
+            ) {
                 return Err(ConfigError::invalid(
                     key("platform"),
                     format!(
-                        "`{}` is not supported by this build yet; supported: mastodon, x",
+                        "`{}` is not supported by this build yet; supported: mastodon, x, bluesky",
                         account.platform
                     ),
                 ));
@@ -633,6 +663,7 @@ impl Config {
             if account.account_id.trim().is_empty() {
                 return Err(ConfigError::invalid(key("account_id"), "must not be empty"));
             }
+            validate_bluesky_keys(account, &key)?;
             if account.poll_interval < MIN_POLL_INTERVAL {
                 return Err(ConfigError::invalid(
                     key("poll_interval"),
@@ -807,6 +838,24 @@ impl Config {
                 ));
                 continue;
             }
+            if a.platform == Platform::Bluesky {
+                out.push_str(&format!(
+                    "watch         {} · bluesky {} · identity via {} (PLC {}) · posts and profile \
+                     from its PDS every {} · push from Jetstream {} · takedown {}\n",
+                    a.name,
+                    a.account_id,
+                    a.base_url,
+                    a.plc_url(),
+                    humantime::format_duration(a.poll_interval),
+                    a.jetstream_url(),
+                    if a.write_token.is_some() {
+                        "with an app password session"
+                    } else {
+                        "not configured (no write_token)"
+                    }
+                ));
+                continue;
+            }
             out.push_str(&format!(
                 "watch         {} · {} {} account {} · every {} · {}\n",
                 a.name,
@@ -830,6 +879,58 @@ impl Config {
         }
         out
     }
+}
+
+/// The Bluesky keys: only on Bluesky accounts, with the schemes their services speak.
+fn validate_bluesky_keys(
+    account: &Account,
+    key: &dyn Fn(&str) -> String,
+) -> Result<(), ConfigError> {
+    if account.platform != Platform::Bluesky {
+        for (name, set) in [
+            ("plc_url", account.plc_url.is_some()),
+            ("jetstream_url", account.jetstream_url.is_some()),
+        ] {
+            if set {
+                return Err(ConfigError::invalid(
+                    key(name),
+                    format!(
+                        "only for platform = \"bluesky\", not `{}`",
+                        account.platform
+                    ),
+                ));
+            }
+        }
+        return Ok(());
+    }
+    let id = account.account_id.trim();
+    let is_did = id.starts_with("did:plc:") || id.starts_with("did:web:");
+    let is_handle = !id.starts_with("did:")
+        && id.contains('.')
+        && !id.starts_with('@')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    if !is_did && !is_handle {
+        return Err(ConfigError::invalid(
+            key("account_id"),
+            format!(
+                "`{id}` is neither a did:plc:/did:web: DID nor a handle like example.bsky.social"
+            ),
+        ));
+    }
+    if let Some(url) = &account.plc_url {
+        check_http_url(&key("plc_url"), url)?;
+    }
+    if let Some(url) = &account.jetstream_url
+        && !(matches!(url.scheme(), "ws" | "wss") && url.has_host())
+    {
+        return Err(ConfigError::invalid(
+            key("jetstream_url"),
+            format!("`{url}` is not a ws(s) URL"),
+        ));
+    }
+    Ok(())
 }
 
 fn severities(s: &Option<Vec<Severity>>) -> String {
@@ -1010,7 +1111,8 @@ poll_interval = "2m"
             .replace("env:TOCSIN_X_BEARER_TOKEN", "xb")
             .replace("env:TOCSIN_X_USER_TOKEN", "xu")
             .replace("env:TOCSIN_M365_CLIENT_SECRET", "m")
-            .replace("env:TOCSIN_MAILER_SECRET", "k");
+            .replace("env:TOCSIN_MAILER_SECRET", "k")
+            .replace("env:TOCSIN_BLUESKY_APP_PASSWORD", "app-pass");
         // The Google key must be a real service-account key: it is checked at load.
         let key = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(key.path(), test_service_account()).unwrap();
@@ -1034,6 +1136,9 @@ poll_interval = "2m"
             "{summary}"
         );
         assert!(!summary.contains("/admin/pause"), "{summary}");
+        let sky = c.account("bluesky-main").expect("the Bluesky example");
+        assert_eq!(sky.platform, Platform::Bluesky);
+        assert_eq!(sky.jetstream_url().as_str(), DEFAULT_JETSTREAM_URL);
         assert_eq!(c.channels.pagerduty[0].name, "ops");
         assert_eq!(c.telegram.failure_grace, Duration::from_secs(120));
         assert!(c.heartbeat.is_some());
@@ -1210,6 +1315,49 @@ failure_grace = \"2 parsecs\"",
             paging.replace("unmutable", "unmuteable")
         ));
         assert!(e.to_string().ends_with("did you mean `unmutable`?"), "{e}");
+    }
+
+    const BLUESKY: &str = r#"
+[[accounts]]
+name = "sky"
+platform = "bluesky"
+base_url = "https://bsky.social"
+account_id = "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
+"#;
+
+    #[test]
+    fn bluesky_accounts_parse_with_defaults_and_bad_keys_are_named() {
+        let c = Config::parse(&format!("{GOOD}{BLUESKY}"), "t.toml").unwrap();
+        let sky = &c.accounts[1];
+        assert_eq!(sky.plc_url().as_str(), "https://plc.directory/");
+        assert_eq!(sky.jetstream_url().as_str(), DEFAULT_JETSTREAM_URL);
+        let summary = c.summary();
+        assert!(
+            summary.contains("sky · bluesky did:plc:ewvi7nxzyoun6zhxrhs64oiz")
+                && summary.contains("push from Jetstream wss://")
+                && summary.contains("takedown not configured"),
+            "{summary}"
+        );
+        let handle = BLUESKY.replace(
+            "did:plc:ewvi7nxzyoun6zhxrhs64oiz",
+            "examplecorp.bsky.social",
+        );
+        assert!(Config::parse(&format!("{GOOD}{handle}"), "t.toml").is_ok());
+        let e = err(&format!(
+            "{GOOD}{}",
+            BLUESKY.replace("did:plc:ewvi7nxzyoun6zhxrhs64oiz", "@examplecorp")
+        ));
+        assert_eq!(e.key(), Some("accounts[1].account_id"));
+        let e = err(&format!(
+            "{GOOD}{BLUESKY}jetstream_url = \"https://jetstream.example/subscribe\"\n"
+        ));
+        assert_eq!(e.key(), Some("accounts[1].jetstream_url"));
+        let e = err(&format!("{GOOD}plc_url = \"https://plc.directory\"\n"));
+        assert_eq!(e.key(), Some("accounts[0].plc_url"));
+        assert!(
+            e.to_string().contains("only for platform = \"bluesky\""),
+            "{e}"
+        );
     }
 
     #[test]

@@ -22,3 +22,5 @@ pub enum TakedownOutcome {
     /// Anything else; worth retrying by hand.
     Failed { detail: String },
 }
+
+pub mod bluesky;

@@ -225,9 +225,19 @@ pub const FIRST_SNAPSHOT: &str = "tocsin (first snapshot)";
 
 /// Profile fields whose change hands the account or its audience to someone else.
 fn field_severity(field: &str, after: &str) -> Severity {
-    let critical = matches!(field, "url" | "handle" | "moved" | "email")
-        || (field.starts_with("field:")
-            && (after.contains("http://") || after.contains("https://")));
+    // Identity: who answers for the account (handle, PDS, keys) or whether it still exists.
+    let critical = matches!(
+        field,
+        "url"
+            | "handle"
+            | "moved"
+            | "email"
+            | "pds"
+            | "rotation_keys"
+            | "signing_key"
+            | "account_status"
+    ) || (field.starts_with("field:")
+        && (after.contains("http://") || after.contains("https://")));
     if critical {
         Severity::Critical
     } else {
@@ -244,6 +254,9 @@ pub fn evaluate(store: &Store, obs: &Observation) -> Result<Outcome, StoreError>
         ObservationKind::Audit(event) => Ok(audit::evaluate(&obs.account, event, obs.seen_at)),
         // The message rules land with the journal and the provider webhooks.
         ObservationKind::Mail(_) => Ok(Outcome::default()),
+        // The hook of `social.approved_post_deleted`: its policy (recorded, paged at medium when
+        // configured) lands with the takedown work.
+        ObservationKind::PostDeleted { .. } => Ok(Outcome::default()),
         ObservationKind::Checkpoint { .. } => Ok(Outcome::default()),
     }
 }

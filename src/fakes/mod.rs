@@ -2,6 +2,7 @@
 //! 127.0.0.1 ephemeral ports. The demo plays its story against them and the integration tests
 //! drive them; they never bind or call any other address.
 
+pub mod bluesky;
 pub mod google;
 pub mod m365;
 pub mod mailer;
@@ -95,6 +96,8 @@ pub fn loopback_config(
             write_token: None,
             poll_interval,
             grace: None,
+            plc_url: None,
+            jetstream_url: None,
         }],
         channels: Default::default(),
         heartbeat: None,

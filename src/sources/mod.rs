@@ -5,6 +5,7 @@
 //! observations into the pipeline's channel in order, reports its health, and returns when the
 //! shutdown token is cancelled (between polls, never half-way through a batch).
 
+pub mod bluesky;
 pub mod email;
 pub mod mastodon;
 pub mod x;
@@ -42,6 +43,12 @@ pub enum ObservationKind {
     Mail(email::MailSummary),
     /// One change from a mailbox or admin audit log (`account` is the feed's name).
     Audit(email::AuditEvent),
+    /// The platform says a post was deleted (a push stream's delete). The hook of
+    /// `social.approved_post_deleted`: detect decides whether the post was an approved one.
+    PostDeleted {
+        post_id: String,
+        deleted_at: DateTime<Utc>,
+    },
     /// Everything before this point has been handed over: the pipeline persists the cursor once
     /// it has committed what came before, so a crash re-reads rather than skips.
     Checkpoint {
@@ -105,6 +112,21 @@ pub struct SourceHealth {
     pub failing_since: Option<DateTime<Utc>>,
     /// The last failure was the platform refusing our credentials.
     pub refused: bool,
+    /// The account's push stream, for sources that have one (Bluesky's Jetstream).
+    pub stream: Option<StreamHealth>,
+}
+
+/// A push stream's state. The poller keeps running while it is down, but events then arrive a
+/// poll late: down past the account's grace, the source counts as blind.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StreamHealth {
+    pub connected: bool,
+    /// When it went down (or when it was first tried, if it never came up).
+    pub down_since: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    /// Events received since the daemon started.
+    pub events: u64,
+    pub last_event: Option<DateTime<Utc>>,
 }
 
 /// Health of every source, shared between the sources (writers) and the bot and HTTP server.
@@ -164,6 +186,43 @@ impl Health {
         for a in accounts {
             map.entry(a.clone()).or_default().rate_limit = Some(budget.clone());
         }
+    }
+
+    /// The push stream is connected.
+    pub fn stream_up(&self, account: &str) {
+        let mut map = self.0.lock().expect("health lock");
+        let s = map
+            .entry(account.to_owned())
+            .or_default()
+            .stream
+            .get_or_insert_with(Default::default);
+        s.connected = true;
+        s.down_since = None;
+    }
+
+    /// The push stream is not connected; `error` says why.
+    pub fn stream_down(&self, account: &str, error: String) {
+        let mut map = self.0.lock().expect("health lock");
+        let s = map
+            .entry(account.to_owned())
+            .or_default()
+            .stream
+            .get_or_insert_with(Default::default);
+        s.connected = false;
+        s.down_since.get_or_insert_with(Utc::now);
+        s.last_error = Some(error);
+    }
+
+    /// One event arrived on the push stream.
+    pub fn stream_event(&self, account: &str) {
+        let mut map = self.0.lock().expect("health lock");
+        let s = map
+            .entry(account.to_owned())
+            .or_default()
+            .stream
+            .get_or_insert_with(Default::default);
+        s.events += 1;
+        s.last_event = Some(Utc::now());
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, SourceHealth> {
@@ -281,9 +340,10 @@ pub fn build(
     ctx.health.register(&account.name, account.platform);
     match account.platform {
         Platform::Mastodon => Box::pin(mastodon::run(account.clone(), ctx)),
+        Platform::Bluesky => Box::pin(bluesky::run(account.clone(), ctx)),
         // X accounts run in their app's scheduler (`build_all`); the others are refused by
         // config validation. Kept exhaustive so a new platform must be wired here.
-        Platform::X | Platform::Bluesky | Platform::TelegramChannel => {
+        Platform::X | Platform::TelegramChannel => {
             let name = account.name.clone();
             Box::pin(async move {
                 tracing::error!(account = %name, "platform not supported by this build");
