@@ -24,7 +24,7 @@ use crate::{
         self, Fallback, PagerDuty, TelegramPager, TelegramStatus, TelegramWatch, Webhook,
         heartbeat::{self, HeartbeatContext},
     },
-    sources::{self, Health, Observation, ObservationKind, SourceContext},
+    sources::{self, Health, Observation, ObservationKind, SourceContext, email::journal},
     store::{Route, Store, StoreError, TELEGRAM},
 };
 
@@ -57,6 +57,8 @@ pub struct App {
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
     health: Health,
+    /// The SMTP journal listener, bound with the HTTP one so port 0 is known before running.
+    journal: Option<(tokio::net::TcpListener, SocketAddr)>,
 }
 
 impl App {
@@ -88,12 +90,27 @@ impl App {
         let addr = listener
             .local_addr()
             .map_err(|source| AppError::Bind { addr, source })?;
+        let journal = match config.email.as_ref().and_then(|e| e.journal.as_ref()) {
+            Some(j) => {
+                let listener = journal::bind(j).await.map_err(|source| AppError::Bind {
+                    addr: j.listen,
+                    source,
+                })?;
+                let addr = listener.local_addr().map_err(|source| AppError::Bind {
+                    addr: j.listen,
+                    source,
+                })?;
+                Some((listener, addr))
+            }
+            None => None,
+        };
         Ok(App {
             config,
             store,
             listener,
             addr,
             health: Health::default(),
+            journal,
         })
     }
 
@@ -104,6 +121,11 @@ impl App {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Where the SMTP journal listener really listens, when `[email.journal]` is configured.
+    pub fn journal_addr(&self) -> Option<SocketAddr> {
+        self.journal.as_ref().map(|(_, a)| *a)
     }
 
     pub fn health(&self) -> &Health {
@@ -118,7 +140,9 @@ impl App {
             listener,
             addr,
             health,
+            journal: journal_listener,
         } = self;
+        store.set_email_rules(config.email.clone());
         let tasks = TaskTracker::new();
         let mailer = match config.email.as_ref().and_then(|e| e.kill_switch.clone()) {
             Some(k) => Some(Arc::new(Mailer::new(k)?)),
@@ -173,6 +197,27 @@ impl App {
             tasks.spawn(feed);
         }
         drop(feed_ctx);
+        if let (Some((listener, _)), Some(j)) = (
+            journal_listener,
+            config.email.as_ref().and_then(|e| e.journal.clone()),
+        ) {
+            let ctx = SourceContext {
+                store: store.clone(),
+                out: tx.clone(),
+                health: health.clone(),
+                shutdown: sources_stop.clone(),
+                http: http_client.clone(),
+            };
+            let queued = Arc::new(Notify::new());
+            let committer = journal::Committer::spawn(store.clone(), queued.clone(), &tasks);
+            tasks.spawn(journal::feed(
+                j.name.clone(),
+                store.clone(),
+                queued,
+                ctx.clone(),
+            ));
+            tasks.spawn(journal::serve(listener, j, committer, ctx));
+        }
         drop(tx);
         tasks.spawn(pipeline(rx, incidents.clone(), metrics.clone()));
         tasks.spawn(release_held(incidents.clone(), shutdown.clone()));

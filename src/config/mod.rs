@@ -19,7 +19,10 @@ use chrono::NaiveTime;
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
-pub use email::{AuditFeed, Email, GoogleFeed, KillSwitch, M365Feed};
+pub use email::{
+    AuditFeed, Email, GoogleFeed, Journal, KillSwitch, M365Feed, NoticeAccount, NoticePattern,
+    SecurityNotices,
+};
 pub use secret::Secret;
 
 use crate::detect::{Rule, Severity};
@@ -1149,6 +1152,36 @@ poll_interval = "2m"
         assert_eq!(x.base_url.as_str(), "https://api.x.com/");
         assert_eq!(c.x.timeline_requests_per_window, 1500);
         assert!(c.summary().contains("x schedule"), "{}", c.summary());
+        let email = c.email.as_ref().expect("[email] parses");
+        assert_eq!(email.max_visible_recipients, 25);
+        assert_eq!(email.bulk_window, Duration::from_secs(3600));
+        assert_eq!(email.journal.as_ref().unwrap().listen.port(), 2525);
+        assert_eq!(email.security_notices.accounts[0].account, "x-main");
+        assert_eq!(email.security_notices.patterns.len(), 5, "the defaults");
+        assert!(
+            c.summary().contains("email journal journal"),
+            "{}",
+            c.summary()
+        );
+    }
+
+    #[test]
+    fn email_errors_name_the_dotted_key() {
+        let e = err(&format!("{GOOD}\n[email]\nmax_visible_recipients = 0\n"));
+        assert_eq!(e.key(), Some("email.max_visible_recipients"));
+        let e = err(&format!("{GOOD}\n[email]\ninternal_domains = [\"a@b\"]\n"));
+        assert_eq!(e.key(), Some("email.internal_domains[0]"));
+        let e = err(&format!("{GOOD}\n[email.journal]\nlisten = \"nowhere\"\n"));
+        assert_eq!(e.key(), Some("email.journal.listen"));
+        let e = err(&format!("{GOOD}\n[email.journal]\nmax_mesage_size = 1\n"));
+        assert!(
+            e.to_string().contains("did you mean `max_message_size`"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{GOOD}\n[[email.security_notices.accounts]]\naccount = \"a\"\nplatform = \"myspace\"\naddress = \"a@b.example\"\n"
+        ));
+        assert_eq!(e.key(), Some("email.security_notices.accounts[0].platform"));
     }
 
     fn test_service_account() -> String {

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod blind;
+pub mod email;
 pub mod fingerprint;
 
 use std::{collections::BTreeMap, fmt};
@@ -137,6 +138,10 @@ pub enum Evidence {
         problem: String,
         since: DateTime<Utc>,
     },
+    /// A leaky or bulk send: counters over the burst, a few masked samples.
+    Mail(email::MailEvidence),
+    /// A platform's security mail about one of the company's social accounts.
+    SecurityNotice(email::NoticeEvidence),
     /// A mailbox or admin audit event (`mailbox.risky_setting`).
     Mailbox {
         feed: String,
@@ -188,6 +193,20 @@ pub enum Write {
         value: String,
         by: String,
     },
+    /// Recipients a sender reached, added to its volume bucket (`email.unapproved_bulk`).
+    MailVolume {
+        sender: String,
+        /// Start of the bucket, seconds since the epoch.
+        bucket: i64,
+        recipients: u64,
+    },
+    /// The addresses (hashed) and external domains a leaky message showed. Not a write of its
+    /// own: `incidents::record` adds them to the set of the incident the finding joins, which
+    /// only it knows.
+    MailExposure {
+        addresses: Vec<[u8; 8]>,
+        domains: Vec<String>,
+    },
 }
 
 impl Write {
@@ -209,7 +228,20 @@ impl Write {
                 value,
                 by,
             } => tx.set_baseline(account, field, value, by, at),
+            Write::MailVolume {
+                sender,
+                bucket,
+                recipients,
+            } => tx.add_mail_volume(sender, *bucket, *recipients),
+            Write::MailExposure { .. } => Ok(()),
         }
+    }
+
+    /// Whether the write must be on disk before the pipeline goes on. Volume counters need
+    /// not: they are written before the queue's checkpoint, so a crash that loses them loses
+    /// the checkpoint too and the message is judged again.
+    pub fn needs_flush(&self) -> bool {
+        !matches!(self, Write::MailVolume { .. } | Write::MailExposure { .. })
     }
 }
 
@@ -251,9 +283,8 @@ pub fn evaluate(store: &Store, obs: &Observation) -> Result<Outcome, StoreError>
         ObservationKind::Profile(profile) => {
             evaluate_profile(store, &obs.account, profile, obs.seen_at)
         }
+        ObservationKind::Mail(mail) => email::evaluate(store, &obs.account, mail, obs.seen_at),
         ObservationKind::Audit(event) => Ok(audit::evaluate(&obs.account, event, obs.seen_at)),
-        // The message rules land with the journal and the provider webhooks.
-        ObservationKind::Mail(_) => Ok(Outcome::default()),
         // The hook of `social.approved_post_deleted`: its policy (recorded, paged at medium when
         // configured) lands with the takedown work.
         ObservationKind::PostDeleted { .. } => Ok(Outcome::default()),

@@ -8,6 +8,7 @@ pub mod m365;
 pub mod mailer;
 pub mod mastodon;
 pub mod pagerduty;
+pub mod smtp;
 pub mod telegram;
 pub mod webhook;
 pub mod x;

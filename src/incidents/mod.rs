@@ -8,6 +8,7 @@
 //! the store's timeline hash chain in that transaction ([`Incident::event`] is the one place that
 //! writes both), so a hand-edited timeline is found by `tocsin log verify`.
 
+mod mail;
 mod paging;
 mod pause;
 
@@ -342,11 +343,28 @@ impl Incidents {
                 w.apply(tx, now)?;
             }
             match &outcome.finding {
+                Some(
+                    f @ Finding {
+                        evidence: Evidence::Mail(_),
+                        ..
+                    },
+                ) => mail::upsert(tx, f, &outcome.writes, now, self.group_window, &self.policy),
                 Some(f) => upsert(tx, f, now, self.group_window, &self.policy),
                 None => Ok(Recorded::Nothing),
             }
         })?;
-        if !outcome.writes.is_empty() || recorded != Recorded::Nothing {
+        // A mail message joining a live burst needs no flush of its own: it came from the mail
+        // queue, whose checkpoint is written after it, so a crash that loses the update loses
+        // the checkpoint too and the message is judged again. New incidents are flushed.
+        let mail_update = matches!(recorded, Recorded::Updated(_))
+            && outcome
+                .finding
+                .as_ref()
+                .is_some_and(|f| matches!(f.evidence, Evidence::Mail(_)));
+        if !mail_update
+            && (outcome.writes.iter().any(crate::detect::Write::needs_flush)
+                || recorded != Recorded::Nothing)
+        {
             self.store.flush().await?;
         }
         if matches!(recorded, Recorded::Opened(_) | Recorded::Updated(_)) {
@@ -451,6 +469,19 @@ impl Incidents {
                 // Nothing to approve: the channel either works again or it does not; a
                 // mailbox setting is approved by being left as it is.
                 Evidence::Channel { .. } | Evidence::Mailbox { .. } => {}
+                // "This bulk send is ours": its campaign joins the approved log, uncapped.
+                Evidence::Mail(m) if inc.rule == Rule::UnapprovedBulk => {
+                    let entry = ApprovedEntry::ApprovedCampaign {
+                        sender: m.sender.clone(),
+                        campaign: m.campaign.clone().unwrap_or_else(|| "*".into()),
+                        max_recipients: None,
+                        window: None,
+                        by: by.clone(),
+                    };
+                    tx.append_log(entry, now).lift()?;
+                }
+                // A leak or a security notice that was expected: nothing to remember.
+                Evidence::Mail(_) | Evidence::SecurityNotice(_) => {}
             }
             inc.state = State::Resolved;
             inc.resolution = Some(Resolution::Approved);
@@ -687,7 +718,7 @@ fn muted(tx: &Tx<'_>, inc: &Incident, now: DateTime<Utc>, policy: &PagingPolicy)
 }
 
 /// Stores a change found by detect: paged now, or held if the account is muted.
-fn save_and_page_unless_muted(
+pub(super) fn save_and_page_unless_muted(
     tx: &Tx<'_>,
     inc: &Incident,
     now: DateTime<Utc>,
@@ -716,7 +747,11 @@ fn member(f: &Finding) -> Member {
         Evidence::Post { fingerprint, .. } | Evidence::PostEdited { fingerprint, .. } => {
             Some(fingerprint.clone())
         }
-        Evidence::Profile { .. } | Evidence::Channel { .. } | Evidence::Mailbox { .. } => None,
+        Evidence::Profile { .. }
+        | Evidence::Channel { .. }
+        | Evidence::Mailbox { .. }
+        | Evidence::Mail(_)
+        | Evidence::SecurityNotice(_) => None,
     };
     Member {
         object: f.object.clone(),
@@ -726,7 +761,7 @@ fn member(f: &Finding) -> Member {
 
 /// Opens an incident for a new finding, folds it into the live one with the same key, or into
 /// the live burst of the same account and rule.
-fn upsert(
+pub(super) fn upsert(
     tx: &Tx<'_>,
     f: &Finding,
     now: DateTime<Utc>,

@@ -126,6 +126,32 @@ pub fn render_page(inc: &Incident, pause_button: bool) -> Rendered {
                 since.format("%H:%M:%S UTC")
             );
         }
+        Evidence::Mail(m) => {
+            t += &format!("Sender: {}\n", excerpt(&m.sender));
+            t += &format!("Subject: “{}”\n", cut(&m.subject, 300));
+            if let Some(c) = &m.campaign {
+                t += &format!("Campaign: {}\n", cut(c, 200));
+            }
+            t += &format!(
+                "Messages: {} · exposed addresses: {} · domains: {} · recipients: {}\n",
+                m.messages, m.exposed, m.domains, m.recipients
+            );
+            if m.largest > 0 {
+                t += &format!("Most visible in one message: {}\n", m.largest);
+            }
+            if !m.samples.is_empty() {
+                t += &format!("Samples: {}\n", m.samples.join(", "));
+            }
+        }
+        Evidence::SecurityNotice(n) => {
+            t += &format!(
+                "Platform: {} says the account changed\nFrom: {}\nTo: {}\nSubject: “{}”\n",
+                n.platform,
+                excerpt(&n.sender),
+                excerpt(&n.recipient),
+                cut(&n.subject, 300)
+            );
+        }
         Evidence::Mailbox {
             feed,
             risk,
@@ -165,7 +191,7 @@ pub fn render_page(inc: &Incident, pause_button: bool) -> Rendered {
             newest.join(", "),
             if n > BURST_IDS { ", …" } else { "" }
         );
-    } else if inc.findings > 1 {
+    } else if inc.findings > 1 && !matches!(inc.evidence, Evidence::Mail(_)) {
         t += &format!("Seen {} times, latest shown\n", inc.findings);
     }
     t += &format!(

@@ -11,6 +11,8 @@ pub mod google;
 pub mod m365;
 
 use std::time::Duration;
+pub mod journal;
+pub mod summary;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
