@@ -34,6 +34,8 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 const OUTBOX_MAX_AGE: Duration = Duration::from_secs(120);
 /// Observations buffered between the sources and detect.
 const PIPELINE_DEPTH: usize = 1024;
+/// Channel updates waiting for their source: a burst of posts queues here, not in the bot loop.
+const CHANNEL_DEPTH: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -175,17 +177,46 @@ impl App {
             .timeout(config.general.source_timeout)
             .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let ctx = SourceContext {
+        let mut channel_routes = std::collections::HashMap::new();
+        for account in &config.accounts {
+            let ctx = SourceContext {
+                store: store.clone(),
+                out: tx.clone(),
+                health: health.clone(),
+                shutdown: sources_stop.clone(),
+                http: http_client.clone(),
+            };
+            if account.platform == crate::config::Platform::TelegramChannel {
+                // Its posts arrive through the bot's getUpdates (see `bot::run`).
+                let (updates_tx, updates_rx) = mpsc::channel(CHANNEL_DEPTH);
+                let chat = account.account_id.trim().parse::<i64>().unwrap_or_default();
+                channel_routes.insert(chat, updates_tx);
+                health.register(&account.name, account.platform);
+                tasks.spawn(sources::telegram_channel::run(
+                    account.clone(),
+                    ctx,
+                    tg.bot_token.clone(),
+                    updates_rx,
+                ));
+                continue;
+            }
+            if account.platform == crate::config::Platform::X {
+                // X accounts share their app's scheduler, started below.
+                continue;
+            }
+            tasks.spawn(sources::build(account, ctx));
+        }
+        let x_ctx = SourceContext {
             store: store.clone(),
             out: tx.clone(),
             health: health.clone(),
             shutdown: sources_stop.clone(),
             http: http_client.clone(),
         };
-        for source in sources::build_all(&config, &ctx) {
+        for source in sources::build_x(&config, &x_ctx) {
             tasks.spawn(source);
         }
-        drop(ctx);
+        drop(x_ctx);
         let feed_ctx = SourceContext {
             store: store.clone(),
             out: tx.clone(),
@@ -319,6 +350,9 @@ impl App {
             refused: metrics.refusals.unauthorized_actions.clone(),
             mailer: mailer.clone(),
             last_ok: metrics.refusals.bot_last_ok.clone(),
+            accounts: Arc::new(config.accounts.clone()),
+            http: http_client.clone(),
+            channels: Arc::new(channel_routes),
         };
         // Replies go through the short-timeout bot; only getUpdates uses the long one.
         tasks.spawn(bot::run(
@@ -386,6 +420,15 @@ fn source_graces(config: &Config) -> Vec<(String, Duration)> {
         out.extend(e.google.iter().map(|g| (g.name.clone(), g.grace())));
         out.extend(e.m365.iter().map(|m| (m.name.clone(), m.grace())));
     }
+    // A Mastodon push stream is judged like a source of its own: a dropped stream pages
+    // `monitor.blind` after the account's grace even while the poller still works.
+    out.extend(
+        config
+            .accounts
+            .iter()
+            .filter(|a| a.platform == crate::config::Platform::Mastodon && a.token.is_some())
+            .map(|a| (sources::mastodon::stream_health_key(&a.name), a.grace())),
+    );
     out
 }
 
@@ -401,9 +444,10 @@ async fn pipeline(
         let kind = match &obs.kind {
             ObservationKind::Post(_) => "post",
             ObservationKind::Profile(_) => "profile",
+            ObservationKind::PostDeleted { .. } => "post_deleted",
+            ObservationKind::Admins(_) => "admins",
             ObservationKind::Mail(_) => "mail",
             ObservationKind::Audit(_) => "audit",
-            ObservationKind::PostDeleted { .. } => "post_deleted",
             ObservationKind::Checkpoint { .. } => "checkpoint",
         };
         metrics.observation(&obs.account, kind);

@@ -550,3 +550,45 @@ async fn check_config_prints_the_schedule_of_a_thousand_accounts() {
         "the token stays out of the summary"
     );
 }
+
+#[tokio::test]
+async fn the_take_down_button_deletes_an_x_post() {
+    let x = fake_x().await;
+    let app = spawn_with_x(&x, |_| {}).await;
+    let post = x.publish(X_ID, "Send 1 BTC, get 2 back https://evil.example/btc");
+    until(
+        || {
+            x_incidents(&app, Rule::UnapprovedPost)
+                .iter()
+                .any(|i| i.object == post && i.page.is_some())
+        },
+        "the X post's page",
+    )
+    .await;
+    let inc = x_incidents(&app, Rule::UnapprovedPost).remove(0);
+    let msg = inc.page.as_ref().unwrap().message_id;
+    let markup = serde_json::to_string(&app.bot.message(CHAT, msg).unwrap().reply_markup).unwrap();
+    assert!(markup.contains(&format!("takedown:{}", inc.id)), "{markup}");
+    app.bot
+        .press_button(CHAT, &responder(), msg, &format!("takedown:{}", inc.id));
+    until(|| !x.exists(&post), "the post deleted at the fake").await;
+    until(
+        || {
+            app.bot
+                .message(CHAT, msg)
+                .is_some_and(|m| m.text.contains(&format!("Takedown: {post} deleted")))
+        },
+        "the page shows the takedown",
+    )
+    .await;
+    let inc = app.store.incident(inc.id).unwrap().unwrap();
+    assert_eq!(inc.state, State::Resolved);
+    let deletes: Vec<_> = x
+        .calls()
+        .into_iter()
+        .filter(|c| c.endpoint == XEndpoint::Delete)
+        .collect();
+    assert_eq!(deletes.len(), 1, "one DELETE /2/tweets/:id");
+    assert_eq!(deletes[0].status, 200);
+    app.stop().await;
+}

@@ -224,7 +224,7 @@ impl Escalation {
 }
 
 /// `[paging]`: who is paged when, and how many responders an approval takes. Optional.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Paging {
     /// Rules that page even while their account is muted: changes that are never planned work.
@@ -233,6 +233,30 @@ pub struct Paging {
     /// Severity → distinct responders needed to approve ("it was us"); 1 when not listed.
     #[serde(default)]
     pub approve_quorum: BTreeMap<Severity, u8>,
+    /// Distinct responders needed to take a post down: 1 (default) acts on the first press, 2
+    /// makes a second responder confirm. A deletion cannot be undone, so a stolen phone alone
+    /// should not be able to erase the company's posts where the rotation can afford two.
+    #[serde(default = "default_takedown_quorum")]
+    pub takedown_quorum: u8,
+    /// Page (medium) when a post the company approved is deleted; otherwise the deletion is only
+    /// written in the timeline chain. Default false.
+    #[serde(default)]
+    pub page_approved_deletions: bool,
+}
+
+impl Default for Paging {
+    fn default() -> Self {
+        Paging {
+            unmutable: Vec::new(),
+            approve_quorum: BTreeMap::new(),
+            takedown_quorum: default_takedown_quorum(),
+            page_approved_deletions: false,
+        }
+    }
+}
+
+fn default_takedown_quorum() -> u8 {
+    1
 }
 
 /// The most responders a quorum may ask for: on-call rotations are small, and a quorum nobody
@@ -576,6 +600,15 @@ impl Config {
                 ));
             }
         }
+        if !(1..=MAX_QUORUM).contains(&self.paging.takedown_quorum) {
+            return Err(ConfigError::invalid(
+                "paging.takedown_quorum",
+                format!(
+                    "between 1 and {MAX_QUORUM} responders, not {}",
+                    self.paging.takedown_quorum
+                ),
+            ));
+        }
         if let Some(e) = &self.escalation {
             let short = Duration::from_millis(100);
             let mut intervals = vec![(
@@ -635,12 +668,12 @@ impl Config {
             }
             if !matches!(
                 account.platform,
-                Platform::Mastodon | Platform::X | Platform::Bluesky
+                Platform::Mastodon | Platform::X | Platform::TelegramChannel | Platform::Bluesky
             ) {
                 return Err(ConfigError::invalid(
                     key("platform"),
                     format!(
-                        "`{}` is not supported by this build yet; supported: mastodon, x, bluesky",
+                        "`{}` is not supported by this build yet; supported: mastodon, x, telegram_channel, bluesky",
                         account.platform
                     ),
                 ));
@@ -661,6 +694,18 @@ impl Config {
                         ),
                     ));
                 }
+            }
+            if account.platform == Platform::TelegramChannel
+                && !account
+                    .account_id
+                    .trim()
+                    .parse::<i64>()
+                    .is_ok_and(|id| id < 0)
+            {
+                return Err(ConfigError::invalid(
+                    key("account_id"),
+                    "the channel's chat id: a negative number, like -1001234567890",
+                ));
             }
             check_http_url(&key("base_url"), &account.base_url)?;
             if account.account_id.trim().is_empty() {
@@ -825,7 +870,38 @@ impl Config {
                 "accounts      none: nothing will be watched\n"
             });
         }
-        for a in &self.accounts {
+        for a in self
+            .accounts
+            .iter()
+            .filter(|a| a.platform == Platform::TelegramChannel)
+        {
+            out.push_str(&format!(
+                "watch         {} · telegram_channel chat {} · channel posts and edits pushed to the bot (it must be an admin) · title, description, photo, pinned message and admins polled every {} · takedown {}\n",
+                a.name,
+                a.account_id,
+                humantime::format_duration(a.poll_interval),
+                if a.write_token.is_some() {
+                    "by deleteMessage (within 48 h)"
+                } else {
+                    "off (no write_token)"
+                }
+            ));
+        }
+        let p = &self.paging;
+        out.push_str(&format!(
+            "takedown      {} responder(s) per takedown · approved-post deletions {}\n",
+            p.takedown_quorum,
+            if p.page_approved_deletions {
+                "paged (medium)"
+            } else {
+                "recorded, not paged"
+            }
+        ));
+        for a in self
+            .accounts
+            .iter()
+            .filter(|a| a.platform != Platform::TelegramChannel)
+        {
             if a.platform == Platform::X {
                 out.push_str(&format!(
                     "watch         {} · x {} user {} · poll_interval {} · app bearer token set · {}\n",
@@ -860,7 +936,7 @@ impl Config {
                 continue;
             }
             out.push_str(&format!(
-                "watch         {} · {} {} account {} · every {} · {}\n",
+                "watch         {} · {} {} account {} · every {} · {}{}\n",
                 a.name,
                 a.platform,
                 a.base_url,
@@ -870,6 +946,11 @@ impl Config {
                     "token set"
                 } else {
                     "no token (public fields only)"
+                },
+                if a.write_token.is_some() {
+                    " · takedown on"
+                } else {
+                    " · takedown off (no write_token)"
                 }
             ));
         }
@@ -1083,7 +1164,11 @@ poll_interval = "2m"
             .replace("env:TOCSIN_TELEGRAM_TOKEN", "b")
             .replace("env:TOCSIN_MASTODON_TOKEN", "c");
         let c = Config::parse(&text, "example").unwrap();
-        assert_eq!(c.accounts.len(), 1);
+        assert_eq!(c.accounts.len(), 2);
+        assert_eq!(c.accounts[1].platform, Platform::TelegramChannel);
+        assert!(c.accounts[1].write_token.is_some());
+        assert_eq!(c.paging.takedown_quorum, 1);
+        assert!(c.summary().contains("telegram_channel chat -1001234567890"));
         assert!(
             c.channels.is_empty() && c.heartbeat.is_none(),
             "optional: off"
@@ -1420,5 +1505,13 @@ account_id = "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
         assert_eq!(e.key(), Some("accounts[0].base_url"));
         let e = err(&GOOD.replace("platform = \"mastodon\"", "platform = \"myspace\""));
         assert_eq!(e.key(), Some("accounts[0].platform"));
+        let e = err(&GOOD.replace("platform = \"mastodon\"", "platform = \"telegram_channel\""));
+        assert_eq!(
+            e.key(),
+            Some("accounts[0].account_id"),
+            "a channel id is a number"
+        );
+        let e = err(&format!("{GOOD}\n[paging]\ntakedown_quorum = 9\n"));
+        assert_eq!(e.key(), Some("paging.takedown_quorum"));
     }
 }

@@ -3,7 +3,8 @@
 //! A fake Mastodon and a fake Bot API listen on 127.0.0.1 ephemeral ports, the real daemon runs
 //! on a temporary sled database, and a script plays a takeover: an approved announcement (no
 //! page), a rogue giveaway post and a bio/link change (two pages), an outsider pressing a button
-//! (refused), then the responder acking the giveaway and approving the bio change; then a fake
+//! (refused), then the responder acking the giveaway and taking it down from the chat (the fake
+//! Mastodon deletes it, the timeline records it), and approving the bio change; then a fake
 //! Microsoft 365 tenant reports the CEO's mailbox forwarded out of the company (a page). Latency is
 //! measured from the moment the fake platform changed to the moment the fake Bot API received the
 //! page, so it covers polling, detection, the sled commit and delivery.
@@ -35,6 +36,7 @@ const CHAT: i64 = crate::fakes::ONCALL_CHAT;
 const ACCOUNT_ID: &str = "109302";
 const TOKEN: &str = "123456:demo-bot-token";
 const API_TOKEN: &str = "demo-api-token";
+const WRITE_TOKEN: &str = "demo-mastodon-write-token";
 const POLL: Duration = Duration::from_millis(500);
 const WAIT: Duration = Duration::from_secs(20);
 const M365_FEED: &str = "exchange";
@@ -149,6 +151,9 @@ pub async fn run() -> Result<Report, DemoError> {
         }),
         ..crate::config::Email::default()
     });
+    // The takedown credential: the fake Mastodon only lets this token delete.
+    config.accounts[0].write_token = Some(crate::config::Secret::new(WRITE_TOKEN));
+    masto.require_write_token(Some(WRITE_TOKEN.into()));
     let app = App::build(config).await?;
     let journal = app
         .journal_addr()
@@ -312,6 +317,39 @@ pub async fn run() -> Result<Report, DemoError> {
     say(
         &mut report,
         format!("@alice_oncall pressed Ack on #{rogue_incident}"),
+    );
+    // …and takes the giveaway down from the chat.
+    bot_api.press_button(
+        CHAT,
+        &responder,
+        page1.message_id,
+        &format!("takedown:{rogue_incident}"),
+    );
+    wait_for(
+        || store_state(&store, rogue_incident) == Some(State::Resolved),
+        "the takedown",
+    )
+    .await?;
+    let taken_down = !masto.has_status(&rogue);
+    let timeline_says = store.incident(rogue_incident)?.is_some_and(|i| {
+        i.timeline.iter().any(|e| {
+            matches!(
+                &e.action,
+                crate::incidents::Action::TakedownResult {
+                    outcome: crate::contain::TakedownOutcome::Deleted,
+                    ..
+                }
+            )
+        })
+    });
+    report.check("the rogue post is deleted on Mastodon", taken_down);
+    report.check("the timeline records the takedown", timeline_says);
+    say(
+        &mut report,
+        format!(
+            "@alice_oncall pressed Take down on #{rogue_incident}: fake Mastodon has post {rogue}: {}; timeline: takedown_result deleted = {timeline_says}; resolved (contained)",
+            !taken_down
+        ),
     );
     bot_api.press_button(
         CHAT,

@@ -283,11 +283,14 @@ pub fn evaluate(store: &Store, obs: &Observation) -> Result<Outcome, StoreError>
         ObservationKind::Profile(profile) => {
             evaluate_profile(store, &obs.account, profile, obs.seen_at)
         }
+        ObservationKind::Admins(admins) => {
+            evaluate_admins(store, &obs.account, admins, obs.seen_at)
+        }
+        ObservationKind::PostDeleted { post_id, .. } => {
+            evaluate_deletion(store, &obs.account, post_id, obs.seen_at)
+        }
         ObservationKind::Mail(mail) => email::evaluate(store, &obs.account, mail, obs.seen_at),
         ObservationKind::Audit(event) => Ok(audit::evaluate(&obs.account, event, obs.seen_at)),
-        // The hook of `social.approved_post_deleted`: its policy (recorded, paged at medium when
-        // configured) lands with the takedown work.
-        ObservationKind::PostDeleted { .. } => Ok(Outcome::default()),
         ObservationKind::Checkpoint { .. } => Ok(Outcome::default()),
     }
 }
@@ -353,13 +356,90 @@ fn evaluate_post(
     Ok(Outcome { finding, writes })
 }
 
+/// A deleted post matters when the company had approved it: someone with access removed a
+/// legitimate message (or the approval is about to be reused). Unapproved posts going away
+/// (a takedown, the attacker covering tracks) are already someone's incident.
+fn evaluate_deletion(
+    store: &Store,
+    account: &str,
+    post_id: &str,
+    seen_at: DateTime<Utc>,
+) -> Result<Outcome, StoreError> {
+    let Some(seen) = store.seen_post(account, post_id)? else {
+        return Ok(Outcome::default());
+    };
+    if !store.is_post_approved(account, &seen.fingerprint, post_id, seen_at)? {
+        return Ok(Outcome::default());
+    }
+    Ok(Outcome {
+        finding: Some(Finding {
+            rule: Rule::ApprovedPostDeleted,
+            severity: Severity::Medium,
+            account: account.into(),
+            object: post_id.into(),
+            evidence: Evidence::Post {
+                post_id: post_id.into(),
+                url: None,
+                text: seen.text,
+                links: Vec::new(),
+                media: 0,
+                client: None,
+                fingerprint: seen.fingerprint,
+            },
+            changed_at: None,
+            seen_at,
+        }),
+        writes: Vec::new(),
+    })
+}
+
+/// Baselines of the admin list are kept as `admin:<id>` fields, apart from the profile's.
+pub const ADMIN_PREFIX: &str = "admin:";
+
+/// A new admin or owner, a changed role or a removed admin: one critical incident per account
+/// (object `admins`), approved like a profile change (the new list becomes the baseline).
+fn evaluate_admins(
+    store: &Store,
+    account: &str,
+    admins: &Profile,
+    seen_at: DateTime<Utc>,
+) -> Result<Outcome, StoreError> {
+    let fields = Profile {
+        fields: admins
+            .fields
+            .iter()
+            .map(|(id, v)| (format!("{ADMIN_PREFIX}{id}"), v.clone()))
+            .collect(),
+    };
+    let mut outcome = compare_fields(store, account, &fields, seen_at, true)?;
+    if let Some(f) = &mut outcome.finding {
+        f.rule = Rule::AdminChanged;
+        f.severity = Severity::Critical;
+        f.object = "admins".into();
+    }
+    Ok(outcome)
+}
+
 fn evaluate_profile(
     store: &Store,
     account: &str,
     profile: &Profile,
     seen_at: DateTime<Utc>,
 ) -> Result<Outcome, StoreError> {
-    let baselines = store.baselines(account)?;
+    compare_fields(store, account, profile, seen_at, false)
+}
+
+/// Compares fields with the baselines of their kind (`admins`: the `admin:` ones; otherwise
+/// every other one); the first snapshot of a kind becomes its baseline.
+fn compare_fields(
+    store: &Store,
+    account: &str,
+    profile: &Profile,
+    seen_at: DateTime<Utc>,
+    admins: bool,
+) -> Result<Outcome, StoreError> {
+    let mut baselines = store.baselines(account)?;
+    baselines.retain(|field, _| field.starts_with(ADMIN_PREFIX) == admins);
     if baselines.is_empty() {
         let writes = profile
             .fields

@@ -8,6 +8,7 @@
 pub mod bluesky;
 pub mod email;
 pub mod mastodon;
+pub mod telegram_channel;
 pub mod x;
 
 use std::{
@@ -39,6 +40,9 @@ pub struct Observation {
 pub enum ObservationKind {
     Post(Post),
     Profile(Profile),
+    /// Who administers the account (Telegram channel: `getChatAdministrators`), by user id →
+    /// role and name. Judged against its own baselines (`admin:<id>`), apart from the profile.
+    Admins(Profile),
     /// One message as sent (email feeds; `account` is the feed's name).
     Mail(email::MailSummary),
     /// One change from a mailbox or admin audit log (`account` is the feed's name).
@@ -278,15 +282,10 @@ pub enum SourceError {
 /// A source's future.
 pub type SourceFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
-/// The futures that watch every account of `config`: one per account, except X, whose accounts
-/// share one scheduler per app because they share its rate-limit budget.
-pub fn build_all(config: &Config, ctx: &SourceContext) -> Vec<SourceFuture> {
-    let mut futures: Vec<SourceFuture> = config
-        .accounts
-        .iter()
-        .filter(|a| a.platform != Platform::X)
-        .map(|a| build(a, ctx.clone()))
-        .collect();
+/// The futures that watch the X accounts of `config`: one scheduler per app, because the
+/// accounts of an app share its rate-limit budget.
+pub fn build_x(config: &Config, ctx: &SourceContext) -> Vec<SourceFuture> {
+    let mut futures: Vec<SourceFuture> = Vec::new();
     for group in x::groups(config) {
         for a in &group {
             ctx.health.register(&a.name, a.platform);
@@ -341,8 +340,8 @@ pub fn build(
     match account.platform {
         Platform::Mastodon => Box::pin(mastodon::run(account.clone(), ctx)),
         Platform::Bluesky => Box::pin(bluesky::run(account.clone(), ctx)),
-        // X accounts run in their app's scheduler (`build_all`); the others are refused by
-        // config validation. Kept exhaustive so a new platform must be wired here.
+        // Started by `app`: X accounts in their app's scheduler (`build_x`), Telegram channels
+        // with the bot's update channel. Kept exhaustive so a new platform must be wired here.
         Platform::X | Platform::TelegramChannel => {
             let name = account.name.clone();
             Box::pin(async move {
