@@ -200,8 +200,23 @@ impl App {
                 ));
                 continue;
             }
+            if account.platform == crate::config::Platform::X {
+                // X accounts share their app's scheduler, started below.
+                continue;
+            }
             tasks.spawn(sources::build(account, ctx));
         }
+        let x_ctx = SourceContext {
+            store: store.clone(),
+            out: tx.clone(),
+            health: health.clone(),
+            shutdown: sources_stop.clone(),
+            http: http_client.clone(),
+        };
+        for source in sources::build_x(&config, &x_ctx) {
+            tasks.spawn(source);
+        }
+        drop(x_ctx);
         let feed_ctx = SourceContext {
             store: store.clone(),
             out: tx.clone(),
@@ -399,11 +414,8 @@ impl App {
 /// blind.
 fn source_graces(config: &Config) -> Vec<(String, Duration)> {
     use crate::config::AuditFeed;
-    let mut out: Vec<_> = config
-        .accounts
-        .iter()
-        .map(|a| (a.name.clone(), a.grace()))
-        .collect();
+    // Accounts: an X account's grace grows with the interval its app's budget allows.
+    let mut out = sources::graces(config);
     if let Some(e) = &config.email {
         out.extend(e.google.iter().map(|g| (g.name.clone(), g.grace())));
         out.extend(e.m365.iter().map(|m| (m.name.clone(), m.grace())));

@@ -25,3 +25,4 @@ mod pages;
 mod paging;
 mod takedown;
 mod telegram_channel;
+mod x;

@@ -51,10 +51,47 @@ pub struct Config {
     pub escalation: Option<Escalation>,
     #[serde(default)]
     pub paging: Paging,
+    /// X's rate-limit budgets, shared by every watched X account of one app.
+    #[serde(default)]
+    pub x: XLimits,
     /// Mail feeds and the mail kill switch. Absent: no mail is watched.
     #[serde(default)]
     pub email: Option<Email>,
 }
+
+/// `[x]`: requests per 15-minute window the X scheduler may spend per endpoint, per app
+/// (bearer token). Defaults are X's published app-level limits for the two endpoints read; set
+/// your access level's figures. The scheduler never spends more, and stretches the accounts'
+/// poll intervals when their `poll_interval`s would need more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XLimits {
+    /// `GET /2/users/:id/tweets` (one request per account poll). Default 1500.
+    #[serde(default = "default_x_timeline_budget")]
+    pub timeline_requests_per_window: u32,
+    /// `GET /2/users?ids=` (one request per 100 accounts). Default 300.
+    #[serde(default = "default_x_users_budget")]
+    pub users_requests_per_window: u32,
+}
+
+impl Default for XLimits {
+    fn default() -> Self {
+        XLimits {
+            timeline_requests_per_window: default_x_timeline_budget(),
+            users_requests_per_window: default_x_users_budget(),
+        }
+    }
+}
+
+fn default_x_timeline_budget() -> u32 {
+    1500
+}
+fn default_x_users_budget() -> u32 {
+    300
+}
+
+/// X's API, the only platform with one well-known server.
+pub const X_API_URL: &str = "https://api.x.com";
 
 /// Fallback channels: pages reach them even when Telegram is down, so one broken path cannot
 /// silence tocsin.
@@ -275,8 +312,11 @@ pub struct Account {
     /// Our name for the account, used in pages, commands and approvals.
     pub name: String,
     pub platform: Platform,
+    /// The platform's server. Required, except for X (default `https://api.x.com`).
+    #[serde(default = "unset_base_url")]
     pub base_url: Url,
-    /// The platform's id of the account (Mastodon: the numeric account id).
+    /// The platform's id of the account (Mastodon: the numeric account id; X: the numeric user
+    /// id, which survives a handle change).
     pub account_id: String,
     /// Read credential: needed for private fields (Mastodon), API access (X bearer token).
     #[serde(default)]
@@ -353,6 +393,11 @@ impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Stands for a `base_url` the file did not set; replaced by the platform's default or refused.
+fn unset_base_url() -> Url {
+    Url::parse("unset:base-url").expect("constant URL")
 }
 
 fn default_state_dir() -> PathBuf {
@@ -492,8 +537,33 @@ impl Config {
                 message,
             }
         })?;
+        let mut config = config;
+        config.fill_defaults()?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Defaults that depend on another key (an account's `base_url` on its platform).
+    fn fill_defaults(&mut self) -> Result<(), ConfigError> {
+        let unset = unset_base_url();
+        for (i, account) in self.accounts.iter_mut().enumerate() {
+            if account.base_url != unset {
+                continue;
+            }
+            match account.platform {
+                Platform::X => account.base_url = Url::parse(X_API_URL).expect("constant URL"),
+                _ => {
+                    return Err(ConfigError::invalid(
+                        format!("accounts[{i}].base_url"),
+                        format!(
+                            "missing: the {} server's URL, like \"https://mastodon.example\"",
+                            account.platform
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Checks what serde cannot: cross-field rules and ranges.
@@ -598,15 +668,32 @@ impl Config {
             }
             if !matches!(
                 account.platform,
-                Platform::Mastodon | Platform::TelegramChannel | Platform::Bluesky
+                Platform::Mastodon | Platform::X | Platform::TelegramChannel | Platform::Bluesky
             ) {
                 return Err(ConfigError::invalid(
                     key("platform"),
                     format!(
-                        "`{}` is not supported by this build yet; supported: mastodon, telegram_channel, bluesky",
+                        "`{}` is not supported by this build yet; supported: mastodon, x, telegram_channel, bluesky",
                         account.platform
                     ),
                 ));
+            }
+            if account.platform == Platform::X {
+                if account.token.is_none() {
+                    return Err(ConfigError::invalid(
+                        key("token"),
+                        "X needs the app's bearer token to read anything",
+                    ));
+                }
+                if !account.account_id.chars().all(|c| c.is_ascii_digit()) {
+                    return Err(ConfigError::invalid(
+                        key("account_id"),
+                        format!(
+                            "`{}` is not an X user id: the numeric id, not the @handle",
+                            account.account_id
+                        ),
+                    ));
+                }
             }
             if account.platform == Platform::TelegramChannel
                 && !account
@@ -630,6 +717,20 @@ impl Config {
                     key("poll_interval"),
                     format!("at least {}", humantime::format_duration(MIN_POLL_INTERVAL)),
                 ));
+            }
+        }
+        for (key, n) in [
+            (
+                "x.timeline_requests_per_window",
+                self.x.timeline_requests_per_window,
+            ),
+            (
+                "x.users_requests_per_window",
+                self.x.users_requests_per_window,
+            ),
+        ] {
+            if n == 0 {
+                return Err(ConfigError::invalid(key, "at least 1 request per window"));
             }
         }
         self.validate_channels()?;
@@ -801,6 +902,21 @@ impl Config {
             .iter()
             .filter(|a| a.platform != Platform::TelegramChannel)
         {
+            if a.platform == Platform::X {
+                out.push_str(&format!(
+                    "watch         {} · x {} user {} · poll_interval {} · app bearer token set · {}\n",
+                    a.name,
+                    a.base_url,
+                    a.account_id,
+                    humantime::format_duration(a.poll_interval),
+                    if a.write_token.is_some() {
+                        "user token set: Take down deletes with it"
+                    } else {
+                        "no write_token: takedown unavailable"
+                    }
+                ));
+                continue;
+            }
             if a.platform == Platform::Bluesky {
                 out.push_str(&format!(
                     "watch         {} · bluesky {} · identity via {} (PLC {}) · posts and profile \
@@ -837,6 +953,10 @@ impl Config {
                     " · takedown off (no write_token)"
                 }
             ));
+        }
+        // X accounts share their app's rate-limit budget: the schedule says what each gets.
+        for plan in crate::sources::x::Plan::for_config(self) {
+            out.push_str(&plan.describe());
         }
         if let Some(email) = &self.email {
             email.summary(&mut out);
@@ -1076,6 +1196,8 @@ poll_interval = "2m"
             )
             .replace("env:TOCSIN_HEARTBEAT_URL", "https://monitor.example/ping/x")
             .replace("env:TOCSIN_MASTODON_WRITE_TOKEN", "w")
+            .replace("env:TOCSIN_X_BEARER_TOKEN", "xb")
+            .replace("env:TOCSIN_X_USER_TOKEN", "xu")
             .replace("env:TOCSIN_M365_CLIENT_SECRET", "m")
             .replace("env:TOCSIN_MAILER_SECRET", "k")
             .replace("env:TOCSIN_BLUESKY_APP_PASSWORD", "app-pass");
@@ -1111,6 +1233,10 @@ poll_interval = "2m"
         assert_eq!(c.channels.webhook[0].name, "soc");
         assert_eq!(c.paging.unmutable, vec![Rule::UnapprovedPost]);
         assert_eq!(c.paging.approve_quorum[&Severity::Critical], 2);
+        let x = c.account("x-main").expect("the X example account");
+        assert_eq!(x.base_url.as_str(), "https://api.x.com/");
+        assert_eq!(c.x.timeline_requests_per_window, 1500);
+        assert!(c.summary().contains("x schedule"), "{}", c.summary());
         let email = c.email.as_ref().expect("[email] parses");
         assert_eq!(email.max_visible_recipients, 25);
         assert_eq!(email.bulk_window, Duration::from_secs(3600));
@@ -1370,7 +1496,13 @@ account_id = "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
         let e = err(&GOOD.replace("responders = [1, 2]", "responders = []"));
         assert_eq!(e.key(), Some("telegram.responders"));
         let e = err(&GOOD.replace("platform = \"mastodon\"", "platform = \"x\""));
-        assert_eq!(e.key(), Some("accounts[0].platform"));
+        assert_eq!(
+            e.key(),
+            Some("accounts[0].token"),
+            "X reads nothing without one"
+        );
+        let e = err(&GOOD.replace("base_url = \"https://mastodon.example\"\n", ""));
+        assert_eq!(e.key(), Some("accounts[0].base_url"));
         let e = err(&GOOD.replace("platform = \"mastodon\"", "platform = \"myspace\""));
         assert_eq!(e.key(), Some("accounts[0].platform"));
         let e = err(&GOOD.replace("platform = \"mastodon\"", "platform = \"telegram_channel\""));

@@ -12,6 +12,7 @@ pub mod bluesky;
 pub mod mailer;
 pub mod mastodon;
 pub mod telegram_channel;
+pub mod x;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -78,12 +79,7 @@ pub async fn takedown(
             telegram_channel::delete_post(http, account, post_id, posted_at).await
         }
         Platform::Bluesky => bluesky::delete_post(http, account, post_id).await,
-        Platform::X => TakedownOutcome::Failed {
-            detail: format!(
-                "takedown not supported for {} in this build",
-                account.platform
-            ),
-        },
+        Platform::X => x::delete_post(http, account, post_id).await,
     }
 }
 

@@ -11,6 +11,7 @@ pub mod pagerduty;
 pub mod smtp;
 pub mod telegram;
 pub mod webhook;
+pub mod x;
 
 use std::time::Duration;
 
@@ -104,6 +105,7 @@ pub fn loopback_config(
         grouping: Default::default(),
         escalation: None,
         paging: Default::default(),
+        x: Default::default(),
         email: None,
     }
 }

@@ -9,6 +9,7 @@ pub mod bluesky;
 pub mod email;
 pub mod mastodon;
 pub mod telegram_channel;
+pub mod x;
 
 use std::{
     collections::BTreeMap,
@@ -22,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::{Account, Platform},
+    config::{Account, Config, Platform},
     store::Store,
 };
 
@@ -183,6 +184,14 @@ impl Health {
         }
     }
 
+    /// An app-wide budget (X: one per app and endpoint) shown on every account that spends it.
+    pub fn set_rate_limit(&self, accounts: &[String], budget: RateBudget) {
+        let mut map = self.0.lock().expect("health lock");
+        for a in accounts {
+            map.entry(a.clone()).or_default().rate_limit = Some(budget.clone());
+        }
+    }
+
     /// The push stream is connected.
     pub fn stream_up(&self, account: &str) {
         let mut map = self.0.lock().expect("health lock");
@@ -270,6 +279,40 @@ pub enum SourceError {
     Malformed { what: String, detail: String },
 }
 
+/// A source's future.
+pub type SourceFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// The futures that watch the X accounts of `config`: one scheduler per app, because the
+/// accounts of an app share its rate-limit budget.
+pub fn build_x(config: &Config, ctx: &SourceContext) -> Vec<SourceFuture> {
+    let mut futures: Vec<SourceFuture> = Vec::new();
+    for group in x::groups(config) {
+        for a in &group {
+            ctx.health.register(&a.name, a.platform);
+        }
+        futures.push(Box::pin(x::run(group, config.x, ctx.clone())));
+    }
+    futures
+}
+
+/// How long each account may go without a successful poll (`monitor.blind`, `/readyz`): its
+/// `grace`, or for an X account whose interval the budget stretched, three of those intervals.
+pub fn graces(config: &Config) -> Vec<(String, Duration)> {
+    let plans = x::Plan::for_config(config);
+    config
+        .accounts
+        .iter()
+        .map(|a| {
+            let stretched = plans.iter().find_map(|p| p.interval(&a.name));
+            let grace = match (a.grace, stretched) {
+                (None, Some(e)) => a.grace().max(e * 3),
+                _ => a.grace(),
+            };
+            (a.name.clone(), grace)
+        })
+        .collect()
+}
+
 /// The futures of the mail audit pollers, registered for health.
 pub fn build_feeds(
     email: Option<&crate::config::Email>,
@@ -297,8 +340,8 @@ pub fn build(
     match account.platform {
         Platform::Mastodon => Box::pin(mastodon::run(account.clone(), ctx)),
         Platform::Bluesky => Box::pin(bluesky::run(account.clone(), ctx)),
-        // Refused by config validation (X), or started by `app` with the bot's update channel
-        // (Telegram channels); kept exhaustive so a new platform must be wired here.
+        // Started by `app`: X accounts in their app's scheduler (`build_x`), Telegram channels
+        // with the bot's update channel. Kept exhaustive so a new platform must be wired here.
         Platform::X | Platform::TelegramChannel => {
             let name = account.name.clone();
             Box::pin(async move {
