@@ -7,13 +7,19 @@
 
 mod common;
 mod idle;
+mod jetstream;
 mod polled;
+mod push;
+mod smtp;
 mod startup;
 
 type Section = fn(bool);
 
 const SECTIONS: &[(&str, Section)] = &[
     ("polled", polled::run),
+    ("push", push::run),
+    ("jetstream", jetstream::run),
+    ("smtp", smtp::run),
     ("startup", startup::run),
     ("idle", idle::run),
 ];

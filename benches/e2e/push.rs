@@ -10,7 +10,7 @@
 //!   time), for 1,000 posts (200 with `--quick`) injected back to back.
 //!
 //! Prints JSON lines `{"metric": …, "value": …, "unit": "ms", "n": …}` with p50, p99 and max.
-//! Run: `cargo bench --bench push` (or `cargo bench --bench push -- --quick`).
+//! Run: `cargo bench --bench e2e -- push` (add `--quick` for the short run).
 
 use std::{
     collections::HashMap,
@@ -24,6 +24,8 @@ use tocsin::{
     incidents::Action,
     store::Store,
 };
+
+use crate::common::free_port;
 
 const CHANNEL: i64 = -1005550001;
 const TOKEN: &str = "77:push-bench";
@@ -44,16 +46,13 @@ fn emit_stats(metric: &str, mut samples: Vec<f64>) {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+pub fn run(quick: bool) {
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(measure(quick));
 }
 
-#[tokio::main]
-async fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+async fn measure(quick: bool) {
     let (paced, burst) = if quick { (10, 200) } else { (20, 1000) };
     let bot = FakeBotApi::start(TOKEN).await.expect("fake Bot API");
     bot.add_channel(CHANNEL, "Bench channel", &FakeUser::new(9, "Owner", None));

@@ -11,7 +11,7 @@
 //! their events interleaved. Polls are 10 minutes apart: every page comes from the push.
 //!
 //! Prints JSON lines: `{"metric": …, "value": …, "unit": …}`.
-//! Run: `cargo bench --bench jetstream` (1,000 events, ~2.5 min) or `-- --quick` (20 events).
+//! Run: `cargo bench --bench e2e -- jetstream` (1,000 events, ~2.5 min; `--quick`: 20 events).
 
 use std::{
     process::{Child, Command, Stdio},
@@ -20,14 +20,9 @@ use std::{
 
 use tocsin::fakes::{bluesky::FakeBluesky, telegram::FakeBotApi};
 
-const SPACING: Duration = Duration::from_millis(3200);
+use crate::common::emit;
 
-fn emit(metric: &str, value: f64, unit: &str) {
-    println!(
-        "{}",
-        serde_json::json!({ "metric": metric, "value": value, "unit": unit })
-    );
-}
+const SPACING: Duration = Duration::from_millis(3200);
 
 fn did(i: usize) -> String {
     format!("did:plc:bench{i:020}")
@@ -44,9 +39,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-#[tokio::main]
-async fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+pub fn run(quick: bool) {
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(measure(quick));
+}
+
+async fn measure(quick: bool) {
     let (daemons, per_daemon) = if quick { (4, 5) } else { (25, 40) };
     let sky = FakeBluesky::start().await.expect("fake Bluesky");
     let mut running = Vec::new();

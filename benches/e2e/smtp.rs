@@ -3,7 +3,7 @@
 //! like an MTA. A message counts when the listener answered 250, which it does only once the
 //! summary is in sled and flushed. Prints one JSON object per line: metric, value, unit.
 //!
-//! Run: `cargo bench --bench smtp` (20 s), or `cargo bench --bench smtp -- --quick` (3 s).
+//! Run: `cargo bench --bench e2e -- smtp` (20 s; `--quick`: 3 s). `TOCSIN_BENCH_SMTP_CLIENTS=N` sets the connections.
 
 use std::{
     net::SocketAddr,
@@ -20,33 +20,22 @@ use tocsin::fakes::{
     telegram::FakeBotApi,
 };
 
-/// Concurrent connections by default; `--clients N` changes it. An MTA opens several
+use crate::common::{emit, free_port};
+
+/// Concurrent connections by default (`TOCSIN_BENCH_SMTP_CLIENTS` changes it). An MTA opens several
 /// (Postfix: `default_destination_concurrency_limit` = 20).
 const CLIENTS: usize = 16;
 const RECIPIENTS: usize = 1000;
 
-fn emit(metric: &str, value: f64, unit: &str) {
-    println!(
-        "{}",
-        serde_json::json!({ "metric": metric, "value": value, "unit": unit })
-    );
+pub fn run(quick: bool) {
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(measure(quick));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-#[tokio::main]
-async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let connections = args
-        .iter()
-        .position(|a| a == "--clients")
-        .and_then(|i| args.get(i + 1))
+async fn measure(quick: bool) {
+    let connections = std::env::var("TOCSIN_BENCH_SMTP_CLIENTS")
+        .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(CLIENTS);
     let window = Duration::from_secs(if quick { 3 } else { 20 });
