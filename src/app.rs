@@ -14,16 +14,19 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     bot::{self, BotContext},
-    config::Config,
+    config::{Config, Email},
     detect,
-    http::{self, HttpState, health::Readiness},
+    http::{self, HttpState, health::Readiness, hooks::Hooks},
     incidents::{Incidents, PagingPolicy, Recorded, escalation},
     metrics::Metrics,
     notify::{
         self, Fallback, PagerDuty, TelegramPager, TelegramStatus, TelegramWatch, Webhook,
         heartbeat::{self, HeartbeatContext},
     },
-    sources::{self, Health, Observation, ObservationKind, SourceContext},
+    sources::{
+        self, Health, Observation, ObservationKind, SourceContext,
+        email::{mailgun::Mailgun, postmark::Postmark, sendgrid::SendGrid, ses, ses::Ses, webhook::Inbox},
+    },
     store::{Route, Store, StoreError, TELEGRAM},
 };
 
@@ -48,6 +51,8 @@ pub enum AppError {
     Http(#[from] reqwest::Error),
     #[error("the HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
+    #[error("cannot set up the {hook} webhook: {detail}")]
+    Hook { hook: &'static str, detail: String },
 }
 
 pub struct App {
@@ -56,6 +61,8 @@ pub struct App {
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
     health: Health,
+    /// Fetches SNS signing certificates and confirms subscriptions; see [`App::with_sns_client`].
+    sns_client: Option<reqwest::Client>,
 }
 
 impl App {
@@ -93,7 +100,17 @@ impl App {
             listener,
             addr,
             health: Health::default(),
+            sns_client: None,
         })
+    }
+
+    /// Replaces the client the SES webhook fetches SNS signing certificates with. Only the
+    /// library offers this (the config cannot): tests give a client that resolves the SNS host
+    /// to a loopback TLS fake and trusts the fake's CA, so the real host check and the real
+    /// fetch path run without leaving 127.0.0.1.
+    pub fn with_sns_client(mut self, client: reqwest::Client) -> App {
+        self.sns_client = Some(client);
+        self
     }
 
     /// Where the HTTP server really listens.
@@ -117,6 +134,7 @@ impl App {
             listener,
             addr,
             health,
+            sns_client,
         } = self;
         let tasks = TaskTracker::new();
         let incidents = Incidents::new(store.clone(), Arc::new(Notify::new()))
@@ -153,6 +171,14 @@ impl App {
             };
             tasks.spawn(sources::build(account, ctx));
         }
+        let hooks = match &config.email {
+            Some(email) => {
+                let (inbox, writer) = Inbox::start(store.clone(), tx.clone(), shutdown.clone());
+                tasks.spawn(writer);
+                Some(Arc::new(build_hooks(email, inbox, metrics.clone(), sns_client)?))
+            }
+            None => None,
+        };
         drop(tx);
         tasks.spawn(pipeline(rx, incidents.clone(), metrics.clone()));
         tasks.spawn(release_held(incidents.clone(), shutdown.clone()));
@@ -286,6 +312,7 @@ impl App {
             ),
             watched: Arc::new(config.accounts.clone()),
             rejected: metrics.refusals.api_rejected.clone(),
+            hooks,
         };
         let http_stop = shutdown.clone();
         let server = tasks.spawn(http::serve(listener, http_state, async move {
@@ -309,6 +336,58 @@ impl App {
             _ => Ok(()),
         }
     }
+}
+
+/// The webhooks of `[email]`, each with its provider's verifier and body limit.
+fn build_hooks(
+    email: &Email,
+    inbox: Inbox,
+    metrics: Arc<Metrics>,
+    sns_client: Option<reqwest::Client>,
+) -> Result<Hooks, AppError> {
+    let ses = match &email.ses {
+        Some(c) => {
+            let client = match sns_client {
+                Some(c) => c,
+                None => ses::default_fetch_client()?,
+            };
+            let hook = Ses::new(c, client).map_err(|detail| AppError::Hook { hook: "ses", detail })?;
+            Some((hook, c.max_body))
+        }
+        None => None,
+    };
+    let sendgrid = match &email.sendgrid {
+        Some(c) => Some((
+            SendGrid::new(c).map_err(|detail| AppError::Hook {
+                hook: "sendgrid",
+                detail,
+            })?,
+            c.max_body,
+        )),
+        None => None,
+    };
+    let mailgun = match &email.mailgun {
+        Some(c) => Some((
+            Mailgun::new(c).map_err(|detail| AppError::Hook {
+                hook: "mailgun",
+                detail,
+            })?,
+            c.max_body,
+        )),
+        None => None,
+    };
+    let postmark = email
+        .postmark
+        .as_ref()
+        .map(|c| (Postmark::new(c), c.max_body));
+    Ok(Hooks {
+        inbox,
+        metrics,
+        ses,
+        sendgrid,
+        mailgun,
+        postmark,
+    })
 }
 
 /// Sources → detect → incidents, one observation at a time so that an account's observations

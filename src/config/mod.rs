@@ -4,6 +4,7 @@
 //! of silently watching with a default. Errors carry the dotted key path and the line, because the
 //! person reading them is an operator with the file open, not a developer with a debugger.
 
+pub mod email;
 mod secret;
 
 use std::{
@@ -18,6 +19,7 @@ use chrono::NaiveTime;
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
+pub use email::Email;
 pub use secret::Secret;
 
 use crate::detect::{Rule, Severity};
@@ -46,6 +48,9 @@ pub struct Config {
     pub escalation: Option<Escalation>,
     #[serde(default)]
     pub paging: Paging,
+    /// Email audit feeds; absent: none.
+    #[serde(default)]
+    pub email: Option<Email>,
 }
 
 /// Fallback channels: pages reach them even when Telegram is down, so one broken path cannot
@@ -526,6 +531,9 @@ impl Config {
             }
         }
         self.validate_channels()?;
+        if let Some(e) = &self.email {
+            e.validate()?;
+        }
         if let Some(h) = &self.heartbeat {
             if let Some(url) = &h.url {
                 let parsed = Url::parse(url.expose()).map_err(|e| {
@@ -647,6 +655,9 @@ impl Config {
                     t.format("%H:%M")
                 ));
             }
+        }
+        if let Some(e) = &self.email {
+            e.summary(&mut out);
         }
         if self.accounts.is_empty() {
             out.push_str("accounts      none: nothing will be watched\n");

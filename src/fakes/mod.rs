@@ -95,5 +95,6 @@ pub fn loopback_config(
         grouping: Default::default(),
         escalation: None,
         paging: Default::default(),
+        email: None,
     }
 }

@@ -13,12 +13,16 @@
 //!   - `timeline/` + seq → [`TimelineRecord`], the incident timeline's hash chain;
 //!   - `mute/` + account → [`Mute`];
 //!   - `held/` + incident id: incidents whose page a mute held back.
+//! - `mail_inbox`: mail summaries accepted by the provider webhooks and not yet judged
+//!   (`e/` + seq), and the replay tokens those webhooks must not accept twice (`t/` + provider
+//!   + token); see [`mail_inbox`]. Outside [`Store::transact`]: written by one batch per commit.
 //!
 //! Writes that must stand or fall together (an incident, the page it causes, the seen-post record
 //! and approvals behind it) go through [`Store::transact`], one sled transaction over all trees.
 
 pub mod approved_log;
 mod chain;
+pub mod mail_inbox;
 pub mod timeline_log;
 
 use std::{
@@ -159,6 +163,7 @@ pub struct Store {
     incident_keys: sled::Tree,
     outbox: sled::Tree,
     meta: sled::Tree,
+    mail_inbox: sled::Tree,
     /// The fallback channels of the running configuration; read by [`Tx::enqueue_page`] so
     /// that every code path that queues a page reaches every channel.
     routes: Arc<RwLock<Arc<Vec<Route>>>>,
@@ -261,6 +266,7 @@ impl Store {
             incident_keys: t("incident_keys")?,
             outbox: t("outbox")?,
             meta: t("meta")?,
+            mail_inbox: t("mail_inbox")?,
             routes: Arc::default(),
             db,
         };

@@ -7,6 +7,12 @@
 //! - [`AuditEvent`]: one change a mailbox or admin audit log reports (forwarding set, 2-step
 //!   verification off, admin role granted, a forwarding inbox rule).
 
+pub mod mailgun;
+pub mod postmark;
+pub mod sendgrid;
+pub mod ses;
+pub mod webhook;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
