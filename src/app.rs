@@ -25,7 +25,9 @@ use crate::{
     },
     sources::{
         self, Health, Observation, ObservationKind, SourceContext,
-        email::{mailgun::Mailgun, postmark::Postmark, sendgrid::SendGrid, ses, ses::Ses, webhook::Inbox},
+        email::{
+            mailgun::Mailgun, postmark::Postmark, sendgrid::SendGrid, ses, ses::Ses, webhook::Inbox,
+        },
     },
     store::{Route, Store, StoreError, TELEGRAM},
 };
@@ -175,7 +177,12 @@ impl App {
             Some(email) => {
                 let (inbox, writer) = Inbox::start(store.clone(), tx.clone(), shutdown.clone());
                 tasks.spawn(writer);
-                Some(Arc::new(build_hooks(email, inbox, metrics.clone(), sns_client)?))
+                Some(Arc::new(build_hooks(
+                    email,
+                    inbox,
+                    metrics.clone(),
+                    sns_client,
+                )?))
             }
             None => None,
         };
@@ -351,7 +358,10 @@ fn build_hooks(
                 Some(c) => c,
                 None => ses::default_fetch_client()?,
             };
-            let hook = Ses::new(c, client).map_err(|detail| AppError::Hook { hook: "ses", detail })?;
+            let hook = Ses::new(c, client).map_err(|detail| AppError::Hook {
+                hook: "ses",
+                detail,
+            })?;
             Some((hook, c.max_body))
         }
         None => None,

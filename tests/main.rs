@@ -9,6 +9,7 @@ mod channels;
 mod cli;
 mod crash;
 mod delivery;
+mod email_hooks;
 mod escalation;
 mod fake_mastodon;
 mod fake_telegram;

@@ -169,7 +169,9 @@ impl Email {
                 if !arn.starts_with("arn:aws:sns:") && !arn.starts_with("arn:aws-cn:sns:") {
                     return Err(ConfigError::invalid(
                         format!("email.ses.topic_arns[{i}]"),
-                        format!("`{arn}` is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"),
+                        format!(
+                            "`{arn}` is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"
+                        ),
                     ));
                 }
             }

@@ -2,8 +2,10 @@
 //! 127.0.0.1 ephemeral ports. The demo plays its story against them and the integration tests
 //! drive them; they never bind or call any other address.
 
+pub mod mail_signers;
 pub mod mastodon;
 pub mod pagerduty;
+pub mod sns;
 pub mod telegram;
 pub mod webhook;
 

@@ -75,7 +75,10 @@ impl Store {
     /// Records after `after`, in order: what the pipeline has not judged yet.
     pub fn inbox_after(&self, after: u64) -> Result<Vec<(u64, InboxRecord)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.mail_inbox.range(event_key(after + 1)..event_key(u64::MAX)) {
+        for item in self
+            .mail_inbox
+            .range(event_key(after + 1)..event_key(u64::MAX))
+        {
             let (k, v) = item?;
             if !k.starts_with(EVENT) {
                 break;
@@ -168,7 +171,11 @@ mod tests {
         assert_eq!(pending, vec![(1, a.clone()), (2, b.clone())]);
         assert!(store.inbox_token_seen(&key, 99).unwrap());
         assert!(!store.inbox_token_seen(&key, 100).unwrap(), "expired");
-        assert!(!store.inbox_token_seen(&token_key("mailgun", "other"), 0).unwrap());
+        assert!(
+            !store
+                .inbox_token_seen(&token_key("mailgun", "other"), 0)
+                .unwrap()
+        );
 
         // Judged up to 2: pruned with the next commit; seqs continue past the checkpoint.
         store.set_cursor(CURSOR, "2").unwrap();

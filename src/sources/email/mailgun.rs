@@ -110,8 +110,7 @@ impl Mailgun {
         Ok(Mailgun {
             name: config.name.clone(),
             key: config.signing_key.clone(),
-            tolerance: chrono::Duration::from_std(config.tolerance)
-                .map_err(|e| e.to_string())?,
+            tolerance: chrono::Duration::from_std(config.tolerance).map_err(|e| e.to_string())?,
         })
     }
 
@@ -122,9 +121,8 @@ impl Mailgun {
         now: DateTime<Utc>,
     ) -> Result<Accepted, HookError> {
         // Only the signature object: a body that is not even JSON has no signature to check.
-        let envelope: Envelope = serde_json::from_slice(body).map_err(|_| {
-            HookError::refused(Refusal::Missing, "no signature object in the body")
-        })?;
+        let envelope: Envelope = serde_json::from_slice(body)
+            .map_err(|_| HookError::refused(Refusal::Missing, "no signature object in the body"))?;
         let Some(signed) = envelope.signature else {
             return Err(HookError::refused(Refusal::Missing, "no signature object"));
         };
@@ -159,9 +157,12 @@ impl Mailgun {
         let mut visible = headers.to.as_deref().map(addresses).unwrap_or_default();
         visible.extend(headers.cc.as_deref().map(addresses).unwrap_or_default());
         let envelope: Vec<String> = match (&e.envelope, &e.recipient) {
-            (Some(MgEnvelope {
-                targets: Some(t), ..
-            }), _) => addresses(t),
+            (
+                Some(MgEnvelope {
+                    targets: Some(t), ..
+                }),
+                _,
+            ) => addresses(t),
             (_, Some(r)) => vec![r.trim().to_lowercase()],
             _ => Vec::new(),
         };

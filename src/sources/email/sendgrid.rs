@@ -39,8 +39,7 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey, String> {
     let der = STANDARD
         .decode(body.trim())
         .map_err(|e| format!("not base64 ({e})"))?;
-    VerifyingKey::from_public_key_der(&der)
-        .map_err(|e| format!("not a DER P-256 public key ({e})"))
+    VerifyingKey::from_public_key_der(&der).map_err(|e| format!("not a DER P-256 public key ({e})"))
 }
 
 pub struct SendGrid {
@@ -76,8 +75,7 @@ impl SendGrid {
         Ok(SendGrid {
             name: config.name.clone(),
             key: parse_public_key(config.public_key.expose())?,
-            tolerance: chrono::Duration::from_std(config.tolerance)
-                .map_err(|e| e.to_string())?,
+            tolerance: chrono::Duration::from_std(config.tolerance).map_err(|e| e.to_string())?,
         })
     }
 

@@ -271,13 +271,13 @@ impl Ses {
             HookError::refused(Refusal::BadSignature, "the signature is not base64")
         })?;
         let key = self.signing_key(&cert_url).await?;
-        let sig = Signature::try_from(sig.as_slice()).map_err(|_| {
-            HookError::refused(Refusal::BadSignature, "the signature is not RSA")
-        })?;
+        let sig = Signature::try_from(sig.as_slice())
+            .map_err(|_| HookError::refused(Refusal::BadSignature, "the signature is not RSA"))?;
         let verified = match e.signature_version.as_str() {
             "1" => VerifyingKey::<sha1::Sha1>::new((*key).clone()).verify(signed.as_bytes(), &sig),
-            "2" => VerifyingKey::<sha2::Sha256>::new((*key).clone())
-                .verify(signed.as_bytes(), &sig),
+            "2" => {
+                VerifyingKey::<sha2::Sha256>::new((*key).clone()).verify(signed.as_bytes(), &sig)
+            }
             v => {
                 return Err(HookError::refused(
                     Refusal::BadSignature,
@@ -345,7 +345,10 @@ impl Ses {
         if !answer.status().is_success() {
             return Err(unavailable(format!("answered {}", answer.status())));
         }
-        let pem = answer.text().await.map_err(|e| unavailable(e.to_string()))?;
+        let pem = answer
+            .text()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
         let cert = Certificate::from_pem(pem.as_bytes())
             .map_err(|e| unavailable(format!("not a PEM certificate ({e})")))?;
         let spki = cert

@@ -197,17 +197,16 @@ impl Inbox {
         store: Store,
         out: mpsc::Sender<Observation>,
         shutdown: CancellationToken,
-    ) -> (Inbox, impl std::future::Future<Output = ()> + Send + 'static) {
+    ) -> (
+        Inbox,
+        impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
         let (tx, rx) = mpsc::channel(256);
         (Inbox { tx }, writer(store, out, rx, shutdown))
     }
 
     /// Commits one request's summaries under `account`; Ok once they are durable (how many).
-    pub async fn record(
-        &self,
-        account: &str,
-        accepted: Accepted,
-    ) -> Result<usize, InboxError> {
+    pub async fn record(&self, account: &str, accepted: Accepted) -> Result<usize, InboxError> {
         let records = accepted
             .mails
             .into_iter()
@@ -300,9 +299,7 @@ async fn writer(
                 tracing::error!(error = %e, "cannot commit webhook events");
                 let msg = e.to_string();
                 for c in accepted {
-                    let _ = c
-                        .done
-                        .send(Err(StoreError::Rejected(msg.clone()).into()));
+                    let _ = c.done.send(Err(StoreError::Rejected(msg.clone()).into()));
                 }
                 continue;
             }
@@ -367,7 +364,9 @@ mod tests {
     #[test]
     fn reads_address_lists() {
         assert_eq!(
-            addresses(r#""Doe, Jane" <Jane@Example.com>, bob@x.org (Bob, B.), Team: c@y.net, d@y.net;"#),
+            addresses(
+                r#""Doe, Jane" <Jane@Example.com>, bob@x.org (Bob, B.), Team: c@y.net, d@y.net;"#
+            ),
             vec!["jane@example.com", "bob@x.org", "c@y.net", "d@y.net"]
         );
         assert_eq!(addresses("undisclosed-recipients:;"), Vec::<String>::new());
