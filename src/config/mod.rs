@@ -855,14 +855,64 @@ poll_interval = "2m"
                 "0123456789abcdef0123456789abcdef",
             )
             .replace("env:TOCSIN_HEARTBEAT_URL", "https://monitor.example/ping/x")
-            .replace("env:TOCSIN_MASTODON_WRITE_TOKEN", "w");
+            .replace("env:TOCSIN_MASTODON_WRITE_TOKEN", "w")
+            .replace(
+                "env:TOCSIN_SENDGRID_VERIFICATION_KEY",
+                &crate::fakes::mail_signers::SendGridSigner::new().public_key(),
+            )
+            .replace("env:TOCSIN_MAILGUN_SIGNING_KEY", "k")
+            .replace("env:TOCSIN_POSTMARK_WEBHOOK_PASSWORD", "p");
         let c = Config::parse(&text, "example").unwrap();
+        let email = c.email.as_ref().expect("the email webhooks parse");
+        assert_eq!(email.ses.as_ref().unwrap().topic_arns.len(), 1);
+        assert_eq!(
+            email.sendgrid.as_ref().unwrap().tolerance,
+            Duration::from_secs(300)
+        );
+        assert_eq!(email.mailgun.as_ref().unwrap().name, "mailgun");
+        assert_eq!(email.postmark.as_ref().unwrap().username, "postmark");
+        assert!(c.summary().contains("POST /hooks/sendgrid"));
         assert_eq!(c.channels.pagerduty[0].name, "ops");
         assert_eq!(c.telegram.failure_grace, Duration::from_secs(120));
         assert!(c.heartbeat.is_some());
         assert_eq!(c.channels.webhook[0].name, "soc");
         assert_eq!(c.paging.unmutable, vec![Rule::UnapprovedPost]);
         assert_eq!(c.paging.approve_quorum[&Severity::Critical], 2);
+    }
+
+    #[test]
+    fn email_webhook_errors_name_the_key() {
+        let base = GOOD.to_owned();
+        let cases = [
+            (
+                "[email.sendgrid]\npublic_key = \"bm90IGEga2V5\"\n",
+                "email.sendgrid.public_key",
+            ),
+            ("[email.ses]\ntopic_arns = []\n", "email.ses.topic_arns"),
+            (
+                "[email.ses]\ntopic_arns = [\"arn:aws:sqs:us-east-1:1:q\"]\n",
+                "email.ses.topic_arns[0]",
+            ),
+            (
+                "[email.mailgun]\nsigning_key = \"k\"\nmax_body = 10\n",
+                "email.mailgun.max_body",
+            ),
+            (
+                "[email.postmark]\nusername = \"a:b\"\npassword = \"p\"\n",
+                "email.postmark.username",
+            ),
+            (
+                "[email.mailgun]\nsigning_key = \"k\"\ntolerence = \"1m\"\n",
+                "email.mailgun",
+            ),
+        ];
+        for (extra, key) in cases {
+            let err = Config::parse(&format!("{base}\n{extra}"), "t").unwrap_err();
+            assert!(
+                err.key().is_some_and(|k| k.starts_with(key)),
+                "{extra}: {err}"
+            );
+        }
     }
 
     const CHANNELS: &str = r#"
