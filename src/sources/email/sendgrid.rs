@@ -153,12 +153,12 @@ fn summarize(events: Vec<Event>) -> Vec<MailSummary> {
                 ..Default::default()
             }
         });
-        if matches!(e.event.as_str(), "processed" | "delivered") {
-            if let Some(email) = e.email {
-                let email = email.trim().to_lowercase();
-                if !email.is_empty() && !summary.envelope.contains(&email) {
-                    summary.envelope.push(email);
-                }
+        if matches!(e.event.as_str(), "processed" | "delivered")
+            && let Some(email) = e.email
+        {
+            let email = email.trim().to_lowercase();
+            if !email.is_empty() && !summary.envelope.contains(&email) {
+                summary.envelope.push(email);
             }
         }
         if summary.campaign.is_none() {

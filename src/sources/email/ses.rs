@@ -241,13 +241,13 @@ impl Ses {
                 format!("not a signed SNS message ({err})"),
             )
         })?;
-        if let Some(t) = headers.get(TYPE_HEADER).and_then(|v| v.to_str().ok()) {
-            if t != e.kind {
-                return Err(HookError::refused(
-                    Refusal::BadSignature,
-                    format!("{TYPE_HEADER} {t:?} differs from the signed Type"),
-                ));
-            }
+        if let Some(t) = headers.get(TYPE_HEADER).and_then(|v| v.to_str().ok())
+            && t != e.kind
+        {
+            return Err(HookError::refused(
+                Refusal::BadSignature,
+                format!("{TYPE_HEADER} {t:?} differs from the signed Type"),
+            ));
         }
         if !self.topics.contains(&e.topic_arn) {
             return Err(HookError::refused(
