@@ -15,6 +15,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     bot::{self, BotContext},
     config::{Config, Email},
+    contain::mailer::Mailer,
     detect,
     http::{self, HttpState, health::Readiness, hooks::Hooks},
     incidents::{Incidents, PagingPolicy, Recorded, escalation},
@@ -139,12 +140,19 @@ impl App {
             sns_client,
         } = self;
         let tasks = TaskTracker::new();
+        let mailer = match config.email.as_ref().and_then(|e| e.kill_switch.clone()) {
+            Some(k) => Some(Arc::new(Mailer::new(k)?)),
+            None => None,
+        };
         let incidents = Incidents::new(store.clone(), Arc::new(Notify::new()))
+            .with_auto_pause(mailer.clone().filter(|m| m.auto_pause()))
             .with_group_window(config.grouping.window)
             .with_policy(PagingPolicy::from_config(&config));
         let metrics = Arc::new(Metrics::new(store.clone(), health.clone()));
         let tg = &config.telegram;
-        let send_client = teloxide::net::default_reqwest_settings().build()?;
+        let send_client = teloxide::net::default_reqwest_settings()
+            .timeout(tg.request_timeout)
+            .build()?;
         // getUpdates holds the request open for `long_poll`; its client must wait longer.
         let poll_client = teloxide::net::default_reqwest_settings()
             .timeout(tg.long_poll + Duration::from_secs(15))
@@ -160,7 +168,7 @@ impl App {
         let (tx, rx) = mpsc::channel(PIPELINE_DEPTH);
         let http_client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(20))
+            .timeout(config.general.source_timeout)
             .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
             .build()?;
         for account in &config.accounts {
@@ -173,7 +181,18 @@ impl App {
             };
             tasks.spawn(sources::build(account, ctx));
         }
-        let hooks = match &config.email {
+        let feed_ctx = SourceContext {
+            store: store.clone(),
+            out: tx.clone(),
+            health: health.clone(),
+            shutdown: sources_stop.clone(),
+            http: http_client.clone(),
+        };
+        for feed in sources::build_feeds(config.email.as_ref(), &feed_ctx) {
+            tasks.spawn(feed);
+        }
+        drop(feed_ctx);
+        let hooks = match config.email.as_ref().filter(|e| e.has_webhooks()) {
             Some(email) => {
                 let (inbox, writer) = Inbox::start(store.clone(), tx.clone(), shutdown.clone());
                 tasks.spawn(writer);
@@ -189,11 +208,7 @@ impl App {
         drop(tx);
         tasks.spawn(pipeline(rx, incidents.clone(), metrics.clone()));
         tasks.spawn(release_held(incidents.clone(), shutdown.clone()));
-        let graces: Vec<_> = config
-            .accounts
-            .iter()
-            .map(|a| (a.name.clone(), a.grace()))
-            .collect();
+        let graces = source_graces(&config);
         tasks.spawn(detect::blind::run(
             incidents.clone(),
             health.clone(),
@@ -237,7 +252,8 @@ impl App {
             status: telegram_status.clone(),
         };
         let mut wakes = Vec::new();
-        let pager = TelegramPager::new(send_bot.clone(), tg.chat_id);
+        let pager =
+            TelegramPager::new(send_bot.clone(), tg.chat_id).with_pause_button(mailer.is_some());
         let wake = Arc::new(Notify::new());
         wakes.push(wake.clone());
         tasks.spawn(notify::run(
@@ -265,6 +281,12 @@ impl App {
             wakes,
             shutdown.clone(),
         ));
+        tasks.spawn(notify::store_alarm::run(
+            store.clone(),
+            send_bot.clone(),
+            tg.chat_id,
+            shutdown.clone(),
+        ));
         if let Some(hb) = &config.heartbeat {
             let ctx = HeartbeatContext {
                 config: hb.clone(),
@@ -282,6 +304,7 @@ impl App {
             chat_id: tg.chat_id,
             responders: Arc::new(tg.responders.clone()),
             refused: metrics.refusals.unauthorized_actions.clone(),
+            mailer: mailer.clone(),
             last_ok: metrics.refusals.bot_last_ok.clone(),
         };
         // Replies go through the short-timeout bot; only getUpdates uses the long one.
@@ -295,11 +318,7 @@ impl App {
         let readiness = Readiness {
             store: store.clone(),
             metrics: metrics.clone(),
-            sources: config
-                .accounts
-                .iter()
-                .map(|a| (a.name.clone(), a.grace()))
-                .collect(),
+            sources: source_graces(&config),
             bot_grace: tg.long_poll * 3 + Duration::from_secs(30),
             outbox_max_age: OUTBOX_MAX_AGE,
             telegram_down: telegram_status,
@@ -398,6 +417,22 @@ fn build_hooks(
         mailgun,
         postmark,
     })
+}
+
+/// Every source (social accounts and mail audit feeds) with how long it may fail before it is
+/// blind.
+fn source_graces(config: &Config) -> Vec<(String, Duration)> {
+    use crate::config::AuditFeed;
+    let mut out: Vec<_> = config
+        .accounts
+        .iter()
+        .map(|a| (a.name.clone(), a.grace()))
+        .collect();
+    if let Some(e) = &config.email {
+        out.extend(e.google.iter().map(|g| (g.name.clone(), g.grace())));
+        out.extend(e.m365.iter().map(|m| (m.name.clone(), m.grace())));
+    }
+    out
 }
 
 /// Sources → detect → incidents, one observation at a time so that an account's observations

@@ -19,6 +19,7 @@ pub mod contain;
 pub mod demo;
 pub mod detect;
 pub mod fakes;
+pub mod fuzzing;
 pub mod http;
 pub mod incidents;
 pub mod metrics;

@@ -80,6 +80,7 @@ async fn hooked() -> Hooked {
             password: Secret::new(POSTMARK_PASS),
             max_body: 4096,
         }),
+        ..Default::default()
     });
     let app = App::build(config)
         .await

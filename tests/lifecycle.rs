@@ -147,7 +147,19 @@ async fn readyz_follows_the_sources_and_metrics_move() {
         "monitor.blind resolved",
     )
     .await;
-    let before = scrape().await;
+    // The fake shows the edit before the daemon has read Telegram's answer and counted the
+    // delivery: take "before" once the queue is empty and the count has settled.
+    let mut before = scrape().await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let again = scrape().await;
+        let settled = again["tocsin_outbox_depth"] == 0.0
+            && again["tocsin_pages_delivered_total"] == before["tocsin_pages_delivered_total"];
+        before = again;
+        if settled {
+            break;
+        }
+    }
     assert_eq!(before["tocsin_incidents{state=\"open\"}"], 0.0);
     let profiles = format!("tocsin_observations_total{{account=\"{ACCOUNT}\",kind=\"profile\"}}");
     masto.publish(ACCOUNT_ID, &status_html("send 1 BTC now"));

@@ -1,7 +1,7 @@
 //! `/help`: the commands, as a responder woken at 3 a.m. needs them.
 
 pub const TEXT: &str = "tocsin — pages for unapproved changes on the official accounts.
-Buttons on a page: Ack, Approve (it was us), Resolve.
+Buttons on a page: Ack, Approve (it was us), Resolve; on email pages, Pause mailer.
 /ack N — acknowledge incident N
 /approve N — it was us: approve what incident N found
 /resolve N [contained|false-alarm] — close incident N
@@ -9,4 +9,5 @@ Buttons on a page: Ack, Approve (it was us), Resolve.
 /status — sources, last poll, page queue, mutes
 /mute ACCOUNT DURATION — hold ACCOUNT's pages (e.g. 30m, 2h; at most 7d)
 /unmute ACCOUNT — page ACCOUNT again now
+/pause_mailer N — pause the mailer for email incident N (the mail kill switch)
 /help — this text";

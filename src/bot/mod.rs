@@ -13,6 +13,7 @@ mod approve;
 mod help;
 mod incidents;
 mod mute;
+mod pause_mailer;
 mod resolve;
 mod status;
 mod unmute;
@@ -46,6 +47,8 @@ pub struct BotContext {
     pub responders: Arc<Vec<u64>>,
     /// Refused commands and presses since start.
     pub refused: Arc<AtomicU64>,
+    /// The mail kill switch, when `[email.kill_switch]` is configured.
+    pub mailer: Option<Arc<crate::contain::mailer::Mailer>>,
     /// Unix time of the last successful `getUpdates`, for readiness.
     pub last_ok: Arc<AtomicI64>,
 }
@@ -62,6 +65,7 @@ pub enum Command {
     Status,
     Mute(String, Duration),
     Unmute(String),
+    PauseMailer(u64),
     Help,
     /// A known command used wrongly: the reply is its usage.
     Usage(&'static str),
@@ -86,6 +90,7 @@ impl Command {
             "resolve" => resolve::parse(&args),
             "mute" => mute::parse(&args),
             "unmute" => unmute::parse(&args),
+            "pause_mailer" | "pause-mailer" | "pausemailer" => pause_mailer::parse(&args),
             "incidents" => Command::Incidents,
             "status" => Command::Status,
             "help" | "start" => Command::Help,
@@ -101,6 +106,7 @@ impl Command {
             "ack" => Some(Command::Ack(id)),
             "approve" => Some(Command::Approve(id)),
             "resolve" => Some(Command::Resolve(id, Resolution::Contained)),
+            "pause" => Some(Command::PauseMailer(id)),
             _ => None,
         }
     }
@@ -115,6 +121,7 @@ impl Command {
             Command::Status => status::apply(ctx),
             Command::Mute(account, d) => mute::apply(ctx, &account, d, who).await,
             Command::Unmute(account) => unmute::apply(ctx, &account, who).await,
+            Command::PauseMailer(id) => pause_mailer::apply(ctx, id, who).await,
             Command::Help => help::TEXT.to_owned(),
             Command::Usage(usage) => format!("Usage: {usage}"),
             Command::Unknown(name) => format!("Unknown command /{name}. Send /help for the list."),
@@ -333,5 +340,21 @@ mod tests {
         );
         assert_eq!(Command::from_callback("approve:12:evil"), None);
         assert_eq!(Command::from_callback("delete:1"), None);
+        assert_eq!(
+            Command::from_callback("pause:7"),
+            Some(Command::PauseMailer(7))
+        );
+        assert_eq!(
+            Command::parse("/pause-mailer 7"),
+            Some(Command::PauseMailer(7))
+        );
+        assert_eq!(
+            Command::parse("/pause_mailer@tocsin_bot #7"),
+            Some(Command::PauseMailer(7))
+        );
+        assert_eq!(
+            Command::parse("/pause-mailer"),
+            Some(Command::Usage(pause_mailer::USAGE))
+        );
     }
 }

@@ -19,7 +19,7 @@ use chrono::NaiveTime;
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
-pub use email::Email;
+pub use email::{AuditFeed, Email, GoogleFeed, KillSwitch, M365Feed};
 pub use secret::Secret;
 
 use crate::detect::{Rule, Severity};
@@ -48,7 +48,7 @@ pub struct Config {
     pub escalation: Option<Escalation>,
     #[serde(default)]
     pub paging: Paging,
-    /// Email audit feeds; absent: none.
+    /// Mail feeds and the mail kill switch. Absent: no mail is watched.
     #[serde(default)]
     pub email: Option<Email>,
 }
@@ -210,6 +210,10 @@ pub struct General {
     pub listen: SocketAddr,
     /// Bearer token that guards `/api/v1`.
     pub api_token: Secret,
+    /// How long one platform API call may take before it counts as a failed poll. A hanging
+    /// API must turn into a failure (and, past the grace, `monitor.blind`), never a stuck source.
+    #[serde(default = "default_source_timeout", deserialize_with = "duration")]
+    pub source_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -231,6 +235,10 @@ pub struct Telegram {
     /// revoked, bot removed, chat gone) count at once.
     #[serde(default = "default_failure_grace", deserialize_with = "duration")]
     pub failure_grace: Duration,
+    /// How long one Bot API call other than `getUpdates` may take before it is abandoned and
+    /// retried: a send that hangs must not hold every page queued behind it.
+    #[serde(default = "default_request_timeout", deserialize_with = "duration")]
+    pub request_timeout: Duration,
 }
 
 /// One watched account.
@@ -304,6 +312,12 @@ fn default_api_url() -> Url {
 }
 fn default_long_poll() -> Duration {
     Duration::from_secs(10)
+}
+fn default_source_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(17)
 }
 fn default_poll_interval() -> Duration {
     Duration::from_secs(15)
@@ -442,6 +456,14 @@ impl Config {
                 "list at least one Telegram user id allowed to act on incidents",
             ));
         }
+        for (key, d) in [
+            ("general.source_timeout", self.general.source_timeout),
+            ("telegram.request_timeout", self.telegram.request_timeout),
+        ] {
+            if d < Duration::from_millis(100) || d > Duration::from_secs(300) {
+                return Err(ConfigError::invalid(key, "between 100ms and 5m"));
+            }
+        }
         if self.telegram.long_poll > Duration::from_secs(50) {
             return Err(ConfigError::invalid("telegram.long_poll", "at most 50s"));
         }
@@ -496,6 +518,7 @@ impl Config {
             }
         }
         let mut names = HashSet::new();
+        let mut feed_names: Vec<String> = self.accounts.iter().map(|a| a.name.clone()).collect();
         for (i, account) in self.accounts.iter().enumerate() {
             let key = |field: &str| format!("accounts[{i}].{field}");
             if account.name.trim().is_empty() || account.name.chars().any(char::is_whitespace) {
@@ -531,8 +554,8 @@ impl Config {
             }
         }
         self.validate_channels()?;
-        if let Some(e) = &self.email {
-            e.validate()?;
+        if let Some(email) = &self.email {
+            email.validate(&mut feed_names)?;
         }
         if let Some(h) = &self.heartbeat {
             if let Some(url) = &h.url {
@@ -656,11 +679,23 @@ impl Config {
                 ));
             }
         }
-        if let Some(e) = &self.email {
-            e.summary(&mut out);
-        }
+        let feeds = self
+            .email
+            .as_ref()
+            .is_some_and(|e| {
+                !e.google.is_empty()
+                    || !e.m365.is_empty()
+                    || e.ses.is_some()
+                    || e.sendgrid.is_some()
+                    || e.mailgun.is_some()
+                    || e.postmark.is_some()
+            });
         if self.accounts.is_empty() {
-            out.push_str("accounts      none: nothing will be watched\n");
+            out.push_str(if feeds {
+                "accounts      none: only the mail feeds below are watched\n"
+            } else {
+                "accounts      none: nothing will be watched\n"
+            });
         }
         for a in &self.accounts {
             out.push_str(&format!(
@@ -676,6 +711,9 @@ impl Config {
                     "no token (public fields only)"
                 }
             ));
+        }
+        if let Some(email) = &self.email {
+            email.summary(&mut out);
         }
         out
     }
@@ -856,14 +894,37 @@ poll_interval = "2m"
             )
             .replace("env:TOCSIN_HEARTBEAT_URL", "https://monitor.example/ping/x")
             .replace("env:TOCSIN_MASTODON_WRITE_TOKEN", "w")
+            .replace("env:TOCSIN_M365_CLIENT_SECRET", "m")
+            .replace("env:TOCSIN_MAILER_SECRET", "k")
             .replace(
                 "env:TOCSIN_SENDGRID_VERIFICATION_KEY",
                 &crate::fakes::mail_signers::SendGridSigner::new().public_key(),
             )
             .replace("env:TOCSIN_MAILGUN_SIGNING_KEY", "k")
             .replace("env:TOCSIN_POSTMARK_WEBHOOK_PASSWORD", "p");
+        // The Google key must be a real service-account key: it is checked at load.
+        let key = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(key.path(), test_service_account()).unwrap();
+        let text = text.replace(
+            "file:/etc/tocsin/google-service-account.json",
+            &format!("file:{}", key.path().display()),
+        );
         let c = Config::parse(&text, "example").unwrap();
-        let email = c.email.as_ref().expect("the email webhooks parse");
+        let email = c.email.as_ref().unwrap();
+        assert_eq!(email.google[0].applications.len(), 3);
+        assert_eq!(email.m365[0].api_url.as_str(), "https://manage.office.com/");
+        let k = email.kill_switch.as_ref().unwrap();
+        assert!(!k.auto_pause && k.secret_header.as_deref() == Some("X-Api-Key"));
+        let summary = c.summary();
+        assert!(
+            summary.contains("audit         workspace · google workspace"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("kill switch   POST mailer.internal.example.com"),
+            "{summary}"
+        );
+        assert!(!summary.contains("/admin/pause"), "{summary}");
         assert_eq!(email.ses.as_ref().unwrap().topic_arns.len(), 1);
         assert_eq!(
             email.sendgrid.as_ref().unwrap().tolerance,
@@ -871,7 +932,7 @@ poll_interval = "2m"
         );
         assert_eq!(email.mailgun.as_ref().unwrap().name, "mailgun");
         assert_eq!(email.postmark.as_ref().unwrap().username, "postmark");
-        assert!(c.summary().contains("POST /hooks/sendgrid"));
+        assert!(summary.contains("POST /hooks/sendgrid"), "{summary}");
         assert_eq!(c.channels.pagerduty[0].name, "ops");
         assert_eq!(c.telegram.failure_grace, Duration::from_secs(120));
         assert!(c.heartbeat.is_some());
@@ -913,6 +974,86 @@ poll_interval = "2m"
                 "{extra}: {err}"
             );
         }
+    }
+
+    fn test_service_account() -> String {
+        serde_json::json!({
+            "type": "service_account",
+            "client_email": "t@p.iam.gserviceaccount.com",
+            "private_key": include_str!("../../tests/fixtures/google-service-account-test-key.pem"),
+            "token_uri": "https://oauth2.googleapis.com/token",
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn email_errors_name_the_key() {
+        // A literal TOML string: the JSON goes in as it is.
+        let sa = test_service_account();
+        let email = format!(
+            r#"
+[[email.google]]
+name = "workspace"
+service_account = '{sa}'
+admin = "it@corp.example"
+internal_domains = ["corp.example"]
+
+[[email.m365]]
+name = "exchange"
+tenant = "t"
+client_id = "c"
+client_secret = "s"
+internal_domains = ["corp.example"]
+
+[email.kill_switch]
+url = "https://mailer.example/pause"
+"#
+        );
+        let c = Config::parse(&format!("{GOOD}{email}"), "t.toml").unwrap();
+        assert_eq!(
+            c.email
+                .as_ref()
+                .unwrap()
+                .kill_switch
+                .as_ref()
+                .unwrap()
+                .method,
+            "POST"
+        );
+        let bad = |from: &str, to: &str| err(&format!("{GOOD}{}", email.replace(from, to)));
+        assert_eq!(
+            bad("name = \"exchange\"", "name = \"main\"").key(),
+            Some("email.m365[0].name")
+        );
+        assert_eq!(
+            bad(
+                "internal_domains = [\"corp.example\"]\n\n[[email.m365]]",
+                "internal_domains = []\n\n[[email.m365]]"
+            )
+            .key(),
+            Some("email.google[0].internal_domains")
+        );
+        assert_eq!(
+            bad("admin = \"it@corp.example\"", "admin = \"it\"").key(),
+            Some("email.google[0].admin")
+        );
+        assert_eq!(
+            bad("MII", "AAA").key(),
+            Some("email.google[0].service_account")
+        );
+        assert_eq!(
+            bad(
+                "url = \"https://mailer.example/pause\"",
+                "url = \"https://mailer.example/pause\"\nmethod = \"P O S T\""
+            )
+            .key(),
+            Some("email.kill_switch.method")
+        );
+        assert_eq!(
+            bad("tenant = \"t\"", "tenant = \"t\"\ntennant = \"u\"").key(),
+            Some("email.m365[0].tennant")
+        );
+        assert!(!format!("{c:?}").contains("BEGIN PRIVATE KEY"));
     }
 
     const CHANNELS: &str = r#"

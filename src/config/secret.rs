@@ -26,8 +26,7 @@ impl Secret {
             std::env::var(name)
                 .map_err(|_| format!("environment variable {name} is not set (from {spec:?})"))?
         } else if let Some(path) = spec.strip_prefix("file:") {
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read secret file {path}: {e}"))?
+            read_bounded(path)?
                 .trim_end_matches(['\n', '\r'])
                 .to_owned()
         } else {
@@ -38,6 +37,26 @@ impl Secret {
         }
         Ok(Secret(value))
     }
+}
+
+/// The largest secret file read. A token or key is a few KiB at most; a bound keeps a mistyped
+/// path (`file:/dev/zero`, a log file) from stalling start-up or filling memory.
+pub const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+fn read_bounded(path: &str) -> Result<String, String> {
+    use std::io::Read;
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read secret file {path}: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SECRET_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read secret file {path}: {e}"))?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        return Err(format!(
+            "secret file {path} is larger than {MAX_SECRET_FILE} bytes; is it the right file?"
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| format!("secret file {path} is not UTF-8"))
 }
 
 /// Names where a secret came from without showing a literal one.
@@ -78,6 +97,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tok");
         std::fs::write(&path, "from-file\n").unwrap();
+        let err = Secret::resolve("file:/dev/zero").unwrap_err();
+        assert!(err.contains("larger than"), "{err}");
         let s = Secret::resolve(&format!("file:{}", path.display())).unwrap();
         assert_eq!(s.expose(), "from-file");
         // PATH is always set in a test process; reading it proves the env: branch.

@@ -2,6 +2,8 @@
 //! through the platform's API with the account's write token; the mail kill switch pauses the
 //! mailer. Every attempt and its answer is written in the incident's timeline by the caller.
 
+pub mod mailer;
+
 use serde::{Deserialize, Serialize};
 
 /// How a takedown ended, as the platform answered. Each is shown on the page and in the timeline.

@@ -3,7 +3,8 @@
 //! A fake Mastodon and a fake Bot API listen on 127.0.0.1 ephemeral ports, the real daemon runs
 //! on a temporary sled database, and a script plays a takeover: an approved announcement (no
 //! page), a rogue giveaway post and a bio/link change (two pages), an outsider pressing a button
-//! (refused), then the responder acking the giveaway and approving the bio change. Latency is
+//! (refused), then the responder acking the giveaway and approving the bio change; then a fake
+//! Microsoft 365 tenant reports the CEO's mailbox forwarded out of the company (a page). Latency is
 //! measured from the moment the fake platform changed to the moment the fake Bot API received the
 //! page, so it covers polling, detection, the sled commit and delivery.
 
@@ -18,6 +19,7 @@ use crate::{
     App,
     fakes::{
         loopback_config,
+        m365::{FakeM365, exchange_record},
         mastodon::{FakeMastodon, ProfileUpdate, status_html},
         telegram::{FakeBotApi, FakeUser},
     },
@@ -30,6 +32,10 @@ const TOKEN: &str = "123456:demo-bot-token";
 const API_TOKEN: &str = "demo-api-token";
 const POLL: Duration = Duration::from_millis(500);
 const WAIT: Duration = Duration::from_secs(20);
+const M365_FEED: &str = "exchange";
+const M365_TENANT: &str = "7e1c7c3a-58c2-4a9e-9d1b-2f0ad2c6c0de";
+const M365_CLIENT: &str = "0b4e2b6e-1d2f-4a53-9c3c-6a1f4f0b9e11";
+const M365_SECRET: &str = "demo-m365-secret";
 
 /// What the demo saw, printed at the end.
 pub struct Report {
@@ -115,7 +121,24 @@ pub async fn run() -> Result<Report, DemoError> {
         ),
     );
 
-    let config = loopback_config(state.path(), &bot_api, &masto, ACCOUNT_ID, API_TOKEN, POLL);
+    let m365 = FakeM365::start(M365_TENANT, M365_CLIENT, M365_SECRET)
+        .await
+        .map_err(setup("starting the fake Microsoft 365"))?;
+    let mut config = loopback_config(state.path(), &bot_api, &masto, ACCOUNT_ID, API_TOKEN, POLL);
+    config.email = Some(crate::config::Email {
+        m365: vec![crate::config::M365Feed {
+            name: M365_FEED.into(),
+            tenant: M365_TENANT.into(),
+            client_id: M365_CLIENT.into(),
+            client_secret: crate::config::Secret::new(M365_SECRET),
+            login_url: m365.url(),
+            api_url: m365.url(),
+            poll_interval: POLL,
+            internal_domains: vec!["example.com".into()],
+            grace: None,
+        }],
+        ..crate::config::Email::default()
+    });
     let app = App::build(config).await?;
     let api = format!("http://{}", app.http_addr());
     let health = app.health().clone();
@@ -319,6 +342,53 @@ pub async fn run() -> Result<Report, DemoError> {
         format!("two polls later: still {} pages", bot_api.sent().len()),
     );
 
+    // Meanwhile in the mail tenant: the intruder forwards the CEO's mailbox out of the company.
+    m365.publish(vec![exchange_record(
+        "d7cf7b7d-d471-4509-91d4-08db60408a69",
+        "Set-Mailbox",
+        "it-admin@example.com",
+        "ceo@example.com",
+        &[
+            ("Identity", "ceo@example.com"),
+            (
+                "ForwardingSmtpAddress",
+                "smtp:collect@examp1e-giveaway.example",
+            ),
+            ("DeliverToMailboxAndForward", "True"),
+        ],
+    )]);
+    let forward_at = Instant::now();
+    say(
+        &mut report,
+        "MICROSOFT 365: Set-Mailbox forwards ceo@example.com out of the company".into(),
+    );
+    wait_for(|| bot_api.sent().len() >= 3, "the forwarding's page").await?;
+    let page3 = bot_api.sent()[2].clone();
+    let forward_latency = page3.received_instant.duration_since(forward_at);
+    report
+        .latencies
+        .push(("mailbox forwarding → page".into(), forward_latency));
+    say(
+        &mut report,
+        format!(
+            "PAGE 3 (message {}) after {} ms",
+            page3.message_id,
+            forward_latency.as_millis()
+        ),
+    );
+    report.check(
+        "forwarding paged as mailbox.risky_setting",
+        page3.text.contains("mailbox.risky_setting")
+            && page3.text.contains("forwarding out of domain"),
+    );
+    let polls = health.snapshot()[M365_FEED].polls;
+    wait_for(
+        || health.snapshot()[M365_FEED].polls >= polls + 2,
+        "two audit polls after the forwarding",
+    )
+    .await?;
+    report.check("the forwarding paged once", bot_api.sent().len() == 3);
+
     shutdown.cancel();
     daemon.await??;
     let verify = store.verify_log()?;
@@ -342,7 +412,7 @@ pub async fn run() -> Result<Report, DemoError> {
         ),
     );
     report.incidents = store.incidents()?;
-    for id in [page1.message_id, page2.message_id] {
+    for id in [page1.message_id, page2.message_id, page3.message_id] {
         if let Some(m) = bot_api.message(CHAT, id) {
             report.final_pages.push(m.text);
         }

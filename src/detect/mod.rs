@@ -5,6 +5,7 @@
 //! them in the same transaction as the incident they cause. A crash between the two can then
 //! neither page twice nor forget a post it never paged.
 
+pub mod audit;
 pub mod blind;
 pub mod fingerprint;
 
@@ -136,6 +137,19 @@ pub enum Evidence {
         problem: String,
         since: DateTime<Utc>,
     },
+    /// A mailbox or admin audit event (`mailbox.risky_setting`).
+    Mailbox {
+        feed: String,
+        event_id: String,
+        /// What makes it risky, in words (`forwarding out of domain`).
+        risk: String,
+        actor: String,
+        action: String,
+        target: String,
+        /// `name = value` of the parameter that shows it; empty when the event itself does.
+        parameter: String,
+        at: DateTime<Utc>,
+    },
 }
 
 impl Evidence {
@@ -227,8 +241,9 @@ pub fn evaluate(store: &Store, obs: &Observation) -> Result<Outcome, StoreError>
         ObservationKind::Profile(profile) => {
             evaluate_profile(store, &obs.account, profile, obs.seen_at)
         }
-        // The email rules land with the email feeds.
-        ObservationKind::Mail(_) | ObservationKind::Audit(_) => Ok(Outcome::default()),
+        ObservationKind::Audit(event) => Ok(audit::evaluate(&obs.account, event, obs.seen_at)),
+        // The message rules land with the journal and the provider webhooks.
+        ObservationKind::Mail(_) => Ok(Outcome::default()),
         ObservationKind::Checkpoint { .. } => Ok(Outcome::default()),
     }
 }

@@ -84,6 +84,8 @@ struct Shared {
     base: String,
     authority: String,
     inner: Mutex<Inner>,
+    /// When each status was first handed to a client: the moment a poller could first see it.
+    first_served: Mutex<HashMap<u64, Instant>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -191,6 +193,7 @@ impl FakeMastodon {
                 },
                 requests: Vec::new(),
             }),
+            first_served: Mutex::new(HashMap::new()),
             shutdown,
         });
         let app = Router::new()
@@ -459,6 +462,18 @@ impl FakeMastodon {
             start: Instant::now(),
             used: 0,
         };
+    }
+
+    /// When status `id` was first listed to a client, if it has been: a polled change's latency
+    /// counted from here is what the poller adds after its poll interval's wait.
+    pub fn first_served(&self, id: &str) -> Option<Instant> {
+        let id = parse_id(id)?;
+        self.shared
+            .first_served
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&id)
+            .copied()
     }
 
     /// Requests received whose path starts with `path_prefix`, whatever their outcome.
@@ -1073,6 +1088,16 @@ fn account_statuses(
             .take(limit)
             .collect()
     };
+    {
+        let now = Instant::now();
+        let mut served = shared
+            .first_served
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for s in &page {
+            served.entry(s.id).or_insert(now);
+        }
+    }
     let body = Value::Array(page.iter().map(|s| status_json(shared, inner, s)).collect());
     let endpoint = format!("{}/api/v1/accounts/{account_id}/statuses", shared.base);
     let carried: Vec<(&str, &str)> = LINK_KEYS

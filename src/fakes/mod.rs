@@ -2,6 +2,9 @@
 //! 127.0.0.1 ephemeral ports. The demo plays its story against them and the integration tests
 //! drive them; they never bind or call any other address.
 
+pub mod google;
+pub mod m365;
+pub mod mailer;
 pub mod mail_signers;
 pub mod mastodon;
 pub mod pagerduty;
@@ -73,6 +76,7 @@ pub fn loopback_config(
             state_dir: state.to_owned(),
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             api_token: Secret::new(api_token),
+            source_timeout: Duration::from_secs(20),
         },
         telegram: Telegram {
             bot_token: Secret::new(bot.token()),
@@ -81,6 +85,7 @@ pub fn loopback_config(
             responders: vec![111],
             long_poll: Duration::from_secs(1),
             failure_grace: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(17),
         },
         accounts: vec![Account {
             name: ACCOUNT.into(),

@@ -73,6 +73,38 @@ pub enum Failure {
     /// Sleep, then answer 500, to look like an overloaded server that eventually gives up
     /// (teloxide then adds its own 10 s pause, as for any 5xx). Ends early on `shutdown`.
     Hang(Duration),
+    /// The connection breaks before an answer: headers of a 200, then the body fails. Nothing
+    /// was done.
+    Reset,
+    /// The request is carried out (a message stored), then the connection breaks before the
+    /// answer arrives: the client cannot know it worked, and a retry sends it twice.
+    ResetAfterAccept,
+}
+
+/// A response body that fails at once, so the client sees the connection break mid-answer.
+struct BrokenBody;
+
+impl axum::body::HttpBody for BrokenBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        std::task::Poll::Ready(Some(Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "fake Bot API: connection reset",
+        ))))
+    }
+}
+
+fn broken_response() -> Response {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::new(BrokenBody))
+        .expect("static response")
 }
 
 /// A message as the fake currently stores it, with the text the client sent (markup
@@ -596,7 +628,8 @@ async fn handle(
             .get_mut(&method_key)
             .and_then(VecDeque::pop_front)
     };
-    if let Some(failure) = forced {
+    let accept_then_reset = matches!(forced, Some(Failure::ResetAfterAccept));
+    if let Some(failure) = forced.filter(|_| !accept_then_reset) {
         return forced_response(&shared, failure).await;
     }
     let result = match method_key.as_str() {
@@ -624,6 +657,7 @@ async fn handle(
         _ => Err(ApiError::new(404, "Not Found")),
     };
     match result {
+        _ if accept_then_reset => broken_response(),
         Ok(result) => json_response(StatusCode::OK, &json!({"ok": true, "result": result})),
         Err(error) => error.into_response(),
     }
@@ -646,6 +680,7 @@ async fn forced_response(shared: &Shared, failure: Failure) -> Response {
             }
             ApiError::new(500, "Internal Server Error").into_response()
         }
+        Failure::Reset | Failure::ResetAfterAccept => broken_response(),
     }
 }
 

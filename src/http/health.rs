@@ -45,10 +45,11 @@ impl Readiness {
             ready &= problem.is_none();
             checks.insert(name, problem.map_or_else(|| json!("ok"), |p| json!(p)));
         };
-        put(
-            "store".into(),
-            self.store.log_len().err().map(|e| e.to_string()),
-        );
+        let store_problem = match self.store.write_fault() {
+            Some(f) => Some(format!("refusing writes since {}: {}", f.since, f.error)),
+            None => self.store.log_len().err().map(|e| e.to_string()),
+        };
+        put("store".into(), store_problem);
         let last = self.metrics.refusals.bot_last_ok.load(Ordering::Relaxed);
         let bot = if last == 0 {
             Some("no successful getUpdates yet".to_owned())

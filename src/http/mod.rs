@@ -17,7 +17,10 @@ use std::{
 
 use axum::{
     Router,
-    extract::DefaultBodyLimit,
+    extract::{DefaultBodyLimit, Request},
+    http::StatusCode,
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
 
@@ -29,6 +32,10 @@ use crate::{
 
 /// Approval bodies are a post's text and a few fields; anything larger is not one.
 pub const MAX_BODY: usize = 64 * 1024;
+
+/// Time a request has to arrive whole and be answered. A client dripping its body a byte at a
+/// time would otherwise hold a connection and a task for as long as it likes.
+pub const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct HttpState {
@@ -69,16 +76,75 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/timeline", get(api::timeline))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .merge(hooks)
+        .layer(middleware::from_fn(deadline))
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves.
+/// Answers 408 to a request not received and handled within [`REQUEST_DEADLINE`].
+async fn deadline(req: Request, next: Next) -> Response {
+    let what = format!("{} {}", req.method(), req.uri().path());
+    match tokio::time::timeout(REQUEST_DEADLINE, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(request = %what, "request not complete within the deadline; answered 408");
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request not received within {} s",
+                    REQUEST_DEADLINE.as_secs()
+                ),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Time a client has to send a request's headers. hyper enforces it only with a timer, which
+/// `axum::serve` does not set: without it a client sending a header byte now and then (slowloris)
+/// holds its connection open for ever.
+pub const HEADER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves until `shutdown` resolves, then lets the requests in flight finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: HttpState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    use hyper_util::{
+        rt::{TokioIo, TokioTimer},
+        server::graceful::GracefulShutdown,
+        service::TowerToHyperService,
+    };
+
+    let app = router(state);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of file descriptors and the like: wait rather than spin, keep serving.
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_DEADLINE)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }

@@ -9,8 +9,10 @@
 //! writes both), so a hand-edited timeline is found by `tocsin log verify`.
 
 mod paging;
+mod pause;
 
 pub use paging::{MAX_MUTE, Mute, MuteError, PagingPolicy, Vote, VoteAction, ordinal};
+pub use pause::{PauseError, PauseState, pausable};
 
 pub mod escalation;
 
@@ -123,6 +125,17 @@ pub enum Action {
     Reminded {
         tier: usize,
         number: u32,
+    },
+    /// Someone (a responder's press or command, or `auto_pause`) asked the mail kill switch to
+    /// pause the mailer.
+    PauseRequested,
+    /// One call of the mail kill switch and the mailer's answer.
+    MailerCalled {
+        attempt: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+        detail: String,
+        paused: bool,
     },
 }
 
@@ -255,6 +268,9 @@ pub struct Incidents {
     /// Findings of a groupable rule on the same account within this long of the incident's last
     /// update join it instead of opening another: an attacker's 40 scam posts are one page.
     group_window: std::time::Duration,
+    /// `[email.kill_switch] auto_pause`: the mailer is paused when `email.exposed_recipients`
+    /// opens, without waiting for a press.
+    auto_pause: Option<Arc<crate::contain::mailer::Mailer>>,
 }
 
 /// The default burst window.
@@ -278,7 +294,17 @@ impl Incidents {
             wake,
             group_window: GROUP_WINDOW,
             policy: Arc::default(),
+            auto_pause: None,
         }
+    }
+
+    /// Pauses the mailer through `mailer` whenever an `email.exposed_recipients` incident opens.
+    pub fn with_auto_pause(
+        mut self,
+        mailer: Option<Arc<crate::contain::mailer::Mailer>>,
+    ) -> Incidents {
+        self.auto_pause = mailer;
+        self
     }
 
     /// Sets the burst window; zero turns grouping off.
@@ -329,6 +355,9 @@ impl Incidents {
         }
         if matches!(recorded, Recorded::Opened(_) | Recorded::Updated(_)) {
             self.wake.notify_one();
+        }
+        if let (Recorded::Opened(id), Some(f)) = (recorded, &outcome.finding) {
+            self.auto_pause_if_due(id, f.rule);
         }
         Ok(recorded)
     }
@@ -423,8 +452,9 @@ impl Incidents {
                             .lift()?;
                     }
                 }
-                // Nothing to approve: the channel either works again or it does not.
-                Evidence::Channel { .. } => {}
+                // Nothing to approve: the channel either works again or it does not; a
+                // mailbox setting is approved by being left as it is.
+                Evidence::Channel { .. } | Evidence::Mailbox { .. } => {}
             }
             inc.state = State::Resolved;
             inc.resolution = Some(Resolution::Approved);
@@ -690,7 +720,7 @@ fn member(f: &Finding) -> Member {
         Evidence::Post { fingerprint, .. } | Evidence::PostEdited { fingerprint, .. } => {
             Some(fingerprint.clone())
         }
-        Evidence::Profile { .. } | Evidence::Channel { .. } => None,
+        Evidence::Profile { .. } | Evidence::Channel { .. } | Evidence::Mailbox { .. } => None,
     };
     Member {
         object: f.object.clone(),

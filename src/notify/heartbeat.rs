@@ -36,6 +36,12 @@ pub async fn run(ctx: HeartbeatContext, shutdown: CancellationToken) {
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
+            // A daemon that cannot record anything is not alive in the sense the monitor asks
+            // about: falling silent makes the dead-man switch fire.
+            if ctx.store.write_fault().is_some() {
+                ctx.metrics.heartbeat(false);
+                continue;
+            }
             // The URL usually embeds the monitor's token: never logged, errors without it.
             match ctx.http.get(url.expose()).send().await {
                 Ok(r) if r.status().is_success() => ctx.metrics.heartbeat(true),

@@ -15,6 +15,7 @@
 
 pub mod heartbeat;
 pub mod pagerduty;
+pub mod store_alarm;
 pub mod telegram;
 pub mod webhook;
 
@@ -530,6 +531,12 @@ pub fn summary_line(inc: &Incident) -> String {
         Evidence::Channel {
             channel, problem, ..
         } => format!("{channel}: {problem}"),
+        Evidence::Mailbox {
+            risk,
+            action,
+            target,
+            ..
+        } => format!("{risk}: {action} on {}", telegram::cut(target, 200)),
     };
     telegram::cut(
         &format!(

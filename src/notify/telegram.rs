@@ -13,7 +13,9 @@ use teloxide::{
 
 use crate::{
     detect::{Evidence, Severity},
-    incidents::{Action, Actor, Incident, PageRef, Resolution, State, ordinal},
+    incidents::{
+        Action, Actor, Incident, PageRef, PauseState, Resolution, State, ordinal, pausable,
+    },
     store::digest,
 };
 
@@ -47,6 +49,11 @@ pub struct Rendered {
 }
 
 pub fn render(inc: &Incident) -> Rendered {
+    render_page(inc, false)
+}
+
+/// `pause_button`: a mail kill switch is configured, so email pages offer `Pause mailer`.
+pub fn render_page(inc: &Incident, pause_button: bool) -> Rendered {
     let badge = match inc.severity {
         Severity::Critical => "🔴 CRITICAL",
         Severity::High => "🟠 HIGH",
@@ -119,6 +126,25 @@ pub fn render(inc: &Incident) -> Rendered {
                 since.format("%H:%M:%S UTC")
             );
         }
+        Evidence::Mailbox {
+            feed,
+            risk,
+            actor,
+            action,
+            target,
+            parameter,
+            at,
+            ..
+        } => {
+            t += &format!("Risk: {risk}\n");
+            t += &format!("Actor: {}\n", excerpt(actor));
+            t += &format!("Action: {} ({feed})\n", excerpt(action));
+            t += &format!("Target: {}\n", excerpt(target));
+            if !parameter.is_empty() {
+                t += &format!("Setting: {}\n", excerpt(parameter));
+            }
+            t += &format!("At: {}\n", at.format("%Y-%m-%d %H:%M:%S UTC"));
+        }
     }
     if inc.members.len() > 1 {
         // A burst: the counters first, then the newest few ids, so the page stays short.
@@ -173,6 +199,10 @@ pub fn render(inc: &Incident) -> Rendered {
             names.join(", ")
         );
     }
+    let pause = PauseState::of(inc);
+    if let Some(line) = pause.line() {
+        t += &format!("\n{line}");
+    }
     let t = cut(&t, MAX_TEXT);
     let id = inc.id;
     let button =
@@ -186,10 +216,15 @@ pub fn render(inc: &Incident) -> Rendered {
         State::Acked => vec![button("Approve", "approve"), button("Resolve", "resolve")],
         State::Resolved => vec![],
     };
-    let buttons = if row.is_empty() {
+    let mut rows = vec![row];
+    if pause_button && inc.state != State::Resolved && pausable(inc.rule) && pause.may_press() {
+        rows.push(vec![button("Pause mailer", "pause")]);
+    }
+    rows.retain(|r| !r.is_empty());
+    let buttons = if rows.is_empty() {
         InlineKeyboardMarkup::default()
     } else {
-        InlineKeyboardMarkup::new([row])
+        InlineKeyboardMarkup::new(rows)
     };
     let digest = digest(&format!(
         "{t}\n{}",
@@ -287,6 +322,7 @@ impl Pacer {
 pub struct TelegramPager {
     bot: Bot,
     chat: ChatId,
+    pause_button: bool,
 }
 
 impl TelegramPager {
@@ -294,7 +330,14 @@ impl TelegramPager {
         TelegramPager {
             bot,
             chat: ChatId(chat_id),
+            pause_button: false,
         }
+    }
+
+    /// Email pages get a `Pause mailer` button (a kill switch is configured).
+    pub fn with_pause_button(mut self, on: bool) -> TelegramPager {
+        self.pause_button = on;
+        self
     }
 
     /// Sends a reminder: to the on-call chat as a reply to the page, and to the tier's chat.
@@ -323,13 +366,13 @@ impl TelegramPager {
     pub fn is_current(&self, inc: &Incident) -> bool {
         inc.page
             .as_ref()
-            .is_some_and(|p| p.rendered == render(inc).digest)
+            .is_some_and(|p| p.rendered == render_page(inc, self.pause_button).digest)
     }
 
     /// Brings the incident's page up to date: sends it the first time, edits it afterwards.
     /// Returns where the page is once Telegram confirmed it.
     pub async fn deliver(&self, inc: &Incident) -> Result<PageRef, DeliveryError> {
-        let r = render(inc);
+        let r = render_page(inc, self.pause_button);
         if let Some(page) = &inc.page {
             if page.rendered == r.digest {
                 return Ok(page.clone());

@@ -112,9 +112,14 @@ pub struct Health(Arc<Mutex<BTreeMap<String, SourceHealth>>>);
 
 impl Health {
     pub fn register(&self, account: &str, platform: Platform) {
+        self.register_feed(account, platform.as_str());
+    }
+
+    /// Registers a source that is not a social account (a mail feed: `google`, `m365`).
+    pub fn register_feed(&self, name: &str, platform: &str) {
         let mut map = self.0.lock().expect("health lock");
-        let h = map.entry(account.to_owned()).or_default();
-        h.platform = platform.to_string();
+        let h = map.entry(name.to_owned()).or_default();
+        h.platform = platform.to_owned();
         h.watching_since.get_or_insert_with(Utc::now);
     }
 
@@ -200,6 +205,24 @@ pub enum SourceError {
     Unauthorized { status: u16 },
     #[error("unexpected response for {what}: {detail}")]
     Malformed { what: String, detail: String },
+}
+
+/// The futures of the mail audit pollers, registered for health.
+pub fn build_feeds(
+    email: Option<&crate::config::Email>,
+    ctx: &SourceContext,
+) -> Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
+    let mut out: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> = Vec::new();
+    let Some(email) = email else { return out };
+    for g in &email.google {
+        ctx.health.register_feed(&g.name, "google_workspace");
+        out.push(Box::pin(email::google::run(g.clone(), ctx.clone())));
+    }
+    for m in &email.m365 {
+        ctx.health.register_feed(&m.name, "microsoft_365");
+        out.push(Box::pin(email::m365::run(m.clone(), ctx.clone())));
+    }
+    out
 }
 
 /// Builds the future that watches one account.

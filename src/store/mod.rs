@@ -27,7 +27,7 @@ pub mod timeline_log;
 
 use std::{
     path::Path,
-    sync::{Arc, RwLock},
+    sync::{Arc, Mutex, RwLock},
 };
 
 use chrono::{DateTime, Utc};
@@ -167,6 +167,17 @@ pub struct Store {
     /// The fallback channels of the running configuration; read by [`Tx::enqueue_page`] so
     /// that every code path that queues a page reaches every channel.
     routes: Arc<RwLock<Arc<Vec<Route>>>>,
+    /// The first write the disk refused (full, read-only, I/O error), and when. sled stops
+    /// taking writes after one, so nothing is recorded until a restart: the daemon must say so
+    /// loudly rather than log and carry on (see `notify::store_alarm`).
+    write_fault: Arc<Mutex<Option<WriteFault>>>,
+}
+
+/// A write the state database could not make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteFault {
+    pub since: DateTime<Utc>,
+    pub error: String,
 }
 
 const HEAD: &[u8] = b"approved_log_head";
@@ -268,6 +279,7 @@ impl Store {
             meta: t("meta")?,
             mail_inbox: t("mail_inbox")?,
             routes: Arc::default(),
+            write_fault: Arc::default(),
             db,
         };
         store.migrate_outbox()?;
@@ -314,8 +326,32 @@ impl Store {
     /// Makes every write so far durable. Called after a transaction that created a page, so a
     /// crash right after detection cannot lose it.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        self.db
+            .flush_async()
+            .await
+            .map_err(|e| self.note_fault(e))?;
         Ok(())
+    }
+
+    /// Remembers an I/O failure of the database (the first one counts: later ones follow from
+    /// it) and hands the error on.
+    fn note_fault(&self, e: sled::Error) -> StoreError {
+        if matches!(e, sled::Error::Io(_)) {
+            let mut fault = self.write_fault.lock().unwrap_or_else(|p| p.into_inner());
+            fault.get_or_insert_with(|| WriteFault {
+                since: Utc::now(),
+                error: e.to_string(),
+            });
+        }
+        StoreError::Db(e)
+    }
+
+    /// The disk's refusal to take writes, if it has refused one since start.
+    pub fn write_fault(&self) -> Option<WriteFault> {
+        self.write_fault
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Runs `f` as one atomic transaction over every tree. `f` may run more than once on
@@ -356,7 +392,7 @@ impl Store {
             )
             .map_err(|e| match e {
                 TransactionError::Abort(e) => e,
-                TransactionError::Storage(e) => E::from(StoreError::Db(e)),
+                TransactionError::Storage(e) => E::from(self.note_fault(e)),
             })
     }
 

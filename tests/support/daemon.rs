@@ -74,9 +74,27 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn spawn(config: &Path, log_filter: &str, env: &[(&str, &str)]) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
-            .args(["run", "--config"])
-            .arg(config)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tocsin"));
+        command.args(["run", "--config"]).arg(config);
+        Daemon::start(command, log_filter, env)
+    }
+
+    /// The daemon with no file allowed to grow past `kib` KiB (`ulimit -f`, SIGXFSZ ignored so a
+    /// write fails with EFBIG as on a full disk): a disk that fills up, without root or a mount.
+    pub fn spawn_with_file_limit(config: &Path, log_filter: &str, kib: u64) -> Daemon {
+        let mut command = Command::new("bash");
+        command
+            .arg("-c")
+            .arg(format!(
+                "trap '' XFSZ; ulimit -f {kib}; exec \"$0\" run --config \"$1\""
+            ))
+            .arg(env!("CARGO_BIN_EXE_tocsin"))
+            .arg(config);
+        Daemon::start(command, log_filter, &[])
+    }
+
+    fn start(mut command: Command, log_filter: &str, env: &[(&str, &str)]) -> Daemon {
+        let mut child = command
             .env("TOCSIN_LOG", log_filter)
             .env("TOCSIN_API_TOKEN", API_TOKEN)
             .env("TOCSIN_TELEGRAM_TOKEN", BOT_TOKEN)

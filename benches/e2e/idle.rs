@@ -1,7 +1,7 @@
 //! Idle cost: the release binary watching 50 Mastodon accounts on a loopback fake, sampled from
 //! /proc for 60 s (5 s with `--quick`). Prints one JSON object per line: metric, value, unit.
 //!
-//! Run: `cargo bench --bench idle` (or `cargo bench --bench idle -- --quick`).
+//! Run: `cargo bench --bench e2e -- idle` (add `--quick` for 5 s).
 
 use std::{
     process::{Command, Stdio},
@@ -10,14 +10,9 @@ use std::{
 
 use tocsin::fakes::{mastodon::FakeMastodon, telegram::FakeBotApi};
 
-const ACCOUNTS: usize = 50;
+use crate::common::emit;
 
-fn emit(metric: &str, value: f64, unit: &str) {
-    println!(
-        "{}",
-        serde_json::json!({ "metric": metric, "value": value, "unit": unit })
-    );
-}
+const ACCOUNTS: usize = 50;
 
 /// Resident set size in KiB, from /proc/PID/status.
 fn rss_kib(pid: u32) -> u64 {
@@ -52,9 +47,13 @@ fn ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
-#[tokio::main]
-async fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+pub fn run(quick: bool) {
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(measure(quick));
+}
+
+async fn measure(quick: bool) {
     let window = if quick {
         Duration::from_secs(5)
     } else {
