@@ -462,7 +462,11 @@ async fn postmark_needs_its_basic_auth_and_big_bodies_are_refused() {
     .to_string();
     let auth = ("authorization", basic_auth(POSTMARK_USER, POSTMARK_PASS));
     let (status, answer) = h
-        .post("/hooks/postmark", std::slice::from_ref(&auth), delivery.clone())
+        .post(
+            "/hooks/postmark",
+            std::slice::from_ref(&auth),
+            delivery.clone(),
+        )
         .await;
     assert_eq!(status, 200, "{answer}");
     let inbox = h.inbox();
@@ -486,7 +490,12 @@ async fn postmark_needs_its_basic_auth_and_big_bodies_are_refused() {
     // max_body is 4096 here.
     let big =
         serde_json::json!({"RecordType": "Delivery", "Details": "x".repeat(5000)}).to_string();
-    assert_eq!(h.post("/hooks/postmark", std::slice::from_ref(&auth), big).await.0, 413);
+    assert_eq!(
+        h.post("/hooks/postmark", std::slice::from_ref(&auth), big)
+            .await
+            .0,
+        413
+    );
     assert_eq!(h.rejected("postmark", "too_large").await, 1.0);
     let (status, answer) = h
         .post(

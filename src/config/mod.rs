@@ -679,17 +679,14 @@ impl Config {
                 ));
             }
         }
-        let feeds = self
-            .email
-            .as_ref()
-            .is_some_and(|e| {
-                !e.google.is_empty()
-                    || !e.m365.is_empty()
-                    || e.ses.is_some()
-                    || e.sendgrid.is_some()
-                    || e.mailgun.is_some()
-                    || e.postmark.is_some()
-            });
+        let feeds = self.email.as_ref().is_some_and(|e| {
+            !e.google.is_empty()
+                || !e.m365.is_empty()
+                || e.ses.is_some()
+                || e.sendgrid.is_some()
+                || e.mailgun.is_some()
+                || e.postmark.is_some()
+        });
         if self.accounts.is_empty() {
             out.push_str(if feeds {
                 "accounts      none: only the mail feeds below are watched\n"

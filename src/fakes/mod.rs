@@ -4,8 +4,8 @@
 
 pub mod google;
 pub mod m365;
-pub mod mailer;
 pub mod mail_signers;
+pub mod mailer;
 pub mod mastodon;
 pub mod pagerduty;
 pub mod sns;
