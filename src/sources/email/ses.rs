@@ -20,18 +20,12 @@ use std::{
 use axum::http::HeaderMap;
 use base64::{Engine, engine::general_purpose::STANDARD};
 use chrono::{DateTime, Utc};
-use rsa::{
-    RsaPublicKey,
-    pkcs1v15::{Signature, VerifyingKey},
-    pkcs8::DecodePublicKey,
-    signature::Verifier,
+use ring::signature::{
+    RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey,
 };
 use serde::Deserialize;
 use url::Url;
-use x509_cert::{
-    Certificate,
-    der::{DecodePem, Encode},
-};
+use x509_cert::{Certificate, der::DecodePem};
 
 use super::{
     MailSummary,
@@ -149,7 +143,8 @@ pub struct Ses {
     max_age: chrono::Duration,
     campaign_tag: String,
     fetch: reqwest::Client,
-    certs: Mutex<HashMap<String, Arc<RsaPublicKey>>>,
+    /// The RSA public keys (PKCS#1 DER) of the certificates fetched, by URL.
+    certs: Mutex<HashMap<String, Arc<Vec<u8>>>>,
 }
 
 /// The client used to fetch signing certificates and confirm subscriptions when none is
@@ -271,13 +266,9 @@ impl Ses {
             HookError::refused(Refusal::BadSignature, "the signature is not base64")
         })?;
         let key = self.signing_key(&cert_url).await?;
-        let sig = Signature::try_from(sig.as_slice())
-            .map_err(|_| HookError::refused(Refusal::BadSignature, "the signature is not RSA"))?;
-        let verified = match e.signature_version.as_str() {
-            "1" => VerifyingKey::<sha1::Sha1>::new((*key).clone()).verify(signed.as_bytes(), &sig),
-            "2" => {
-                VerifyingKey::<sha2::Sha256>::new((*key).clone()).verify(signed.as_bytes(), &sig)
-            }
+        let alg = match e.signature_version.as_str() {
+            "1" => &RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+            "2" => &RSA_PKCS1_2048_8192_SHA256,
             v => {
                 return Err(HookError::refused(
                     Refusal::BadSignature,
@@ -285,6 +276,7 @@ impl Ses {
                 ));
             }
         };
+        let verified = UnparsedPublicKey::new(alg, key.as_slice()).verify(signed.as_bytes(), &sig);
         verified.map_err(|_| {
             HookError::refused(
                 Refusal::BadSignature,
@@ -330,7 +322,7 @@ impl Ses {
         }
     }
 
-    async fn signing_key(&self, url: &Url) -> Result<Arc<RsaPublicKey>, HookError> {
+    async fn signing_key(&self, url: &Url) -> Result<Arc<Vec<u8>>, HookError> {
         if let Some(k) = self.certs.lock().expect("cert cache").get(url.as_str()) {
             return Ok(k.clone());
         }
@@ -351,13 +343,12 @@ impl Ses {
             .map_err(|e| unavailable(e.to_string()))?;
         let cert = Certificate::from_pem(pem.as_bytes())
             .map_err(|e| unavailable(format!("not a PEM certificate ({e})")))?;
-        let spki = cert
-            .tbs_certificate
-            .subject_public_key_info
-            .to_der()
-            .map_err(|e| unavailable(e.to_string()))?;
-        let key = RsaPublicKey::from_public_key_der(&spki)
-            .map_err(|e| unavailable(format!("not an RSA key ({e})")))?;
+        let spki = &cert.tbs_certificate.subject_public_key_info;
+        // rsaEncryption: the only key type SNS signs with.
+        if spki.algorithm.oid.to_string() != "1.2.840.113549.1.1.1" {
+            return Err(unavailable("not an RSA key".into()));
+        }
+        let key = spki.subject_public_key.raw_bytes().to_vec();
         let key = Arc::new(key);
         self.certs
             .lock()
