@@ -27,7 +27,8 @@ use crate::{
     sources::{
         self, Health, Observation, ObservationKind, SourceContext,
         email::{
-            mailgun::Mailgun, postmark::Postmark, sendgrid::SendGrid, ses, ses::Ses, webhook::Inbox,
+            journal, mailgun::Mailgun, postmark::Postmark, sendgrid::SendGrid, ses, ses::Ses,
+            webhook::Inbox,
         },
     },
     store::{Route, Store, StoreError, TELEGRAM},
@@ -39,6 +40,8 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 const OUTBOX_MAX_AGE: Duration = Duration::from_secs(120);
 /// Observations buffered between the sources and detect.
 const PIPELINE_DEPTH: usize = 1024;
+/// Channel updates waiting for their source: a burst of posts queues here, not in the bot loop.
+const CHANNEL_DEPTH: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -66,6 +69,8 @@ pub struct App {
     health: Health,
     /// Fetches SNS signing certificates and confirms subscriptions; see [`App::with_sns_client`].
     sns_client: Option<reqwest::Client>,
+    /// The SMTP journal listener, bound with the HTTP one so port 0 is known before running.
+    journal: Option<(tokio::net::TcpListener, SocketAddr)>,
 }
 
 impl App {
@@ -97,6 +102,20 @@ impl App {
         let addr = listener
             .local_addr()
             .map_err(|source| AppError::Bind { addr, source })?;
+        let journal = match config.email.as_ref().and_then(|e| e.journal.as_ref()) {
+            Some(j) => {
+                let listener = journal::bind(j).await.map_err(|source| AppError::Bind {
+                    addr: j.listen,
+                    source,
+                })?;
+                let addr = listener.local_addr().map_err(|source| AppError::Bind {
+                    addr: j.listen,
+                    source,
+                })?;
+                Some((listener, addr))
+            }
+            None => None,
+        };
         Ok(App {
             config,
             store,
@@ -104,6 +123,7 @@ impl App {
             addr,
             health: Health::default(),
             sns_client: None,
+            journal,
         })
     }
 
@@ -125,6 +145,11 @@ impl App {
         &self.store
     }
 
+    /// Where the SMTP journal listener really listens, when `[email.journal]` is configured.
+    pub fn journal_addr(&self) -> Option<SocketAddr> {
+        self.journal.as_ref().map(|(_, a)| *a)
+    }
+
     pub fn health(&self) -> &Health {
         &self.health
     }
@@ -138,7 +163,9 @@ impl App {
             addr,
             health,
             sns_client,
+            journal: journal_listener,
         } = self;
+        store.set_email_rules(config.email.clone());
         let tasks = TaskTracker::new();
         let mailer = match config.email.as_ref().and_then(|e| e.kill_switch.clone()) {
             Some(k) => Some(Arc::new(Mailer::new(k)?)),
@@ -171,6 +198,7 @@ impl App {
             .timeout(config.general.source_timeout)
             .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let mut channel_routes = std::collections::HashMap::new();
         for account in &config.accounts {
             let ctx = SourceContext {
                 store: store.clone(),
@@ -179,6 +207,20 @@ impl App {
                 shutdown: sources_stop.clone(),
                 http: http_client.clone(),
             };
+            if account.platform == crate::config::Platform::TelegramChannel {
+                // Its posts arrive through the bot's getUpdates (see `bot::run`).
+                let (updates_tx, updates_rx) = mpsc::channel(CHANNEL_DEPTH);
+                let chat = account.account_id.trim().parse::<i64>().unwrap_or_default();
+                channel_routes.insert(chat, updates_tx);
+                health.register(&account.name, account.platform);
+                tasks.spawn(sources::telegram_channel::run(
+                    account.clone(),
+                    ctx,
+                    tg.bot_token.clone(),
+                    updates_rx,
+                ));
+                continue;
+            }
             tasks.spawn(sources::build(account, ctx));
         }
         let feed_ctx = SourceContext {
@@ -205,6 +247,27 @@ impl App {
             }
             None => None,
         };
+        if let (Some((listener, _)), Some(j)) = (
+            journal_listener,
+            config.email.as_ref().and_then(|e| e.journal.clone()),
+        ) {
+            let ctx = SourceContext {
+                store: store.clone(),
+                out: tx.clone(),
+                health: health.clone(),
+                shutdown: sources_stop.clone(),
+                http: http_client.clone(),
+            };
+            let queued = Arc::new(Notify::new());
+            let committer = journal::Committer::spawn(store.clone(), queued.clone(), &tasks);
+            tasks.spawn(journal::feed(
+                j.name.clone(),
+                store.clone(),
+                queued,
+                ctx.clone(),
+            ));
+            tasks.spawn(journal::serve(listener, j, committer, ctx));
+        }
         drop(tx);
         tasks.spawn(pipeline(rx, incidents.clone(), metrics.clone()));
         tasks.spawn(release_held(incidents.clone(), shutdown.clone()));
@@ -306,6 +369,9 @@ impl App {
             refused: metrics.refusals.unauthorized_actions.clone(),
             mailer: mailer.clone(),
             last_ok: metrics.refusals.bot_last_ok.clone(),
+            accounts: Arc::new(config.accounts.clone()),
+            http: http_client.clone(),
+            channels: Arc::new(channel_routes),
         };
         // Replies go through the short-timeout bot; only getUpdates uses the long one.
         tasks.spawn(bot::run(
@@ -432,6 +498,15 @@ fn source_graces(config: &Config) -> Vec<(String, Duration)> {
         out.extend(e.google.iter().map(|g| (g.name.clone(), g.grace())));
         out.extend(e.m365.iter().map(|m| (m.name.clone(), m.grace())));
     }
+    // A Mastodon push stream is judged like a source of its own: a dropped stream pages
+    // `monitor.blind` after the account's grace even while the poller still works.
+    out.extend(
+        config
+            .accounts
+            .iter()
+            .filter(|a| a.platform == crate::config::Platform::Mastodon && a.token.is_some())
+            .map(|a| (sources::mastodon::stream_health_key(&a.name), a.grace())),
+    );
     out
 }
 
@@ -447,6 +522,8 @@ async fn pipeline(
         let kind = match &obs.kind {
             ObservationKind::Post(_) => "post",
             ObservationKind::Profile(_) => "profile",
+            ObservationKind::PostDeleted { .. } => "post_deleted",
+            ObservationKind::Admins(_) => "admins",
             ObservationKind::Mail(_) => "mail",
             ObservationKind::Audit(_) => "audit",
             ObservationKind::Checkpoint { .. } => "checkpoint",

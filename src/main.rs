@@ -39,12 +39,16 @@ enum Cmd {
         #[arg(long, default_value = "config/tocsin.toml")]
         config: PathBuf,
     },
-    /// Pre-approve a post before it is published (client of POST /api/v1/approvals).
+    /// Pre-approve a post before it is published, or (`approve campaign`) a planned bulk send
+    /// (client of POST /api/v1/approvals).
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Approve {
-        #[arg(long)]
-        account: String,
-        #[arg(long)]
-        text: String,
+        #[command(subcommand)]
+        what: Option<ApproveWhat>,
+        #[arg(long, required = true)]
+        account: Option<String>,
+        #[arg(long, required = true)]
+        text: Option<String>,
         /// Optional note kept in the approved log.
         #[arg(long)]
         note: Option<String>,
@@ -125,6 +129,28 @@ enum LogCmd {
     Verify {
         #[arg(long, default_value = "state")]
         state: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApproveWhat {
+    /// A planned bulk send: the sender may reach up to --max-recipients envelope recipients per
+    /// --window under the campaign without email.unapproved_bulk paging.
+    Campaign {
+        /// The envelope sender (MAIL FROM).
+        #[arg(long)]
+        sender: String,
+        /// X-Campaign-Id, List-Id or tag of the send; `*` for every campaign of the sender.
+        #[arg(long)]
+        campaign: String,
+        /// Absent: no cap.
+        #[arg(long)]
+        max_recipients: Option<u64>,
+        /// Such as 24h; required with --max-recipients.
+        #[arg(long)]
+        window: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
     },
 }
 
@@ -270,11 +296,40 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             }
         },
         Cmd::Approve {
+            what:
+                Some(ApproveWhat::Campaign {
+                    sender,
+                    campaign,
+                    max_recipients,
+                    window,
+                    api,
+                }),
+            ..
+        } => {
+            let body = serde_json::json!({
+                "type": "campaign", "sender": sender, "campaign": campaign,
+                "max_recipients": max_recipients, "window": window, "by": whoami()
+            });
+            let answer = api
+                .call(reqwest::Method::POST, "/api/v1/approvals", &[], Some(body))
+                .await?;
+            println!(
+                "campaign approved for {}: entry {}",
+                answer["sender"].as_str().unwrap_or("?"),
+                answer["seq"]
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Approve {
+            what: None,
             account,
             text,
             note,
             api,
         } => {
+            let (Some(account), Some(text)) = (account, text) else {
+                anyhow::bail!("give --account and --text, or `approve campaign`");
+            };
             let body = serde_json::json!({ "account": account, "text": text, "note": note, "by": whoami() });
             let answer = api
                 .call(reqwest::Method::POST, "/api/v1/approvals", &[], Some(body))
@@ -542,6 +597,14 @@ fn approval_line(a: &serde_json::Value) -> String {
         }
         "baseline" => format!("baseline {} {}", s(&e["account"]), s(&e["field"])),
         "revocation" => format!("revokes #{}: {}", e["seq"], s(&e["reason"])),
+        "approved_campaign" => {
+            let mut line = format!("campaign {} {}", s(&e["sender"]), s(&e["campaign"]));
+            match (e["max_recipients"].as_u64(), e["window"].as_str()) {
+                (Some(n), Some(w)) => line.push_str(&format!(" up to {n} per {w}")),
+                _ => line.push_str(" uncapped"),
+            }
+            line
+        }
         other => other.to_owned(),
     };
     let mut line = format!("#{} {} {what} by {}", a["seq"], when(&a["at"]), s(&e["by"]));

@@ -224,6 +224,27 @@ async fn ses_notification_exposing_many_recipients_is_recorded_before_the_ok() {
             .await,
         2.0
     );
+    // The exposure pages (email.exposed_recipients), on the webhook's account.
+    until(
+        || {
+            h.store.incidents().unwrap().iter().any(|i| {
+                i.rule == tocsin::detect::Rule::ExposedRecipients && i.account == "ses-bulk"
+            })
+        },
+        "an email.exposed_recipients incident",
+    )
+    .await;
+    until(
+        || {
+            h._fakes
+                .1
+                .sent()
+                .iter()
+                .any(|m| m.chat_id == support::CHAT && m.text.contains("email.exposed_recipients"))
+        },
+        "the exposure page in the on-call chat",
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -1,9 +1,10 @@
 //! `/help`: the commands, as a responder woken at 3 a.m. needs them.
 
 pub const TEXT: &str = "tocsin — pages for unapproved changes on the official accounts.
-Buttons on a page: Ack, Approve (it was us), Resolve; on email pages, Pause mailer.
+Buttons on a page: Ack, Approve (it was us), Take down (posts), Resolve; on email pages, Pause mailer.
 /ack N — acknowledge incident N
 /approve N — it was us: approve what incident N found
+/takedown N — delete incident N's post(s) on the platform
 /resolve N [contained|false-alarm] — close incident N
 /incidents — open incidents
 /status — sources, last poll, page queue, mutes

@@ -16,6 +16,7 @@ mod mute;
 mod pause_mailer;
 mod resolve;
 mod status;
+mod takedown;
 mod unmute;
 
 use std::{
@@ -29,8 +30,9 @@ use std::{
 use teloxide::{
     RequestError,
     prelude::*,
-    types::{AllowedUpdate, CallbackQuery, ChatId, Message, UpdateKind, User},
+    types::{AllowedUpdate, CallbackQuery, ChatId, ChatMemberUpdated, Message, UpdateKind, User},
 };
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -51,6 +53,24 @@ pub struct BotContext {
     pub mailer: Option<Arc<crate::contain::mailer::Mailer>>,
     /// Unix time of the last successful `getUpdates`, for readiness.
     pub last_ok: Arc<AtomicI64>,
+    /// The watched accounts: takedown needs their platform and write token.
+    pub accounts: Arc<Vec<crate::config::Account>>,
+    /// The client takedowns call the platforms with.
+    pub http: reqwest::Client,
+    /// Watched Telegram channels (chat id → their source): channel posts, edits and membership
+    /// changes arrive through this bot's `getUpdates` and are handed over here.
+    pub channels: Arc<std::collections::HashMap<i64, mpsc::Sender<ChannelUpdate>>>,
+}
+
+/// What the update loop hands a watched channel's source.
+#[derive(Debug, Clone)]
+pub enum ChannelUpdate {
+    Post(Box<Message>),
+    Edited(Box<Message>),
+    /// The bot's own membership changed (`my_chat_member`).
+    Bot(Box<ChatMemberUpdated>),
+    /// Someone else's membership or rights changed (`chat_member`).
+    Member(Box<ChatMemberUpdated>),
 }
 
 const OFFSET_CURSOR: &str = "telegram:update_offset";
@@ -60,6 +80,7 @@ const OFFSET_CURSOR: &str = "telegram:update_offset";
 pub enum Command {
     Ack(u64),
     Approve(u64),
+    Takedown(u64),
     Resolve(u64, Resolution),
     Incidents,
     Status,
@@ -87,6 +108,7 @@ impl Command {
         Some(match name.as_str() {
             "ack" => ack::parse(&args),
             "approve" => approve::parse(&args),
+            "takedown" => takedown::parse(&args),
             "resolve" => resolve::parse(&args),
             "mute" => mute::parse(&args),
             "unmute" => unmute::parse(&args),
@@ -105,6 +127,7 @@ impl Command {
         match action {
             "ack" => Some(Command::Ack(id)),
             "approve" => Some(Command::Approve(id)),
+            "takedown" => Some(Command::Takedown(id)),
             "resolve" => Some(Command::Resolve(id, Resolution::Contained)),
             "pause" => Some(Command::PauseMailer(id)),
             _ => None,
@@ -116,6 +139,7 @@ impl Command {
         match self {
             Command::Ack(id) => ack::apply(ctx, id, who).await,
             Command::Approve(id) => approve::apply(ctx, id, who).await,
+            Command::Takedown(id) => takedown::apply(ctx, id, who).await,
             Command::Resolve(id, r) => resolve::apply(ctx, id, r, who).await,
             Command::Incidents => incidents::apply(ctx),
             Command::Status => status::apply(ctx),
@@ -234,6 +258,19 @@ async fn on_callback(bot: &Bot, ctx: &BotContext, q: &CallbackQuery) {
     }
 }
 
+/// Hands a channel update to the channel's source; updates of channels nobody watches are
+/// dropped (the bot may be an admin elsewhere).
+async fn to_channel(ctx: &BotContext, chat: ChatId, update: ChannelUpdate) {
+    match ctx.channels.get(&chat.0) {
+        Some(tx) => {
+            if tx.send(update).await.is_err() {
+                tracing::warn!(chat = chat.0, "channel source stopped; update dropped");
+            }
+        }
+        None => tracing::debug!(chat = chat.0, "update from an unwatched channel"),
+    }
+}
+
 /// Receives updates until shutdown. `updates` long-polls; `bot` answers, with a short timeout.
 pub async fn run(
     updates: Bot,
@@ -255,7 +292,14 @@ pub async fn run(
             .get_updates()
             .offset(offset)
             .timeout(long_poll.as_secs() as u32)
-            .allowed_updates([AllowedUpdate::Message, AllowedUpdate::CallbackQuery]);
+            .allowed_updates([
+                AllowedUpdate::Message,
+                AllowedUpdate::CallbackQuery,
+                AllowedUpdate::ChannelPost,
+                AllowedUpdate::EditedChannelPost,
+                AllowedUpdate::ChatMember,
+                AllowedUpdate::MyChatMember,
+            ]);
         let result = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = request.send() => r,
@@ -269,6 +313,22 @@ pub async fn run(
                     match &update.kind {
                         UpdateKind::Message(m) => on_message(&bot, &ctx, m).await,
                         UpdateKind::CallbackQuery(q) => on_callback(&bot, &ctx, q).await,
+                        UpdateKind::ChannelPost(m) => {
+                            to_channel(&ctx, m.chat.id, ChannelUpdate::Post(Box::new(m.clone())))
+                                .await;
+                        }
+                        UpdateKind::EditedChannelPost(m) => {
+                            let u = ChannelUpdate::Edited(Box::new(m.clone()));
+                            to_channel(&ctx, m.chat.id, u).await;
+                        }
+                        UpdateKind::MyChatMember(c) => {
+                            to_channel(&ctx, c.chat.id, ChannelUpdate::Bot(Box::new(c.clone())))
+                                .await;
+                        }
+                        UpdateKind::ChatMember(c) => {
+                            let u = ChannelUpdate::Member(Box::new(c.clone()));
+                            to_channel(&ctx, c.chat.id, u).await;
+                        }
                         _ => {}
                     }
                     offset = update.id.0 as i32 + 1;

@@ -29,6 +29,18 @@ pub fn apply(ctx: &BotContext) -> String {
         if let Some((at, e)) = &h.last_error {
             out += &format!("\n    last error {}: {e}", at.format("%H:%M:%S UTC"));
         }
+        if let Some(s) = &h.stream {
+            match (s.connected, s.down_since) {
+                (true, _) => out += &format!("\n    push stream connected, {} events", s.events),
+                (false, since) => {
+                    out += &format!(
+                        "\n    push stream DOWN since {}: {}",
+                        since.map_or_else(|| "?".into(), |t| t.format("%H:%M:%S UTC").to_string()),
+                        s.last_error.as_deref().unwrap_or("not connected")
+                    )
+                }
+            }
+        }
         out.push('\n');
     }
     match store.outbox_depth() {

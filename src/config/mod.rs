@@ -19,7 +19,10 @@ use chrono::NaiveTime;
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
-pub use email::{AuditFeed, Email, GoogleFeed, KillSwitch, M365Feed};
+pub use email::{
+    AuditFeed, Email, GoogleFeed, Journal, KillSwitch, M365Feed, NoticeAccount, NoticePattern,
+    SecurityNotices,
+};
 pub use secret::Secret;
 
 use crate::detect::{Rule, Severity};
@@ -184,7 +187,7 @@ impl Escalation {
 }
 
 /// `[paging]`: who is paged when, and how many responders an approval takes. Optional.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Paging {
     /// Rules that page even while their account is muted: changes that are never planned work.
@@ -193,6 +196,30 @@ pub struct Paging {
     /// Severity → distinct responders needed to approve ("it was us"); 1 when not listed.
     #[serde(default)]
     pub approve_quorum: BTreeMap<Severity, u8>,
+    /// Distinct responders needed to take a post down: 1 (default) acts on the first press, 2
+    /// makes a second responder confirm. A deletion cannot be undone, so a stolen phone alone
+    /// should not be able to erase the company's posts where the rotation can afford two.
+    #[serde(default = "default_takedown_quorum")]
+    pub takedown_quorum: u8,
+    /// Page (medium) when a post the company approved is deleted; otherwise the deletion is only
+    /// written in the timeline chain. Default false.
+    #[serde(default)]
+    pub page_approved_deletions: bool,
+}
+
+impl Default for Paging {
+    fn default() -> Self {
+        Paging {
+            unmutable: Vec::new(),
+            approve_quorum: BTreeMap::new(),
+            takedown_quorum: default_takedown_quorum(),
+            page_approved_deletions: false,
+        }
+    }
+}
+
+fn default_takedown_quorum() -> u8 {
+    1
 }
 
 /// The most responders a quorum may ask for: on-call rotations are small, and a quorum nobody
@@ -264,7 +291,20 @@ pub struct Account {
     /// Default: three poll intervals, at least 30 s. A refused token is blind at once.
     #[serde(default, deserialize_with = "opt_duration")]
     pub grace: Option<Duration>,
+    /// Bluesky: the PLC directory that resolves `did:plc:` identities. Default
+    /// `https://plc.directory`.
+    #[serde(default)]
+    pub plc_url: Option<Url>,
+    /// Bluesky: the Jetstream `subscribe` endpoint pushing the account's commits. Default
+    /// `wss://jetstream2.us-east.bsky.network/subscribe`.
+    #[serde(default)]
+    pub jetstream_url: Option<Url>,
 }
+
+/// The public PLC directory.
+pub const DEFAULT_PLC_URL: &str = "https://plc.directory";
+/// One of Bluesky's public Jetstream instances.
+pub const DEFAULT_JETSTREAM_URL: &str = "wss://jetstream2.us-east.bsky.network/subscribe";
 
 impl Account {
     /// How long this source may go without a successful poll before it counts as blind: a
@@ -272,6 +312,20 @@ impl Account {
     pub fn grace(&self) -> Duration {
         self.grace
             .unwrap_or_else(|| (self.poll_interval * 3).max(Duration::from_secs(30)))
+    }
+
+    /// The PLC directory for a Bluesky account.
+    pub fn plc_url(&self) -> Url {
+        self.plc_url
+            .clone()
+            .unwrap_or_else(|| Url::parse(DEFAULT_PLC_URL).expect("constant URL"))
+    }
+
+    /// The Jetstream endpoint for a Bluesky account.
+    pub fn jetstream_url(&self) -> Url {
+        self.jetstream_url
+            .clone()
+            .unwrap_or_else(|| Url::parse(DEFAULT_JETSTREAM_URL).expect("constant URL"))
     }
 }
 
@@ -476,6 +530,15 @@ impl Config {
                 ));
             }
         }
+        if !(1..=MAX_QUORUM).contains(&self.paging.takedown_quorum) {
+            return Err(ConfigError::invalid(
+                "paging.takedown_quorum",
+                format!(
+                    "between 1 and {MAX_QUORUM} responders, not {}",
+                    self.paging.takedown_quorum
+                ),
+            ));
+        }
         if let Some(e) = &self.escalation {
             let short = Duration::from_millis(100);
             let mut intervals = vec![(
@@ -533,19 +596,35 @@ impl Config {
                     format!("`{}` is used by another account", account.name),
                 ));
             }
-            if account.platform != Platform::Mastodon {
+            if !matches!(
+                account.platform,
+                Platform::Mastodon | Platform::TelegramChannel | Platform::Bluesky
+            ) {
                 return Err(ConfigError::invalid(
                     key("platform"),
                     format!(
-                        "`{}` is not supported by this build yet; supported: mastodon",
+                        "`{}` is not supported by this build yet; supported: mastodon, telegram_channel, bluesky",
                         account.platform
                     ),
+                ));
+            }
+            if account.platform == Platform::TelegramChannel
+                && !account
+                    .account_id
+                    .trim()
+                    .parse::<i64>()
+                    .is_ok_and(|id| id < 0)
+            {
+                return Err(ConfigError::invalid(
+                    key("account_id"),
+                    "the channel's chat id: a negative number, like -1001234567890",
                 ));
             }
             check_http_url(&key("base_url"), &account.base_url)?;
             if account.account_id.trim().is_empty() {
                 return Err(ConfigError::invalid(key("account_id"), "must not be empty"));
             }
+            validate_bluesky_keys(account, &key)?;
             if account.poll_interval < MIN_POLL_INTERVAL {
                 return Err(ConfigError::invalid(
                     key("poll_interval"),
@@ -694,9 +773,58 @@ impl Config {
                 "accounts      none: nothing will be watched\n"
             });
         }
-        for a in &self.accounts {
+        for a in self
+            .accounts
+            .iter()
+            .filter(|a| a.platform == Platform::TelegramChannel)
+        {
             out.push_str(&format!(
-                "watch         {} · {} {} account {} · every {} · {}\n",
+                "watch         {} · telegram_channel chat {} · channel posts and edits pushed to the bot (it must be an admin) · title, description, photo, pinned message and admins polled every {} · takedown {}\n",
+                a.name,
+                a.account_id,
+                humantime::format_duration(a.poll_interval),
+                if a.write_token.is_some() {
+                    "by deleteMessage (within 48 h)"
+                } else {
+                    "off (no write_token)"
+                }
+            ));
+        }
+        let p = &self.paging;
+        out.push_str(&format!(
+            "takedown      {} responder(s) per takedown · approved-post deletions {}\n",
+            p.takedown_quorum,
+            if p.page_approved_deletions {
+                "paged (medium)"
+            } else {
+                "recorded, not paged"
+            }
+        ));
+        for a in self
+            .accounts
+            .iter()
+            .filter(|a| a.platform != Platform::TelegramChannel)
+        {
+            if a.platform == Platform::Bluesky {
+                out.push_str(&format!(
+                    "watch         {} · bluesky {} · identity via {} (PLC {}) · posts and profile \
+                     from its PDS every {} · push from Jetstream {} · takedown {}\n",
+                    a.name,
+                    a.account_id,
+                    a.base_url,
+                    a.plc_url(),
+                    humantime::format_duration(a.poll_interval),
+                    a.jetstream_url(),
+                    if a.write_token.is_some() {
+                        "with an app password session"
+                    } else {
+                        "not configured (no write_token)"
+                    }
+                ));
+                continue;
+            }
+            out.push_str(&format!(
+                "watch         {} · {} {} account {} · every {} · {}{}\n",
                 a.name,
                 a.platform,
                 a.base_url,
@@ -706,6 +834,11 @@ impl Config {
                     "token set"
                 } else {
                     "no token (public fields only)"
+                },
+                if a.write_token.is_some() {
+                    " · takedown on"
+                } else {
+                    " · takedown off (no write_token)"
                 }
             ));
         }
@@ -714,6 +847,58 @@ impl Config {
         }
         out
     }
+}
+
+/// The Bluesky keys: only on Bluesky accounts, with the schemes their services speak.
+fn validate_bluesky_keys(
+    account: &Account,
+    key: &dyn Fn(&str) -> String,
+) -> Result<(), ConfigError> {
+    if account.platform != Platform::Bluesky {
+        for (name, set) in [
+            ("plc_url", account.plc_url.is_some()),
+            ("jetstream_url", account.jetstream_url.is_some()),
+        ] {
+            if set {
+                return Err(ConfigError::invalid(
+                    key(name),
+                    format!(
+                        "only for platform = \"bluesky\", not `{}`",
+                        account.platform
+                    ),
+                ));
+            }
+        }
+        return Ok(());
+    }
+    let id = account.account_id.trim();
+    let is_did = id.starts_with("did:plc:") || id.starts_with("did:web:");
+    let is_handle = !id.starts_with("did:")
+        && id.contains('.')
+        && !id.starts_with('@')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    if !is_did && !is_handle {
+        return Err(ConfigError::invalid(
+            key("account_id"),
+            format!(
+                "`{id}` is neither a did:plc:/did:web: DID nor a handle like example.bsky.social"
+            ),
+        ));
+    }
+    if let Some(url) = &account.plc_url {
+        check_http_url(&key("plc_url"), url)?;
+    }
+    if let Some(url) = &account.jetstream_url
+        && !(matches!(url.scheme(), "ws" | "wss") && url.has_host())
+    {
+        return Err(ConfigError::invalid(
+            key("jetstream_url"),
+            format!("`{url}` is not a ws(s) URL"),
+        ));
+    }
+    Ok(())
 }
 
 fn severities(s: &Option<Vec<Severity>>) -> String {
@@ -863,7 +1048,11 @@ poll_interval = "2m"
             .replace("env:TOCSIN_TELEGRAM_TOKEN", "b")
             .replace("env:TOCSIN_MASTODON_TOKEN", "c");
         let c = Config::parse(&text, "example").unwrap();
-        assert_eq!(c.accounts.len(), 1);
+        assert_eq!(c.accounts.len(), 2);
+        assert_eq!(c.accounts[1].platform, Platform::TelegramChannel);
+        assert!(c.accounts[1].write_token.is_some());
+        assert_eq!(c.paging.takedown_quorum, 1);
+        assert!(c.summary().contains("telegram_channel chat -1001234567890"));
         assert!(
             c.channels.is_empty() && c.heartbeat.is_none(),
             "optional: off"
@@ -893,6 +1082,7 @@ poll_interval = "2m"
             .replace("env:TOCSIN_MASTODON_WRITE_TOKEN", "w")
             .replace("env:TOCSIN_M365_CLIENT_SECRET", "m")
             .replace("env:TOCSIN_MAILER_SECRET", "k")
+            .replace("env:TOCSIN_BLUESKY_APP_PASSWORD", "app-pass")
             .replace(
                 "env:TOCSIN_SENDGRID_VERIFICATION_KEY",
                 &crate::fakes::mail_signers::SendGridSigner::new().public_key(),
@@ -930,12 +1120,45 @@ poll_interval = "2m"
         assert_eq!(email.mailgun.as_ref().unwrap().name, "mailgun");
         assert_eq!(email.postmark.as_ref().unwrap().username, "postmark");
         assert!(summary.contains("POST /hooks/sendgrid"), "{summary}");
+        let sky = c.account("bluesky-main").expect("the Bluesky example");
+        assert_eq!(sky.platform, Platform::Bluesky);
+        assert_eq!(sky.jetstream_url().as_str(), DEFAULT_JETSTREAM_URL);
         assert_eq!(c.channels.pagerduty[0].name, "ops");
         assert_eq!(c.telegram.failure_grace, Duration::from_secs(120));
         assert!(c.heartbeat.is_some());
         assert_eq!(c.channels.webhook[0].name, "soc");
         assert_eq!(c.paging.unmutable, vec![Rule::UnapprovedPost]);
         assert_eq!(c.paging.approve_quorum[&Severity::Critical], 2);
+        let email = c.email.as_ref().expect("[email] parses");
+        assert_eq!(email.max_visible_recipients, 25);
+        assert_eq!(email.bulk_window, Duration::from_secs(3600));
+        assert_eq!(email.journal.as_ref().unwrap().listen.port(), 2525);
+        assert_eq!(email.security_notices.accounts[0].account, "x-main");
+        assert_eq!(email.security_notices.patterns.len(), 5, "the defaults");
+        assert!(
+            c.summary().contains("email journal journal"),
+            "{}",
+            c.summary()
+        );
+    }
+
+    #[test]
+    fn email_errors_name_the_dotted_key() {
+        let e = err(&format!("{GOOD}\n[email]\nmax_visible_recipients = 0\n"));
+        assert_eq!(e.key(), Some("email.max_visible_recipients"));
+        let e = err(&format!("{GOOD}\n[email]\ninternal_domains = [\"a@b\"]\n"));
+        assert_eq!(e.key(), Some("email.internal_domains[0]"));
+        let e = err(&format!("{GOOD}\n[email.journal]\nlisten = \"nowhere\"\n"));
+        assert_eq!(e.key(), Some("email.journal.listen"));
+        let e = err(&format!("{GOOD}\n[email.journal]\nmax_mesage_size = 1\n"));
+        assert!(
+            e.to_string().contains("did you mean `max_message_size`"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{GOOD}\n[[email.security_notices.accounts]]\naccount = \"a\"\nplatform = \"myspace\"\naddress = \"a@b.example\"\n"
+        ));
+        assert_eq!(e.key(), Some("email.security_notices.accounts[0].platform"));
     }
 
     #[test]
@@ -1139,6 +1362,49 @@ failure_grace = \"2 parsecs\"",
         assert!(e.to_string().ends_with("did you mean `unmutable`?"), "{e}");
     }
 
+    const BLUESKY: &str = r#"
+[[accounts]]
+name = "sky"
+platform = "bluesky"
+base_url = "https://bsky.social"
+account_id = "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
+"#;
+
+    #[test]
+    fn bluesky_accounts_parse_with_defaults_and_bad_keys_are_named() {
+        let c = Config::parse(&format!("{GOOD}{BLUESKY}"), "t.toml").unwrap();
+        let sky = &c.accounts[1];
+        assert_eq!(sky.plc_url().as_str(), "https://plc.directory/");
+        assert_eq!(sky.jetstream_url().as_str(), DEFAULT_JETSTREAM_URL);
+        let summary = c.summary();
+        assert!(
+            summary.contains("sky · bluesky did:plc:ewvi7nxzyoun6zhxrhs64oiz")
+                && summary.contains("push from Jetstream wss://")
+                && summary.contains("takedown not configured"),
+            "{summary}"
+        );
+        let handle = BLUESKY.replace(
+            "did:plc:ewvi7nxzyoun6zhxrhs64oiz",
+            "examplecorp.bsky.social",
+        );
+        assert!(Config::parse(&format!("{GOOD}{handle}"), "t.toml").is_ok());
+        let e = err(&format!(
+            "{GOOD}{}",
+            BLUESKY.replace("did:plc:ewvi7nxzyoun6zhxrhs64oiz", "@examplecorp")
+        ));
+        assert_eq!(e.key(), Some("accounts[1].account_id"));
+        let e = err(&format!(
+            "{GOOD}{BLUESKY}jetstream_url = \"https://jetstream.example/subscribe\"\n"
+        ));
+        assert_eq!(e.key(), Some("accounts[1].jetstream_url"));
+        let e = err(&format!("{GOOD}plc_url = \"https://plc.directory\"\n"));
+        assert_eq!(e.key(), Some("accounts[0].plc_url"));
+        assert!(
+            e.to_string().contains("only for platform = \"bluesky\""),
+            "{e}"
+        );
+    }
+
     #[test]
     fn missing_key_is_named() {
         let e = err(&GOOD.replace("chat_id = -100\n", ""));
@@ -1160,5 +1426,13 @@ failure_grace = \"2 parsecs\"",
         assert_eq!(e.key(), Some("accounts[0].platform"));
         let e = err(&GOOD.replace("platform = \"mastodon\"", "platform = \"myspace\""));
         assert_eq!(e.key(), Some("accounts[0].platform"));
+        let e = err(&GOOD.replace("platform = \"mastodon\"", "platform = \"telegram_channel\""));
+        assert_eq!(
+            e.key(),
+            Some("accounts[0].account_id"),
+            "a channel id is a number"
+        );
+        let e = err(&format!("{GOOD}\n[paging]\ntakedown_quorum = 9\n"));
+        assert_eq!(e.key(), Some("paging.takedown_quorum"));
     }
 }

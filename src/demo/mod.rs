@@ -3,10 +3,15 @@
 //! A fake Mastodon and a fake Bot API listen on 127.0.0.1 ephemeral ports, the real daemon runs
 //! on a temporary sled database, and a script plays a takeover: an approved announcement (no
 //! page), a rogue giveaway post and a bio/link change (two pages), an outsider pressing a button
-//! (refused), then the responder acking the giveaway and approving the bio change; then a fake
+//! (refused), then the responder acking the giveaway and taking it down from the chat (the fake
+//! Mastodon deletes it, the timeline records it), and approving the bio change; then a fake
 //! Microsoft 365 tenant reports the CEO's mailbox forwarded out of the company (a page). Latency is
 //! measured from the moment the fake platform changed to the moment the fake Bot API received the
 //! page, so it covers polling, detection, the sled commit and delivery.
+//!
+//! Then the leaky bulk send: an SMTP client plays the company's MTA and journals the first
+//! 1,000-recipient batch, every address visible in `To:`, to the journal listener; the page
+//! with its counters is timed from the batch's last byte to the fake Bot API's receipt.
 
 use std::{
     fmt,
@@ -21,6 +26,7 @@ use crate::{
         loopback_config,
         m365::{FakeM365, exchange_record},
         mastodon::{FakeMastodon, ProfileUpdate, status_html},
+        smtp::{SmtpClient, customers, leaky_message},
         telegram::{FakeBotApi, FakeUser},
     },
     incidents::{Incident, State},
@@ -30,6 +36,7 @@ const CHAT: i64 = crate::fakes::ONCALL_CHAT;
 const ACCOUNT_ID: &str = "109302";
 const TOKEN: &str = "123456:demo-bot-token";
 const API_TOKEN: &str = "demo-api-token";
+const WRITE_TOKEN: &str = "demo-mastodon-write-token";
 const POLL: Duration = Duration::from_millis(500);
 const WAIT: Duration = Duration::from_secs(20);
 const M365_FEED: &str = "exchange";
@@ -137,9 +144,20 @@ pub async fn run() -> Result<Report, DemoError> {
             internal_domains: vec!["example.com".into()],
             grace: None,
         }],
+        internal_domains: vec!["exchange.example".into()],
+        journal: Some(crate::config::Journal {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..Default::default()
+        }),
         ..crate::config::Email::default()
     });
+    // The takedown credential: the fake Mastodon only lets this token delete.
+    config.accounts[0].write_token = Some(crate::config::Secret::new(WRITE_TOKEN));
+    masto.require_write_token(Some(WRITE_TOKEN.into()));
     let app = App::build(config).await?;
+    let journal = app
+        .journal_addr()
+        .ok_or_else(|| DemoError::Stalled("the journal listener is not bound".into()))?;
     let api = format!("http://{}", app.http_addr());
     let health = app.health().clone();
     let store = app.store().clone();
@@ -300,6 +318,39 @@ pub async fn run() -> Result<Report, DemoError> {
         &mut report,
         format!("@alice_oncall pressed Ack on #{rogue_incident}"),
     );
+    // …and takes the giveaway down from the chat.
+    bot_api.press_button(
+        CHAT,
+        &responder,
+        page1.message_id,
+        &format!("takedown:{rogue_incident}"),
+    );
+    wait_for(
+        || store_state(&store, rogue_incident) == Some(State::Resolved),
+        "the takedown",
+    )
+    .await?;
+    let taken_down = !masto.has_status(&rogue);
+    let timeline_says = store.incident(rogue_incident)?.is_some_and(|i| {
+        i.timeline.iter().any(|e| {
+            matches!(
+                &e.action,
+                crate::incidents::Action::TakedownResult {
+                    outcome: crate::contain::TakedownOutcome::Deleted,
+                    ..
+                }
+            )
+        })
+    });
+    report.check("the rogue post is deleted on Mastodon", taken_down);
+    report.check("the timeline records the takedown", timeline_says);
+    say(
+        &mut report,
+        format!(
+            "@alice_oncall pressed Take down on #{rogue_incident}: fake Mastodon has post {rogue}: {}; timeline: takedown_result deleted = {timeline_says}; resolved (contained)",
+            !taken_down
+        ),
+    );
     bot_api.press_button(
         CHAT,
         &responder,
@@ -389,6 +440,70 @@ pub async fn run() -> Result<Report, DemoError> {
     .await?;
     report.check("the forwarding paged once", bot_api.sent().len() == 3);
 
+    // The leaky bulk send: the mailer, sped up, puts 1,000 customers in one visible To: header.
+    let mut smtp = SmtpClient::connect(journal)
+        .await
+        .map_err(setup("connecting to the journal listener"))?;
+    say(
+        &mut report,
+        format!("MTA connected to the journal listener on {journal}"),
+    );
+    let customers_1 = customers(1, 1000, 40);
+    let sender = "statements@exchange.example";
+    let batch = leaky_message(
+        sender,
+        &customers_1,
+        "Your monthly statement",
+        "batch-1@exchange.example",
+    );
+    let pages_before = bot_api.sent().len();
+    let batch_at = Instant::now();
+    let reply = smtp
+        .send(sender, &customers_1, &batch)
+        .await
+        .map_err(setup("journaling the first batch"))?;
+    report.check("journal listener answers 250", reply.code == 250);
+    say(
+        &mut report,
+        format!(
+            "LEAKY batch 1 journaled: 1,000 recipients, all visible in To: → {} {}",
+            reply.code,
+            reply.text.trim()
+        ),
+    );
+    wait_for(|| bot_api.sent().len() > pages_before, "the leak's page").await?;
+    let page4 = bot_api.sent()[pages_before].clone();
+    let leak_latency = page4.received_instant.duration_since(batch_at);
+    report
+        .latencies
+        .push(("leaky batch sent → page".into(), leak_latency));
+    say(
+        &mut report,
+        format!(
+            "PAGE 4 (message {}) after {} ms: {}",
+            page4.message_id,
+            leak_latency.as_millis(),
+            page4
+                .text
+                .lines()
+                .find(|l| l.starts_with("Messages:"))
+                .unwrap_or("")
+        ),
+    );
+    report.check(
+        "leak page counts 1,000 exposed addresses over 40 domains",
+        page4
+            .text
+            .contains("Messages: 1 · exposed addresses: 1000 · domains: 40"),
+    );
+    report.check(
+        "no customer address in clear on the page",
+        !page4.text.contains("customer1x"),
+    );
+    // Containment of the leak (pausing the mailer before batch 2) plays here once the mail
+    // kill switch exists.
+    let _ = smtp.quit().await;
+
     shutdown.cancel();
     daemon.await??;
     let verify = store.verify_log()?;
@@ -412,7 +527,12 @@ pub async fn run() -> Result<Report, DemoError> {
         ),
     );
     report.incidents = store.incidents()?;
-    for id in [page1.message_id, page2.message_id, page3.message_id] {
+    for id in [
+        page1.message_id,
+        page2.message_id,
+        page3.message_id,
+        page4.message_id,
+    ] {
         if let Some(m) = bot_api.message(CHAT, id) {
             report.final_pages.push(m.text);
         }
@@ -455,7 +575,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "tocsin demo — a takeover of a watched Mastodon account\n"
+            "tocsin demo — a takeover of a watched Mastodon account, then a leaky bulk send\n"
         )?;
         for l in &self.lines {
             writeln!(f, "{l}")?;

@@ -35,6 +35,19 @@ pub fn judge(
     if h.refused {
         return Some((error(), h.failing_since.unwrap_or(now)));
     }
+    // A push stream down past the grace: the poller may still see, but only a poll late.
+    if let Some(stream) = &h.stream
+        && let Some(since) = stream.down_since
+    {
+        let down_for = (now - since).to_std().unwrap_or_default();
+        if down_for > grace {
+            let why = stream.last_error.as_deref().unwrap_or("not connected");
+            return Some((
+                format!("push stream down: {why} for {}s", down_for.as_secs()),
+                since,
+            ));
+        }
+    }
     let since = match (h.failing_since, h.last_success) {
         (Some(f), _) => f,
         (None, None) => h.watching_since?,
@@ -107,7 +120,10 @@ pub async fn run(
                         }
                     }
                 }
-                (None, Some(inc)) if h.last_success.is_some_and(|t| t > inc.opened_at) => {
+                (None, Some(inc))
+                    if h.last_success.is_some_and(|t| t > inc.opened_at)
+                        && h.stream.as_ref().is_none_or(|s| s.connected) =>
+                {
                     match incidents
                         .resolve(inc.id, &Actor::system(), Resolution::Contained)
                         .await

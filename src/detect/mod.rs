@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod blind;
+pub mod email;
 pub mod fingerprint;
 
 use std::{collections::BTreeMap, fmt};
@@ -137,6 +138,10 @@ pub enum Evidence {
         problem: String,
         since: DateTime<Utc>,
     },
+    /// A leaky or bulk send: counters over the burst, a few masked samples.
+    Mail(email::MailEvidence),
+    /// A platform's security mail about one of the company's social accounts.
+    SecurityNotice(email::NoticeEvidence),
     /// A mailbox or admin audit event (`mailbox.risky_setting`).
     Mailbox {
         feed: String,
@@ -188,6 +193,20 @@ pub enum Write {
         value: String,
         by: String,
     },
+    /// Recipients a sender reached, added to its volume bucket (`email.unapproved_bulk`).
+    MailVolume {
+        sender: String,
+        /// Start of the bucket, seconds since the epoch.
+        bucket: i64,
+        recipients: u64,
+    },
+    /// The addresses (hashed) and external domains a leaky message showed. Not a write of its
+    /// own: `incidents::record` adds them to the set of the incident the finding joins, which
+    /// only it knows.
+    MailExposure {
+        addresses: Vec<[u8; 8]>,
+        domains: Vec<String>,
+    },
 }
 
 impl Write {
@@ -209,7 +228,20 @@ impl Write {
                 value,
                 by,
             } => tx.set_baseline(account, field, value, by, at),
+            Write::MailVolume {
+                sender,
+                bucket,
+                recipients,
+            } => tx.add_mail_volume(sender, *bucket, *recipients),
+            Write::MailExposure { .. } => Ok(()),
         }
+    }
+
+    /// Whether the write must be on disk before the pipeline goes on. Volume counters need
+    /// not: they are written before the queue's checkpoint, so a crash that loses them loses
+    /// the checkpoint too and the message is judged again.
+    pub fn needs_flush(&self) -> bool {
+        !matches!(self, Write::MailVolume { .. } | Write::MailExposure { .. })
     }
 }
 
@@ -225,9 +257,19 @@ pub const FIRST_SNAPSHOT: &str = "tocsin (first snapshot)";
 
 /// Profile fields whose change hands the account or its audience to someone else.
 fn field_severity(field: &str, after: &str) -> Severity {
-    let critical = matches!(field, "url" | "handle" | "moved" | "email")
-        || (field.starts_with("field:")
-            && (after.contains("http://") || after.contains("https://")));
+    // Identity: who answers for the account (handle, PDS, keys) or whether it still exists.
+    let critical = matches!(
+        field,
+        "url"
+            | "handle"
+            | "moved"
+            | "email"
+            | "pds"
+            | "rotation_keys"
+            | "signing_key"
+            | "account_status"
+    ) || (field.starts_with("field:")
+        && (after.contains("http://") || after.contains("https://")));
     if critical {
         Severity::Critical
     } else {
@@ -241,9 +283,14 @@ pub fn evaluate(store: &Store, obs: &Observation) -> Result<Outcome, StoreError>
         ObservationKind::Profile(profile) => {
             evaluate_profile(store, &obs.account, profile, obs.seen_at)
         }
+        ObservationKind::Admins(admins) => {
+            evaluate_admins(store, &obs.account, admins, obs.seen_at)
+        }
+        ObservationKind::PostDeleted { post_id, .. } => {
+            evaluate_deletion(store, &obs.account, post_id, obs.seen_at)
+        }
+        ObservationKind::Mail(mail) => email::evaluate(store, &obs.account, mail, obs.seen_at),
         ObservationKind::Audit(event) => Ok(audit::evaluate(&obs.account, event, obs.seen_at)),
-        // The message rules land with the journal and the provider webhooks.
-        ObservationKind::Mail(_) => Ok(Outcome::default()),
         ObservationKind::Checkpoint { .. } => Ok(Outcome::default()),
     }
 }
@@ -309,13 +356,90 @@ fn evaluate_post(
     Ok(Outcome { finding, writes })
 }
 
+/// A deleted post matters when the company had approved it: someone with access removed a
+/// legitimate message (or the approval is about to be reused). Unapproved posts going away
+/// (a takedown, the attacker covering tracks) are already someone's incident.
+fn evaluate_deletion(
+    store: &Store,
+    account: &str,
+    post_id: &str,
+    seen_at: DateTime<Utc>,
+) -> Result<Outcome, StoreError> {
+    let Some(seen) = store.seen_post(account, post_id)? else {
+        return Ok(Outcome::default());
+    };
+    if !store.is_post_approved(account, &seen.fingerprint, post_id, seen_at)? {
+        return Ok(Outcome::default());
+    }
+    Ok(Outcome {
+        finding: Some(Finding {
+            rule: Rule::ApprovedPostDeleted,
+            severity: Severity::Medium,
+            account: account.into(),
+            object: post_id.into(),
+            evidence: Evidence::Post {
+                post_id: post_id.into(),
+                url: None,
+                text: seen.text,
+                links: Vec::new(),
+                media: 0,
+                client: None,
+                fingerprint: seen.fingerprint,
+            },
+            changed_at: None,
+            seen_at,
+        }),
+        writes: Vec::new(),
+    })
+}
+
+/// Baselines of the admin list are kept as `admin:<id>` fields, apart from the profile's.
+pub const ADMIN_PREFIX: &str = "admin:";
+
+/// A new admin or owner, a changed role or a removed admin: one critical incident per account
+/// (object `admins`), approved like a profile change (the new list becomes the baseline).
+fn evaluate_admins(
+    store: &Store,
+    account: &str,
+    admins: &Profile,
+    seen_at: DateTime<Utc>,
+) -> Result<Outcome, StoreError> {
+    let fields = Profile {
+        fields: admins
+            .fields
+            .iter()
+            .map(|(id, v)| (format!("{ADMIN_PREFIX}{id}"), v.clone()))
+            .collect(),
+    };
+    let mut outcome = compare_fields(store, account, &fields, seen_at, true)?;
+    if let Some(f) = &mut outcome.finding {
+        f.rule = Rule::AdminChanged;
+        f.severity = Severity::Critical;
+        f.object = "admins".into();
+    }
+    Ok(outcome)
+}
+
 fn evaluate_profile(
     store: &Store,
     account: &str,
     profile: &Profile,
     seen_at: DateTime<Utc>,
 ) -> Result<Outcome, StoreError> {
-    let baselines = store.baselines(account)?;
+    compare_fields(store, account, profile, seen_at, false)
+}
+
+/// Compares fields with the baselines of their kind (`admins`: the `admin:` ones; otherwise
+/// every other one); the first snapshot of a kind becomes its baseline.
+fn compare_fields(
+    store: &Store,
+    account: &str,
+    profile: &Profile,
+    seen_at: DateTime<Utc>,
+    admins: bool,
+) -> Result<Outcome, StoreError> {
+    let mut baselines = store.baselines(account)?;
+    baselines.retain(|field, _| field.starts_with(ADMIN_PREFIX) == admins);
     if baselines.is_empty() {
         let writes = profile
             .fields

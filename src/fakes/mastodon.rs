@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 /// Mastodon's default per-token and per-IP API budget: 300 requests per 5 minutes.
 const DEFAULT_RATE_LIMIT: u32 = 300;
@@ -87,6 +87,15 @@ struct Shared {
     /// When each status was first handed to a client: the moment a poller could first see it.
     first_served: Mutex<HashMap<u64, Instant>>,
     shutdown: watch::Sender<bool>,
+    /// Events for every open `GET /api/v1/streaming/user` connection.
+    stream: broadcast::Sender<StreamMsg>,
+}
+
+/// What open streams are told: an event, or to hang up (a dropped connection).
+#[derive(Clone, Debug)]
+enum StreamMsg {
+    Event { event: &'static str, data: String },
+    Close,
 }
 
 struct Inner {
@@ -96,6 +105,12 @@ struct Inner {
     changed: HashMap<String, Instant>,
     failures: VecDeque<Failure>,
     token: Option<String>,
+    /// The token DELETE needs (`write:statuses`); other tokens get 403.
+    write_token: Option<String>,
+    /// Forced statuses for the next DELETE requests only, so the poller cannot take them.
+    delete_failures: VecDeque<u16>,
+    /// Streaming refuses connections (503) while set: an outage of the streaming server.
+    streaming_down: bool,
     rate: RateWindow,
     requests: Vec<RecordedRequest>,
 }
@@ -178,6 +193,7 @@ impl FakeMastodon {
             url,
             base: format!("http://{addr}"),
             authority: addr.to_string(),
+            stream: broadcast::channel(4096).0,
             inner: Mutex::new(Inner {
                 accounts: HashMap::new(),
                 statuses: BTreeMap::new(),
@@ -185,6 +201,9 @@ impl FakeMastodon {
                 changed: HashMap::new(),
                 failures: VecDeque::new(),
                 token: None,
+                write_token: None,
+                delete_failures: VecDeque::new(),
+                streaming_down: false,
                 rate: RateWindow {
                     limit: DEFAULT_RATE_LIMIT,
                     window: DEFAULT_RATE_WINDOW,
@@ -277,7 +296,7 @@ impl FakeMastodon {
             .iter()
             .map(|hash| (next_id(&mut inner), (*hash).to_owned()))
             .collect();
-        insert_status(
+        let id = insert_status(
             &mut inner,
             Status {
                 id,
@@ -290,7 +309,9 @@ impl FakeMastodon {
                 in_reply_to: None,
                 reblog_of: None,
             },
-        )
+        );
+        self.stream_status(&inner, "update", &id);
+        id
     }
 
     /// Publishes a reply to `in_reply_to_id` (which must exist), for `exclude_replies`.
@@ -362,6 +383,49 @@ impl FakeMastodon {
         status.content = content_html.to_owned();
         status.edited_at = Some(Utc::now());
         inner.changed.insert(status_id.to_owned(), Instant::now());
+        self.stream_status(&inner, "status.update", status_id);
+    }
+
+    /// Sends a status event to open streams, as Mastodon's streaming server does.
+    fn stream_status(&self, inner: &Inner, event: &'static str, status_id: &str) {
+        if let Some(status) = parse_id(status_id).and_then(|id| inner.statuses.get(&id)) {
+            let data = status_json(&self.shared, inner, status).to_string();
+            let _ = self.shared.stream.send(StreamMsg::Event { event, data });
+        }
+    }
+
+    /// Hangs up every open stream (the client sees its connection end).
+    pub fn drop_streams(&self) {
+        let _ = self.shared.stream.send(StreamMsg::Close);
+    }
+
+    /// While true, the streaming endpoint answers 503 and open streams are hung up.
+    pub fn set_streaming_down(&self, down: bool) {
+        self.lock().streaming_down = down;
+        if down {
+            self.drop_streams();
+        }
+    }
+
+    /// Streams open now.
+    pub fn open_streams(&self) -> usize {
+        self.shared.stream.receiver_count()
+    }
+
+    /// With `Some(token)`, DELETE needs that bearer token (403 for any other), the way a
+    /// status can only be deleted with a `write:statuses` token of its owner.
+    pub fn require_write_token(&self, token: Option<String>) {
+        self.lock().write_token = token;
+    }
+
+    /// Answers the next DELETE with this status (`{"error": reason}`), leaving other requests be.
+    pub fn fail_next_delete(&self, status: u16) {
+        self.lock().delete_failures.push_back(status);
+    }
+
+    /// Whether a status exists now.
+    pub fn has_status(&self, status_id: &str) -> bool {
+        parse_id(status_id).is_some_and(|id| self.lock().statuses.contains_key(&id))
     }
 
     /// Deletes a status (and its boosts, as Mastodon does). Panics if it is unknown.
@@ -369,6 +433,10 @@ impl FakeMastodon {
         let mut inner = self.lock();
         let removed = parse_id(status_id).is_some_and(|id| remove_status(&mut inner, id));
         assert!(removed, "delete: unknown status {status_id}");
+        let _ = self.shared.stream.send(StreamMsg::Event {
+            event: "delete",
+            data: status_id.to_owned(),
+        });
     }
 
     /// Changes an account's profile. Panics if the account is unknown.
@@ -835,7 +903,7 @@ async fn handle(
                 .eq_ignore_ascii_case("bearer")
                 .then(|| token.trim().to_owned())
         });
-    let (rate, forced, required_token) = {
+    let (rate, forced, required_token, write_token) = {
         let mut inner = shared.lock();
         inner.requests.push(RecordedRequest {
             method: method.to_string(),
@@ -850,7 +918,7 @@ async fn handle(
         } else {
             inner.failures.pop_front()
         };
-        (rate, forced, inner.token.clone())
+        (rate, forced, inner.token.clone(), inner.write_token.clone())
     };
     tracing::debug!(%method, %uri, "fake Mastodon request");
     if rate.exceeded {
@@ -887,8 +955,10 @@ async fn handle(
         Some(Failure::TruncatedJson) => truncate = true,
         None => {}
     }
+    // The write token is a token of the same account: it reads too.
     if let Some(required) = required_token
         && bearer.as_deref() != Some(required.as_str())
+        && (write_token.is_none() || bearer != write_token)
     {
         let reply = Reply::error(StatusCode::UNAUTHORIZED, "The access token is invalid");
         let mut response = respond(reply, &rate, false);
@@ -900,8 +970,83 @@ async fn handle(
         );
         return response;
     }
+    if method == Method::DELETE
+        && let Some(code) = shared.lock().delete_failures.pop_front()
+    {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let reason = status.canonical_reason().unwrap_or("Error");
+        return respond(Reply::error(status, reason), &rate, false);
+    }
+    if method == Method::DELETE
+        && let Some(write) = &write_token
+        && bearer.as_deref() != Some(write.as_str())
+    {
+        let reply = Reply::error(
+            StatusCode::FORBIDDEN,
+            "This action is outside the authorized scopes",
+        );
+        return respond(reply, &rate, false);
+    }
+    let streaming = uri.path().trim_end_matches('/') == "/api/v1/streaming/user"
+        || (uri.path().trim_end_matches('/') == "/api/v1/streaming"
+            && uri
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p == "stream=user")));
+    if method == Method::GET && streaming {
+        return stream(&shared, bearer.is_some(), &rate);
+    }
     let reply = route(&shared, &method, &uri);
     respond(reply, &rate, truncate)
+}
+
+/// `GET /api/v1/streaming/user`: server-sent events (`event: update|status.update|delete`,
+/// `data: …`), a `:)` comment first and `:thump` heartbeats, as Mastodon's streaming server.
+fn stream(shared: &Arc<Shared>, authorized: bool, rate: &RateInfo) -> Response {
+    if !authorized {
+        return respond(
+            Reply::error(StatusCode::UNAUTHORIZED, "Missing access token"),
+            rate,
+            false,
+        );
+    }
+    if shared.lock().streaming_down {
+        return respond(
+            Reply::error(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
+            rate,
+            false,
+        );
+    }
+    let mut events = shared.stream.subscribe();
+    let mut shutdown = shared.shutdown.subscribe();
+    let (mut writer, reader) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        if writer.write_all(b":)\n").await.is_err() {
+            return;
+        }
+        let mut thump = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            let text = tokio::select! {
+                _ = shutdown.wait_for(|stopped| *stopped) => return,
+                _ = thump.tick() => ":thump\n".to_owned(),
+                msg = events.recv() => match msg {
+                    Ok(StreamMsg::Event { event, data }) => format!("event: {event}\ndata: {data}\n\n"),
+                    Ok(StreamMsg::Close) | Err(broadcast::error::RecvError::Closed) => return,
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                },
+            };
+            if writer.write_all(text.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    });
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(reader));
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(body)
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 fn respond(reply: Reply, rate: &RateInfo, truncate: bool) -> Response {
@@ -999,6 +1144,10 @@ fn route(shared: &Shared, method: &Method, uri: &Uri) -> Reply {
             }
             drop(inner);
             remove_status(&mut shared.lock(), status.id);
+            let _ = shared.stream.send(StreamMsg::Event {
+                event: "delete",
+                data: status.id.to_string(),
+            });
             Reply::ok(body)
         }
         _ => Reply::not_found(),

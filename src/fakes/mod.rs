@@ -2,12 +2,14 @@
 //! 127.0.0.1 ephemeral ports. The demo plays its story against them and the integration tests
 //! drive them; they never bind or call any other address.
 
+pub mod bluesky;
 pub mod google;
 pub mod m365;
 pub mod mail_signers;
 pub mod mailer;
 pub mod mastodon;
 pub mod pagerduty;
+pub mod smtp;
 pub mod sns;
 pub mod telegram;
 pub mod webhook;
@@ -96,6 +98,8 @@ pub fn loopback_config(
             write_token: None,
             poll_interval,
             grace: None,
+            plc_url: None,
+            jetstream_url: None,
         }],
         channels: Default::default(),
         heartbeat: None,

@@ -33,6 +33,7 @@ const MAX_CALLBACK_DATA_BYTES: usize = 64;
 const NOT_MODIFIED: &str = "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message";
 const QUERY_INVALID: &str =
     "Bad Request: query is too old and response timeout expired or query ID is invalid";
+const NOT_A_MEMBER: &str = "Forbidden: bot is not a member of the channel chat";
 const CONFLICT: &str = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running";
 
 /// A Telegram user that pushes commands or presses buttons in tests.
@@ -52,7 +53,7 @@ impl FakeUser {
         }
     }
 
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         let mut user = json!({"id": self.id, "is_bot": false, "first_name": self.first_name});
         if let Some(username) = &self.username {
             user["username"] = json!(username);
@@ -203,6 +204,21 @@ struct Inner {
     counts: HashMap<String, usize>,
     failures: HashMap<String, VecDeque<Failure>>,
     commands: Option<Value>,
+    channels: HashMap<i64, FakeChannel>,
+}
+
+/// A channel the bot administers, as `getChat` and `getChatAdministrators` show it.
+#[derive(Clone, Debug)]
+pub struct FakeChannel {
+    pub title: String,
+    pub description: String,
+    pub username: Option<String>,
+    pub photo_unique_id: Option<String>,
+    pub pinned_message_id: Option<i32>,
+    /// (user, status): `creator` or `administrator`, rights as Telegram lists them.
+    pub admins: Vec<(FakeUser, &'static str)>,
+    /// The bot is an admin; when false every channel method answers 403 as Telegram does.
+    pub bot_admin: bool,
 }
 
 struct QueuedUpdate {
@@ -494,6 +510,13 @@ fn chat_json(inner: &Inner, chat_id: i64) -> Value {
             .unwrap_or_else(|| "User".to_owned());
         return json!({"id": chat_id, "type": "private", "first_name": name});
     }
+    if let Some(c) = inner.channels.get(&chat_id) {
+        let mut chat = json!({"id": chat_id, "type": "channel", "title": c.title});
+        if let Some(u) = &c.username {
+            chat["username"] = json!(u);
+        }
+        return chat;
+    }
     let title = inner
         .chat_titles
         .get(&chat_id)
@@ -510,11 +533,16 @@ fn chat_json(inner: &Inner, chat_id: i64) -> Value {
 fn message_json(inner: &Inner, stored: &Stored) -> Value {
     let mut message = json!({
         "message_id": stored.record.message_id,
-        "from": stored.from,
         "chat": chat_json(inner, stored.record.chat_id),
         "date": stored.date,
         "text": stored.rendered.text,
     });
+    // Channel posts have no `from`: the channel itself is the sender.
+    if stored.from.is_null() {
+        message["sender_chat"] = chat_json(inner, stored.record.chat_id);
+    } else {
+        message["from"] = stored.from.clone();
+    }
     if !stored.rendered.entities.is_empty() {
         message["entities"] = Value::Array(stored.rendered.entities.clone());
     }
@@ -640,6 +668,8 @@ async fn handle(
         "editmessagereplymarkup" => edit_message(&shared, &params, true),
         "answercallbackquery" => answer_callback_query(&shared, &params),
         "deletemessage" => delete_message(&shared, &params),
+        "getchat" => get_chat(&shared, &params),
+        "getchatadministrators" => get_chat_administrators(&shared, &params),
         "deletewebhook" | "sendchataction" => ok(json!(true)),
         "setmycommands" => {
             shared.lock().commands = params.json("commands").ok().flatten();
@@ -1035,6 +1065,18 @@ fn delete_message(shared: &Shared, params: &Params) -> Result<Value, ApiError> {
     let chat_id = params.chat_id()?;
     let message_id = params.message_id()?;
     let mut inner = shared.lock();
+    if let Some(channel) = inner.channels.get(&chat_id) {
+        if !channel.bot_admin {
+            return Err(ApiError::new(403, NOT_A_MEMBER));
+        }
+        if let Some(m) = inner.messages.get(&(chat_id, message_id))
+            && Utc::now().timestamp() - m.date >= 48 * 3600
+        {
+            return Err(ApiError::bad_request(
+                "Bad Request: message can't be deleted",
+            ));
+        }
+    }
     if inner.messages.remove(&(chat_id, message_id)).is_none() {
         return Err(ApiError::bad_request(
             "Bad Request: message to delete not found",
@@ -1369,6 +1411,273 @@ fn link_url(href: &str) -> Option<String> {
         .or_else(|_| url::Url::parse(&format!("http://{href}")))
         .ok()
         .map(String::from)
+}
+
+fn channel_of<'a>(inner: &'a Inner, params: &Params) -> Result<&'a FakeChannel, ApiError> {
+    let chat_id = params.chat_id()?;
+    let channel = inner
+        .channels
+        .get(&chat_id)
+        .ok_or_else(|| ApiError::bad_request("Bad Request: chat not found"))?;
+    if !channel.bot_admin {
+        return Err(ApiError::new(403, NOT_A_MEMBER));
+    }
+    Ok(channel)
+}
+
+fn get_chat(shared: &Shared, params: &Params) -> Result<Value, ApiError> {
+    let inner = shared.lock();
+    let chat_id = params.chat_id()?;
+    let c = channel_of(&inner, params)?;
+    let mut chat = chat_json(&inner, chat_id);
+    chat["description"] = json!(c.description);
+    chat["accent_color_id"] = json!(0);
+    chat["max_reaction_count"] = json!(11);
+    if let Some(p) = &c.photo_unique_id {
+        chat["photo"] = json!({
+            "small_file_id": format!("s-{p}"),
+            "small_file_unique_id": format!("{p}-s"),
+            "big_file_id": format!("b-{p}"),
+            "big_file_unique_id": p,
+        });
+    }
+    if let Some(id) = c.pinned_message_id
+        && let Some(stored) = inner.messages.get(&(chat_id, id))
+    {
+        chat["pinned_message"] = message_json(&inner, stored);
+    }
+    ok(chat)
+}
+
+fn get_chat_administrators(shared: &Shared, params: &Params) -> Result<Value, ApiError> {
+    let inner = shared.lock();
+    let c = channel_of(&inner, params)?;
+    let mut list = vec![json!({
+        "user": bot_user(shared.bot_id),
+        "status": "administrator",
+        "can_be_edited": false,
+        "is_anonymous": false,
+        "can_manage_chat": true,
+        "can_delete_messages": true,
+        "can_post_messages": true,
+        "can_edit_messages": true,
+        "can_promote_members": false,
+        "can_change_info": false,
+        "can_invite_users": false,
+        "can_restrict_members": false,
+        "can_manage_video_chats": false,
+    })];
+    for (user, status) in &c.admins {
+        let mut m = json!({"user": user.json(), "status": status, "is_anonymous": false});
+        if *status == "administrator" {
+            for right in ["can_manage_chat", "can_post_messages", "can_edit_messages"] {
+                m[right] = json!(true);
+            }
+            m["can_be_edited"] = json!(false);
+            m["can_delete_messages"] = json!(false);
+            m["can_promote_members"] = json!(false);
+        }
+        list.push(m);
+    }
+    ok(Value::Array(list))
+}
+
+impl FakeBotApi {
+    /// Creates a channel the bot administers, owned by `owner`.
+    pub fn add_channel(&self, chat_id: i64, title: &str, owner: &FakeUser) {
+        self.lock().channels.insert(
+            chat_id,
+            FakeChannel {
+                title: title.to_owned(),
+                description: String::new(),
+                username: None,
+                photo_unique_id: None,
+                pinned_message_id: None,
+                admins: vec![(owner.clone(), "creator")],
+                bot_admin: true,
+            },
+        );
+    }
+
+    /// Changes what `getChat` shows (title, description, photo, pinned message, username).
+    pub fn update_channel(&self, chat_id: i64, f: impl FnOnce(&mut FakeChannel)) {
+        let mut inner = self.lock();
+        let channel = inner
+            .channels
+            .get_mut(&chat_id)
+            .unwrap_or_else(|| panic!("update_channel: unknown channel {chat_id}"));
+        f(channel);
+    }
+
+    /// Publishes a post in the channel (dated `date`) and queues its `channel_post` update.
+    pub fn push_channel_post_at(&self, chat_id: i64, text: &str, date: DateTime<Utc>) -> i32 {
+        let mut inner = self.lock();
+        assert!(
+            inner.channels.contains_key(&chat_id),
+            "unknown channel {chat_id}"
+        );
+        let message_id = next_message_id(&mut inner, chat_id);
+        let stored = Stored {
+            from: Value::Null,
+            from_bot: false,
+            date: date.timestamp(),
+            edit_date: None,
+            rendered: Rendered {
+                text: text.to_owned(),
+                entities: url_entities(text),
+            },
+            inline_markup: None,
+            record: SentMessage {
+                chat_id,
+                message_id,
+                text: text.to_owned(),
+                rendered_text: text.to_owned(),
+                parse_mode: None,
+                reply_markup: None,
+                disable_notification: false,
+                received_at: date,
+                received_instant: Instant::now(),
+            },
+        };
+        let message = message_json(&inner, &stored);
+        inner.messages.insert((chat_id, message_id), stored);
+        self.enqueue(&mut inner, "channel_post", "channel_post", message);
+        drop(inner);
+        self.shared.updates.notify_waiters();
+        message_id
+    }
+
+    /// Publishes a post in the channel now.
+    pub fn push_channel_post(&self, chat_id: i64, text: &str) -> i32 {
+        self.push_channel_post_at(chat_id, text, Utc::now())
+    }
+
+    /// Edits a channel post and queues its `edited_channel_post` update.
+    pub fn edit_channel_post(&self, chat_id: i64, message_id: i32, text: &str) {
+        let mut inner = self.lock();
+        let stored = inner
+            .messages
+            .get_mut(&(chat_id, message_id))
+            .unwrap_or_else(|| panic!("edit_channel_post: unknown message {message_id}"));
+        stored.rendered = Rendered {
+            text: text.to_owned(),
+            entities: url_entities(text),
+        };
+        stored.record.text = text.to_owned();
+        stored.edit_date = Some(Utc::now().timestamp());
+        let stored = stored.clone();
+        let message = message_json(&inner, &stored);
+        self.enqueue(
+            &mut inner,
+            "edited_channel_post",
+            "edited_channel_post",
+            message,
+        );
+        drop(inner);
+        self.shared.updates.notify_waiters();
+    }
+
+    /// Whether a message still exists (not deleted).
+    pub fn has_message(&self, chat_id: i64, message_id: i32) -> bool {
+        self.lock().messages.contains_key(&(chat_id, message_id))
+    }
+
+    /// `by` promotes `user` to `status` (`administrator` or `creator`): the admin list changes
+    /// and a `chat_member` update is queued.
+    pub fn add_channel_admin(
+        &self,
+        chat_id: i64,
+        by: &FakeUser,
+        user: &FakeUser,
+        status: &'static str,
+    ) {
+        let mut inner = self.lock();
+        let channel = inner.channels.get_mut(&chat_id).expect("unknown channel");
+        channel.admins.push((user.clone(), status));
+        let update = member_update(&inner, chat_id, by, user.json(), "member", status);
+        self.enqueue(&mut inner, "chat_member", "chat_member", update);
+        drop(inner);
+        self.shared.updates.notify_waiters();
+    }
+
+    /// `by` removes the bot from the channel (`left`) or demotes it (`member`): channel
+    /// methods answer 403 from now on and a `my_chat_member` update is queued.
+    pub fn remove_bot_from_channel(&self, chat_id: i64, by: &FakeUser, status: &'static str) {
+        let mut inner = self.lock();
+        inner
+            .channels
+            .get_mut(&chat_id)
+            .expect("unknown channel")
+            .bot_admin = false;
+        let bot = bot_user(self.shared.bot_id);
+        let update = member_update(&inner, chat_id, by, bot, "administrator", status);
+        self.enqueue(&mut inner, "my_chat_member", "my_chat_member", update);
+        drop(inner);
+        self.shared.updates.notify_waiters();
+    }
+}
+
+/// A `ChatMemberUpdated` as Telegram sends it for a channel.
+fn member_update(
+    inner: &Inner,
+    chat_id: i64,
+    by: &FakeUser,
+    user: Value,
+    old: &str,
+    new: &str,
+) -> Value {
+    let member = |status: &str| {
+        let mut m = json!({"user": user, "status": status});
+        match status {
+            "administrator" => {
+                m["can_be_edited"] = json!(false);
+                m["is_anonymous"] = json!(false);
+                for right in [
+                    "can_manage_chat",
+                    "can_delete_messages",
+                    "can_manage_video_chats",
+                    "can_restrict_members",
+                    "can_promote_members",
+                    "can_change_info",
+                    "can_invite_users",
+                    "can_post_messages",
+                    "can_edit_messages",
+                ] {
+                    m[right] = json!(true);
+                }
+                m["can_post_stories"] = json!(false);
+                m["can_edit_stories"] = json!(false);
+                m["can_delete_stories"] = json!(false);
+            }
+            "creator" => m["is_anonymous"] = json!(false),
+            "kicked" => m["until_date"] = json!(0),
+            _ => {}
+        }
+        m
+    };
+    json!({
+        "chat": chat_json(inner, chat_id),
+        "from": by.json(),
+        "date": Utc::now().timestamp(),
+        "old_chat_member": member(old),
+        "new_chat_member": member(new),
+    })
+}
+
+/// `url` entities over every http(s) word, as Telegram's parser marks them.
+fn url_entities(text: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 {
+            offset += 1;
+        }
+        if word.starts_with("http://") || word.starts_with("https://") {
+            out.push(json!({"type": "url", "offset": offset, "length": utf16_len(word)}));
+        }
+        offset += utf16_len(word);
+    }
+    out
 }
 
 #[cfg(test)]

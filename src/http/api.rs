@@ -116,12 +116,88 @@ struct ApprovalRequest {
     by: Option<String>,
 }
 
+/// `POST /api/v1/approvals` body with `"type": "campaign"`: a planned bulk send.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CampaignRequest {
+    #[allow(dead_code)]
+    r#type: String,
+    sender: String,
+    campaign: String,
+    #[serde(default)]
+    max_recipients: Option<u64>,
+    #[serde(default)]
+    window: Option<String>,
+    #[serde(default)]
+    by: Option<String>,
+}
+
+async fn add_campaign(s: &HttpState, body: &[u8]) -> Result<Response, ApiError> {
+    let req: CampaignRequest = serde_json::from_slice(body)
+        .map_err(|e| bad_request(s, format!("invalid campaign body: {e}")))?;
+    let sender = req.sender.trim().to_lowercase();
+    if !sender.contains('@') {
+        return Err(bad_request(
+            s,
+            format!("field `sender`: `{}` is not an email address", req.sender),
+        ));
+    }
+    if req.campaign.trim().is_empty() {
+        return Err(bad_request(
+            s,
+            "field `campaign`: must not be empty (`*` covers every campaign)".into(),
+        ));
+    }
+    if let Some(w) = &req.window
+        && crate::config::parse_duration(w).is_err()
+    {
+        return Err(bad_request(
+            s,
+            format!("field `window`: `{w}` is not a duration like \"24h\""),
+        ));
+    }
+    if req.max_recipients.is_some() && req.window.is_none() {
+        return Err(bad_request(
+            s,
+            "field `window`: required with `max_recipients`".into(),
+        ));
+    }
+    let entry = ApprovedEntry::ApprovedCampaign {
+        sender: sender.clone(),
+        campaign: req.campaign.trim().to_owned(),
+        max_recipients: req.max_recipients,
+        window: req.window.map(|w| w.trim().to_owned()),
+        by: format!("api:{}", req.by.as_deref().unwrap_or("token")),
+    };
+    let record = s.store.approve(entry, Utc::now())?;
+    s.store.flush().await?;
+    tracing::info!(%sender, seq = record.seq, "campaign approved");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "seq": record.seq, "sender": sender, "campaign": req.campaign.trim(), "hash": record.hash })),
+    )
+        .into_response())
+}
+
 pub(super) async fn add_approval(
     State(s): State<HttpState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<Response, ApiError> {
     authorize(&s, &headers)?;
+    let kind = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned));
+    match kind.as_deref() {
+        None => {}
+        Some("campaign") => return add_campaign(&s, &body).await,
+        Some(other) => {
+            return Err(bad_request(
+                &s,
+                format!("field `type`: `{other}` is not `campaign` (omit it for a post)"),
+            ));
+        }
+    }
     let req: ApprovalRequest = serde_json::from_slice(&body)
         .map_err(|e| bad_request(&s, format!("invalid approval body: {e}")))?;
     if !s.accounts.contains(&req.account) {
@@ -154,7 +230,8 @@ pub(super) async fn add_approval(
         Json(
             json!({ "seq": record.seq, "account": req.account, "fingerprint": fp, "hash": record.hash }),
         ),
-    ))
+    )
+        .into_response())
 }
 
 pub(super) async fn list_approvals(
@@ -238,7 +315,9 @@ pub(super) async fn revoke_approval(
         Err(e @ RevokeError::AlreadyRevoked { .. }) => {
             return Err(ApiError(StatusCode::CONFLICT, e.to_string()));
         }
-        Err(e @ (RevokeError::Baseline(_) | RevokeError::Revocation(_))) => {
+        Err(
+            e @ (RevokeError::Baseline(_) | RevokeError::Revocation(_) | RevokeError::Campaign(_)),
+        ) => {
             return Err(bad_request(&s, e.to_string()));
         }
         Err(RevokeError::Store(e)) => return Err(e.into()),
@@ -426,11 +505,11 @@ pub fn openapi_document() -> serde_json::Value {
                     }
                 },
                 "post": {
-                    "summary": "Pre-approve a post before it is published",
+                    "summary": "Pre-approve a post before it is published, or (type campaign) a planned bulk send",
                     "security": bearer,
                     "requestBody": {
                         "required": true,
-                        "content": { "application/json": { "schema": {
+                        "content": { "application/json": { "schema": { "oneOf": [{
                             "type": "object",
                             "additionalProperties": false,
                             "required": ["account", "text"],
@@ -441,7 +520,20 @@ pub fn openapi_document() -> serde_json::Value {
                                 "note": { "type": "string" },
                                 "by": { "type": "string", "description": "who approves; recorded as api:<by>" }
                             }
-                        }}}
+                        }, {
+                            "type": "object",
+                            "additionalProperties": false,
+                            "required": ["type", "sender", "campaign"],
+                            "description": "an approved campaign: the sender may reach up to max_recipients envelope recipients per window without email.unapproved_bulk paging",
+                            "properties": {
+                                "type": { "type": "string", "enum": ["campaign"] },
+                                "sender": { "type": "string", "description": "the envelope sender (MAIL FROM)" },
+                                "campaign": { "type": "string", "minLength": 1, "description": "X-Campaign-Id, List-Id or tag; * for every campaign of the sender" },
+                                "max_recipients": { "type": "integer", "minimum": 0, "description": "absent: no cap" },
+                                "window": { "type": "string", "description": "a duration such as 24h; required with max_recipients" },
+                                "by": { "type": "string" }
+                            }
+                        }]}}}
                     },
                     "responses": {
                         "201": ok("recorded", json!({
@@ -450,6 +542,8 @@ pub fn openapi_document() -> serde_json::Value {
                                 "seq": { "type": "integer" },
                                 "account": { "type": "string" },
                                 "fingerprint": { "type": "string" },
+                                "sender": { "type": "string" },
+                                "campaign": { "type": "string" },
                                 "hash": { "type": "string" }
                             }
                         })),
@@ -556,9 +650,9 @@ pub fn openapi_document() -> serde_json::Value {
                 },
                 "Entry": {
                     "type": "object", "required": ["type"],
-                    "description": "an approved log entry; `type` is approved_post, baseline or revocation",
+                    "description": "an approved log entry; `type` is approved_post, baseline, revocation or approved_campaign",
                     "properties": {
-                        "type": { "type": "string", "enum": ["approved_post", "baseline", "revocation"] },
+                        "type": { "type": "string", "enum": ["approved_post", "baseline", "revocation", "approved_campaign"] },
                         "account": { "type": "string" },
                         "fingerprint": { "type": "string" },
                         "post_id": { "type": "string" },
@@ -568,6 +662,10 @@ pub fn openapi_document() -> serde_json::Value {
                         "value_digest": { "type": "string" },
                         "seq": { "type": "integer", "description": "revocation: the entry it withdraws" },
                         "reason": { "type": "string" },
+                        "sender": { "type": "string", "description": "approved_campaign: the envelope sender" },
+                        "campaign": { "type": "string" },
+                        "max_recipients": { "type": "integer" },
+                        "window": { "type": "string" },
                         "by": { "type": "string" }
                     }
                 },

@@ -8,6 +8,7 @@
 //! the store's timeline hash chain in that transaction ([`Incident::event`] is the one place that
 //! writes both), so a hand-edited timeline is found by `tocsin log verify`.
 
+mod mail;
 mod paging;
 mod pause;
 
@@ -126,6 +127,24 @@ pub enum Action {
         tier: usize,
         number: u32,
     },
+    /// A responder's takedown press counted towards `takedown_quorum`, not reached yet.
+    TakedownVote {
+        votes: u8,
+        needed: u8,
+    },
+    /// The quorum was reached: the platform is being asked to delete these posts, once.
+    TakedownStarted {
+        posts: Vec<String>,
+    },
+    /// The platform's answer for one post.
+    TakedownResult {
+        post_id: String,
+        outcome: crate::contain::TakedownOutcome,
+    },
+    /// A post the company approved was deleted (account-level when not paged).
+    ApprovedPostDeleted {
+        post_id: String,
+    },
     /// Someone (a responder's press or command, or `auto_pause`) asked the mail kill switch to
     /// pause the mailer.
     PauseRequested,
@@ -192,6 +211,10 @@ pub struct Incident {
     /// Empty for rules that do not group.
     #[serde(default)]
     pub members: Vec<Member>,
+    /// Set while the platform is being asked to delete the incident's posts, so that a second
+    /// press (or a second quorum) cannot call it again; cleared with the answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub takedown_started: Option<DateTime<Utc>>,
 }
 
 /// One object of a grouped burst, with what Approve needs to approve it.
@@ -228,6 +251,38 @@ impl Incident {
         Ok(())
     }
 
+    /// Takedown votes cast so far while the quorum is not reached.
+    pub fn takedown_votes(&self) -> impl Iterator<Item = &Vote> {
+        self.votes
+            .iter()
+            .filter(|v| v.action == VoteAction::Takedown)
+    }
+
+    /// The posts a takedown deletes: every member of a burst, or the one post, each with the
+    /// time the platform gave it when known (Telegram refuses deletions after 48 hours).
+    pub fn takedown_targets(&self) -> Vec<(String, Option<DateTime<Utc>>)> {
+        if !groups(self.rule) {
+            return Vec::new();
+        }
+        let (post_id, at) = match &self.evidence {
+            Evidence::Post { post_id, .. } => (post_id, self.changed_at),
+            Evidence::PostEdited { post_id, .. } => (post_id, None),
+            _ => return Vec::new(),
+        };
+        if self.members.is_empty() {
+            return vec![(post_id.clone(), at)];
+        }
+        let first_at = match self.rule {
+            Rule::UnapprovedPost => self.changed_at,
+            _ => None,
+        };
+        self.members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.object.clone(), if i == 0 { first_at } else { None }))
+            .collect()
+    }
+
     /// Approve votes cast so far while the quorum is not reached.
     pub fn approve_votes(&self) -> impl Iterator<Item = &Vote> {
         self.votes
@@ -255,6 +310,12 @@ pub enum ActionError {
     AlreadyAcked { id: u64, by: String },
     #[error("you already voted to approve incident #{id}; another responder must confirm")]
     AlreadyVoted { id: u64 },
+    #[error("you already asked to take down incident #{id}; another responder must confirm")]
+    AlreadyVotedTakedown { id: u64 },
+    #[error("incident #{id} is not about a post: there is nothing to take down")]
+    NotAPost { id: u64 },
+    #[error("the takedown of incident #{id} is already under way")]
+    TakedownInProgress { id: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -273,6 +334,20 @@ pub struct Incidents {
     auto_pause: Option<Arc<crate::contain::mailer::Mailer>>,
 }
 
+/// A takedown marked as started this long ago without its answers (the daemon stopped in
+/// between) no longer blocks a new attempt: longer than any platform call may take.
+pub const TAKEDOWN_STALE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// What a takedown press led to.
+#[derive(Debug, Clone)]
+pub enum TakedownStart {
+    /// A vote below the quorum; the page says who else must confirm.
+    Waiting(Incident),
+    /// The quorum is reached: delete [`Incident::takedown_targets`], then call
+    /// [`Incidents::finish_takedown`] with the answers.
+    Go(Incident),
+}
+
 /// The default burst window.
 pub const GROUP_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -280,6 +355,9 @@ pub const GROUP_WINDOW: std::time::Duration = std::time::Duration::from_secs(300
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
     Nothing,
+    /// Written in the timeline chain without an incident (an approved post's deletion when
+    /// `paging.page_approved_deletions` is off).
+    Noted,
     Opened(u64),
     Updated(u64),
     /// Same evidence as a resolved incident: the responders already judged it.
@@ -346,11 +424,44 @@ impl Incidents {
                 w.apply(tx, now)?;
             }
             match &outcome.finding {
+                Some(f)
+                    if f.rule == Rule::ApprovedPostDeleted
+                        && !self.policy.page_approved_deletions =>
+                {
+                    // Recorded in the timeline chain only: the operator chose not to be paged.
+                    let entry = TimelineEntry {
+                        incident: None,
+                        account: f.account.clone(),
+                        who: "tocsin".into(),
+                        action: Action::ApprovedPostDeleted {
+                            post_id: f.object.clone(),
+                        },
+                    };
+                    tx.append_timeline(entry, now)?;
+                    Ok(Recorded::Noted)
+                }
+                Some(
+                    f @ Finding {
+                        evidence: Evidence::Mail(_),
+                        ..
+                    },
+                ) => mail::upsert(tx, f, &outcome.writes, now, self.group_window, &self.policy),
                 Some(f) => upsert(tx, f, now, self.group_window, &self.policy),
                 None => Ok(Recorded::Nothing),
             }
         })?;
-        if !outcome.writes.is_empty() || recorded != Recorded::Nothing {
+        // A mail message joining a live burst needs no flush of its own: it came from the mail
+        // queue, whose checkpoint is written after it, so a crash that loses the update loses
+        // the checkpoint too and the message is judged again. New incidents are flushed.
+        let mail_update = matches!(recorded, Recorded::Updated(_))
+            && outcome
+                .finding
+                .as_ref()
+                .is_some_and(|f| matches!(f.evidence, Evidence::Mail(_)));
+        if !mail_update
+            && (outcome.writes.iter().any(crate::detect::Write::needs_flush)
+                || recorded != Recorded::Nothing)
+        {
             self.store.flush().await?;
         }
         if matches!(recorded, Recorded::Opened(_) | Recorded::Updated(_)) {
@@ -455,11 +566,110 @@ impl Incidents {
                 // Nothing to approve: the channel either works again or it does not; a
                 // mailbox setting is approved by being left as it is.
                 Evidence::Channel { .. } | Evidence::Mailbox { .. } => {}
+                // "This bulk send is ours": its campaign joins the approved log, uncapped.
+                Evidence::Mail(m) if inc.rule == Rule::UnapprovedBulk => {
+                    let entry = ApprovedEntry::ApprovedCampaign {
+                        sender: m.sender.clone(),
+                        campaign: m.campaign.clone().unwrap_or_else(|| "*".into()),
+                        max_recipients: None,
+                        window: None,
+                        by: by.clone(),
+                    };
+                    tx.append_log(entry, now).lift()?;
+                }
+                // A leak or a security notice that was expected: nothing to remember.
+                Evidence::Mail(_) | Evidence::SecurityNotice(_) => {}
             }
             inc.state = State::Resolved;
             inc.resolution = Some(Resolution::Approved);
             inc.resolved_by = Some(who.clone());
             inc.event(tx, now, &by, Action::Approved).lift()?;
+            save_and_page(tx, &inc, now).lift()?;
+            Ok(inc)
+        })
+        .await
+    }
+
+    /// A responder asks for the incident's posts to be deleted. Below `takedown_quorum` the
+    /// press is a vote; the press that reaches it marks the takedown as started in the same
+    /// transaction, so the platform is called once per quorum however many presses race.
+    pub async fn begin_takedown(&self, id: u64, who: &Actor) -> Result<TakedownStart, ActionError> {
+        let stale = chrono::Duration::from_std(TAKEDOWN_STALE).unwrap_or_default();
+        self.act(id, |tx, mut inc, now| {
+            if inc.state == State::Resolved {
+                return abort(already_resolved(&inc));
+            }
+            let targets = inc.takedown_targets();
+            if targets.is_empty() {
+                return abort(ActionError::NotAPost { id });
+            }
+            if inc.takedown_started.is_some_and(|at| now - at < stale) {
+                return abort(ActionError::TakedownInProgress { id });
+            }
+            let by = who.to_string();
+            let needed = self.policy.takedown_quorum();
+            if needed > 1 {
+                if inc.takedown_votes().any(|v| v.who.id == who.id) {
+                    return abort(ActionError::AlreadyVotedTakedown { id });
+                }
+                inc.votes.push(Vote {
+                    action: VoteAction::Takedown,
+                    who: who.clone(),
+                    at: now,
+                    needed,
+                });
+                let votes = inc.takedown_votes().count();
+                if votes < usize::from(needed) {
+                    let action = Action::TakedownVote {
+                        votes: votes as u8,
+                        needed,
+                    };
+                    inc.event(tx, now, &by, action).lift()?;
+                    save_and_page(tx, &inc, now).lift()?;
+                    return Ok(TakedownStart::Waiting(inc));
+                }
+            }
+            inc.votes.retain(|v| v.action != VoteAction::Takedown);
+            inc.takedown_started = Some(now);
+            let posts = targets.iter().map(|(p, _)| p.clone()).collect();
+            inc.event(tx, now, &by, Action::TakedownStarted { posts })
+                .lift()?;
+            save_and_page(tx, &inc, now).lift()?;
+            Ok(TakedownStart::Go(inc))
+        })
+        .await
+    }
+
+    /// Records the platform's answers of a takedown started by [`Incidents::begin_takedown`].
+    /// When every post is deleted or already gone the incident is resolved as contained.
+    pub async fn finish_takedown(
+        &self,
+        id: u64,
+        who: &Actor,
+        results: &[(String, crate::contain::TakedownOutcome)],
+    ) -> Result<Incident, ActionError> {
+        use crate::contain::TakedownOutcome as T;
+        self.act(id, |tx, mut inc, now| {
+            let by = who.to_string();
+            for (post_id, outcome) in results {
+                let action = Action::TakedownResult {
+                    post_id: post_id.clone(),
+                    outcome: outcome.clone(),
+                };
+                inc.event(tx, now, &by, action).lift()?;
+            }
+            inc.takedown_started = None;
+            let gone = results
+                .iter()
+                .all(|(_, o)| matches!(o, T::Deleted | T::AlreadyGone));
+            if gone && !results.is_empty() && inc.state != State::Resolved {
+                let resolution = Resolution::Contained;
+                inc.state = State::Resolved;
+                inc.resolution = Some(resolution);
+                inc.resolved_by = Some(who.clone());
+                inc.event(tx, now, &by, Action::Resolved { resolution })
+                    .lift()?;
+            }
             save_and_page(tx, &inc, now).lift()?;
             Ok(inc)
         })
@@ -629,11 +839,11 @@ impl Incidents {
         })
     }
 
-    async fn act(
+    async fn act<T>(
         &self,
         id: u64,
-        f: impl Fn(&Tx<'_>, Incident, DateTime<Utc>) -> TxResult<Incident, ActionError>,
-    ) -> Result<Incident, ActionError> {
+        f: impl Fn(&Tx<'_>, Incident, DateTime<Utc>) -> TxResult<T, ActionError>,
+    ) -> Result<T, ActionError> {
         let now = Utc::now();
         let incident = self.store.transact(|tx| match tx.incident(id).lift()? {
             Some(inc) => f(tx, inc, now),
@@ -691,7 +901,7 @@ fn muted(tx: &Tx<'_>, inc: &Incident, now: DateTime<Utc>, policy: &PagingPolicy)
 }
 
 /// Stores a change found by detect: paged now, or held if the account is muted.
-fn save_and_page_unless_muted(
+pub(super) fn save_and_page_unless_muted(
     tx: &Tx<'_>,
     inc: &Incident,
     now: DateTime<Utc>,
@@ -720,7 +930,11 @@ fn member(f: &Finding) -> Member {
         Evidence::Post { fingerprint, .. } | Evidence::PostEdited { fingerprint, .. } => {
             Some(fingerprint.clone())
         }
-        Evidence::Profile { .. } | Evidence::Channel { .. } | Evidence::Mailbox { .. } => None,
+        Evidence::Profile { .. }
+        | Evidence::Channel { .. }
+        | Evidence::Mailbox { .. }
+        | Evidence::Mail(_)
+        | Evidence::SecurityNotice(_) => None,
     };
     Member {
         object: f.object.clone(),
@@ -730,7 +944,7 @@ fn member(f: &Finding) -> Member {
 
 /// Opens an incident for a new finding, folds it into the live one with the same key, or into
 /// the live burst of the same account and rule.
-fn upsert(
+pub(super) fn upsert(
     tx: &Tx<'_>,
     f: &Finding,
     now: DateTime<Utc>,
@@ -811,6 +1025,7 @@ fn upsert(
         last_reminder_at: None,
         tier: 0,
         votes: Vec::new(),
+        takedown_started: None,
     };
     inc.event(tx, now, "tocsin", Action::Opened)?;
     save_and_page_unless_muted(tx, &inc, now, policy)?;

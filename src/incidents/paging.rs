@@ -35,11 +35,12 @@ impl Mute {
     }
 }
 
-/// What a vote is for. Only approval needs a quorum today; takedown will be another variant.
+/// What a vote is for: approving (`approve_quorum`) or taking down (`takedown_quorum`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VoteAction {
     Approve,
+    Takedown,
 }
 
 /// One responder's vote towards an action that needs several.
@@ -60,6 +61,10 @@ pub struct PagingPolicy {
     pub accounts: BTreeSet<String>,
     pub unmutable: Vec<Rule>,
     pub approve_quorum: BTreeMap<Severity, u8>,
+    /// Distinct responders needed to take a post down (`paging.takedown_quorum`); 0 reads as 1.
+    pub takedown_quorum: u8,
+    /// Page a deleted approved post (medium) instead of only recording it.
+    pub page_approved_deletions: bool,
 }
 
 impl PagingPolicy {
@@ -68,12 +73,19 @@ impl PagingPolicy {
             accounts: config.accounts.iter().map(|a| a.name.clone()).collect(),
             unmutable: config.paging.unmutable.clone(),
             approve_quorum: config.paging.approve_quorum.clone(),
+            takedown_quorum: config.paging.takedown_quorum,
+            page_approved_deletions: config.paging.page_approved_deletions,
         }
     }
 
     /// Distinct responders needed to approve an incident of this severity.
     pub fn approve_quorum(&self, severity: Severity) -> u8 {
         self.approve_quorum.get(&severity).copied().unwrap_or(1)
+    }
+
+    /// Distinct responders needed to take a post down.
+    pub fn takedown_quorum(&self) -> u8 {
+        self.takedown_quorum.max(1)
     }
 }
 

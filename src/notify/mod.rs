@@ -531,6 +531,16 @@ pub fn summary_line(inc: &Incident) -> String {
         Evidence::Channel {
             channel, problem, ..
         } => format!("{channel}: {problem}"),
+        Evidence::Mail(m) => format!(
+            "{} · {} message(s), {} exposed address(es), {} domain(s), {} recipient(s)",
+            m.sender, m.messages, m.exposed, m.domains, m.recipients
+        ),
+        Evidence::SecurityNotice(n) => format!(
+            "{} security mail to {}: “{}”",
+            n.platform,
+            n.recipient,
+            telegram::cut(&n.subject, 200)
+        ),
         Evidence::Mailbox {
             risk,
             action,

@@ -234,6 +234,7 @@ mod tests {
             last_reminder_at: None,
             tier: 0,
             members: vec![],
+            takedown_started: None,
             votes: vec![],
         }
     }

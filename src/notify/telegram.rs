@@ -48,6 +48,37 @@ pub struct Rendered {
     pub digest: String,
 }
 
+/// The last answer of the platform for each post a takedown asked about, newest attempt last.
+fn takedown_results(inc: &Incident) -> String {
+    let mut last: Vec<(&str, &crate::contain::TakedownOutcome)> = Vec::new();
+    for e in &inc.timeline {
+        if let Action::TakedownResult { post_id, outcome } = &e.action {
+            match last.iter_mut().find(|(p, _)| *p == post_id.as_str()) {
+                Some(slot) => slot.1 = outcome,
+                None => last.push((post_id.as_str(), outcome)),
+            }
+        }
+    }
+    if last.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<String> = last
+        .iter()
+        .take(BURST_IDS)
+        .map(|(p, o)| format!("{p} {}", excerpt(&o.describe())))
+        .collect();
+    let more = last.len().saturating_sub(BURST_IDS);
+    format!(
+        "\nTakedown: {}{}",
+        shown.join("; "),
+        if more > 0 {
+            format!("; … {more} more")
+        } else {
+            String::new()
+        }
+    )
+}
+
 pub fn render(inc: &Incident) -> Rendered {
     render_page(inc, false)
 }
@@ -126,6 +157,32 @@ pub fn render_page(inc: &Incident, pause_button: bool) -> Rendered {
                 since.format("%H:%M:%S UTC")
             );
         }
+        Evidence::Mail(m) => {
+            t += &format!("Sender: {}\n", excerpt(&m.sender));
+            t += &format!("Subject: “{}”\n", cut(&m.subject, 300));
+            if let Some(c) = &m.campaign {
+                t += &format!("Campaign: {}\n", cut(c, 200));
+            }
+            t += &format!(
+                "Messages: {} · exposed addresses: {} · domains: {} · recipients: {}\n",
+                m.messages, m.exposed, m.domains, m.recipients
+            );
+            if m.largest > 0 {
+                t += &format!("Most visible in one message: {}\n", m.largest);
+            }
+            if !m.samples.is_empty() {
+                t += &format!("Samples: {}\n", m.samples.join(", "));
+            }
+        }
+        Evidence::SecurityNotice(n) => {
+            t += &format!(
+                "Platform: {} says the account changed\nFrom: {}\nTo: {}\nSubject: “{}”\n",
+                n.platform,
+                excerpt(&n.sender),
+                excerpt(&n.recipient),
+                cut(&n.subject, 300)
+            );
+        }
         Evidence::Mailbox {
             feed,
             risk,
@@ -165,7 +222,7 @@ pub fn render_page(inc: &Incident, pause_button: bool) -> Rendered {
             newest.join(", "),
             if n > BURST_IDS { ", …" } else { "" }
         );
-    } else if inc.findings > 1 {
+    } else if inc.findings > 1 && !matches!(inc.evidence, Evidence::Mail(_)) {
         t += &format!("Seen {} times, latest shown\n", inc.findings);
     }
     t += &format!(
@@ -199,12 +256,28 @@ pub fn render_page(inc: &Incident, pause_button: bool) -> Rendered {
             names.join(", ")
         );
     }
+    let takedown_votes: Vec<_> = inc.takedown_votes().collect();
+    if inc.state != State::Resolved && !takedown_votes.is_empty() {
+        let needed = takedown_votes.iter().map(|v| v.needed).max().unwrap_or(1);
+        let names: Vec<_> = takedown_votes.iter().map(|v| v.who.name.as_str()).collect();
+        t += &format!(
+            "\nTake down: {}/{needed} — waiting for a {} responder (asked: {})",
+            takedown_votes.len(),
+            ordinal(takedown_votes.len() + 1),
+            names.join(", ")
+        );
+    }
+    if inc.takedown_started.is_some() {
+        t += "\nTake down: in progress";
+    }
+    t += &takedown_results(inc);
     let pause = PauseState::of(inc);
     if let Some(line) = pause.line() {
         t += &format!("\n{line}");
     }
     let t = cut(&t, MAX_TEXT);
     let id = inc.id;
+    let can_take_down = !inc.takedown_targets().is_empty() && inc.takedown_started.is_none();
     let button =
         |label: &str, action: &str| InlineKeyboardButton::callback(label, format!("{action}:{id}"));
     let row = match inc.state {
@@ -217,6 +290,10 @@ pub fn render_page(inc: &Incident, pause_button: bool) -> Rendered {
         State::Resolved => vec![],
     };
     let mut rows = vec![row];
+    if can_take_down && inc.state != State::Resolved {
+        let at = rows[0].len().saturating_sub(1);
+        rows[0].insert(at, button("Take down", "takedown"));
+    }
     if pause_button && inc.state != State::Resolved && pausable(inc.rule) && pause.may_press() {
         rows.push(vec![button("Pause mailer", "pause")]);
     }

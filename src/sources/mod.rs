@@ -5,8 +5,10 @@
 //! observations into the pipeline's channel in order, reports its health, and returns when the
 //! shutdown token is cancelled (between polls, never half-way through a batch).
 
+pub mod bluesky;
 pub mod email;
 pub mod mastodon;
+pub mod telegram_channel;
 
 use std::{
     collections::BTreeMap,
@@ -37,10 +39,19 @@ pub struct Observation {
 pub enum ObservationKind {
     Post(Post),
     Profile(Profile),
+    /// Who administers the account (Telegram channel: `getChatAdministrators`), by user id →
+    /// role and name. Judged against its own baselines (`admin:<id>`), apart from the profile.
+    Admins(Profile),
     /// One message as sent (email feeds; `account` is the feed's name).
     Mail(email::MailSummary),
     /// One change from a mailbox or admin audit log (`account` is the feed's name).
     Audit(email::AuditEvent),
+    /// The platform says a post was deleted (a push stream's delete). The hook of
+    /// `social.approved_post_deleted`: detect decides whether the post was an approved one.
+    PostDeleted {
+        post_id: String,
+        deleted_at: DateTime<Utc>,
+    },
     /// Everything before this point has been handed over: the pipeline persists the cursor once
     /// it has committed what came before, so a crash re-reads rather than skips.
     Checkpoint {
@@ -104,6 +115,21 @@ pub struct SourceHealth {
     pub failing_since: Option<DateTime<Utc>>,
     /// The last failure was the platform refusing our credentials.
     pub refused: bool,
+    /// The account's push stream, for sources that have one (Bluesky's Jetstream).
+    pub stream: Option<StreamHealth>,
+}
+
+/// A push stream's state. The poller keeps running while it is down, but events then arrive a
+/// poll late: down past the account's grace, the source counts as blind.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StreamHealth {
+    pub connected: bool,
+    /// When it went down (or when it was first tried, if it never came up).
+    pub down_since: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    /// Events received since the daemon started.
+    pub events: u64,
+    pub last_event: Option<DateTime<Utc>>,
 }
 
 /// Health of every source, shared between the sources (writers) and the bot and HTTP server.
@@ -155,6 +181,43 @@ impl Health {
         if rate_limit.is_some() {
             h.rate_limit = rate_limit;
         }
+    }
+
+    /// The push stream is connected.
+    pub fn stream_up(&self, account: &str) {
+        let mut map = self.0.lock().expect("health lock");
+        let s = map
+            .entry(account.to_owned())
+            .or_default()
+            .stream
+            .get_or_insert_with(Default::default);
+        s.connected = true;
+        s.down_since = None;
+    }
+
+    /// The push stream is not connected; `error` says why.
+    pub fn stream_down(&self, account: &str, error: String) {
+        let mut map = self.0.lock().expect("health lock");
+        let s = map
+            .entry(account.to_owned())
+            .or_default()
+            .stream
+            .get_or_insert_with(Default::default);
+        s.connected = false;
+        s.down_since.get_or_insert_with(Utc::now);
+        s.last_error = Some(error);
+    }
+
+    /// One event arrived on the push stream.
+    pub fn stream_event(&self, account: &str) {
+        let mut map = self.0.lock().expect("health lock");
+        let s = map
+            .entry(account.to_owned())
+            .or_default()
+            .stream
+            .get_or_insert_with(Default::default);
+        s.events += 1;
+        s.last_event = Some(Utc::now());
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, SourceHealth> {
@@ -233,8 +296,10 @@ pub fn build(
     ctx.health.register(&account.name, account.platform);
     match account.platform {
         Platform::Mastodon => Box::pin(mastodon::run(account.clone(), ctx)),
-        // Refused by config validation; kept exhaustive so a new platform must be wired here.
-        Platform::X | Platform::Bluesky | Platform::TelegramChannel => {
+        Platform::Bluesky => Box::pin(bluesky::run(account.clone(), ctx)),
+        // Refused by config validation (X), or started by `app` with the bot's update channel
+        // (Telegram channels); kept exhaustive so a new platform must be wired here.
+        Platform::X | Platform::TelegramChannel => {
             let name = account.name.clone();
             Box::pin(async move {
                 tracing::error!(account = %name, "platform not supported by this build");

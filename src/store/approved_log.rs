@@ -43,6 +43,19 @@ pub enum ApprovedEntry {
         reason: String,
         by: String,
     },
+    /// A bulk send the company planned: `sender` may reach up to `max_recipients` envelope
+    /// recipients per `window` under `campaign` without `email.unapproved_bulk` paging.
+    /// `campaign` `*` covers every campaign of the sender; no `max_recipients` means no cap.
+    ApprovedCampaign {
+        sender: String,
+        campaign: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_recipients: Option<u64>,
+        /// A duration such as `24h`; absent with no cap.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        window: Option<String>,
+        by: String,
+    },
 }
 
 impl ApprovedEntry {
@@ -52,7 +65,7 @@ impl ApprovedEntry {
         match self {
             ApprovedEntry::ApprovedPost { account, .. }
             | ApprovedEntry::Baseline { account, .. } => Some(account),
-            ApprovedEntry::Revocation { .. } => None,
+            ApprovedEntry::Revocation { .. } | ApprovedEntry::ApprovedCampaign { .. } => None,
         }
     }
 }

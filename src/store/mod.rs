@@ -22,6 +22,7 @@
 
 pub mod approved_log;
 mod chain;
+mod mail;
 pub mod mail_inbox;
 pub mod timeline_log;
 
@@ -75,6 +76,10 @@ pub enum RevokeError {
     Baseline(u64),
     #[error("entry {0} is a revocation and cannot itself be revoked; approve the post again")]
     Revocation(u64),
+    #[error(
+        "entry {0} is an approved campaign; campaigns cannot be revoked yet (approve it again with a lower max_recipients)"
+    )]
+    Campaign(u64),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -164,6 +169,11 @@ pub struct Store {
     outbox: sled::Tree,
     meta: sled::Tree,
     mail_inbox: sled::Tree,
+    /// Mail summaries the journal listener accepted (answered 250) and the pipeline has not
+    /// judged yet. Outside [`Store::transact`]: written by the listener, not by a verdict.
+    mail_queue: sled::Tree,
+    /// The `[email]` rules of the running configuration, read by `detect` (set like `routes`).
+    email: Arc<RwLock<Option<Arc<crate::config::Email>>>>,
     /// The fallback channels of the running configuration; read by [`Tx::enqueue_page`] so
     /// that every code path that queues a page reaches every channel.
     routes: Arc<RwLock<Arc<Vec<Route>>>>,
@@ -278,6 +288,8 @@ impl Store {
             outbox: t("outbox")?,
             meta: t("meta")?,
             mail_inbox: t("mail_inbox")?,
+            mail_queue: t("mail_queue")?,
+            email: Arc::default(),
             routes: Arc::default(),
             write_fault: Arc::default(),
             db,
@@ -427,6 +439,9 @@ impl Store {
                 ApprovedEntry::ApprovedPost { .. } => {}
                 ApprovedEntry::Baseline { .. } => return abort(RevokeError::Baseline(seq)),
                 ApprovedEntry::Revocation { .. } => return abort(RevokeError::Revocation(seq)),
+                ApprovedEntry::ApprovedCampaign { .. } => {
+                    return abort(RevokeError::Campaign(seq));
+                }
             }
             if let Some(by_seq) = tx.revoked_by(seq).lift()? {
                 return abort(RevokeError::AlreadyRevoked { seq, by_seq });

@@ -61,6 +61,8 @@ pub struct TestApp {
     pub shutdown: CancellationToken,
     pub handle: Option<JoinHandle<Result<(), tocsin::AppError>>>,
     pub state: tempfile::TempDir,
+    /// The SMTP journal listener, when the config has `[email.journal]`.
+    pub journal: Option<std::net::SocketAddr>,
 }
 
 pub fn config(state: &std::path::Path, bot: &FakeBotApi, masto: &FakeMastodon) -> Config {
@@ -101,6 +103,7 @@ pub async fn start_with(
     tweak(&mut config);
     let app = App::build(config).await.unwrap();
     let api = format!("http://{}", app.http_addr());
+    let journal = app.journal_addr();
     let store = app.store().clone();
     let health = app.health().clone();
     let shutdown = CancellationToken::new();
@@ -114,6 +117,7 @@ pub async fn start_with(
         shutdown,
         handle: Some(handle),
         state,
+        journal,
     };
     t.wait_polls(2).await;
     t

@@ -16,6 +16,8 @@ pub mod ses;
 pub mod webhook;
 
 use std::time::Duration;
+pub mod journal;
+pub mod summary;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,177 @@
+//! Push latency: the release binary watching a Telegram channel on the loopback fake Bot API.
+//! Channel posts are injected as `channel_post` updates; the daemon receives them through its
+//! `getUpdates` long poll, judges them and pages.
+//!
+//! Two figures, because Telegram's per-chat flood limit (about 1 message/s, 20/min, which
+//! `notify::Pacer` respects) caps pages, not pushes:
+//! - `push_event_to_page_ms`: event → `sendMessage` received by the fake, for posts spaced
+//!   1.1 s apart so that no page waits for the pacer (20 posts; 10 with `--quick`).
+//! - `push_event_to_incident_ms`: event → incident committed to sled (its `opened` timeline
+//!   time), for 1,000 posts (200 with `--quick`) injected back to back.
+//!
+//! Prints JSON lines `{"metric": …, "value": …, "unit": "ms", "n": …}` with p50, p99 and max.
+//! Run: `cargo bench --bench push` (or `cargo bench --bench push -- --quick`).
+
+use std::{
+    collections::HashMap,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use tocsin::{
+    fakes::telegram::{FakeBotApi, FakeUser},
+    incidents::Action,
+    store::Store,
+};
+
+const CHANNEL: i64 = -1005550001;
+const TOKEN: &str = "77:push-bench";
+
+fn emit_stats(metric: &str, mut samples: Vec<f64>) {
+    samples.sort_by(f64::total_cmp);
+    let n = samples.len();
+    let at = |q: f64| samples[((n as f64 * q).ceil() as usize).clamp(1, n) - 1];
+    for (name, v) in [
+        ("p50", at(0.50)),
+        ("p99", at(0.99)),
+        ("max", samples[n - 1]),
+    ] {
+        println!(
+            "{}",
+            serde_json::json!({ "metric": format!("{metric}_{name}"), "value": (v * 100.0).round() / 100.0, "unit": "ms", "n": n })
+        );
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[tokio::main]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (paced, burst) = if quick { (10, 200) } else { (20, 1000) };
+    let bot = FakeBotApi::start(TOKEN).await.expect("fake Bot API");
+    bot.add_channel(CHANNEL, "Bench channel", &FakeUser::new(9, "Owner", None));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = dir.path().join("state");
+    let port = free_port();
+    let config = format!(
+        "[general]\nstate_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\napi_token = \"bench\"\n\n\
+         [telegram]\nbot_token = \"{TOKEN}\"\napi_url = \"{url}\"\nchat_id = -100\nresponders = [1]\nlong_poll = \"10s\"\n\n\
+         [grouping]\nwindow = \"0s\"\n\n\
+         [[accounts]]\nname = \"channel\"\nplatform = \"telegram_channel\"\nbase_url = \"{url}\"\naccount_id = \"{CHANNEL}\"\npoll_interval = \"30s\"\n",
+        state.display(),
+        url = bot.url()
+    );
+    let path = dir.path().join("tocsin.toml");
+    std::fs::write(&path, config).expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("TOCSIN_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tocsin");
+    let started = Instant::now();
+    // Ready: the channel's first poll (getChatAdministrators) done and a long poll waiting.
+    while bot.request_count("getChatAdministrators") == 0 || bot.request_count("getUpdates") < 2 {
+        assert!(started.elapsed() < Duration::from_secs(30), "daemon not up");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Phase 1: event → page, spaced so the pacer never holds a page.
+    let mut page_ms = Vec::new();
+    for i in 0..paced {
+        let marker = format!("paced-{i}-scam");
+        let t0 = Instant::now();
+        bot.push_channel_post(CHANNEL, &format!("{marker} https://scam.example/{i}"));
+        loop {
+            if let Some(m) = bot.sent().into_iter().find(|m| m.text.contains(&marker)) {
+                page_ms.push(m.received_instant.duration_since(t0).as_secs_f64() * 1000.0);
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "no page for {marker}"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1100).saturating_sub(t0.elapsed())).await;
+    }
+    emit_stats("push_event_to_page_ms", page_ms);
+
+    // Phase 2: a burst, event → incident committed.
+    let mut pushed: HashMap<String, DateTime<Utc>> = HashMap::new();
+    for i in 0..burst {
+        let at = Utc::now();
+        let id = bot.push_channel_post(
+            CHANNEL,
+            &format!("burst-{i} scam https://scam.example/b{i}"),
+        );
+        pushed.insert(id.to_string(), at);
+        if i % 50 == 49 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let client = reqwest::Client::new();
+    let want = paced + burst;
+    loop {
+        let response = client
+            .get(format!("http://127.0.0.1:{port}/api/v1/incidents"))
+            .bearer_auth("bench")
+            .send()
+            .await;
+        let n = match response {
+            Ok(r) => incident_count(r).await,
+            Err(_) => None,
+        };
+        if n.is_some_and(|n| n >= want) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "burst not judged"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "tocsin exited with {status}");
+
+    let store = Store::open(&state).expect("open the bench store");
+    let mut incident_ms = Vec::new();
+    for inc in store.incidents().expect("incidents") {
+        let Some(at) = pushed.get(&inc.object) else {
+            continue;
+        };
+        let opened = inc
+            .timeline
+            .iter()
+            .find(|e| e.action == Action::Opened)
+            .map(|e| e.at)
+            .expect("opened event");
+        incident_ms.push((opened - *at).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+    }
+    assert_eq!(
+        incident_ms.len(),
+        burst,
+        "every burst post became an incident"
+    );
+    emit_stats("push_event_to_incident_ms", incident_ms);
+}
+
+/// The number of incidents in an `/api/v1/incidents` answer.
+async fn incident_count(r: reqwest::Response) -> Option<usize> {
+    let v: serde_json::Value = r.json().await.ok()?;
+    v.as_array()
+        .map(Vec::len)
+        .or_else(|| v["incidents"].as_array().map(Vec::len))
+}

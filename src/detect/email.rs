@@ -1,0 +1,445 @@
+//! The email rules, judged on a [`MailSummary`] whatever feed saw it.
+//!
+//! - `email.security_notice` (critical): a platform's "your email/password changed, new login,
+//!   2FA off" mail, filed under the social account whose registered address received it.
+//! - `email.exposed_recipients` (critical): more than `max_visible_recipients` addresses in
+//!   To+Cc, or visible addresses of more than one external domain.
+//! - `email.unapproved_bulk` (high): the sender's envelope recipients within `bulk_window` pass
+//!   `bulk_threshold` and no approved campaign covers them.
+//!
+//! One message raises at most one finding, the first of that order. Every message that is not
+//! a notice adds its recipients to the sender's volume buckets (a [`Write`]), committed with the
+//! verdict. The addresses a finding exposes travel as [`Write::MailExposure`] hashes, which
+//! `incidents` counts into the burst's distinct-address set; the incident keeps only counters.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{Evidence, Finding, Outcome, Rule, Severity, Write};
+use crate::{
+    config::Email,
+    sources::email::MailSummary,
+    store::{ApprovedEntry, Store, StoreError},
+};
+
+/// Sample addresses shown (masked) on a page.
+pub const SAMPLES: usize = 3;
+
+/// What a responder sees of a leaky or bulk send: running counters, never the address list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailEvidence {
+    pub sender: String,
+    /// Of the latest message.
+    pub subject: String,
+    pub message_id: String,
+    pub campaign: Option<String>,
+    /// Messages folded into the incident.
+    pub messages: u64,
+    /// Distinct addresses visible to other recipients, over every message.
+    pub exposed: u64,
+    /// Distinct external domains among them.
+    pub domains: u64,
+    /// Envelope recipients: of the messages (exposure), or within the bulk window (bulk).
+    pub recipients: u64,
+    /// The most addresses visible in one message.
+    pub largest: u64,
+    /// A few visible addresses, masked (`j***@example.com`).
+    pub samples: Vec<String>,
+}
+
+/// A platform's security mail about one of the company's social accounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeEvidence {
+    pub platform: String,
+    pub sender: String,
+    pub subject: String,
+    /// The registered address it was sent to.
+    pub recipient: String,
+    pub message_id: String,
+}
+
+/// `jane@example.com` → `j***@example.com`.
+pub fn mask(address: &str) -> String {
+    match address.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".into(),
+    }
+}
+
+/// The stored form of an address in a burst's set: its first 8 bytes of SHA-256.
+pub fn address_key(address: &str) -> [u8; 8] {
+    let d = Sha256::digest(address.as_bytes());
+    let mut k = [0u8; 8];
+    k.copy_from_slice(&d[..8]);
+    k
+}
+
+fn domain(address: &str) -> &str {
+    address.rsplit_once('@').map_or("", |(_, d)| d)
+}
+
+/// The bucket width of the volume counters: a twelfth of the window, so the window is summed
+/// from at most 13 keys and is exact to within one bucket.
+fn bucket_secs(email: &Email) -> i64 {
+    (email.bulk_window.as_secs() / 12).max(1) as i64
+}
+
+pub fn evaluate(
+    store: &Store,
+    account: &str,
+    mail: &MailSummary,
+    seen_at: DateTime<Utc>,
+) -> Result<Outcome, StoreError> {
+    let rules = store.email_rules();
+    if let Some(f) = security_notice(&rules, account, mail, seen_at) {
+        return Ok(Outcome {
+            finding: Some(f),
+            writes: Vec::new(),
+        });
+    }
+    let n = mail.envelope.len() as u64;
+    let width = bucket_secs(&rules);
+    let now = seen_at.timestamp();
+    let mut writes = vec![Write::MailVolume {
+        sender: mail.sender.clone(),
+        bucket: now - now.rem_euclid(width),
+        recipients: n,
+    }];
+    let visible: BTreeSet<&str> = mail.visible.iter().map(String::as_str).collect();
+    let sender_domain = domain(&mail.sender);
+    let external: BTreeSet<&str> = visible
+        .iter()
+        .filter(|a| !rules.is_internal(a))
+        .map(|a| domain(a))
+        .filter(|d| !d.eq_ignore_ascii_case(sender_domain))
+        .collect();
+    let evidence = |recipients: u64| MailEvidence {
+        sender: mail.sender.clone(),
+        subject: mail.subject.clone(),
+        message_id: mail.message_id.clone(),
+        campaign: mail.campaign.clone(),
+        messages: 1,
+        exposed: visible.len() as u64,
+        domains: external.len() as u64,
+        recipients,
+        largest: visible.len() as u64,
+        samples: visible.iter().take(SAMPLES).map(|a| mask(a)).collect(),
+    };
+    if visible.len() > rules.max_visible_recipients || external.len() > 1 {
+        writes.push(Write::MailExposure {
+            addresses: visible.iter().map(|a| address_key(a)).collect(),
+            domains: external.iter().map(|d| d.to_string()).collect(),
+        });
+        let finding = Finding {
+            rule: Rule::ExposedRecipients,
+            severity: Severity::Critical,
+            account: account.to_owned(),
+            object: mail.sender.clone(),
+            evidence: Evidence::Mail(evidence(n)),
+            changed_at: mail.sent_at,
+            seen_at,
+        };
+        return Ok(Outcome {
+            finding: Some(finding),
+            writes,
+        });
+    }
+    let window = chrono::Duration::from_std(rules.bulk_window).unwrap_or(chrono::Duration::MAX);
+    let since = seen_at
+        .checked_sub_signed(window)
+        .unwrap_or(DateTime::UNIX_EPOCH);
+    let total = store.mail_volume(&mail.sender, since)? + n;
+    if total > rules.bulk_threshold && !campaign_approved(store, mail, seen_at)? {
+        let finding = Finding {
+            rule: Rule::UnapprovedBulk,
+            severity: Severity::High,
+            account: account.to_owned(),
+            object: mail.sender.clone(),
+            evidence: Evidence::Mail(evidence(total)),
+            changed_at: mail.sent_at,
+            seen_at,
+        };
+        return Ok(Outcome {
+            finding: Some(finding),
+            writes,
+        });
+    }
+    Ok(Outcome {
+        finding: None,
+        writes,
+    })
+}
+
+/// Whether an approved campaign covers the sender's volume including this message.
+fn campaign_approved(
+    store: &Store,
+    mail: &MailSummary,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    for (_, entry) in store.approved_campaigns()? {
+        let ApprovedEntry::ApprovedCampaign {
+            sender,
+            campaign,
+            max_recipients,
+            window,
+            ..
+        } = entry
+        else {
+            continue;
+        };
+        if !sender.eq_ignore_ascii_case(&mail.sender) {
+            continue;
+        }
+        if campaign != "*" && mail.campaign.as_deref() != Some(campaign.as_str()) {
+            continue;
+        }
+        let Some(max) = max_recipients else {
+            return Ok(true);
+        };
+        let window = window
+            .as_deref()
+            .and_then(|w| humantime::parse_duration(w).ok())
+            .and_then(|w| chrono::Duration::from_std(w).ok())
+            .unwrap_or_else(|| chrono::Duration::hours(24));
+        let since = now
+            .checked_sub_signed(window)
+            .unwrap_or(DateTime::UNIX_EPOCH);
+        if store.mail_volume(&mail.sender, since)? + mail.envelope.len() as u64 <= max {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn security_notice(
+    rules: &Email,
+    account: &str,
+    mail: &MailSummary,
+    seen_at: DateTime<Utc>,
+) -> Option<Finding> {
+    let notices = &rules.security_notices;
+    let from = if mail.from.is_empty() {
+        &mail.sender
+    } else {
+        &mail.from
+    };
+    let from_domain = domain(from);
+    let subject = mail.subject.to_lowercase();
+    let pattern = notices.patterns.iter().find(|p| {
+        p.senders.iter().any(|s| {
+            let s = s.to_ascii_lowercase();
+            from.eq_ignore_ascii_case(&s)
+                || from_domain == s
+                || from_domain.ends_with(&format!(".{s}"))
+        }) && p
+            .subjects
+            .iter()
+            .any(|phrase| subject.contains(&phrase.to_lowercase()))
+    })?;
+    let recipients = || mail.envelope.iter().chain(&mail.visible);
+    let registered = notices.accounts.iter().find_map(|a| {
+        recipients()
+            .find(|r| a.platform == pattern.platform && r.eq_ignore_ascii_case(&a.address))
+            .map(|r| (a.account.clone(), r.clone()))
+    });
+    let (linked, recipient) = registered.unwrap_or_else(|| {
+        (
+            account.to_owned(),
+            recipients().next().cloned().unwrap_or_default(),
+        )
+    });
+    let object = if mail.message_id.is_empty() {
+        format!(
+            "notice:{}",
+            crate::store::digest(&format!("{from}\n{subject}\n{seen_at}"))
+        )
+    } else {
+        format!("notice:{}", mail.message_id)
+    };
+    Some(Finding {
+        rule: Rule::SecurityNotice,
+        severity: Severity::Critical,
+        account: linked,
+        object,
+        evidence: Evidence::SecurityNotice(NoticeEvidence {
+            platform: pattern.platform.clone(),
+            sender: from.clone(),
+            subject: mail.subject.clone(),
+            recipient,
+            message_id: mail.message_id.clone(),
+        }),
+        changed_at: mail.sent_at,
+        seen_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NoticeAccount;
+
+    fn mail(visible: &[&str], envelope: usize) -> MailSummary {
+        MailSummary {
+            feed: "journal".into(),
+            message_id: "m1@shop.example".into(),
+            sender: "news@shop.example".into(),
+            from: "news@shop.example".into(),
+            subject: "Spring sale".into(),
+            visible: visible.iter().map(|s| s.to_string()).collect(),
+            envelope: (0..envelope)
+                .map(|i| format!("c{i}@cust.example"))
+                .collect(),
+            campaign: Some("spring".into()),
+            sent_at: None,
+        }
+    }
+
+    fn store(email: Email) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.set_email_rules(Some(email));
+        (dir, store)
+    }
+
+    fn commit(store: &Store, o: &Outcome) {
+        store
+            .transact(|tx| {
+                for w in &o.writes {
+                    w.apply(tx, Utc::now())?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn masks_keep_the_domain_only() {
+        assert_eq!(mask("jane@example.com"), "j***@example.com");
+        assert_eq!(mask("nope"), "***");
+    }
+
+    #[test]
+    fn exposure_by_count_and_by_domains() {
+        let (_d, store) = store(Email {
+            internal_domains: vec!["corp.example".into()],
+            ..Email::default()
+        });
+        let many: Vec<String> = (0..26).map(|i| format!("u{i}@cust.example")).collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        let o = evaluate(&store, "journal", &mail(&refs, 26), Utc::now()).unwrap();
+        let f = o.finding.unwrap();
+        assert_eq!(f.rule, Rule::ExposedRecipients);
+        let Evidence::Mail(e) = f.evidence else {
+            panic!("mail evidence")
+        };
+        assert_eq!((e.exposed, e.largest, e.domains), (26, 26, 1));
+        assert_eq!(e.samples.len(), SAMPLES);
+        assert!(e.samples[0].contains("***@cust.example"));
+
+        let twenty_five: Vec<&str> = refs[..25].to_vec();
+        assert!(
+            evaluate(&store, "journal", &mail(&twenty_five, 25), Utc::now())
+                .unwrap()
+                .finding
+                .is_none(),
+            "25 visible is the limit, not over it"
+        );
+        let two = mail(&["a@one.example", "b@two.example"], 2);
+        assert_eq!(
+            evaluate(&store, "journal", &two, Utc::now())
+                .unwrap()
+                .finding
+                .unwrap()
+                .rule,
+            Rule::ExposedRecipients
+        );
+        let internal = mail(&["a@one.example", "b@corp.example", "c@shop.example"], 3);
+        assert!(
+            evaluate(&store, "journal", &internal, Utc::now())
+                .unwrap()
+                .finding
+                .is_none(),
+            "colleagues and the sender's own domain are not customers"
+        );
+    }
+
+    #[test]
+    fn bulk_over_the_window_unless_a_campaign_covers_it() {
+        let (_d, store) = store(Email {
+            bulk_threshold: 100,
+            ..Email::default()
+        });
+        let one = mail(&["x@cust.example"], 60);
+        let first = evaluate(&store, "journal", &one, Utc::now()).unwrap();
+        assert!(first.finding.is_none());
+        commit(&store, &first);
+        let second = evaluate(&store, "journal", &one, Utc::now()).unwrap();
+        let f = second.finding.unwrap();
+        assert_eq!(f.rule, Rule::UnapprovedBulk);
+        assert!(matches!(f.evidence, Evidence::Mail(ref e) if e.recipients == 120));
+
+        store
+            .approve(
+                ApprovedEntry::ApprovedCampaign {
+                    sender: "news@shop.example".into(),
+                    campaign: "spring".into(),
+                    max_recipients: Some(1000),
+                    window: Some("1h".into()),
+                    by: "t".into(),
+                },
+                Utc::now(),
+            )
+            .unwrap();
+        assert!(
+            evaluate(&store, "journal", &one, Utc::now())
+                .unwrap()
+                .finding
+                .is_none()
+        );
+        let mut other = one.clone();
+        other.campaign = Some("autumn".into());
+        assert!(
+            evaluate(&store, "journal", &other, Utc::now())
+                .unwrap()
+                .finding
+                .is_some(),
+            "another campaign is not covered"
+        );
+    }
+
+    #[test]
+    fn security_notice_is_linked_to_the_registered_account() {
+        let mut email = Email::default();
+        email.security_notices.accounts.push(NoticeAccount {
+            account: "x-main".into(),
+            platform: "x".into(),
+            address: "social@corp.example".into(),
+        });
+        let (_d, store) = store(email);
+        let mut m = mail(&["social@corp.example"], 0);
+        m.from = "verify@x.com".into();
+        m.sender = "bounce@x.com".into();
+        m.envelope = vec!["social@corp.example".into()];
+        m.subject = "Your X password was changed".into();
+        let f = evaluate(&store, "journal", &m, Utc::now())
+            .unwrap()
+            .finding
+            .unwrap();
+        assert_eq!(f.rule, Rule::SecurityNotice);
+        assert_eq!(f.account, "x-main");
+        m.from = "verify@x.com.evil.example".into();
+        assert!(
+            evaluate(&store, "journal", &m, Utc::now())
+                .unwrap()
+                .finding
+                .is_none_or(|f| f.rule != Rule::SecurityNotice),
+            "a look-alike domain is not the platform"
+        );
+    }
+}

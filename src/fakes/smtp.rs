@@ -1,0 +1,176 @@
+//! A small SMTP client over a raw TCP connection: the MTA side of the journal listener for the
+//! demo, the tests and the bench. It pipelines MAIL/RCPT/DATA (RFC 2920) like Postfix does and
+//! dot-stuffs the message.
+
+use std::net::SocketAddr;
+
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::{
+        TcpStream,
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    },
+};
+
+/// One reply: its code and its lines' text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub text: String,
+}
+
+pub struct SmtpClient {
+    r: BufReader<OwnedReadHalf>,
+    w: OwnedWriteHalf,
+    /// The EHLO answer.
+    pub ehlo: Reply,
+}
+
+impl SmtpClient {
+    /// Connects, reads the greeting and says EHLO.
+    pub async fn connect(addr: SocketAddr) -> std::io::Result<SmtpClient> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (r, w) = stream.into_split();
+        let mut c = SmtpClient {
+            r: BufReader::new(r),
+            w,
+            ehlo: Reply {
+                code: 0,
+                text: String::new(),
+            },
+        };
+        let greeting = c.reply().await?;
+        if greeting.code != 220 {
+            return Err(std::io::Error::other(format!("greeting {greeting:?}")));
+        }
+        c.ehlo = c.command("EHLO mta.example").await?;
+        Ok(c)
+    }
+
+    /// Connects without saying anything after the greeting (for tests of the state machine).
+    pub async fn connect_raw(addr: SocketAddr) -> std::io::Result<(SmtpClient, Reply)> {
+        let stream = TcpStream::connect(addr).await?;
+        let (r, w) = stream.into_split();
+        let mut c = SmtpClient {
+            r: BufReader::new(r),
+            w,
+            ehlo: Reply {
+                code: 0,
+                text: String::new(),
+            },
+        };
+        let greeting = c.reply().await?;
+        Ok((c, greeting))
+    }
+
+    /// Reads one (possibly multi-line) reply.
+    pub async fn reply(&mut self) -> std::io::Result<Reply> {
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            if self.r.read_line(&mut line).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let line = line.trim_end();
+            let code: u16 = line
+                .get(..3)
+                .and_then(|c| c.parse().ok())
+                .ok_or_else(|| std::io::Error::other(format!("bad reply line {line:?}")))?;
+            text.push_str(line.get(4..).unwrap_or(""));
+            text.push('\n');
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Ok(Reply { code, text });
+            }
+        }
+    }
+
+    /// Writes raw bytes (a command line must end with CRLF).
+    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.w.write_all(bytes).await?;
+        self.w.flush().await
+    }
+
+    /// Sends one command line and reads its reply.
+    pub async fn command(&mut self, line: &str) -> std::io::Result<Reply> {
+        self.write(format!("{line}\r\n").as_bytes()).await?;
+        self.reply().await
+    }
+
+    /// Sends one message, pipelined: MAIL, every RCPT and DATA in one write, then the
+    /// dot-stuffed message. Returns the final reply (250 when queued), or the first refusal.
+    pub async fn send(
+        &mut self,
+        from: &str,
+        rcpt: &[String],
+        message: &[u8],
+    ) -> std::io::Result<Reply> {
+        let mut head = format!("MAIL FROM:<{from}> SIZE={}\r\n", message.len());
+        for r in rcpt {
+            head.push_str(&format!("RCPT TO:<{r}>\r\n"));
+        }
+        head.push_str("DATA\r\n");
+        self.write(head.as_bytes()).await?;
+        let mail = self.reply().await?;
+        let mut refused = (mail.code != 250).then(|| mail.clone());
+        for _ in rcpt {
+            let r = self.reply().await?;
+            if r.code != 250 && refused.is_none() {
+                refused = Some(r);
+            }
+        }
+        let data = self.reply().await?;
+        if data.code != 354 {
+            return Ok(refused.unwrap_or(data));
+        }
+        self.write(&dot_stuff(message)).await?;
+        self.reply().await
+    }
+
+    pub async fn quit(mut self) -> std::io::Result<()> {
+        self.command("QUIT").await.map(|_| ())
+    }
+}
+
+/// Doubles every leading dot and ends with `CRLF.CRLF` (RFC 5321 §4.5.2).
+pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 64);
+    let mut at_start = true;
+    for &b in message {
+        if at_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        at_start = b == b'\n';
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// A bulk message that shows every recipient in `To:` (the leak), folded 10 per line.
+pub fn leaky_message(from: &str, to: &[String], subject: &str, message_id: &str) -> Vec<u8> {
+    let mut m = format!("From: Example Exchange <{from}>\r\nTo: ");
+    for (i, chunk) in to.chunks(10).enumerate() {
+        if i > 0 {
+            m.push_str(",\r\n ");
+        }
+        m.push_str(&chunk.join(", "));
+    }
+    m.push_str(&format!(
+        "\r\nSubject: {subject}\r\nMessage-ID: <{message_id}>\r\nX-Campaign-Id: launch\r\n\
+         Date: Tue, 24 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\n\
+         Dear customer,\r\nyour account statement is ready.\r\n"
+    ));
+    m.into_bytes()
+}
+
+/// `n` customer addresses, spread over `domains` domains, distinct per `batch`.
+pub fn customers(batch: usize, n: usize, domains: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("customer{batch}x{i}@cust{}.example", i % domains.max(1)))
+        .collect()
+}
