@@ -14,17 +14,23 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     bot::{self, BotContext},
-    config::Config,
+    config::{Config, Email},
     contain::mailer::Mailer,
     detect,
-    http::{self, HttpState, health::Readiness},
+    http::{self, HttpState, health::Readiness, hooks::Hooks},
     incidents::{Incidents, PagingPolicy, Recorded, escalation},
     metrics::Metrics,
     notify::{
         self, Fallback, PagerDuty, TelegramPager, TelegramStatus, TelegramWatch, Webhook,
         heartbeat::{self, HeartbeatContext},
     },
-    sources::{self, Health, Observation, ObservationKind, SourceContext, email::journal},
+    sources::{
+        self, Health, Observation, ObservationKind, SourceContext,
+        email::{
+            journal, mailgun::Mailgun, postmark::Postmark, sendgrid::SendGrid, ses, ses::Ses,
+            webhook::Inbox,
+        },
+    },
     store::{Route, Store, StoreError, TELEGRAM},
 };
 
@@ -51,6 +57,8 @@ pub enum AppError {
     Http(#[from] reqwest::Error),
     #[error("the HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
+    #[error("cannot set up the {hook} webhook: {detail}")]
+    Hook { hook: &'static str, detail: String },
 }
 
 pub struct App {
@@ -59,6 +67,8 @@ pub struct App {
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
     health: Health,
+    /// Fetches SNS signing certificates and confirms subscriptions; see [`App::with_sns_client`].
+    sns_client: Option<reqwest::Client>,
     /// The SMTP journal listener, bound with the HTTP one so port 0 is known before running.
     journal: Option<(tokio::net::TcpListener, SocketAddr)>,
 }
@@ -112,8 +122,18 @@ impl App {
             listener,
             addr,
             health: Health::default(),
+            sns_client: None,
             journal,
         })
+    }
+
+    /// Replaces the client the SES webhook fetches SNS signing certificates with. Only the
+    /// library offers this (the config cannot): tests give a client that resolves the SNS host
+    /// to a loopback TLS fake and trusts the fake's CA, so the real host check and the real
+    /// fetch path run without leaving 127.0.0.1.
+    pub fn with_sns_client(mut self, client: reqwest::Client) -> App {
+        self.sns_client = Some(client);
+        self
     }
 
     /// Where the HTTP server really listens.
@@ -142,6 +162,7 @@ impl App {
             listener,
             addr,
             health,
+            sns_client,
             journal: journal_listener,
         } = self;
         store.set_email_rules(config.email.clone());
@@ -228,6 +249,19 @@ impl App {
             tasks.spawn(feed);
         }
         drop(feed_ctx);
+        let hooks = match config.email.as_ref().filter(|e| e.has_webhooks()) {
+            Some(email) => {
+                let (inbox, writer) = Inbox::start(store.clone(), tx.clone(), shutdown.clone());
+                tasks.spawn(writer);
+                Some(Arc::new(build_hooks(
+                    email,
+                    inbox,
+                    metrics.clone(),
+                    sns_client,
+                )?))
+            }
+            None => None,
+        };
         if let (Some((listener, _)), Some(j)) = (
             journal_listener,
             config.email.as_ref().and_then(|e| e.journal.clone()),
@@ -385,6 +419,7 @@ impl App {
             ),
             watched: Arc::new(config.accounts.clone()),
             rejected: metrics.refusals.api_rejected.clone(),
+            hooks,
         };
         let http_stop = shutdown.clone();
         let server = tasks.spawn(http::serve(listener, http_state, async move {
@@ -408,6 +443,61 @@ impl App {
             _ => Ok(()),
         }
     }
+}
+
+/// The webhooks of `[email]`, each with its provider's verifier and body limit.
+fn build_hooks(
+    email: &Email,
+    inbox: Inbox,
+    metrics: Arc<Metrics>,
+    sns_client: Option<reqwest::Client>,
+) -> Result<Hooks, AppError> {
+    let ses = match &email.ses {
+        Some(c) => {
+            let client = match sns_client {
+                Some(c) => c,
+                None => ses::default_fetch_client()?,
+            };
+            let hook = Ses::new(c, client).map_err(|detail| AppError::Hook {
+                hook: "ses",
+                detail,
+            })?;
+            Some((hook, c.max_body))
+        }
+        None => None,
+    };
+    let sendgrid = match &email.sendgrid {
+        Some(c) => Some((
+            SendGrid::new(c).map_err(|detail| AppError::Hook {
+                hook: "sendgrid",
+                detail,
+            })?,
+            c.max_body,
+        )),
+        None => None,
+    };
+    let mailgun = match &email.mailgun {
+        Some(c) => Some((
+            Mailgun::new(c).map_err(|detail| AppError::Hook {
+                hook: "mailgun",
+                detail,
+            })?,
+            c.max_body,
+        )),
+        None => None,
+    };
+    let postmark = email
+        .postmark
+        .as_ref()
+        .map(|c| (Postmark::new(c), c.max_body));
+    Ok(Hooks {
+        inbox,
+        metrics,
+        ses,
+        sendgrid,
+        mailgun,
+        postmark,
+    })
 }
 
 /// Every source (social accounts and mail audit feeds) with how long it may fail before it is

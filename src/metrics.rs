@@ -51,6 +51,17 @@ pub struct ChannelReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabel {
+    pub provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderReasonLabels {
+    pub provider: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: String,
 }
@@ -83,6 +94,10 @@ pub struct Metrics {
     channel_failures: Family<ChannelReasonLabels, Counter>,
     heartbeats: Counter,
     heartbeat_failures: Counter,
+    /// Mail summaries committed by the provider webhooks (a SendGrid batch folds its events per message).
+    webhook_summaries: Family<ProviderLabel, Counter>,
+    /// Provider webhook requests refused, by provider and reason.
+    webhook_rejected: Family<ProviderReasonLabels, Counter>,
     // Scrape-time values.
     incidents: Family<StateLabel, Gauge>,
     outbox_depth: Gauge,
@@ -120,6 +135,8 @@ impl Metrics {
             channel_failures: Family::default(),
             heartbeats: Counter::default(),
             heartbeat_failures: Counter::default(),
+            webhook_summaries: Family::default(),
+            webhook_rejected: Family::default(),
             incidents: Family::default(),
             outbox_depth: Gauge::default(),
             outbox_oldest_age_seconds: Gauge::default(),
@@ -183,6 +200,16 @@ impl Metrics {
             "heartbeat_failures",
             "Heartbeat pings that failed or were refused",
             m.heartbeat_failures.clone(),
+        );
+        registry.register(
+            "webhook_summaries",
+            "Mail summaries (one per message) committed by the provider webhooks",
+            m.webhook_summaries.clone(),
+        );
+        registry.register(
+            "webhook_rejected",
+            "Provider webhook requests refused, by provider and reason",
+            m.webhook_rejected.clone(),
         );
         registry.register("incidents", "Incidents by state", m.incidents.clone());
         registry.register(
@@ -277,6 +304,23 @@ impl Metrics {
         self.channel_failures
             .get_or_create(&ChannelReasonLabels {
                 channel: channel.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn webhook_accepted(&self, provider: &str, events: usize) {
+        self.webhook_summaries
+            .get_or_create(&ProviderLabel {
+                provider: provider.into(),
+            })
+            .inc_by(events as u64);
+    }
+
+    pub fn webhook_rejected(&self, provider: &str, reason: &str) {
+        self.webhook_rejected
+            .get_or_create(&ProviderReasonLabels {
+                provider: provider.into(),
                 reason: reason.into(),
             })
             .inc();

@@ -13,6 +13,7 @@ mod crash;
 mod delivery;
 mod disk;
 mod email_audit;
+mod email_hooks;
 mod email_journal;
 mod escalation;
 mod fake_mastodon;

@@ -12,6 +12,7 @@ mod polled;
 mod push;
 mod smtp;
 mod startup;
+mod webhooks;
 
 type Section = fn(bool);
 
@@ -20,6 +21,7 @@ const SECTIONS: &[(&str, Section)] = &[
     ("push", push::run),
     ("jetstream", jetstream::run),
     ("smtp", smtp::run),
+    ("webhooks", webhooks::run),
     ("startup", startup::run),
     ("idle", idle::run),
 ];

@@ -859,13 +859,17 @@ impl Config {
                 ));
             }
         }
-        let feeds = self
-            .email
-            .as_ref()
-            .is_some_and(|e| !e.google.is_empty() || !e.m365.is_empty());
+        let feeds = self.email.as_ref().is_some_and(|e| {
+            !e.google.is_empty()
+                || !e.m365.is_empty()
+                || e.ses.is_some()
+                || e.sendgrid.is_some()
+                || e.mailgun.is_some()
+                || e.postmark.is_some()
+        });
         if self.accounts.is_empty() {
             out.push_str(if feeds {
-                "accounts      none: only the mail audit feeds below are watched\n"
+                "accounts      none: only the mail feeds below are watched\n"
             } else {
                 "accounts      none: nothing will be watched\n"
             });
@@ -1200,7 +1204,13 @@ poll_interval = "2m"
             .replace("env:TOCSIN_X_USER_TOKEN", "xu")
             .replace("env:TOCSIN_M365_CLIENT_SECRET", "m")
             .replace("env:TOCSIN_MAILER_SECRET", "k")
-            .replace("env:TOCSIN_BLUESKY_APP_PASSWORD", "app-pass");
+            .replace("env:TOCSIN_BLUESKY_APP_PASSWORD", "app-pass")
+            .replace(
+                "env:TOCSIN_SENDGRID_VERIFICATION_KEY",
+                &crate::fakes::mail_signers::SendGridSigner::new().public_key(),
+            )
+            .replace("env:TOCSIN_MAILGUN_SIGNING_KEY", "k")
+            .replace("env:TOCSIN_POSTMARK_WEBHOOK_PASSWORD", "p");
         // The Google key must be a real service-account key: it is checked at load.
         let key = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(key.path(), test_service_account()).unwrap();
@@ -1224,6 +1234,14 @@ poll_interval = "2m"
             "{summary}"
         );
         assert!(!summary.contains("/admin/pause"), "{summary}");
+        assert_eq!(email.ses.as_ref().unwrap().topic_arns.len(), 1);
+        assert_eq!(
+            email.sendgrid.as_ref().unwrap().tolerance,
+            Duration::from_secs(300)
+        );
+        assert_eq!(email.mailgun.as_ref().unwrap().name, "mailgun");
+        assert_eq!(email.postmark.as_ref().unwrap().username, "postmark");
+        assert!(summary.contains("POST /hooks/sendgrid"), "{summary}");
         let sky = c.account("bluesky-main").expect("the Bluesky example");
         assert_eq!(sky.platform, Platform::Bluesky);
         assert_eq!(sky.jetstream_url().as_str(), DEFAULT_JETSTREAM_URL);
@@ -1267,6 +1285,41 @@ poll_interval = "2m"
             "{GOOD}\n[[email.security_notices.accounts]]\naccount = \"a\"\nplatform = \"myspace\"\naddress = \"a@b.example\"\n"
         ));
         assert_eq!(e.key(), Some("email.security_notices.accounts[0].platform"));
+    }
+
+    #[test]
+    fn email_webhook_errors_name_the_key() {
+        let base = GOOD.to_owned();
+        let cases = [
+            (
+                "[email.sendgrid]\npublic_key = \"bm90IGEga2V5\"\n",
+                "email.sendgrid.public_key",
+            ),
+            ("[email.ses]\ntopic_arns = []\n", "email.ses.topic_arns"),
+            (
+                "[email.ses]\ntopic_arns = [\"arn:aws:sqs:us-east-1:1:q\"]\n",
+                "email.ses.topic_arns[0]",
+            ),
+            (
+                "[email.mailgun]\nsigning_key = \"k\"\nmax_body = 10\n",
+                "email.mailgun.max_body",
+            ),
+            (
+                "[email.postmark]\nusername = \"a:b\"\npassword = \"p\"\n",
+                "email.postmark.username",
+            ),
+            (
+                "[email.mailgun]\nsigning_key = \"k\"\ntolerence = \"1m\"\n",
+                "email.mailgun",
+            ),
+        ];
+        for (extra, key) in cases {
+            let err = Config::parse(&format!("{base}\n{extra}"), "t").unwrap_err();
+            assert!(
+                err.key().is_some_and(|k| k.starts_with(key)),
+                "{extra}: {err}"
+            );
+        }
     }
 
     fn test_service_account() -> String {

@@ -5,10 +5,12 @@
 pub mod bluesky;
 pub mod google;
 pub mod m365;
+pub mod mail_signers;
 pub mod mailer;
 pub mod mastodon;
 pub mod pagerduty;
 pub mod smtp;
+pub mod sns;
 pub mod telegram;
 pub mod webhook;
 pub mod x;

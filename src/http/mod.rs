@@ -6,6 +6,7 @@
 
 mod api;
 pub mod health;
+pub mod hooks;
 
 pub use api::openapi_document;
 
@@ -48,9 +49,17 @@ pub struct HttpState {
     pub watched: Arc<Vec<Account>>,
     /// Requests refused for a bad token or body.
     pub rejected: Arc<AtomicU64>,
+    /// The provider webhooks, when any is configured.
+    pub hooks: Option<Arc<hooks::Hooks>>,
 }
 
 pub fn router(state: HttpState) -> Router {
+    // The webhooks read their bodies themselves, each under its provider's own limit.
+    let hooks = state
+        .hooks
+        .as_deref()
+        .map(hooks::routes)
+        .unwrap_or_default();
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -66,6 +75,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/accounts", get(api::list_accounts))
         .route("/api/v1/timeline", get(api::timeline))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .merge(hooks)
         .layer(middleware::from_fn(deadline))
         .with_state(state)
 }

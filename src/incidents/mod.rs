@@ -414,6 +414,10 @@ impl Incidents {
     /// Commits detect's verdict: its state writes, the incident it opens or updates, and the
     /// page that announces it, in one transaction; then makes it durable before returning.
     pub async fn record(&self, outcome: &Outcome) -> Result<Recorded, StoreError> {
+        // Most mail events change nothing: no transaction over every tree for them.
+        if outcome.writes.is_empty() && outcome.finding.is_none() {
+            return Ok(Recorded::Nothing);
+        }
         let now = Utc::now();
         let recorded = self.store.transact(|tx| {
             for w in &outcome.writes {

@@ -13,6 +13,9 @@
 //!   - `timeline/` + seq → [`TimelineRecord`], the incident timeline's hash chain;
 //!   - `mute/` + account → [`Mute`];
 //!   - `held/` + incident id: incidents whose page a mute held back.
+//! - `mail_inbox`: mail summaries accepted by the provider webhooks and not yet judged
+//!   (`e/` + seq), and the replay tokens those webhooks must not accept twice (`t/` + provider
+//!   + token); see [`mail_inbox`]. Outside [`Store::transact`]: written by one batch per commit.
 //!
 //! Writes that must stand or fall together (an incident, the page it causes, the seen-post record
 //! and approvals behind it) go through [`Store::transact`], one sled transaction over all trees.
@@ -20,6 +23,7 @@
 pub mod approved_log;
 mod chain;
 mod mail;
+pub mod mail_inbox;
 pub mod timeline_log;
 
 use std::{
@@ -164,6 +168,7 @@ pub struct Store {
     incident_keys: sled::Tree,
     outbox: sled::Tree,
     meta: sled::Tree,
+    mail_inbox: sled::Tree,
     /// Mail summaries the journal listener accepted (answered 250) and the pipeline has not
     /// judged yet. Outside [`Store::transact`]: written by the listener, not by a verdict.
     mail_queue: sled::Tree,
@@ -282,6 +287,7 @@ impl Store {
             incident_keys: t("incident_keys")?,
             outbox: t("outbox")?,
             meta: t("meta")?,
+            mail_inbox: t("mail_inbox")?,
             mail_queue: t("mail_queue")?,
             email: Arc::default(),
             routes: Arc::default(),

@@ -9,6 +9,11 @@
 
 pub mod google;
 pub mod m365;
+pub mod mailgun;
+pub mod postmark;
+pub mod sendgrid;
+pub mod ses;
+pub mod webhook;
 
 use std::time::Duration;
 pub mod journal;
