@@ -4,7 +4,7 @@
 //! Run: `cargo bench --bench e2e -- idle` (add `--quick` for 5 s).
 
 use std::{
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -87,14 +87,7 @@ async fn measure(quick: bool) {
     let path = dir.path().join("tocsin.toml");
     std::fs::write(&path, config).expect("write config");
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .env("TOCSIN_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tocsin");
+    let mut child = crate::common::spawn_daemon(&path);
     let pid = child.id();
     let started = Instant::now();
     while masto.request_count("/api/v1/accounts") < ACCOUNTS * 2 {

@@ -14,7 +14,7 @@
 //! Run: `cargo bench --bench e2e -- jetstream` (1,000 events, ~2.5 min; `--quick`: 20 events).
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
@@ -70,14 +70,7 @@ async fn measure(quick: bool) {
         );
         let path = dir.path().join("tocsin.toml");
         std::fs::write(&path, config).expect("write config");
-        let child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
-            .args(["run", "--config"])
-            .arg(&path)
-            .env("TOCSIN_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tocsin");
+        let child = crate::common::spawn_daemon(&path);
         running.push(Daemon {
             bot,
             child,

@@ -14,7 +14,7 @@
 
 use std::{
     collections::HashMap,
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -69,14 +69,7 @@ async fn measure(quick: bool) {
     );
     let path = dir.path().join("tocsin.toml");
     std::fs::write(&path, config).expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .env("TOCSIN_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tocsin");
+    let mut child = crate::common::spawn_daemon(&path);
     let started = Instant::now();
     // Ready: the channel's first poll (getChatAdministrators) done and a long poll waiting.
     while bot.request_count("getChatAdministrators") == 0 || bot.request_count("getUpdates") < 2 {

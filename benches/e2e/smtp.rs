@@ -7,7 +7,7 @@
 
 use std::{
     net::SocketAddr,
-    process::{Command, Stdio},
+    process::Command,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -52,14 +52,7 @@ async fn measure(quick: bool) {
     );
     let path = dir.path().join("tocsin.toml");
     std::fs::write(&path, config).expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .env("TOCSIN_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tocsin");
+    let mut child = crate::common::spawn_daemon(&path);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let started = Instant::now();
     while tokio::net::TcpStream::connect(addr).await.is_err() {

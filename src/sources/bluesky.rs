@@ -191,33 +191,17 @@ fn malformed(what: &str, e: impl std::fmt::Display) -> SourceError {
     }
 }
 
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok())
-}
-
 /// Bluesky's `ratelimit-limit/remaining/reset` (reset in Unix seconds).
 fn rate_budget(h: &HeaderMap) -> Option<RateBudget> {
-    let remaining = header(h, "ratelimit-remaining")?.trim().parse().ok()?;
-    Some(RateBudget {
-        limit: header(h, "ratelimit-limit").and_then(|v| v.trim().parse().ok()),
-        remaining,
-        reset: header(h, "ratelimit-reset")
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .and_then(|s| Utc.timestamp_opt(s, 0).single()),
+    super::rate_budget(h, "ratelimit-", |v| {
+        v.parse::<i64>()
+            .ok()
+            .and_then(|s| Utc.timestamp_opt(s, 0).single())
     })
 }
 
 fn retry_after(h: &HeaderMap) -> Option<Duration> {
-    if let Some(secs) = header(h, "retry-after").and_then(|v| v.trim().parse::<u64>().ok()) {
-        return Some(Duration::from_secs(secs));
-    }
-    let reset = rate_budget(h)?.reset?;
-    Some(
-        (reset - Utc::now())
-            .to_std()
-            .unwrap_or_default()
-            .max(Duration::from_secs(1)),
-    )
+    super::retry_after(h, rate_budget(h).as_ref())
 }
 
 /// The DID of `account_id`: itself when it is one, else the handle resolved at `base_url`.

@@ -178,33 +178,16 @@ async fn check(resp: Response, what: &str) -> Result<Response, SourceError> {
     }
 }
 
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok())
-}
-
 fn rate_budget(h: &HeaderMap) -> Option<RateBudget> {
-    let remaining = header(h, "x-ratelimit-remaining")?.trim().parse().ok()?;
-    Some(RateBudget {
-        limit: header(h, "x-ratelimit-limit").and_then(|v| v.trim().parse().ok()),
-        remaining,
-        reset: header(h, "x-ratelimit-reset")
-            .and_then(|v| DateTime::parse_from_rfc3339(v.trim()).ok())
-            .map(|t| t.with_timezone(&Utc)),
+    super::rate_budget(h, "x-ratelimit-", |v| {
+        DateTime::parse_from_rfc3339(v)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
     })
 }
 
-/// How long a 429 asks us to wait: `Retry-After` seconds, else until `X-RateLimit-Reset`.
 fn retry_after(h: &HeaderMap) -> Option<Duration> {
-    if let Some(secs) = header(h, "retry-after").and_then(|v| v.trim().parse::<u64>().ok()) {
-        return Some(Duration::from_secs(secs));
-    }
-    let reset = rate_budget(h)?.reset?;
-    Some(
-        (reset - Utc::now())
-            .to_std()
-            .unwrap_or(Duration::ZERO)
-            .max(Duration::from_secs(1)),
-    )
+    super::retry_after(h, rate_budget(h).as_ref())
 }
 
 /// Mastodon ids are decimal strings of growing length; compare them as numbers.

@@ -264,6 +264,44 @@ impl SourceContext {
     }
 }
 
+/// A header's value as text, if present and ASCII.
+pub(crate) fn header<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A platform's rate-limit headers, `PREFIX` + `limit`, `remaining`, `reset`; each platform
+/// writes the reset its own way (`reset`).
+pub(crate) fn rate_budget(
+    h: &reqwest::header::HeaderMap,
+    prefix: &str,
+    reset: impl Fn(&str) -> Option<DateTime<Utc>>,
+) -> Option<RateBudget> {
+    let value = |name: &str| header(h, &format!("{prefix}{name}")).map(str::trim);
+    Some(RateBudget {
+        limit: value("limit").and_then(|v| v.parse().ok()),
+        remaining: value("remaining")?.parse().ok()?,
+        reset: value("reset").and_then(reset),
+    })
+}
+
+/// How long a 429 asks us to wait: `Retry-After` seconds, else until the budget resets; at
+/// least a second, so a reset already past does not turn into a tight loop.
+pub(crate) fn retry_after(
+    h: &reqwest::header::HeaderMap,
+    budget: Option<&RateBudget>,
+) -> Option<Duration> {
+    if let Some(secs) = header(h, "retry-after").and_then(|v| v.trim().parse::<u64>().ok()) {
+        return Some(Duration::from_secs(secs));
+    }
+    let reset = budget?.reset?;
+    Some(
+        (reset - Utc::now())
+            .to_std()
+            .unwrap_or_default()
+            .max(Duration::from_secs(1)),
+    )
+}
+
 /// Errors a source reports about one poll.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
