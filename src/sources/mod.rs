@@ -194,39 +194,38 @@ impl Health {
 
     /// The push stream is connected.
     pub fn stream_up(&self, account: &str) {
-        let mut map = self.0.lock().expect("health lock");
-        let s = map
-            .entry(account.to_owned())
-            .or_default()
-            .stream
-            .get_or_insert_with(Default::default);
-        s.connected = true;
-        s.down_since = None;
+        self.with_stream(account, |s| {
+            s.connected = true;
+            s.down_since = None;
+        });
     }
 
     /// The push stream is not connected; `error` says why.
     pub fn stream_down(&self, account: &str, error: String) {
-        let mut map = self.0.lock().expect("health lock");
-        let s = map
-            .entry(account.to_owned())
-            .or_default()
-            .stream
-            .get_or_insert_with(Default::default);
-        s.connected = false;
-        s.down_since.get_or_insert_with(Utc::now);
-        s.last_error = Some(error);
+        self.with_stream(account, |s| {
+            s.connected = false;
+            s.down_since.get_or_insert_with(Utc::now);
+            s.last_error = Some(error);
+        });
     }
 
     /// One event arrived on the push stream.
     pub fn stream_event(&self, account: &str) {
+        self.with_stream(account, |s| {
+            s.events += 1;
+            s.last_event = Some(Utc::now());
+        });
+    }
+
+    /// Changes an account's push-stream health, creating it on first report.
+    fn with_stream(&self, account: &str, change: impl FnOnce(&mut StreamHealth)) {
         let mut map = self.0.lock().expect("health lock");
-        let s = map
-            .entry(account.to_owned())
-            .or_default()
-            .stream
-            .get_or_insert_with(Default::default);
-        s.events += 1;
-        s.last_event = Some(Utc::now());
+        change(
+            map.entry(account.to_owned())
+                .or_default()
+                .stream
+                .get_or_insert_with(Default::default),
+        );
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, SourceHealth> {
