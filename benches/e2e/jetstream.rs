@@ -6,12 +6,12 @@
 //! `sendMessage` arriving is one sample. Telegram allows one message a second and twenty a
 //! minute per chat, and the daemon paces itself accordingly; back-to-back events would measure
 //! the pacer's queue, not the pipeline. So the events of one daemon are spaced 3.2 s apart (past
-//! both limits), and to reach 1,000 samples in minutes rather than an hour, DAEMONS daemons run
+//! both limits), and to reach 2,000 samples in minutes rather than an hour, DAEMONS daemons run
 //! side by side, each watching its own DID and paging its own chat (its own fake Bot API), with
 //! their events interleaved. Polls are 10 minutes apart: every page comes from the push.
 //!
 //! Prints JSON lines: `{"metric": …, "value": …, "unit": …}`.
-//! Run: `cargo bench --bench e2e -- jetstream` (1,000 events, ~2.5 min; `--quick`: 20 events).
+//! Run: `cargo bench --bench e2e -- jetstream` (2,000 events, ~2.5 min; `--quick`: 20 events).
 
 use std::{
     process::{Child, Command},
@@ -46,7 +46,7 @@ pub fn run(quick: bool) {
 }
 
 async fn measure(quick: bool) {
-    let (daemons, per_daemon) = if quick { (4, 5) } else { (25, 40) };
+    let (daemons, per_daemon) = if quick { (4, 5) } else { (50, 40) };
     let sky = FakeBluesky::start().await.expect("fake Bluesky");
     let mut running = Vec::new();
     for d in 0..daemons {
