@@ -542,7 +542,17 @@ async fn pipeline(
         };
         metrics.observation(&obs.account, kind);
         if let ObservationKind::Checkpoint { cursor, value } = &obs.kind {
-            if let Err(e) = store.set_cursor(cursor, value) {
+            // A source's first cursor (Mastodon's origin: "everything up to here is history")
+            // is made durable at once. Left to sled's periodic flush, a crash right after the
+            // first poll would make the restart's first poll again, and posts published in
+            // between would be taken for history and never paged.
+            let first = matches!(store.cursor(cursor), Ok(None));
+            let persisted = store.set_cursor(cursor, value);
+            let persisted = match persisted {
+                Ok(()) if first => store.flush().await,
+                other => other,
+            };
+            if let Err(e) = persisted {
                 tracing::error!(error = %e, cursor, "cannot persist a source cursor");
             }
             continue;
