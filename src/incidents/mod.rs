@@ -289,6 +289,36 @@ impl Incident {
             .iter()
             .filter(|v| v.action == VoteAction::Approve)
     }
+
+    /// Records `who`'s vote towards `action` under a quorum of `needed`: `Ok(Some(votes))` while
+    /// the quorum is not reached yet, `Ok(None)` when this vote reaches it, `Err(())` when `who`
+    /// already voted for it (a vote covers one responder, however often they press).
+    fn cast_vote(
+        &mut self,
+        action: VoteAction,
+        who: &Actor,
+        at: DateTime<Utc>,
+        needed: u8,
+    ) -> Result<Option<u8>, ()> {
+        let of_action = |inc: &Incident| {
+            inc.votes
+                .iter()
+                .filter(|v| v.action == action)
+                .map(|v| v.who.id)
+                .collect::<Vec<_>>()
+        };
+        if of_action(self).contains(&who.id) {
+            return Err(());
+        }
+        self.votes.push(Vote {
+            action,
+            who: who.clone(),
+            at,
+            needed,
+        });
+        let votes = of_action(self).len();
+        Ok((votes < usize::from(needed)).then_some(votes as u8))
+    }
 }
 
 pub fn dedup_key(account: &str, rule: Rule, object: &str) -> String {
@@ -504,21 +534,11 @@ impl Incidents {
             let by = who.to_string();
             let needed = self.policy.approve_quorum(inc.severity);
             if needed > 1 {
-                if inc.approve_votes().any(|v| v.who.id == who.id) {
+                let Ok(waiting) = inc.cast_vote(VoteAction::Approve, who, now, needed) else {
                     return abort(ActionError::AlreadyVoted { id });
-                }
-                inc.votes.push(Vote {
-                    action: VoteAction::Approve,
-                    who: who.clone(),
-                    at: now,
-                    needed,
-                });
-                let votes = inc.approve_votes().count();
-                if votes < usize::from(needed) {
-                    let action = Action::ApprovalVote {
-                        votes: votes as u8,
-                        needed,
-                    };
+                };
+                if let Some(votes) = waiting {
+                    let action = Action::ApprovalVote { votes, needed };
                     inc.event(tx, now, &by, action).lift()?;
                     save_and_page(tx, &inc, now).lift()?;
                     return Ok(inc);
@@ -609,21 +629,11 @@ impl Incidents {
             let by = who.to_string();
             let needed = self.policy.takedown_quorum();
             if needed > 1 {
-                if inc.takedown_votes().any(|v| v.who.id == who.id) {
+                let Ok(waiting) = inc.cast_vote(VoteAction::Takedown, who, now, needed) else {
                     return abort(ActionError::AlreadyVotedTakedown { id });
-                }
-                inc.votes.push(Vote {
-                    action: VoteAction::Takedown,
-                    who: who.clone(),
-                    at: now,
-                    needed,
-                });
-                let votes = inc.takedown_votes().count();
-                if votes < usize::from(needed) {
-                    let action = Action::TakedownVote {
-                        votes: votes as u8,
-                        needed,
-                    };
+                };
+                if let Some(votes) = waiting {
+                    let action = Action::TakedownVote { votes, needed };
                     inc.event(tx, now, &by, action).lift()?;
                     save_and_page(tx, &inc, now).lift()?;
                     return Ok(TakedownStart::Waiting(inc));
