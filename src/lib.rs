@@ -23,6 +23,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod incidents;
 pub mod metrics;
+pub mod model;
 pub mod notify;
 pub mod sources;
 pub mod store;

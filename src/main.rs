@@ -258,6 +258,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         }
         Cmd::Run { config: path } => {
             let config = Config::load(&path)?;
+            tocsin::app::check::check(&config)?;
             let shutdown = CancellationToken::new();
             let signal = shutdown.clone();
             tokio::spawn(async move {
@@ -284,17 +285,19 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         }
-        Cmd::CheckConfig { config: path } => match Config::load(&path) {
-            Ok(config) => {
-                println!("{}: ok", path.display());
-                print!("{}", config.summary());
-                Ok(ExitCode::SUCCESS)
+        Cmd::CheckConfig { config: path } => {
+            match Config::load(&path).and_then(|c| tocsin::app::check::check(&c).map(|()| c)) {
+                Ok(config) => {
+                    println!("{}: ok", path.display());
+                    print!("{}", tocsin::app::check::summary(&config));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(ExitCode::from(2))
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                Ok(ExitCode::from(2))
-            }
-        },
+        }
         Cmd::Approve {
             what:
                 Some(ApproveWhat::Campaign {

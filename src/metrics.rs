@@ -16,7 +16,9 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{incidents::State, sources::Health, store::Store};
+use crate::model::State;
+use crate::sources::Health;
+use crate::store::Store;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AccountLabel {

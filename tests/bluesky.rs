@@ -3,21 +3,16 @@
 
 use std::time::Duration;
 
-use tocsin::{
-    App,
-    config::{Account, Platform, Secret},
-    contain::{TakedownOutcome, bluesky::delete_post},
-    detect::{Evidence, Rule, Severity},
-    fakes::{
-        bluesky::{FakeBluesky, blob},
-        loopback_config,
-        mastodon::FakeMastodon,
-        telegram::FakeBotApi,
-    },
-    incidents::{Incident, State},
-    sources::Health,
-    store::Store,
-};
+use tocsin::App;
+use tocsin::config::{Account, Platform, Secret};
+use tocsin::contain::bluesky::delete_post;
+use tocsin::fakes::bluesky::{FakeBluesky, blob};
+use tocsin::fakes::loopback_config;
+use tocsin::fakes::mastodon::FakeMastodon;
+use tocsin::fakes::telegram::FakeBotApi;
+use tocsin::model::{Evidence, Incident, Rule, Severity, State, TakedownOutcome};
+use tocsin::sources::Health;
+use tocsin::store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 

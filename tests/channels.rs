@@ -4,13 +4,12 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use tocsin::{
-    Config,
-    config::{Heartbeat, PagerDutyChannel, Secret, WebhookChannel},
-    detect::{Rule, Severity},
-    fakes::{pagerduty::FakePagerDuty, telegram::Failure, webhook::FakeReceiver},
-    incidents::{Resolution, State},
-};
+use tocsin::Config;
+use tocsin::config::{Heartbeat, PagerDutyChannel, Secret, WebhookChannel};
+use tocsin::fakes::pagerduty::FakePagerDuty;
+use tocsin::fakes::telegram::Failure;
+use tocsin::fakes::webhook::FakeReceiver;
+use tocsin::model::{Resolution, Rule, Severity, State};
 
 use crate::support::*;
 
@@ -316,7 +315,7 @@ async fn telegram_failing_past_the_grace_counts_as_down() {
         app.bot.request_count("sendMessage") >= 2,
         "not declared on the first refusal"
     );
-    let tocsin::detect::Evidence::Channel { problem, .. } = &down.evidence else {
+    let tocsin::model::Evidence::Channel { problem, .. } = &down.evidence else {
         panic!("channel evidence: {:?}", down.evidence)
     };
     assert!(problem.contains("failing for"), "{problem}");

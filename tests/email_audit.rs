@@ -6,15 +6,16 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use serde_json::json;
-use tocsin::{
-    Config,
-    config::{Email, GoogleFeed, KillSwitch, M365Feed, Secret},
-    contain::mailer::Mailer,
-    detect::{Evidence, Finding, Outcome, Rule, Severity},
-    fakes::{google::FakeGoogle, m365::FakeM365, m365::exchange_record, mailer::FakeMailer},
-    incidents::{Action, Incident, Incidents, PauseState, Recorded},
-    store::Store,
-};
+use tocsin::Config;
+use tocsin::config::{Email, GoogleFeed, KillSwitch, M365Feed, Secret};
+use tocsin::contain::mailer::Mailer;
+use tocsin::detect::Outcome;
+use tocsin::fakes::google::FakeGoogle;
+use tocsin::fakes::m365::{FakeM365, exchange_record};
+use tocsin::fakes::mailer::FakeMailer;
+use tocsin::incidents::{Incidents, PauseState, Recorded};
+use tocsin::model::{Action, Evidence, Finding, Incident, Rule, Severity};
+use tocsin::store::Store;
 
 use crate::support::*;
 

@@ -5,27 +5,20 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use tocsin::{
-    App,
-    config::{
-        Email, Secret,
-        email::{MailgunHook, PostmarkHook, SendGridHook, SesHook},
-    },
-    fakes::{
-        mail_signers::{SendGridSigner, basic_auth, mailgun_body, sendgrid_events, ses_event},
-        mastodon::FakeMastodon,
-        sns::FakeSns,
-        telegram::FakeBotApi,
-    },
-    sources::{
-        ObservationKind,
-        email::{ses::TYPE_HEADER, webhook::Inbox},
-    },
-    store::{
-        Store,
-        mail_inbox::{CURSOR, InboxRecord},
-    },
+use tocsin::App;
+use tocsin::config::email::{MailgunHook, PostmarkHook, SendGridHook, SesHook};
+use tocsin::config::{Email, Secret};
+use tocsin::fakes::mail_signers::{
+    SendGridSigner, basic_auth, mailgun_body, sendgrid_events, ses_event,
 };
+use tocsin::fakes::mastodon::FakeMastodon;
+use tocsin::fakes::sns::FakeSns;
+use tocsin::fakes::telegram::FakeBotApi;
+use tocsin::model::ObservationKind;
+use tocsin::sources::email::ses::TYPE_HEADER;
+use tocsin::sources::email::webhook::Inbox;
+use tocsin::store::Store;
+use tocsin::store::mail_inbox::{CURSOR, InboxRecord};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{self, until};
@@ -228,7 +221,7 @@ async fn ses_notification_exposing_many_recipients_is_recorded_before_the_ok() {
     until(
         || {
             h.store.incidents().unwrap().iter().any(|i| {
-                i.rule == tocsin::detect::Rule::ExposedRecipients && i.account == "ses-bulk"
+                i.rule == tocsin::model::Rule::ExposedRecipients && i.account == "ses-bulk"
             })
         },
         "an email.exposed_recipients incident",

@@ -2,13 +2,10 @@
 
 use std::net::SocketAddr;
 
-use tocsin::{
-    config::{Email, Journal, NoticeAccount},
-    detect::{Evidence, Rule},
-    fakes::smtp::{SmtpClient, customers, leaky_message},
-    incidents::Incident,
-    store::ApprovedEntry,
-};
+use tocsin::config::{Email, Journal, NoticeAccount};
+use tocsin::fakes::smtp::{SmtpClient, customers, leaky_message};
+use tocsin::model::{Evidence, Incident, Rule};
+use tocsin::store::ApprovedEntry;
 
 use crate::support::*;
 

@@ -2,11 +2,8 @@
 
 use std::time::Duration;
 
-use tocsin::{
-    config::{Escalation, Tier},
-    detect::Rule,
-    incidents::{Action, State},
-};
+use tocsin::config::{Escalation, Tier};
+use tocsin::model::{Action, Rule, State};
 
 use crate::support::*;
 

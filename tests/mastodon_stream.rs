@@ -3,17 +3,12 @@
 
 use std::time::Duration;
 
-use tocsin::{
-    App,
-    config::Secret,
-    detect::Rule,
-    fakes::{
-        mastodon::{FakeMastodon, status_html},
-        telegram::FakeBotApi,
-    },
-    incidents::Action,
-    store::TimelineEntry,
-};
+use tocsin::App;
+use tocsin::config::Secret;
+use tocsin::fakes::mastodon::{FakeMastodon, status_html};
+use tocsin::fakes::telegram::FakeBotApi;
+use tocsin::model::{Action, Rule};
+use tocsin::store::TimelineEntry;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::*;

@@ -1,10 +1,7 @@
 //! What pages and what does not.
 
-use tocsin::{
-    detect::{Evidence, Rule},
-    fakes::mastodon::{ProfileUpdate, status_html},
-    incidents::State,
-};
+use tocsin::fakes::mastodon::{ProfileUpdate, status_html};
+use tocsin::model::{Evidence, Rule, State};
 
 use crate::support::*;
 

@@ -2,7 +2,8 @@
 
 use std::{collections::BTreeMap, process::Command};
 
-use tocsin::{config::Paging, detect::Rule, detect::Severity, incidents::State};
+use tocsin::config::Paging;
+use tocsin::model::{Rule, Severity, State};
 
 use crate::support::*;
 

@@ -1,11 +1,8 @@
 //! Takedown from the chat: the `Take down` button and `/takedown N`, each platform answer, the
 //! two-person rule, and who may press.
 
-use tocsin::{
-    config::Secret,
-    contain::TakedownOutcome,
-    incidents::{Action, Incident, Resolution, State},
-};
+use tocsin::config::Secret;
+use tocsin::model::{Action, Incident, Resolution, State, TakedownOutcome};
 
 use crate::support::*;
 

@@ -1,12 +1,10 @@
 //! A watched Telegram channel: posts and edits pushed through the bot's updates, the profile
 //! and admin list polled, the bot's removal, and takedown by deleteMessage.
 
-use tocsin::{
-    config::{Account, Platform, Secret},
-    contain::TakedownOutcome,
-    detect::{Evidence, Rule, Severity},
-    fakes::telegram::FakeUser,
-    incidents::{Action, Incident, Resolution, State},
+use tocsin::config::{Account, Platform, Secret};
+use tocsin::fakes::telegram::FakeUser;
+use tocsin::model::{
+    Action, Evidence, Incident, Resolution, Rule, Severity, State, TakedownOutcome,
 };
 
 use crate::support::*;

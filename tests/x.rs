@@ -3,13 +3,10 @@
 
 use std::time::Duration;
 
-use tocsin::{
-    config::{Account, Platform, Secret},
-    contain::{self, TakedownOutcome},
-    detect::{Evidence, Rule, Severity},
-    fakes::x::{Failure, FakeX, XEndpoint},
-    incidents::{Incident, State},
-};
+use tocsin::config::{Account, Platform, Secret};
+use tocsin::contain;
+use tocsin::fakes::x::{Failure, FakeX, XEndpoint};
+use tocsin::model::{Evidence, Incident, Rule, Severity, State, TakedownOutcome};
 
 use crate::support::*;
 

@@ -19,11 +19,9 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use tocsin::{
-    fakes::telegram::{FakeBotApi, FakeUser},
-    incidents::Action,
-    store::Store,
-};
+use tocsin::fakes::telegram::{FakeBotApi, FakeUser};
+use tocsin::model::Action;
+use tocsin::store::Store;
 
 use crate::common::free_port;
 

@@ -32,7 +32,7 @@ async fn measure(quick: bool) {
         for i in 0..entries {
             let entry = ApprovedEntry::ApprovedPost {
                 account: "brand".into(),
-                fingerprint: Some(tocsin::store::digest(&format!("approved post {i}"))),
+                fingerprint: Some(tocsin::model::digest(&format!("approved post {i}"))),
                 post_id: None,
                 expires_at: None,
                 by: "bench".into(),

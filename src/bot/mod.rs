@@ -35,10 +35,9 @@ use teloxide::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    incidents::{ActionError, Actor, Incident, Incidents, Resolution},
-    sources::Health,
-};
+use crate::incidents::{ActionError, Incidents};
+use crate::model::{Actor, Incident, Resolution};
+use crate::sources::Health;
 
 /// What commands need to do their work.
 #[derive(Clone)]

@@ -4,10 +4,9 @@
 use std::time::Duration;
 
 use super::{BotContext, Command};
-use crate::{
-    config::parse_duration,
-    incidents::{Actor, MuteError},
-};
+use crate::incidents::MuteError;
+use crate::model::Actor;
+use crate::model::parse_duration;
 
 pub const USAGE: &str =
     "/mute ACCOUNT DURATION — hold ACCOUNT's pages, e.g. /mute mastodon-main 30m (at most 7d)";

@@ -3,7 +3,8 @@
 //! timeline keep every call.
 
 use super::{BotContext, Command, incident_arg};
-use crate::incidents::{Actor, PauseError, PauseState};
+use crate::incidents::{PauseError, PauseState};
+use crate::model::Actor;
 
 pub const USAGE: &str = "/pause_mailer N — pause the mailer for email incident N (kill switch)";
 

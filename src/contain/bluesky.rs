@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::TakedownOutcome;
+use crate::model::TakedownOutcome;
 use crate::{
     config::Account,
     sources::{

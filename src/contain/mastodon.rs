@@ -1,8 +1,9 @@
 //! Mastodon takedown: `DELETE /api/v1/statuses/:id` with the account's write token (scope
 //! `write:statuses`, issued to the account that owns the status).
 
-use super::{TakedownOutcome, short};
+use super::short;
 use crate::config::Account;
+use crate::model::TakedownOutcome;
 
 pub async fn delete_post(
     http: &reqwest::Client,

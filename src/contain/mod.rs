@@ -15,46 +15,11 @@ pub mod telegram_channel;
 pub mod x;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
-use crate::config::{Account, Platform};
-
-/// How a takedown ended, as the platform answered. Each is shown on the page and in the timeline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum TakedownOutcome {
-    /// The platform confirmed the deletion.
-    Deleted,
-    /// The post was no longer there (404): someone else removed it first.
-    AlreadyGone,
-    /// The platform refused our token (401/403): the account's write access is gone or lacking.
-    Forbidden { detail: String },
-    /// The platform no longer allows deleting it (Telegram: older than 48 hours).
-    TooOld { detail: String },
-    /// Anything else; worth retrying by hand.
-    Failed { detail: String },
-}
-
-impl TakedownOutcome {
-    /// The post is no longer public: the incident is contained.
-    pub fn is_gone(&self) -> bool {
-        matches!(
-            self,
-            TakedownOutcome::Deleted | TakedownOutcome::AlreadyGone
-        )
-    }
-
-    /// How the page and the chat say it.
-    pub fn describe(&self) -> String {
-        match self {
-            TakedownOutcome::Deleted => "deleted".into(),
-            TakedownOutcome::AlreadyGone => "already gone".into(),
-            TakedownOutcome::Forbidden { detail } => format!("forbidden ({detail})"),
-            TakedownOutcome::TooOld { detail } => format!("too old ({detail})"),
-            TakedownOutcome::Failed { detail } => format!("failed ({detail})"),
-        }
-    }
-}
+use crate::{
+    config::{Account, Platform},
+    model::TakedownOutcome,
+};
 
 /// Deletes one post of `account`. `posted_at` is the platform's time of the post when known,
 /// for platforms with a deletion window. The caller checks `write_token` first: without it

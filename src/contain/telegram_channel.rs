@@ -10,8 +10,9 @@ use teloxide::{
     types::{ChatId, MessageId},
 };
 
-use super::{TakedownOutcome, short};
+use super::short;
 use crate::config::Account;
+use crate::model::TakedownOutcome;
 
 /// Telegram's deletion window.
 pub const DELETE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(48);

@@ -4,8 +4,8 @@
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use super::TakedownOutcome;
 use crate::config::Account;
+use crate::model::TakedownOutcome;
 
 #[derive(Debug, Deserialize)]
 struct Deleted {

@@ -20,18 +20,14 @@ use std::{
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    App,
-    fakes::{
-        loopback_config,
-        m365::{FakeM365, exchange_record},
-        mailer::FakeMailer,
-        mastodon::{FakeMastodon, ProfileUpdate, status_html},
-        smtp::{SmtpClient, customers, leaky_message},
-        telegram::{FakeBotApi, FakeUser},
-    },
-    incidents::{Incident, State},
-};
+use crate::App;
+use crate::fakes::loopback_config;
+use crate::fakes::m365::{FakeM365, exchange_record};
+use crate::fakes::mailer::FakeMailer;
+use crate::fakes::mastodon::{FakeMastodon, ProfileUpdate, status_html};
+use crate::fakes::smtp::{SmtpClient, customers, leaky_message};
+use crate::fakes::telegram::{FakeBotApi, FakeUser};
+use crate::model::{Incident, State};
 
 const CHAT: i64 = crate::fakes::ONCALL_CHAT;
 const ACCOUNT_ID: &str = "109302";
@@ -350,8 +346,8 @@ pub async fn run() -> Result<Report, DemoError> {
         i.timeline.iter().any(|e| {
             matches!(
                 &e.action,
-                crate::incidents::Action::TakedownResult {
-                    outcome: crate::contain::TakedownOutcome::Deleted,
+                crate::model::Action::TakedownResult {
+                    outcome: crate::model::TakedownOutcome::Deleted,
                     ..
                 }
             )
@@ -523,7 +519,7 @@ pub async fn run() -> Result<Report, DemoError> {
             .is_some_and(|m| m.to_string().contains("Pause mailer")),
     );
     // Containment: the responder pauses the mailer before the second batch goes out.
-    let leak_incident = incident_for(&store, |i| i.rule == crate::detect::Rule::ExposedRecipients)?;
+    let leak_incident = incident_for(&store, |i| i.rule == crate::model::Rule::ExposedRecipients)?;
     let press_at = Instant::now();
     bot_api.press_button(
         CHAT,
@@ -557,7 +553,7 @@ pub async fn run() -> Result<Report, DemoError> {
                 .is_some_and(|i| {
                     i.timeline
                         .iter()
-                        .any(|e| matches!(e.action, crate::incidents::Action::MailerCalled { .. }))
+                        .any(|e| matches!(e.action, crate::model::Action::MailerCalled { .. }))
                 })
         },
         "the mailer's answer in the leak's timeline",

@@ -8,8 +8,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Evidence, Finding, Outcome, Rule, Severity};
-use crate::sources::email::{AuditEvent, addresses, internal};
+use super::Outcome;
+use crate::model::AuditEvent;
+use crate::model::{Evidence, Finding, Rule, Severity};
+use crate::sources::email::{addresses, internal};
 
 /// What made an event risky, and the parameter that shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,11 +11,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::{Evidence, Finding, Outcome, Rule, Severity};
-use crate::{
-    incidents::{Actor, Incidents, Resolution, State, dedup_key},
-    sources::{Health, SourceHealth},
-};
+use super::Outcome;
+use crate::incidents::Incidents;
+use crate::model::{Actor, Resolution, State, dedup_key};
+use crate::model::{Evidence, Finding, Rule, Severity};
+use crate::sources::{Health, SourceHealth};
 
 /// How often health is judged: well under any grace period.
 const CHECK_EVERY: Duration = Duration::from_millis(250);

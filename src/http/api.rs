@@ -20,11 +20,9 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::HttpState;
-use crate::{
-    detect::{content_from_text, fingerprint},
-    incidents::State as IncidentState,
-    store::{ApprovedEntry, RevokeError, StoreError, parse_since},
-};
+use crate::detect::{content_from_text, fingerprint};
+use crate::model::State as IncidentState;
+use crate::store::{ApprovedEntry, RevokeError, StoreError, parse_since};
 
 /// An API error: a status and a message that says which field or header is at fault.
 pub(super) struct ApiError(StatusCode, String);
@@ -149,7 +147,7 @@ async fn add_campaign(s: &HttpState, body: &[u8]) -> Result<Response, ApiError> 
         ));
     }
     if let Some(w) = &req.window
-        && crate::config::parse_duration(w).is_err()
+        && crate::model::parse_duration(w).is_err()
     {
         return Err(bad_request(
             s,

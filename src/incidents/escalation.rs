@@ -12,7 +12,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::{Action, Incident, Incidents, State};
+use super::{Incidents, Timeline};
+use crate::model::{Action, Incident, State};
 use crate::{
     config::Escalation,
     store::{Reminder, StoreError},

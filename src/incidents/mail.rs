@@ -10,11 +10,12 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Incident, PagingPolicy, Recorded, State, dedup_key, save_and_page_unless_muted};
-use crate::{
-    detect::{Evidence, Finding, Rule, Write, email::SAMPLES},
-    store::{Tx, TxResult},
-};
+use super::{PagingPolicy, Recorded, save_and_page_unless_muted};
+use crate::detect::Write;
+use crate::detect::email::SAMPLES;
+use crate::model::{Evidence, Finding, Rule};
+use crate::model::{Incident, State, dedup_key};
+use crate::store::{Tx, TxResult};
 
 const ADDRESSES: u8 = b'a';
 const DOMAINS: u8 = b'd';
@@ -77,7 +78,7 @@ pub(super) fn upsert(
 fn join(
     inc: &mut Incident,
     rule: Rule,
-    new: &crate::detect::email::MailEvidence,
+    new: &crate::model::MailEvidence,
     addresses: u64,
     domains: u64,
 ) {

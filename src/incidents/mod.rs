@@ -5,231 +5,39 @@
 //! `open → acked → resolved`; every change is a timeline event with who and when, and every change
 //! a responder should see is queued as a page **in the same sled transaction** that changes the
 //! incident, so a crash can never leave a change unannounced. Every timeline event also goes to
-//! the store's timeline hash chain in that transaction ([`Incident::event`] is the one place that
+//! the store's timeline hash chain in that transaction (`Timeline::event` is the one place that
 //! writes both), so a hand-edited timeline is found by `tocsin log verify`.
 
 mod mail;
 mod paging;
 mod pause;
 
-pub use paging::{MAX_MUTE, Mute, MuteError, PagingPolicy, Vote, VoteAction, ordinal};
+pub use paging::{MAX_MUTE, MuteError, PagingPolicy, ordinal};
 pub use pause::{PauseError, PauseState, pausable};
 
 pub mod escalation;
 
-use std::{fmt, sync::Arc};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::{
-    detect::{Evidence, Finding, Outcome, Rule, Severity},
+    detect::Outcome,
+    model::{
+        Action, Actor, Evidence, Finding, GROUP_WINDOW, Incident, Member, Mute, PageRef,
+        Resolution, Rule, State, TimelineEvent, VoteAction, dedup_key, groups,
+    },
     store::{ApprovedEntry, Lift, Store, StoreError, TELEGRAM, TimelineEntry, Tx, TxResult, abort},
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    Open,
-    Acked,
-    Resolved,
+/// Writes an incident's timeline. Kept here rather than on the record in `model` because it
+/// writes the store's timeline chain in the caller's transaction.
+trait Timeline {
+    fn event(&mut self, tx: &Tx<'_>, at: DateTime<Utc>, who: &str, action: Action) -> TxResult<()>;
 }
 
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Open => "open",
-            State::Acked => "acked",
-            State::Resolved => "resolved",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Resolution {
-    /// It was us: the content or setting is now approved.
-    Approved,
-    /// Dealt with: taken down, reverted, account recovered.
-    Contained,
-    FalseAlarm,
-}
-
-impl Resolution {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Resolution::Approved => "approved",
-            Resolution::Contained => "contained",
-            Resolution::FalseAlarm => "false alarm",
-        }
-    }
-}
-
-/// Someone who acts on an incident.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Actor {
-    /// The Telegram user id, or 0 for the API and tocsin itself.
-    pub id: u64,
-    pub name: String,
-}
-
-impl Actor {
-    pub fn system() -> Actor {
-        Actor {
-            id: 0,
-            name: "tocsin".into(),
-        }
-    }
-}
-
-impl fmt::Display for Actor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.id == 0 {
-            f.write_str(&self.name)
-        } else {
-            write!(f, "{} ({})", self.name, self.id)
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum Action {
-    Opened,
-    /// The same finding again with new evidence.
-    Updated,
-    /// The first page reached the chat: how long after the platform's own timestamp of the
-    /// change (when it gives one) and after tocsin detected it.
-    Paged {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        since_change_ms: Option<i64>,
-        since_detect_ms: i64,
-    },
-    Acked,
-    Approved,
-    Resolved {
-        resolution: Resolution,
-    },
-    /// A responder's approval counted towards a quorum that is not reached yet.
-    ApprovalVote {
-        votes: u8,
-        needed: u8,
-    },
-    /// Account-level: the account's pages are held until `until` (no incident).
-    Muted {
-        until: DateTime<Utc>,
-    },
-    /// Account-level: a responder lifted the mute before it expired.
-    Unmuted,
-    /// A reminder went to the chat; `tier` counts from 1.
-    Reminded {
-        tier: usize,
-        number: u32,
-    },
-    /// A responder's takedown press counted towards `takedown_quorum`, not reached yet.
-    TakedownVote {
-        votes: u8,
-        needed: u8,
-    },
-    /// The quorum was reached: the platform is being asked to delete these posts, once.
-    TakedownStarted {
-        posts: Vec<String>,
-    },
-    /// The platform's answer for one post.
-    TakedownResult {
-        post_id: String,
-        outcome: crate::contain::TakedownOutcome,
-    },
-    /// A post the company approved was deleted (account-level when not paged).
-    ApprovedPostDeleted {
-        post_id: String,
-    },
-    /// Someone (a responder's press or command, or `auto_pause`) asked the mail kill switch to
-    /// pause the mailer.
-    PauseRequested,
-    /// One call of the mail kill switch and the mailer's answer.
-    MailerCalled {
-        attempt: u32,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        status: Option<u16>,
-        detail: String,
-        paused: bool,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TimelineEvent {
-    pub at: DateTime<Utc>,
-    pub who: String,
-    #[serde(flatten)]
-    pub action: Action,
-}
-
-/// Where the incident's page is in the chat, and what it showed when last confirmed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PageRef {
-    pub chat_id: i64,
-    pub message_id: i32,
-    /// Digest of the text and buttons Telegram confirmed, to skip edits that change nothing.
-    pub rendered: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Incident {
-    pub id: u64,
-    pub rule: Rule,
-    pub severity: Severity,
-    pub account: String,
-    pub object: String,
-    pub state: State,
-    pub resolution: Option<Resolution>,
-    pub evidence: Evidence,
-    pub evidence_digest: String,
-    /// Findings merged into this incident.
-    pub findings: u32,
-    pub opened_at: DateTime<Utc>,
-    /// When the platform says the change happened, if it says.
-    pub changed_at: Option<DateTime<Utc>>,
-    pub updated_at: DateTime<Utc>,
-    pub acked_by: Option<Actor>,
-    pub resolved_by: Option<Actor>,
-    pub timeline: Vec<TimelineEvent>,
-    pub page: Option<PageRef>,
-    /// Votes towards actions that need several responders (see [`PagingPolicy`]).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub votes: Vec<Vote>,
-    /// Reminders sent while unacknowledged, the last one's time, and the escalation tier reached
-    /// (0-based): the escalation schedule is derived from these, so it survives restarts.
-    #[serde(default)]
-    pub reminders: u32,
-    #[serde(default)]
-    pub last_reminder_at: Option<DateTime<Utc>>,
-    #[serde(default)]
-    pub tier: usize,
-    /// The objects of a burst folded into this incident, first one included, oldest first.
-    /// Empty for rules that do not group.
-    #[serde(default)]
-    pub members: Vec<Member>,
-    /// Set while the platform is being asked to delete the incident's posts, so that a second
-    /// press (or a second quorum) cannot call it again; cleared with the answers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub takedown_started: Option<DateTime<Utc>>,
-}
-
-/// One object of a grouped burst, with what Approve needs to approve it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Member {
-    pub object: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fingerprint: Option<String>,
-}
-
-impl Incident {
-    pub fn dedup_key(&self) -> String {
-        dedup_key(&self.account, self.rule, &self.object)
-    }
-
+impl Timeline for Incident {
     /// Records an event in the incident's timeline and in the timeline chain, in the caller's
     /// transaction: the only way an event is written, so the two cannot disagree.
     fn event(&mut self, tx: &Tx<'_>, at: DateTime<Utc>, who: &str, action: Action) -> TxResult<()> {
@@ -250,79 +58,6 @@ impl Incident {
         self.updated_at = at;
         Ok(())
     }
-
-    /// Takedown votes cast so far while the quorum is not reached.
-    pub fn takedown_votes(&self) -> impl Iterator<Item = &Vote> {
-        self.votes
-            .iter()
-            .filter(|v| v.action == VoteAction::Takedown)
-    }
-
-    /// The posts a takedown deletes: every member of a burst, or the one post, each with the
-    /// time the platform gave it when known (Telegram refuses deletions after 48 hours).
-    pub fn takedown_targets(&self) -> Vec<(String, Option<DateTime<Utc>>)> {
-        if !groups(self.rule) {
-            return Vec::new();
-        }
-        let (post_id, at) = match &self.evidence {
-            Evidence::Post { post_id, .. } => (post_id, self.changed_at),
-            Evidence::PostEdited { post_id, .. } => (post_id, None),
-            _ => return Vec::new(),
-        };
-        if self.members.is_empty() {
-            return vec![(post_id.clone(), at)];
-        }
-        let first_at = match self.rule {
-            Rule::UnapprovedPost => self.changed_at,
-            _ => None,
-        };
-        self.members
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m.object.clone(), if i == 0 { first_at } else { None }))
-            .collect()
-    }
-
-    /// Approve votes cast so far while the quorum is not reached.
-    pub fn approve_votes(&self) -> impl Iterator<Item = &Vote> {
-        self.votes
-            .iter()
-            .filter(|v| v.action == VoteAction::Approve)
-    }
-
-    /// Records `who`'s vote towards `action` under a quorum of `needed`: `Ok(Some(votes))` while
-    /// the quorum is not reached yet, `Ok(None)` when this vote reaches it, `Err(())` when `who`
-    /// already voted for it (a vote covers one responder, however often they press).
-    fn cast_vote(
-        &mut self,
-        action: VoteAction,
-        who: &Actor,
-        at: DateTime<Utc>,
-        needed: u8,
-    ) -> Result<Option<u8>, ()> {
-        let of_action = |inc: &Incident| {
-            inc.votes
-                .iter()
-                .filter(|v| v.action == action)
-                .map(|v| v.who.id)
-                .collect::<Vec<_>>()
-        };
-        if of_action(self).contains(&who.id) {
-            return Err(());
-        }
-        self.votes.push(Vote {
-            action,
-            who: who.clone(),
-            at,
-            needed,
-        });
-        let votes = of_action(self).len();
-        Ok((votes < usize::from(needed)).then_some(votes as u8))
-    }
-}
-
-pub fn dedup_key(account: &str, rule: Rule, object: &str) -> String {
-    format!("{account}\0{}\0{object}", rule.as_str())
 }
 
 /// Why a responder's action did not happen. Each is answered in the chat as it is.
@@ -377,9 +112,6 @@ pub enum TakedownStart {
     /// [`Incidents::finish_takedown`] with the answers.
     Go(Incident),
 }
-
-/// The default burst window.
-pub const GROUP_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// What [`Incidents::record`] did with a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -656,9 +388,9 @@ impl Incidents {
         &self,
         id: u64,
         who: &Actor,
-        results: &[(String, crate::contain::TakedownOutcome)],
+        results: &[(String, crate::model::TakedownOutcome)],
     ) -> Result<Incident, ActionError> {
-        use crate::contain::TakedownOutcome as T;
+        use crate::model::TakedownOutcome as T;
         self.act(id, |tx, mut inc, now| {
             let by = who.to_string();
             for (post_id, outcome) in results {
@@ -925,12 +657,6 @@ pub(super) fn save_and_page_unless_muted(
     }
 }
 
-/// Opens an incident for a new finding or folds it into the live one with the same key.
-/// Rules whose findings come in bursts of distinct objects (posts) worth one page.
-fn groups(rule: Rule) -> bool {
-    matches!(rule, Rule::UnapprovedPost | Rule::PostEdited)
-}
-
 fn group_key(account: &str, rule: Rule) -> String {
     format!("group\0{account}\0{}", rule.as_str())
 }
@@ -1048,7 +774,7 @@ pub(super) fn upsert(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::FieldChange;
+    use crate::model::{FieldChange, Severity};
 
     fn profile_finding(after: &str) -> Outcome {
         let mut changes = std::collections::BTreeMap::new();

@@ -11,48 +11,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-
-use super::Actor;
-use crate::detect::{Rule, Severity};
+use crate::model::{Rule, Severity};
 
 /// The longest mute accepted: a forgotten mute must not silence an account for good.
 pub const MAX_MUTE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
-
-/// An account's pages held back until `until`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Mute {
-    pub account: String,
-    pub by: Actor,
-    pub at: DateTime<Utc>,
-    pub until: DateTime<Utc>,
-}
-
-impl Mute {
-    pub fn active(&self, now: DateTime<Utc>) -> bool {
-        now < self.until
-    }
-}
-
-/// What a vote is for: approving (`approve_quorum`) or taking down (`takedown_quorum`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VoteAction {
-    Approve,
-    Takedown,
-}
-
-/// One responder's vote towards an action that needs several.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Vote {
-    pub action: VoteAction,
-    pub who: Actor,
-    pub at: DateTime<Utc>,
-    /// The quorum in force when the vote was cast, so the page can say how many are missing
-    /// without reading the configuration.
-    pub needed: u8,
-}
 
 /// The paging configuration as the incidents need it.
 #[derive(Debug, Clone, Default)]

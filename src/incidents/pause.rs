@@ -5,12 +5,11 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Action, Actor, Incident, Incidents, save_and_page};
-use crate::{
-    contain::mailer::Mailer,
-    detect::Rule,
-    store::{Lift, StoreError, abort},
-};
+use super::{Incidents, Timeline, save_and_page};
+use crate::contain::mailer::Mailer;
+use crate::model::Rule;
+use crate::model::{Action, Actor, Incident};
+use crate::store::{Lift, StoreError, abort};
 
 /// A request with no recorded answer older than this was cut short (a crash): another press
 /// may call again.

@@ -29,12 +29,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::{
-    detect::{Evidence, Finding, Outcome, Rule, Severity},
-    incidents::{Action, Actor, Incident, Incidents, Resolution, State, dedup_key},
-    metrics::Metrics,
-    store::{Store, StoreError, TELEGRAM},
+use crate::detect::Outcome;
+use crate::incidents::Incidents;
+use crate::metrics::Metrics;
+use crate::model::{
+    Action, Actor, Evidence, Finding, Incident, Resolution, Rule, Severity, State, dedup_key,
 };
+use crate::store::{Store, StoreError, TELEGRAM};
 pub use pagerduty::PagerDuty;
 pub use telegram::{DeliveryError, Pacer, TelegramPager};
 pub use webhook::Webhook;

@@ -17,12 +17,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::{ChannelError, incident_document, summary_line};
-use crate::{
-    config::{PagerDutyChannel, Secret},
-    detect::Severity,
-    incidents::{Incident, State},
-    store::Store,
-};
+use crate::config::{PagerDutyChannel, Secret};
+use crate::model::{Incident, Severity, State};
+use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventAction {
@@ -199,7 +196,7 @@ pub fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::{Evidence, Rule};
+    use crate::model::{Evidence, Rule};
     use EventAction::*;
 
     fn incident(state: State) -> Incident {

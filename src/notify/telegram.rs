@@ -11,12 +11,9 @@ use teloxide::{
     types::{ChatId, InlineKeyboardButton, InlineKeyboardMarkup, MessageId},
 };
 
-use crate::{
-    detect::{Evidence, Severity},
-    incidents::{
-        Action, Actor, Incident, PageRef, PauseState, Resolution, State, ordinal, pausable,
-    },
-    store::digest,
+use crate::incidents::{PauseState, ordinal, pausable};
+use crate::model::{
+    Action, Actor, Evidence, Incident, PageRef, Resolution, Severity, State, digest,
 };
 
 /// Telegram's limit for a message's text.
@@ -50,7 +47,7 @@ pub struct Rendered {
 
 /// The last answer of the platform for each post a takedown asked about, newest attempt last.
 fn takedown_results(inc: &Incident) -> String {
-    let mut last: Vec<(&str, &crate::contain::TakedownOutcome)> = Vec::new();
+    let mut last: Vec<(&str, &crate::model::TakedownOutcome)> = Vec::new();
     for e in &inc.timeline {
         if let Action::TakedownResult { post_id, outcome } = &e.action {
             match last.iter_mut().find(|(p, _)| *p == post_id.as_str()) {

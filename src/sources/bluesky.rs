@@ -27,8 +27,9 @@ use tokio::sync::Mutex;
 use tracing::Instrument;
 use url::Url;
 
-use super::{ObservationKind, Post, PostContent, Profile, RateBudget, SourceContext, SourceError};
+use super::{RateBudget, SourceContext, SourceError};
 use crate::config::Account;
+use crate::model::{ObservationKind, Post, PostContent, Profile};
 
 pub const POST: &str = "app.bsky.feed.post";
 pub const PROFILE: &str = "app.bsky.actor.profile";

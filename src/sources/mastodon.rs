@@ -22,8 +22,10 @@ use serde::Deserialize;
 use tracing::Instrument;
 use url::Url;
 
-use super::{ObservationKind, Post, PostContent, Profile, RateBudget, SourceContext, SourceError};
-use crate::{config::Account, store::digest};
+use super::{RateBudget, SourceContext, SourceError};
+use crate::config::Account;
+use crate::model::digest;
+use crate::model::{ObservationKind, Post, PostContent, Profile};
 
 /// Statuses per request; Mastodon's maximum.
 const PAGE: usize = 40;

@@ -24,74 +24,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::{Account, Config, Platform},
+    model::{Observation, ObservationKind},
     store::Store,
 };
-
-/// Something a source saw on an account.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Observation {
-    /// Our name of the account (`accounts[].name`).
-    pub account: String,
-    pub seen_at: DateTime<Utc>,
-    pub kind: ObservationKind,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ObservationKind {
-    Post(Post),
-    Profile(Profile),
-    /// Who administers the account (Telegram channel: `getChatAdministrators`), by user id →
-    /// role and name. Judged against its own baselines (`admin:<id>`), apart from the profile.
-    Admins(Profile),
-    /// One message as sent (email feeds; `account` is the feed's name).
-    Mail(email::MailSummary),
-    /// One change from a mailbox or admin audit log (`account` is the feed's name).
-    Audit(email::AuditEvent),
-    /// The platform says a post was deleted (a push stream's delete). The hook of
-    /// `social.approved_post_deleted`: detect decides whether the post was an approved one.
-    PostDeleted {
-        post_id: String,
-        deleted_at: DateTime<Utc>,
-    },
-    /// Everything before this point has been handed over: the pipeline persists the cursor once
-    /// it has committed what came before, so a crash re-reads rather than skips.
-    Checkpoint {
-        cursor: String,
-        value: String,
-    },
-}
-
-/// A post as the platform shows it now.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Post {
-    pub id: String,
-    pub url: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub edited_at: Option<DateTime<Utc>>,
-    pub content: PostContent,
-    /// The app that published it, when the platform says.
-    pub client: Option<String>,
-    /// Published before tocsin first looked at the account: recorded, never paged.
-    pub history: bool,
-}
-
-/// What a post says, in the form the fingerprint is computed from.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PostContent {
-    /// Plain text with every link written as its full target.
-    pub text: String,
-    /// Link targets.
-    pub links: Vec<String>,
-    /// Digests of attached media.
-    pub media: Vec<String>,
-}
-
-/// Every field of a profile the platform exposes, by our field name (`note`, `url`,
-/// `field:Website`, …). A field that disappears is reported as an empty string by detect.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Profile {
-    pub fields: BTreeMap<String, String>,
-}
 
 /// How the platform's rate limit stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

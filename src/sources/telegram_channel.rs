@@ -19,7 +19,8 @@ use teloxide::types::{ChatMemberUpdated, MessageEntityKind};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::{ObservationKind, Post, PostContent, Profile, SourceContext, SourceError};
+use super::{SourceContext, SourceError};
+use crate::model::{ObservationKind, Post, PostContent, Profile};
 use crate::{bot::ChannelUpdate, config::Account, config::Secret};
 
 /// Watches one channel until shutdown.

@@ -30,11 +30,10 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use url::Url;
 
-use super::{ObservationKind, Post, PostContent, Profile, RateBudget, SourceContext, SourceError};
-use crate::{
-    config::{Account, Config, Platform, Secret, XLimits},
-    store::digest,
-};
+use super::{RateBudget, SourceContext, SourceError};
+use crate::config::{Account, Config, Platform, Secret, XLimits};
+use crate::model::digest;
+use crate::model::{ObservationKind, Post, PostContent, Profile};
 
 /// The length of X's rate-limit windows.
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);

@@ -38,13 +38,10 @@ use sled::{
     transaction::{ConflictableTransactionError, TransactionError, TransactionalTree},
 };
 
-pub use approved_log::{ApprovedEntry, GENESIS, LogRecord, VerifyReport, chain_hash, digest};
+pub use approved_log::{ApprovedEntry, GENESIS, LogRecord, VerifyReport, chain_hash};
 pub use timeline_log::{TimelineEntry, TimelineRecord, parse_since};
 
-use crate::{
-    detect::{Rule, Severity},
-    incidents::{Incident, Mute},
-};
+use crate::model::{Incident, Mute, Rule, Severity, digest};
 
 /// The channel every incident is paged to, except the ones about Telegram itself.
 pub const TELEGRAM: &str = "telegram";
@@ -172,8 +169,6 @@ pub struct Store {
     /// Mail summaries the journal listener accepted (answered 250) and the pipeline has not
     /// judged yet. Outside [`Store::transact`]: written by the listener, not by a verdict.
     mail_queue: sled::Tree,
-    /// The `[email]` rules of the running configuration, read by `detect` (set like `routes`).
-    email: Arc<RwLock<Option<Arc<crate::config::Email>>>>,
     /// The fallback channels of the running configuration; read by [`Tx::enqueue_page`] so
     /// that every code path that queues a page reaches every channel.
     routes: Arc<RwLock<Arc<Vec<Route>>>>,
@@ -289,7 +284,6 @@ impl Store {
             meta: t("meta")?,
             mail_inbox: t("mail_inbox")?,
             mail_queue: t("mail_queue")?,
-            email: Arc::default(),
             routes: Arc::default(),
             write_fault: Arc::default(),
             db,
@@ -1182,30 +1176,56 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn incidents_from_before_the_timeline_chain_are_adopted_once() {
-        use crate::{
-            detect::{Evidence, Finding, Outcome, Rule, Severity},
-            incidents::Incidents,
-        };
+    #[test]
+    fn incidents_from_before_the_timeline_chain_are_adopted_once() {
+        use crate::model::{Action, Evidence, Incident, Rule, Severity, State, TimelineEvent};
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let incidents = Incidents::new(store.clone(), Default::default());
-        let finding = Outcome {
-            finding: Some(Finding {
-                rule: Rule::ProfileChanged,
-                severity: Severity::High,
-                account: "a".into(),
-                object: "profile".into(),
-                evidence: Evidence::Profile {
-                    changes: Default::default(),
-                },
-                changed_at: None,
-                seen_at: Utc::now(),
-            }),
-            writes: vec![],
+        let now = Utc::now();
+        let incident = Incident {
+            id: 1,
+            rule: Rule::ProfileChanged,
+            severity: Severity::High,
+            account: "a".into(),
+            object: "profile".into(),
+            state: State::Open,
+            resolution: None,
+            evidence: Evidence::Profile {
+                changes: Default::default(),
+            },
+            evidence_digest: String::new(),
+            findings: 1,
+            opened_at: now,
+            changed_at: None,
+            updated_at: now,
+            acked_by: None,
+            resolved_by: None,
+            timeline: vec![TimelineEvent {
+                at: now,
+                who: "tocsin".into(),
+                action: Action::Opened,
+            }],
+            page: None,
+            votes: Vec::new(),
+            reminders: 0,
+            last_reminder_at: None,
+            tier: 0,
+            members: Vec::new(),
+            takedown_started: None,
         };
-        incidents.record(&finding).await.unwrap();
+        let entry = TimelineEntry {
+            incident: Some(1),
+            account: "a".into(),
+            who: "tocsin".into(),
+            action: Action::Opened,
+        };
+        // As `incidents` writes it: the record and its chained event in one transaction.
+        store
+            .transact(|tx| {
+                tx.put_incident(&incident)?;
+                tx.append_timeline(entry.clone(), now)
+            })
+            .unwrap();
         assert_eq!(
             store.adopt_unchained_timelines().unwrap(),
             0,

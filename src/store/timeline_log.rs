@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::approved_log::chain_hash;
-use crate::incidents::{Action, TimelineEvent};
+use crate::model::{Action, TimelineEvent};
 
 /// What happened, to what. Account-level events (a mute) have no incident.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +67,7 @@ pub fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String>
     if let Ok(t) = DateTime::parse_from_rfc3339(s.trim()) {
         return Ok(t.with_timezone(&Utc));
     }
-    let d = crate::config::parse_duration(s).map_err(|_| {
+    let d = crate::model::parse_duration(s).map_err(|_| {
         format!("`{s}` is neither an RFC 3339 time (2026-11-24T20:00:00Z) nor a duration (24h)")
     })?;
     chrono::Duration::from_std(d)

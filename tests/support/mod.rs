@@ -4,17 +4,13 @@ pub mod daemon;
 
 use std::time::{Duration, Instant};
 
-use tocsin::{
-    App, Config,
-    fakes::{
-        loopback_config,
-        mastodon::{FakeMastodon, status_html},
-        telegram::{FakeBotApi, FakeUser},
-    },
-    incidents::Incident,
-    sources::Health,
-    store::Store,
-};
+use tocsin::fakes::loopback_config;
+use tocsin::fakes::mastodon::{FakeMastodon, status_html};
+use tocsin::fakes::telegram::{FakeBotApi, FakeUser};
+use tocsin::model::Incident;
+use tocsin::sources::Health;
+use tocsin::store::Store;
+use tocsin::{App, Config};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 

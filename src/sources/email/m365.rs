@@ -10,11 +10,11 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 
-use super::{AuditCursor, AuditEvent, CachedToken, poll_loop, status_error};
-use crate::{
-    config::M365Feed,
-    sources::{ObservationKind, SourceContext, SourceError},
-};
+use super::{AuditCursor, CachedToken, poll_loop, status_error};
+use crate::config::M365Feed;
+use crate::model::AuditEvent;
+use crate::model::ObservationKind;
+use crate::sources::{SourceContext, SourceError};
 
 pub const SCOPE: &str = "https://manage.office.com/.default";
 pub const CONTENT_TYPE: &str = "Audit.Exchange";

@@ -15,10 +15,8 @@ use serde::Deserialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::{
-    MailSummary,
-    webhook::{Accepted, HookError, Refusal, address, addresses, parse_json},
-};
+use super::webhook::{Accepted, HookError, Refusal, address, addresses, parse_json};
+use crate::model::MailSummary;
 use crate::{config::Secret, config::email::MailgunHook, store::mail_inbox::token_key};
 
 pub struct Mailgun {

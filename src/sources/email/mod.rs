@@ -22,50 +22,24 @@ pub mod summary;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{ObservationKind, SourceContext, SourceError};
+use super::{SourceContext, SourceError};
+use crate::model::ObservationKind;
 
-/// One message as sent, reduced to what the email rules read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct MailSummary {
-    /// Which feed saw it (`journal`, `ses`, `sendgrid`, `mailgun`, `postmark`, `imap`).
-    pub feed: String,
-    /// `Message-ID` (or the provider's message id when the header is absent).
-    pub message_id: String,
-    /// Envelope sender (`MAIL FROM`), lowercased; the `From:` address when the feed has no envelope.
-    pub sender: String,
-    /// The `From:` header address, lowercased.
-    pub from: String,
-    pub subject: String,
-    /// Addresses visible to every recipient (`To:` and `Cc:`), lowercased, in header order.
-    pub visible: Vec<String>,
-    /// Every address the message was delivered to (envelope `RCPT TO`, or the provider's list).
-    pub envelope: Vec<String>,
-    /// The campaign or tag the sender gave it (`X-Campaign-Id`, SendGrid category, Mailgun tag…).
-    pub campaign: Option<String>,
-    pub sent_at: Option<DateTime<Utc>>,
-}
-
-/// One change reported by a mailbox or admin audit log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditEvent {
-    /// Which feed reported it (`google`, `m365`).
-    pub feed: String,
-    /// The feed's own id of the event, for dedup.
-    pub id: String,
-    pub at: DateTime<Utc>,
-    /// Who made the change.
-    pub actor: String,
-    /// The feed's name of the action (`CHANGE_EMAIL_SETTING`, `Set-Mailbox`, …).
-    pub action: String,
-    /// The mailbox or user changed.
-    pub target: String,
-    /// Parameters of the change as the feed names them (`ForwardingSmtpAddress`, …).
-    pub details: Vec<(String, String)>,
-    /// The company's own mail domains as the feed's config lists them: the rule needs them to
-    /// tell forwarding out of the company from forwarding inside it, and they belong to the
-    /// feed (one tenant each), so they travel with its events.
-    #[serde(default)]
-    pub internal_domains: Vec<String>,
+/// Parses the keys the mail components parse when they are built (a Google service account,
+/// the SendGrid verification key), so that `check-config` and start-up refuse a bad one with
+/// its config key.
+pub fn check(email: &crate::config::Email) -> Result<(), crate::config::ConfigError> {
+    use crate::config::ConfigError;
+    for (i, g) in email.google.iter().enumerate() {
+        google::ServiceAccount::parse(g.service_account.expose()).map_err(|e| {
+            ConfigError::invalid(format!("email.google[{i}].service_account"), e.to_string())
+        })?;
+    }
+    if let Some(s) = &email.sendgrid {
+        sendgrid::parse_public_key(s.public_key.expose())
+            .map_err(|e| ConfigError::invalid("email.sendgrid.public_key", e))?;
+    }
+    Ok(())
 }
 
 /// How far back each poll looks again: audit logs publish events minutes (Google: up to hours)

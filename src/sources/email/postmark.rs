@@ -13,11 +13,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{
-    MailSummary,
-    webhook::{Accepted, HookError, Refusal, address, parse_json},
-};
+use super::webhook::{Accepted, HookError, Refusal, address, parse_json};
 use crate::config::{Secret, email::PostmarkHook};
+use crate::model::MailSummary;
 
 pub struct Postmark {
     pub name: String,

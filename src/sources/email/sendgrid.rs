@@ -19,11 +19,9 @@ use p256::{
 };
 use serde::Deserialize;
 
-use super::{
-    MailSummary,
-    webhook::{Accepted, HookError, Refusal, parse_json},
-};
+use super::webhook::{Accepted, HookError, Refusal, parse_json};
 use crate::config::email::SendGridHook;
+use crate::model::MailSummary;
 
 pub const SIGNATURE_HEADER: &str = "x-twilio-email-event-webhook-signature";
 pub const TIMESTAMP_HEADER: &str = "x-twilio-email-event-webhook-timestamp";

@@ -27,11 +27,9 @@ use serde::Deserialize;
 use url::Url;
 use x509_cert::{Certificate, der::DecodePem};
 
-use super::{
-    MailSummary,
-    webhook::{Accepted, HookError, Refusal, address, addresses},
-};
+use super::webhook::{Accepted, HookError, Refusal, address, addresses};
 use crate::config::email::SesHook;
+use crate::model::MailSummary;
 
 /// The header SNS names the message type in.
 pub const TYPE_HEADER: &str = "x-amz-sns-message-type";

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use mail_parser::{Address, HeaderValue, Message, MessageParser};
 
-use super::MailSummary;
+use crate::model::MailSummary;
 
 /// Headers that name the campaign a bulk message belongs to, in order of preference.
 const CAMPAIGN_HEADERS: &[&str] = &[

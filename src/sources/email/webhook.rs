@@ -11,14 +11,10 @@ use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::MailSummary;
-use crate::{
-    sources::{Observation, ObservationKind},
-    store::{
-        Store, StoreError,
-        mail_inbox::{CURSOR, InboxBatch, InboxRecord},
-    },
-};
+use crate::model::MailSummary;
+use crate::model::{Observation, ObservationKind};
+use crate::store::mail_inbox::{CURSOR, InboxBatch, InboxRecord};
+use crate::store::{Store, StoreError};
 
 /// Why a request was refused before its content was trusted; the metric's `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

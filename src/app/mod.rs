@@ -6,33 +6,36 @@
 //! lets sources stop between polls, the pipeline commit what it already received, and the outbox
 //! worker finish the send in flight.
 
+pub mod check;
+
 use std::{collections::HashSet, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use teloxide::Bot;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{
-    bot::{self, BotContext},
-    config::{Config, Email},
-    contain::mailer::Mailer,
-    detect,
-    http::{self, HttpState, health::Readiness, hooks::Hooks},
-    incidents::{Incidents, PagingPolicy, Recorded, escalation},
-    metrics::Metrics,
-    notify::{
-        self, Fallback, PagerDuty, TelegramPager, TelegramStatus, TelegramWatch, Webhook,
-        heartbeat::{self, HeartbeatContext},
-    },
-    sources::{
-        self, Health, Observation, ObservationKind, SourceContext,
-        email::{
-            journal, mailgun::Mailgun, postmark::Postmark, sendgrid::SendGrid, ses, ses::Ses,
-            webhook::Inbox,
-        },
-    },
-    store::{Route, Store, StoreError, TELEGRAM},
+use crate::bot::{self, BotContext};
+use crate::config::{Config, Email};
+use crate::contain::mailer::Mailer;
+use crate::detect;
+use crate::http::health::Readiness;
+use crate::http::hooks::Hooks;
+use crate::http::{self, HttpState};
+use crate::incidents::{Incidents, PagingPolicy, Recorded, escalation};
+use crate::metrics::Metrics;
+use crate::model::{Observation, ObservationKind};
+use crate::notify::heartbeat::{self, HeartbeatContext};
+use crate::notify::{
+    self, Fallback, PagerDuty, TelegramPager, TelegramStatus, TelegramWatch, Webhook,
 };
+use crate::sources::email::mailgun::Mailgun;
+use crate::sources::email::postmark::Postmark;
+use crate::sources::email::sendgrid::SendGrid;
+use crate::sources::email::ses::Ses;
+use crate::sources::email::webhook::Inbox;
+use crate::sources::email::{journal, ses};
+use crate::sources::{self, Health, SourceContext};
+use crate::store::{Route, Store, StoreError, TELEGRAM};
 
 /// How long shutdown waits for tasks before giving up on them.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
@@ -47,6 +50,8 @@ const CHANNEL_DEPTH: usize = 1024;
 pub enum AppError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -88,6 +93,7 @@ impl App {
     /// Builds on a store that is already open: a reload keeps the database (and its lock) while
     /// the tasks around it are replaced.
     pub async fn build_with_store(config: Config, store: Store) -> Result<App, AppError> {
+        check::check(&config)?;
         let adopted = store.adopt_unchained_timelines()?;
         if adopted > 0 {
             tracing::info!(
@@ -165,7 +171,6 @@ impl App {
             sns_client,
             journal: journal_listener,
         } = self;
-        store.set_email_rules(config.email.clone());
         let tasks = TaskTracker::new();
         let mailer = match config.email.as_ref().and_then(|e| e.kill_switch.clone()) {
             Some(k) => Some(Arc::new(Mailer::new(k)?)),
@@ -284,7 +289,13 @@ impl App {
             tasks.spawn(journal::serve(listener, j, committer, ctx));
         }
         drop(tx);
-        tasks.spawn(pipeline(rx, incidents.clone(), metrics.clone()));
+        let email_rules = Arc::new(config.email.clone().unwrap_or_default());
+        tasks.spawn(pipeline(
+            rx,
+            incidents.clone(),
+            email_rules,
+            metrics.clone(),
+        ));
         tasks.spawn(release_held(incidents.clone(), shutdown.clone()));
         let graces = source_graces(&config);
         tasks.spawn(detect::blind::run(
@@ -298,7 +309,7 @@ impl App {
         }
 
         // One worker per channel, each woken by every queued page.
-        let fallbacks: Vec<(Fallback, Option<Vec<crate::detect::Severity>>)> = config
+        let fallbacks: Vec<(Fallback, Option<Vec<crate::model::Severity>>)> = config
             .channels
             .pagerduty
             .iter()
@@ -527,6 +538,7 @@ fn source_graces(config: &Config) -> Vec<(String, Duration)> {
 async fn pipeline(
     mut rx: mpsc::Receiver<Observation>,
     incidents: Incidents,
+    email_rules: Arc<Email>,
     metrics: Arc<Metrics>,
 ) {
     let store = incidents.store().clone();
@@ -557,7 +569,7 @@ async fn pipeline(
             }
             continue;
         }
-        let result = match detect::evaluate(&store, &obs) {
+        let result = match detect::evaluate(&store, &email_rules, &obs) {
             Ok(outcome) => {
                 if let Some(f) = &outcome.finding {
                     metrics.finding(f.rule.as_str());
@@ -633,7 +645,7 @@ pub async fn run_reloading(
                 ended = &mut running => {
                     return ended.unwrap_or_else(|e| Err(AppError::Serve(std::io::Error::other(e))));
                 }
-                Some(()) = reload.recv() => match Config::load(path) {
+                Some(()) = reload.recv() => match Config::load(path).and_then(|c| check::check(&c).map(|()| c)) {
                     Err(e) => tracing::error!(error = %e, "reload refused; still running the previous configuration"),
                     Ok(new) if new.general.state_dir != config.general.state_dir => tracing::error!(
                         "reload refused: general.state_dir cannot change while running; restart instead"

@@ -1,0 +1,226 @@
+//! What `check-config` (and start-up, and a reload) checks beyond the file itself, and what it
+//! prints.
+//!
+//! The configuration stays data: a key the file only carries (the SendGrid verification key, a
+//! Google service account) is parsed by the component that uses it. [`check`] builds those
+//! parts the way start-up does, so a bad key is refused before anything runs, with an error
+//! that names its config key.
+
+use crate::{
+    config::{Config, ConfigError, Platform},
+    model::Severity,
+};
+
+/// Parses what the components parse at start-up; the error names the config key.
+pub fn check(config: &Config) -> Result<(), ConfigError> {
+    if let Some(email) = &config.email {
+        crate::sources::email::check(email)?;
+    }
+    Ok(())
+}
+
+/// What `check-config` prints: everything that will be watched and where pages go.
+pub fn summary(config: &Config) -> String {
+    let mut out = String::new();
+    let g = &config.general;
+    let t = &config.telegram;
+    out.push_str(&format!("state dir     {}\n", g.state_dir.display()));
+    out.push_str(&format!("http listen   {} (api token set)\n", g.listen));
+    out.push_str(&format!(
+        "telegram      {} chat {} · {} responder(s): {}\n",
+        t.api_url,
+        t.chat_id,
+        t.responders.len(),
+        t.responders
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    for c in &config.channels.pagerduty {
+        out.push_str(&format!(
+            "page          pagerduty {} · {} · {}\n",
+            c.name,
+            c.api_url,
+            severities(&c.severities)
+        ));
+    }
+    for c in &config.channels.webhook {
+        out.push_str(&format!(
+            "page          webhook {} · {} · {} · signed\n",
+            c.name,
+            // The path may carry the receiver's token: the host says enough here.
+            c.url.host_str().unwrap_or_default(),
+            severities(&c.severities)
+        ));
+    }
+    if let Some(h) = &config.heartbeat {
+        if h.url.is_some() {
+            out.push_str(&format!(
+                "heartbeat     every {}\n",
+                humantime::format_duration(h.interval)
+            ));
+        }
+        if let Some(t) = h.daily_summary {
+            out.push_str(&format!(
+                "summary       daily at {} UTC\n",
+                t.format("%H:%M")
+            ));
+        }
+    }
+    let feeds = config.email.as_ref().is_some_and(|e| {
+        !e.google.is_empty()
+            || !e.m365.is_empty()
+            || e.ses.is_some()
+            || e.sendgrid.is_some()
+            || e.mailgun.is_some()
+            || e.postmark.is_some()
+    });
+    if config.accounts.is_empty() {
+        out.push_str(if feeds {
+            "accounts      none: only the mail feeds below are watched\n"
+        } else {
+            "accounts      none: nothing will be watched\n"
+        });
+    }
+    for a in config
+        .accounts
+        .iter()
+        .filter(|a| a.platform == Platform::TelegramChannel)
+    {
+        out.push_str(&format!(
+            "watch         {} · telegram_channel chat {} · channel posts and edits pushed to the bot (it must be an admin) · title, description, photo, pinned message and admins polled every {} · takedown {}\n",
+            a.name,
+            a.account_id,
+            humantime::format_duration(a.poll_interval),
+            if a.write_token.is_some() {
+                "by deleteMessage (within 48 h)"
+            } else {
+                "off (no write_token)"
+            }
+        ));
+    }
+    let p = &config.paging;
+    out.push_str(&format!(
+        "takedown      {} responder(s) per takedown · approved-post deletions {}\n",
+        p.takedown_quorum,
+        if p.page_approved_deletions {
+            "paged (medium)"
+        } else {
+            "recorded, not paged"
+        }
+    ));
+    for a in config
+        .accounts
+        .iter()
+        .filter(|a| a.platform != Platform::TelegramChannel)
+    {
+        if a.platform == Platform::X {
+            out.push_str(&format!(
+                "watch         {} · x {} user {} · poll_interval {} · app bearer token set · {}\n",
+                a.name,
+                a.base_url,
+                a.account_id,
+                humantime::format_duration(a.poll_interval),
+                if a.write_token.is_some() {
+                    "user token set: Take down deletes with it"
+                } else {
+                    "no write_token: takedown unavailable"
+                }
+            ));
+            continue;
+        }
+        if a.platform == Platform::Bluesky {
+            out.push_str(&format!(
+                "watch         {} · bluesky {} · identity via {} (PLC {}) · posts and profile \
+                 from its PDS every {} · push from Jetstream {} · takedown {}\n",
+                a.name,
+                a.account_id,
+                a.base_url,
+                a.plc_url(),
+                humantime::format_duration(a.poll_interval),
+                a.jetstream_url(),
+                if a.write_token.is_some() {
+                    "with an app password session"
+                } else {
+                    "not configured (no write_token)"
+                }
+            ));
+            continue;
+        }
+        out.push_str(&format!(
+            "watch         {} · {} {} account {} · every {} · {}{}\n",
+            a.name,
+            a.platform,
+            a.base_url,
+            a.account_id,
+            humantime::format_duration(a.poll_interval),
+            if a.token.is_some() {
+                "token set"
+            } else {
+                "no token (public fields only)"
+            },
+            if a.write_token.is_some() {
+                " · takedown on"
+            } else {
+                " · takedown off (no write_token)"
+            }
+        ));
+    }
+    // X accounts share their app's rate-limit budget: the schedule says what each gets.
+    for plan in crate::sources::x::Plan::for_config(config) {
+        out.push_str(&plan.describe());
+    }
+    if let Some(email) = &config.email {
+        email.summary(&mut out);
+    }
+    out
+}
+
+fn severities(s: &Option<Vec<Severity>>) -> String {
+    match s {
+        None => "every severity".into(),
+        Some(list) => list
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::{Engine, engine::general_purpose::STANDARD};
+    use p256::pkcs8::EncodePublicKey;
+
+    use super::*;
+    use crate::config::tests::{GOOD, test_service_account};
+
+    fn checked(extra: &str) -> Result<(), ConfigError> {
+        check(&Config::parse(&format!("{GOOD}{extra}"), "t.toml").expect("parses"))
+    }
+
+    #[test]
+    fn keys_parsed_by_their_components_are_named_when_bad() {
+        let signer = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+        let der = signer.verifying_key().to_public_key_der().unwrap();
+        let good_key = STANDARD.encode(der.as_bytes());
+        checked(&format!(
+            "\n[email.sendgrid]\npublic_key = \"{good_key}\"\n"
+        ))
+        .unwrap();
+        let e = checked("\n[email.sendgrid]\npublic_key = \"bm90IGEga2V5\"\n").unwrap_err();
+        assert_eq!(e.key(), Some("email.sendgrid.public_key"));
+
+        let google = |sa: &str| {
+            format!(
+                "\n[[email.google]]\nname = \"workspace\"\nservice_account = '{sa}'\n\
+                 admin = \"it@corp.example\"\ninternal_domains = [\"corp.example\"]\n"
+            )
+        };
+        let sa = test_service_account();
+        checked(&google(&sa)).unwrap();
+        let e = checked(&google(&sa.replace("MII", "AAA"))).unwrap_err();
+        assert_eq!(e.key(), Some("email.google[0].service_account"));
+    }
+}
