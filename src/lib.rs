@@ -22,12 +22,14 @@ pub mod fakes;
 pub mod fuzzing;
 pub mod http;
 pub mod incidents;
+pub mod mail;
 pub mod metrics;
 pub mod model;
 pub mod notify;
-pub mod sources;
+pub mod platforms;
 pub mod store;
 pub mod telemetry;
+pub mod watch;
 
 pub use app::{App, AppError};
 pub use config::Config;

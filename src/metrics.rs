@@ -17,8 +17,8 @@ use prometheus_client::{
 };
 
 use crate::model::State;
-use crate::sources::Health;
 use crate::store::Store;
+use crate::watch::Health;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AccountLabel {

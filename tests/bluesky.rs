@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use tocsin::App;
 use tocsin::config::{Account, Platform, Secret};
-use tocsin::contain::bluesky::delete_post;
 use tocsin::fakes::bluesky::{FakeBluesky, blob};
 use tocsin::fakes::loopback_config;
 use tocsin::fakes::mastodon::FakeMastodon;
 use tocsin::fakes::telegram::FakeBotApi;
 use tocsin::model::{Evidence, Incident, Rule, Severity, State, TakedownOutcome};
-use tocsin::sources::Health;
+use tocsin::platforms::bluesky::takedown::delete_post;
 use tocsin::store::Store;
+use tocsin::watch::Health;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 

@@ -37,7 +37,7 @@ fn public_key() -> Vec<u8> {
 }
 
 fn public_key_of(pem: &str) -> Vec<u8> {
-    let der = tocsin::sources::email::google::pem_der(pem).unwrap();
+    let der = tocsin::mail::audit::google::pem_der(pem).unwrap();
     let key = ring::signature::RsaKeyPair::from_pkcs8(&der).unwrap();
     use ring::signature::KeyPair;
     key.public_key().as_ref().to_vec()

@@ -14,9 +14,9 @@ use tocsin::fakes::mail_signers::{
 use tocsin::fakes::mastodon::FakeMastodon;
 use tocsin::fakes::sns::FakeSns;
 use tocsin::fakes::telegram::FakeBotApi;
+use tocsin::mail::webhooks::Inbox;
+use tocsin::mail::webhooks::ses::TYPE_HEADER;
 use tocsin::model::ObservationKind;
-use tocsin::sources::email::ses::TYPE_HEADER;
-use tocsin::sources::email::webhook::Inbox;
 use tocsin::store::Store;
 use tocsin::store::mail_inbox::{CURSOR, InboxRecord};
 use tokio_util::sync::CancellationToken;

@@ -15,22 +15,16 @@ use std::{
 };
 
 use chrono::Utc;
-use tocsin::{
-    App,
-    config::{
-        Email, Secret,
-        email::{SendGridHook, SesHook},
-    },
-    fakes::{
-        loopback_config,
-        mail_signers::{SendGridSigner, sendgrid_events, ses_event},
-        mastodon::FakeMastodon,
-        sns::FakeSns,
-        telegram::FakeBotApi,
-    },
-    sources::email::ses::TYPE_HEADER,
-    store::Store,
-};
+use tocsin::App;
+use tocsin::config::email::{SendGridHook, SesHook};
+use tocsin::config::{Email, Secret};
+use tocsin::fakes::loopback_config;
+use tocsin::fakes::mail_signers::{SendGridSigner, sendgrid_events, ses_event};
+use tocsin::fakes::mastodon::FakeMastodon;
+use tocsin::fakes::sns::FakeSns;
+use tocsin::fakes::telegram::FakeBotApi;
+use tocsin::mail::webhooks::ses::TYPE_HEADER;
+use tocsin::store::Store;
 use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 

@@ -9,12 +9,13 @@
 use crate::{
     config::{Config, ConfigError, Platform},
     model::Severity,
+    platforms,
 };
 
 /// Parses what the components parse at start-up; the error names the config key.
 pub fn check(config: &Config) -> Result<(), ConfigError> {
     if let Some(email) = &config.email {
-        crate::sources::email::check(email)?;
+        crate::mail::check(email)?;
     }
     Ok(())
 }
@@ -83,22 +84,13 @@ pub fn summary(config: &Config) -> String {
             "accounts      none: nothing will be watched\n"
         });
     }
+    // The channels the bot is an admin of come first, beside the chat settings above.
     for a in config
         .accounts
         .iter()
         .filter(|a| a.platform == Platform::TelegramChannel)
     {
-        out.push_str(&format!(
-            "watch         {} · telegram_channel chat {} · channel posts and edits pushed to the bot (it must be an admin) · title, description, photo, pinned message and admins polled every {} · takedown {}\n",
-            a.name,
-            a.account_id,
-            humantime::format_duration(a.poll_interval),
-            if a.write_token.is_some() {
-                "by deleteMessage (within 48 h)"
-            } else {
-                "off (no write_token)"
-            }
-        ));
+        out.push_str(&platforms::of(a.platform).describe(a));
     }
     let p = &config.paging;
     out.push_str(&format!(
@@ -115,61 +107,10 @@ pub fn summary(config: &Config) -> String {
         .iter()
         .filter(|a| a.platform != Platform::TelegramChannel)
     {
-        if a.platform == Platform::X {
-            out.push_str(&format!(
-                "watch         {} · x {} user {} · poll_interval {} · app bearer token set · {}\n",
-                a.name,
-                a.base_url,
-                a.account_id,
-                humantime::format_duration(a.poll_interval),
-                if a.write_token.is_some() {
-                    "user token set: Take down deletes with it"
-                } else {
-                    "no write_token: takedown unavailable"
-                }
-            ));
-            continue;
-        }
-        if a.platform == Platform::Bluesky {
-            out.push_str(&format!(
-                "watch         {} · bluesky {} · identity via {} (PLC {}) · posts and profile \
-                 from its PDS every {} · push from Jetstream {} · takedown {}\n",
-                a.name,
-                a.account_id,
-                a.base_url,
-                a.plc_url(),
-                humantime::format_duration(a.poll_interval),
-                a.jetstream_url(),
-                if a.write_token.is_some() {
-                    "with an app password session"
-                } else {
-                    "not configured (no write_token)"
-                }
-            ));
-            continue;
-        }
-        out.push_str(&format!(
-            "watch         {} · {} {} account {} · every {} · {}{}\n",
-            a.name,
-            a.platform,
-            a.base_url,
-            a.account_id,
-            humantime::format_duration(a.poll_interval),
-            if a.token.is_some() {
-                "token set"
-            } else {
-                "no token (public fields only)"
-            },
-            if a.write_token.is_some() {
-                " · takedown on"
-            } else {
-                " · takedown off (no write_token)"
-            }
-        ));
+        out.push_str(&platforms::of(a.platform).describe(a));
     }
-    // X accounts share their app's rate-limit budget: the schedule says what each gets.
-    for plan in crate::sources::x::Plan::for_config(config) {
-        out.push_str(&plan.describe());
+    for p in platforms::PLATFORMS {
+        out.push_str(&p.describe_all(config));
     }
     if let Some(email) = &config.email {
         email.summary(&mut out);

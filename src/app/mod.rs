@@ -7,6 +7,7 @@
 //! worker finish the send in flight.
 
 pub mod check;
+mod pipeline;
 
 use std::{collections::HashSet, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
@@ -17,25 +18,26 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::bot::{self, BotContext};
 use crate::config::{Config, Email};
 use crate::contain::mailer::Mailer;
-use crate::detect;
 use crate::http::health::Readiness;
 use crate::http::hooks::Hooks;
 use crate::http::{self, HttpState};
-use crate::incidents::{Incidents, PagingPolicy, Recorded, escalation};
+use crate::incidents::{Incidents, PagingPolicy, escalation};
+use crate::mail;
+use crate::mail::journal;
+use crate::mail::webhooks::Inbox;
+use crate::mail::webhooks::mailgun::Mailgun;
+use crate::mail::webhooks::postmark::Postmark;
+use crate::mail::webhooks::sendgrid::SendGrid;
+use crate::mail::webhooks::ses;
+use crate::mail::webhooks::ses::Ses;
 use crate::metrics::Metrics;
-use crate::model::{Observation, ObservationKind};
 use crate::notify::heartbeat::{self, HeartbeatContext};
 use crate::notify::{
     self, Fallback, PagerDuty, TelegramPager, TelegramStatus, TelegramWatch, Webhook,
 };
-use crate::sources::email::mailgun::Mailgun;
-use crate::sources::email::postmark::Postmark;
-use crate::sources::email::sendgrid::SendGrid;
-use crate::sources::email::ses::Ses;
-use crate::sources::email::webhook::Inbox;
-use crate::sources::email::{journal, ses};
-use crate::sources::{self, Health, SourceContext};
+use crate::platforms::{self, WatchContext};
 use crate::store::{Route, Store, StoreError, TELEGRAM};
+use crate::watch::{Health, SourceContext};
 
 /// How long shutdown waits for tasks before giving up on them.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
@@ -43,8 +45,6 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 const OUTBOX_MAX_AGE: Duration = Duration::from_secs(120);
 /// Observations buffered between the sources and detect.
 const PIPELINE_DEPTH: usize = 1024;
-/// Channel updates waiting for their source: a burst of posts queues here, not in the bot loop.
-const CHANNEL_DEPTH: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -203,57 +203,27 @@ impl App {
             .timeout(config.general.source_timeout)
             .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let mut channel_routes = std::collections::HashMap::new();
-        for account in &config.accounts {
-            let ctx = SourceContext {
-                store: store.clone(),
-                out: tx.clone(),
-                health: health.clone(),
-                shutdown: sources_stop.clone(),
-                http: http_client.clone(),
-            };
-            if account.platform == crate::config::Platform::TelegramChannel {
-                // Its posts arrive through the bot's getUpdates (see `bot::run`).
-                let (updates_tx, updates_rx) = mpsc::channel(CHANNEL_DEPTH);
-                let chat = account.account_id.trim().parse::<i64>().unwrap_or_default();
-                channel_routes.insert(chat, updates_tx);
-                health.register(&account.name, account.platform);
-                tasks.spawn(sources::telegram_channel::run(
-                    account.clone(),
-                    ctx,
-                    tg.bot_token.clone(),
-                    updates_rx,
-                ));
-                continue;
-            }
-            if account.platform == crate::config::Platform::X {
-                // X accounts share their app's scheduler, started below.
-                continue;
-            }
-            tasks.spawn(sources::build(account, ctx));
-        }
-        let x_ctx = SourceContext {
+        let source_ctx = SourceContext {
             store: store.clone(),
             out: tx.clone(),
             health: health.clone(),
             shutdown: sources_stop.clone(),
             http: http_client.clone(),
         };
-        for source in sources::build_x(&config, &x_ctx) {
+        let mut channel_routes = std::collections::HashMap::new();
+        // Every context holds a sender of the pipeline: each is dropped once its watchers are
+        // built, so that the pipeline ends when the watchers do.
+        let watchers = platforms::watch_all(&mut WatchContext {
+            config: &config,
+            source: source_ctx.clone(),
+            bot_updates: &mut channel_routes,
+        });
+        for source in watchers {
             tasks.spawn(source);
         }
-        drop(x_ctx);
-        let feed_ctx = SourceContext {
-            store: store.clone(),
-            out: tx.clone(),
-            health: health.clone(),
-            shutdown: sources_stop.clone(),
-            http: http_client.clone(),
-        };
-        for feed in sources::build_feeds(config.email.as_ref(), &feed_ctx) {
+        for feed in mail::build_feeds(config.email.as_ref(), &source_ctx) {
             tasks.spawn(feed);
         }
-        drop(feed_ctx);
         let hooks = match config.email.as_ref().filter(|e| e.has_webhooks()) {
             Some(email) => {
                 let (inbox, writer) = Inbox::start(store.clone(), tx.clone(), shutdown.clone());
@@ -271,13 +241,7 @@ impl App {
             journal_listener,
             config.email.as_ref().and_then(|e| e.journal.clone()),
         ) {
-            let ctx = SourceContext {
-                store: store.clone(),
-                out: tx.clone(),
-                health: health.clone(),
-                shutdown: sources_stop.clone(),
-                http: http_client.clone(),
-            };
+            let ctx = source_ctx.clone();
             let queued = Arc::new(Notify::new());
             let committer = journal::Committer::spawn(store.clone(), queued.clone(), &tasks);
             tasks.spawn(journal::feed(
@@ -288,17 +252,18 @@ impl App {
             ));
             tasks.spawn(journal::serve(listener, j, committer, ctx));
         }
+        drop(source_ctx);
         drop(tx);
         let email_rules = Arc::new(config.email.clone().unwrap_or_default());
-        tasks.spawn(pipeline(
+        tasks.spawn(pipeline::run(
             rx,
             incidents.clone(),
             email_rules,
             metrics.clone(),
         ));
-        tasks.spawn(release_held(incidents.clone(), shutdown.clone()));
+        tasks.spawn(pipeline::release_held(incidents.clone(), shutdown.clone()));
         let graces = source_graces(&config);
-        tasks.spawn(detect::blind::run(
+        tasks.spawn(pipeline::watch_blind(
             incidents.clone(),
             health.clone(),
             graces,
@@ -515,106 +480,12 @@ fn build_hooks(
 /// blind.
 fn source_graces(config: &Config) -> Vec<(String, Duration)> {
     use crate::config::AuditFeed;
-    // Accounts: an X account's grace grows with the interval its app's budget allows.
-    let mut out = sources::graces(config);
+    let mut out = platforms::graces(config);
     if let Some(e) = &config.email {
         out.extend(e.google.iter().map(|g| (g.name.clone(), g.grace())));
         out.extend(e.m365.iter().map(|m| (m.name.clone(), m.grace())));
     }
-    // A Mastodon push stream is judged like a source of its own: a dropped stream pages
-    // `monitor.blind` after the account's grace even while the poller still works.
-    out.extend(
-        config
-            .accounts
-            .iter()
-            .filter(|a| a.platform == crate::config::Platform::Mastodon && a.token.is_some())
-            .map(|a| (sources::mastodon::stream_health_key(&a.name), a.grace())),
-    );
     out
-}
-
-/// Sources → detect → incidents, one observation at a time so that an account's observations
-/// are judged in the order they were seen.
-async fn pipeline(
-    mut rx: mpsc::Receiver<Observation>,
-    incidents: Incidents,
-    email_rules: Arc<Email>,
-    metrics: Arc<Metrics>,
-) {
-    let store = incidents.store().clone();
-    while let Some(obs) = rx.recv().await {
-        let kind = match &obs.kind {
-            ObservationKind::Post(_) => "post",
-            ObservationKind::Profile(_) => "profile",
-            ObservationKind::PostDeleted { .. } => "post_deleted",
-            ObservationKind::Admins(_) => "admins",
-            ObservationKind::Mail(_) => "mail",
-            ObservationKind::Audit(_) => "audit",
-            ObservationKind::Checkpoint { .. } => "checkpoint",
-        };
-        metrics.observation(&obs.account, kind);
-        if let ObservationKind::Checkpoint { cursor, value } = &obs.kind {
-            // A source's first cursor (Mastodon's origin: "everything up to here is history")
-            // is made durable at once. Left to sled's periodic flush, a crash right after the
-            // first poll would make the restart's first poll again, and posts published in
-            // between would be taken for history and never paged.
-            let first = matches!(store.cursor(cursor), Ok(None));
-            let persisted = store.set_cursor(cursor, value);
-            let persisted = match persisted {
-                Ok(()) if first => store.flush().await,
-                other => other,
-            };
-            if let Err(e) = persisted {
-                tracing::error!(error = %e, cursor, "cannot persist a source cursor");
-            }
-            continue;
-        }
-        let result = match detect::evaluate(&store, &email_rules, &obs) {
-            Ok(outcome) => {
-                if let Some(f) = &outcome.finding {
-                    metrics.finding(f.rule.as_str());
-                }
-                incidents.record(&outcome).await
-            }
-            Err(e) => Err(e),
-        };
-        let span = match result {
-            Ok(Recorded::Opened(id) | Recorded::Updated(id)) => tracing::info_span!("incident", id),
-            _ => tracing::Span::none(),
-        };
-        span.in_scope(|| match result {
-            Ok(Recorded::Opened(id)) => {
-                tracing::info!(account = %obs.account, incident = id, "incident opened")
-            }
-            Ok(Recorded::Updated(id)) => {
-                tracing::info!(account = %obs.account, incident = id, "incident updated")
-            }
-            Ok(_) => {}
-            // Not marking the post seen means the next poll judges it again: retried, not lost.
-            Err(e) => {
-                tracing::error!(account = %obs.account, error = %e, "cannot record an observation")
-            }
-        });
-    }
-}
-
-/// How often held pages are checked against their mutes. A mute ends by the clock, not by an
-/// event, so something has to look; a scan of an index that is empty unless a mute held a page.
-const RELEASE_CHECK: Duration = Duration::from_millis(500);
-
-/// Sends the pages that mutes held back once the mutes have expired.
-async fn release_held(incidents: Incidents, shutdown: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(RELEASE_CHECK) => {}
-        }
-        match incidents.release_held().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(pages = n, "mute ended; held pages queued"),
-            Err(e) => tracing::error!(error = %e, "cannot release held pages"),
-        }
-    }
 }
 
 /// Runs the daemon and reloads it on each message from `reload` (SIGHUP in `main`).

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use ring::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
 use serde_json::{Value, json};
 
-use crate::sources::email::google::{GRANT_TYPE, SCOPE};
+use crate::mail::audit::google::{GRANT_TYPE, SCOPE};
 
 #[derive(Default)]
 struct Inner {

@@ -14,7 +14,7 @@ use axum::{
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::sources::email::m365::{CONTENT_TYPE, SCOPE};
+use crate::mail::audit::m365::{CONTENT_TYPE, SCOPE};
 
 #[derive(Default)]
 struct Inner {

@@ -9,7 +9,7 @@ use p256::{
     pkcs8::EncodePublicKey,
 };
 
-use crate::sources::email::{mailgun, sendgrid};
+use crate::mail::webhooks::{mailgun, sendgrid};
 
 /// SendGrid's signing side: an ECDSA P-256 key pair.
 pub struct SendGridSigner {

@@ -48,7 +48,7 @@ use tokio_rustls::{
     rustls::{self, pki_types::PrivateKeyDer},
 };
 
-use crate::sources::email::ses::string_to_sign;
+use crate::mail::webhooks::ses::string_to_sign;
 
 pub const REGION: &str = "us-east-1";
 pub const HOST: &str = "sns.us-east-1.amazonaws.com";

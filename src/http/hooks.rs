@@ -20,16 +20,12 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::HttpState;
-use crate::{
-    metrics::Metrics,
-    sources::email::{
-        mailgun::Mailgun,
-        postmark::Postmark,
-        sendgrid::SendGrid,
-        ses::Ses,
-        webhook::{Accepted, HookError, Inbox, InboxError},
-    },
-};
+use crate::mail::webhooks::mailgun::Mailgun;
+use crate::mail::webhooks::postmark::Postmark;
+use crate::mail::webhooks::sendgrid::SendGrid;
+use crate::mail::webhooks::ses::Ses;
+use crate::mail::webhooks::{Accepted, HookError, Inbox, InboxError};
+use crate::metrics::Metrics;
 
 /// The configured webhooks and what they commit to.
 pub struct Hooks {

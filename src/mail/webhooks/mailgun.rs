@@ -15,7 +15,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::webhook::{Accepted, HookError, Refusal, address, addresses, parse_json};
+use crate::mail::webhooks::{Accepted, HookError, Refusal, address, addresses, parse_json};
 use crate::model::MailSummary;
 use crate::{config::Secret, config::email::MailgunHook, store::mail_inbox::token_key};
 

@@ -27,8 +27,8 @@ use serde::Deserialize;
 use url::Url;
 use x509_cert::{Certificate, der::DecodePem};
 
-use super::webhook::{Accepted, HookError, Refusal, address, addresses};
 use crate::config::email::SesHook;
+use crate::mail::webhooks::{Accepted, HookError, Refusal, address, addresses};
 use crate::model::MailSummary;
 
 /// The header SNS names the message type in.

@@ -1,15 +1,11 @@
-//! Sources turn a platform's API into [`Observation`]s. They never decide what is suspicious:
-//! that is `detect`'s job, so every platform is judged by the same rules.
+//! What every watcher shares, social or mail: the [`SourceContext`] it runs in, the [`Health`]
+//! it reports, its errors, and the reading of rate-limit and `Retry-After` headers.
 //!
-//! A source is a future built from its account config and a [`SourceContext`]: it polls, sends
+//! A watcher (a source) turns a platform's API or a mail feed into [`Observation`]s. It never
+//! decides what is suspicious: that is `detect`'s job, so every platform is judged by the same
+//! rules. It is a future built from its config and a [`SourceContext`]: it polls, sends
 //! observations into the pipeline's channel in order, reports its health, and returns when the
 //! shutdown token is cancelled (between polls, never half-way through a batch).
-
-pub mod bluesky;
-pub mod email;
-pub mod mastodon;
-pub mod telegram_channel;
-pub mod x;
 
 use std::{
     collections::BTreeMap,
@@ -23,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::{Account, Config, Platform},
+    config::Platform,
     model::{Observation, ObservationKind},
     store::Store,
 };
@@ -253,72 +249,3 @@ pub enum SourceError {
 
 /// A source's future.
 pub type SourceFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-
-/// The futures that watch the X accounts of `config`: one scheduler per app, because the
-/// accounts of an app share its rate-limit budget.
-pub fn build_x(config: &Config, ctx: &SourceContext) -> Vec<SourceFuture> {
-    let mut futures: Vec<SourceFuture> = Vec::new();
-    for group in x::groups(config) {
-        for a in &group {
-            ctx.health.register(&a.name, a.platform);
-        }
-        futures.push(Box::pin(x::run(group, config.x, ctx.clone())));
-    }
-    futures
-}
-
-/// How long each account may go without a successful poll (`monitor.blind`, `/readyz`): its
-/// `grace`, or for an X account whose interval the budget stretched, three of those intervals.
-pub fn graces(config: &Config) -> Vec<(String, Duration)> {
-    let plans = x::Plan::for_config(config);
-    config
-        .accounts
-        .iter()
-        .map(|a| {
-            let stretched = plans.iter().find_map(|p| p.interval(&a.name));
-            let grace = match (a.grace, stretched) {
-                (None, Some(e)) => a.grace().max(e * 3),
-                _ => a.grace(),
-            };
-            (a.name.clone(), grace)
-        })
-        .collect()
-}
-
-/// The futures of the mail audit pollers, registered for health.
-pub fn build_feeds(
-    email: Option<&crate::config::Email>,
-    ctx: &SourceContext,
-) -> Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
-    let mut out: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> = Vec::new();
-    let Some(email) = email else { return out };
-    for g in &email.google {
-        ctx.health.register_feed(&g.name, "google_workspace");
-        out.push(Box::pin(email::google::run(g.clone(), ctx.clone())));
-    }
-    for m in &email.m365 {
-        ctx.health.register_feed(&m.name, "microsoft_365");
-        out.push(Box::pin(email::m365::run(m.clone(), ctx.clone())));
-    }
-    out
-}
-
-/// Builds the future that watches one account.
-pub fn build(
-    account: &Account,
-    ctx: SourceContext,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    ctx.health.register(&account.name, account.platform);
-    match account.platform {
-        Platform::Mastodon => Box::pin(mastodon::run(account.clone(), ctx)),
-        Platform::Bluesky => Box::pin(bluesky::run(account.clone(), ctx)),
-        // Started by `app`: X accounts in their app's scheduler (`build_x`), Telegram channels
-        // with the bot's update channel. Kept exhaustive so a new platform must be wired here.
-        Platform::X | Platform::TelegramChannel => {
-            let name = account.name.clone();
-            Box::pin(async move {
-                tracing::error!(account = %name, "platform not supported by this build");
-            })
-        }
-    }
-}

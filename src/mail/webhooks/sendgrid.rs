@@ -19,8 +19,8 @@ use p256::{
 };
 use serde::Deserialize;
 
-use super::webhook::{Accepted, HookError, Refusal, parse_json};
 use crate::config::email::SendGridHook;
+use crate::mail::webhooks::{Accepted, HookError, Refusal, parse_json};
 use crate::model::MailSummary;
 
 pub const SIGNATURE_HEADER: &str = "x-twilio-email-event-webhook-signature";

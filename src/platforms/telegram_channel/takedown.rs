@@ -10,9 +10,9 @@ use teloxide::{
     types::{ChatId, MessageId},
 };
 
-use super::short;
 use crate::config::Account;
 use crate::model::TakedownOutcome;
+use crate::platforms::short;
 
 /// Telegram's deletion window.
 pub const DELETE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(48);

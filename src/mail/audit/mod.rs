@@ -1,46 +1,19 @@
-//! Email audit feeds. Every feed (the SMTP journal listener, the providers' event webhooks, the
-//! mailbox and admin audit pollers) reports the same two shapes, so the email rules judge a
-//! message the same way whichever feed saw it:
-//!
-//! - [`MailSummary`]: the headers and envelope of one message as sent. Bodies are never kept: a
-//!   leaked customer list must not be copied into a second database.
-//! - [`AuditEvent`]: one change a mailbox or admin audit log reports (forwarding set, 2-step
-//!   verification off, admin role granted, a forwarding inbox rule).
+//! The mailbox and admin audit pollers (Google Workspace, Microsoft 365): a cursor that
+//! re-reads an overlap (audit logs publish late) and skips what it already reported, one poll
+//! loop with backoff and health, and the OAuth token both cache.
 
 pub mod google;
 pub mod m365;
-pub mod mailgun;
-pub mod postmark;
-pub mod sendgrid;
-pub mod ses;
-pub mod webhook;
 
 use std::time::Duration;
-pub mod journal;
-pub mod summary;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{SourceContext, SourceError};
-use crate::model::ObservationKind;
-
-/// Parses the keys the mail components parse when they are built (a Google service account,
-/// the SendGrid verification key), so that `check-config` and start-up refuse a bad one with
-/// its config key.
-pub fn check(email: &crate::config::Email) -> Result<(), crate::config::ConfigError> {
-    use crate::config::ConfigError;
-    for (i, g) in email.google.iter().enumerate() {
-        google::ServiceAccount::parse(g.service_account.expose()).map_err(|e| {
-            ConfigError::invalid(format!("email.google[{i}].service_account"), e.to_string())
-        })?;
-    }
-    if let Some(s) = &email.sendgrid {
-        sendgrid::parse_public_key(s.public_key.expose())
-            .map_err(|e| ConfigError::invalid("email.sendgrid.public_key", e))?;
-    }
-    Ok(())
-}
+use crate::{
+    model::ObservationKind,
+    watch::{SourceContext, SourceError},
+};
 
 /// How far back each poll looks again: audit logs publish events minutes (Google: up to hours)
 /// after they happened, out of order. Events already seen in the window are skipped by id.
@@ -216,57 +189,9 @@ pub(crate) fn status_error(
     }
 }
 
-/// Addresses in a parameter value as audit logs write them: `smtp:a@b.example`,
-/// `"Name" [SMTP:a@b.example]`, `a@b.example;c@d.example`. Lowercased.
-pub fn addresses(value: &str) -> Vec<String> {
-    value
-        .split(|c: char| {
-            c.is_whitespace() || matches!(c, ';' | ',' | '[' | ']' | '<' | '>' | '"' | '\'')
-        })
-        .map(|t| {
-            let t = t.trim();
-            let t = t
-                .split_once(':')
-                .filter(|(p, _)| p.eq_ignore_ascii_case("smtp"))
-                .map_or(t, |(_, a)| a);
-            t.to_ascii_lowercase()
-        })
-        .filter(|t| {
-            t.split_once('@')
-                .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
-        })
-        .collect()
-}
-
-/// Whether an address belongs to one of the company's domains (or their subdomains).
-pub fn internal(address: &str, domains: &[String]) -> bool {
-    let Some((_, domain)) = address.rsplit_once('@') else {
-        return false;
-    };
-    let domain = domain.to_ascii_lowercase();
-    domains.iter().any(|d| {
-        let d = d.trim_start_matches('@').to_ascii_lowercase();
-        domain == d || domain.ends_with(&format!(".{d}"))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses_as_audit_logs_write_them() {
-        assert_eq!(addresses("smtp:A@Evil.example"), vec!["a@evil.example"]);
-        assert_eq!(
-            addresses("\"Drop\" [SMTP:drop@x.example];b@y.example"),
-            vec!["drop@x.example", "b@y.example"]
-        );
-        assert!(addresses("Bob Smith").is_empty());
-        assert!(internal("a@corp.example", &["corp.example".into()]));
-        assert!(internal("a@eu.corp.example", &["@corp.example".into()]));
-        assert!(!internal("a@notcorp.example", &["corp.example".into()]));
-        assert!(!internal("a@corp.example.evil", &["corp.example".into()]));
-    }
 
     #[test]
     fn cursor_skips_seen_ids_and_forgets_them_past_the_overlap() {

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::webhook::{Accepted, HookError, Refusal, address, parse_json};
 use crate::config::{Secret, email::PostmarkHook};
+use crate::mail::webhooks::{Accepted, HookError, Refusal, address, parse_json};
 use crate::model::MailSummary;
 
 pub struct Postmark {

@@ -10,11 +10,11 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 
-use super::{AuditCursor, CachedToken, poll_loop, status_error};
 use crate::config::M365Feed;
+use crate::mail::audit::{AuditCursor, CachedToken, poll_loop, status_error};
 use crate::model::AuditEvent;
 use crate::model::ObservationKind;
-use crate::sources::{SourceContext, SourceError};
+use crate::watch::{SourceContext, SourceError};
 
 pub const SCOPE: &str = "https://manage.office.com/.default";
 pub const CONTENT_TYPE: &str = "Audit.Exchange";

@@ -8,14 +8,11 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::config::Account;
 use crate::model::TakedownOutcome;
-use crate::{
-    config::Account,
-    sources::{
-        SourceError,
-        bluesky::{POST, XrpcError, describe, resolve_did, resolve_identity, xrpc_url},
-    },
-};
+use crate::platforms::bluesky::api::{POST, XrpcError, describe, xrpc_url};
+use crate::platforms::bluesky::identity::{resolve_did, resolve_identity};
+use crate::watch::SourceError;
 
 #[derive(Debug, Deserialize)]
 struct Session {

@@ -5,6 +5,11 @@
 //! signature first and only then parses the body into [`MailSummary`]s; the HTTP handler hands
 //! them to the inbox and answers once the inbox has committed them.
 
+pub mod mailgun;
+pub mod postmark;
+pub mod sendgrid;
+pub mod ses;
+
 use std::time::Duration;
 
 use chrono::Utc;

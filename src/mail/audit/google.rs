@@ -17,11 +17,11 @@ use ring::{
 };
 use serde::Deserialize;
 
-use super::{AuditCursor, CachedToken, poll_loop, status_error};
 use crate::config::GoogleFeed;
+use crate::mail::audit::{AuditCursor, CachedToken, poll_loop, status_error};
 use crate::model::AuditEvent;
 use crate::model::ObservationKind;
-use crate::sources::{SourceContext, SourceError};
+use crate::watch::{SourceContext, SourceError};
 
 /// The one scope asked for: read the audit reports, nothing else.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/admin.reports.audit.readonly";

@@ -1,9 +1,9 @@
 //! Mastodon takedown: `DELETE /api/v1/statuses/:id` with the account's write token (scope
 //! `write:statuses`, issued to the account that owns the status).
 
-use super::short;
 use crate::config::Account;
 use crate::model::TakedownOutcome;
+use crate::platforms::short;
 
 pub async fn delete_post(
     http: &reqwest::Client,

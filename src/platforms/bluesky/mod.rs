@@ -1,0 +1,60 @@
+//! Bluesky: identity from the PLC directory or `did:web` ([`identity`]), the repo polled from
+//! its PDS ([`api`], [`watch`]), commits pushed by Jetstream ([`jetstream`]), and
+//! `com.atproto.repo.deleteRecord` in an app-password session for takedowns ([`takedown`]).
+
+pub mod api;
+pub mod identity;
+pub mod jetstream;
+pub mod takedown;
+pub mod watch;
+
+use chrono::{DateTime, Utc};
+
+use super::{Platform, TakedownFuture, WatchContext};
+use crate::{
+    config::{self, Account},
+    watch::SourceFuture,
+};
+
+pub struct Bluesky;
+
+impl Platform for Bluesky {
+    fn kind(&self) -> config::Platform {
+        config::Platform::Bluesky
+    }
+
+    fn watch(&self, accounts: &[&Account], cx: &mut WatchContext<'_>) -> Vec<SourceFuture> {
+        accounts
+            .iter()
+            .map(|a| Box::pin(watch::run((*a).clone(), cx.source.clone())) as SourceFuture)
+            .collect()
+    }
+
+    fn takedown<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        account: &'a Account,
+        post_id: &'a str,
+        _posted_at: Option<DateTime<Utc>>,
+    ) -> TakedownFuture<'a> {
+        Box::pin(takedown::delete_post(http, account, post_id))
+    }
+
+    fn describe(&self, a: &Account) -> String {
+        format!(
+            "watch         {} · bluesky {} · identity via {} (PLC {}) · posts and profile \
+             from its PDS every {} · push from Jetstream {} · takedown {}\n",
+            a.name,
+            a.account_id,
+            a.base_url,
+            a.plc_url(),
+            humantime::format_duration(a.poll_interval),
+            a.jetstream_url(),
+            if a.write_token.is_some() {
+                "with an app password session"
+            } else {
+                "not configured (no write_token)"
+            }
+        )
+    }
+}
