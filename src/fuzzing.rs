@@ -5,11 +5,15 @@
 
 use std::sync::{Arc, OnceLock};
 
-use crate::bot::Command;
-use crate::config::{Config, Journal};
-use crate::mail::journal::{Committer, session_over_bytes};
-use crate::mail::summary::summarise;
-use crate::store::Store;
+use crate::{
+    bot::Command,
+    config::{Config, Journal},
+    mail::{
+        journal::{Committer, session_over_bytes},
+        summary::summarise,
+    },
+    store::Store,
+};
 
 /// A fuzz target: its name (the folder of its corpus under `fuzz/corpus/`) and its entry point.
 pub type Target = (&'static str, fn(&[u8]));

@@ -16,9 +16,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::model::State;
-use crate::store::Store;
-use crate::watch::Health;
+use crate::{model::State, store::Store, watch::Health};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AccountLabel {

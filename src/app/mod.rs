@@ -15,29 +15,31 @@ use teloxide::Bot;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::bot::{self, BotContext};
-use crate::config::{Config, Email};
-use crate::contain::mailer::Mailer;
-use crate::http::health::Readiness;
-use crate::http::hooks::Hooks;
-use crate::http::{self, HttpState};
-use crate::incidents::{Incidents, PagingPolicy, escalation};
-use crate::mail;
-use crate::mail::journal;
-use crate::mail::webhooks::Inbox;
-use crate::mail::webhooks::mailgun::Mailgun;
-use crate::mail::webhooks::postmark::Postmark;
-use crate::mail::webhooks::sendgrid::SendGrid;
-use crate::mail::webhooks::ses;
-use crate::mail::webhooks::ses::Ses;
-use crate::metrics::Metrics;
-use crate::notify::heartbeat::{self, HeartbeatContext};
-use crate::notify::{
-    self, Fallback, PagerDuty, TelegramPager, TelegramStatus, TelegramWatch, Webhook,
+use crate::{
+    bot::{self, BotContext},
+    config::{Config, Email},
+    contain::mailer::Mailer,
+    http::{self, HttpState, health::Readiness, hooks::Hooks},
+    incidents::{Incidents, PagingPolicy, PauseMailer, escalation},
+    mail::{
+        self, journal,
+        webhooks::{
+            Inbox,
+            mailgun::Mailgun,
+            postmark::Postmark,
+            sendgrid::SendGrid,
+            ses::{self, Ses},
+        },
+    },
+    metrics::Metrics,
+    notify::{
+        self, Fallback, PagerDuty, TelegramPager, TelegramStatus, TelegramWatch, Webhook,
+        heartbeat::{self, HeartbeatContext},
+    },
+    platforms::{self, WatchContext},
+    store::{Route, Store, StoreError, TELEGRAM},
+    watch::{Health, SourceContext},
 };
-use crate::platforms::{self, WatchContext};
-use crate::store::{Route, Store, StoreError, TELEGRAM};
-use crate::watch::{Health, SourceContext};
 
 /// How long shutdown waits for tasks before giving up on them.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
@@ -177,7 +179,12 @@ impl App {
             None => None,
         };
         let incidents = Incidents::new(store.clone(), Arc::new(Notify::new()))
-            .with_auto_pause(mailer.clone().filter(|m| m.auto_pause()))
+            .with_auto_pause(
+                mailer
+                    .clone()
+                    .filter(|m| m.auto_pause())
+                    .map(|m| m as Arc<dyn PauseMailer>),
+            )
             .with_group_window(config.grouping.window)
             .with_policy(PagingPolicy::from_config(&config));
         let metrics = Arc::new(Metrics::new(store.clone(), health.clone()));

@@ -35,10 +35,12 @@ use teloxide::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::incidents::{ActionError, Incidents};
-use crate::model::{Actor, Incident, Resolution};
-use crate::platforms::telegram_channel::ChannelUpdate;
-use crate::watch::Health;
+use crate::{
+    incidents::{ActionError, Incidents},
+    model::{Actor, Incident, Resolution},
+    platforms::telegram_channel::ChannelUpdate,
+    watch::Health,
+};
 
 /// What commands need to do their work.
 #[derive(Clone)]

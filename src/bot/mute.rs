@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use super::{BotContext, Command};
-use crate::incidents::MuteError;
-use crate::model::Actor;
-use crate::model::parse_duration;
+use crate::{
+    incidents::MuteError,
+    model::{Actor, parse_duration},
+};
 
 pub const USAGE: &str =
     "/mute ACCOUNT DURATION — hold ACCOUNT's pages, e.g. /mute mastodon-main 30m (at most 7d)";

@@ -5,9 +5,11 @@
 //! and the answers are written in the timeline and shown on the page.
 
 use super::{BotContext, Command, incident_arg, outcome};
-use crate::contain;
-use crate::incidents::{ActionError, TakedownStart};
-use crate::model::Actor;
+use crate::{
+    contain,
+    incidents::{ActionError, TakedownStart},
+    model::Actor,
+};
 
 pub const USAGE: &str = "/takedown N — delete incident N's post(s) on the platform";
 

@@ -1,8 +1,7 @@
 //! `/unmute ACCOUNT`: ends a mute early; the pages it held go out now.
 
 use super::{BotContext, Command};
-use crate::incidents::MuteError;
-use crate::model::Actor;
+use crate::{incidents::MuteError, model::Actor};
 
 pub const USAGE: &str = "/unmute ACCOUNT — page ACCOUNT again now";
 

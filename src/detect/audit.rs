@@ -9,8 +9,7 @@
 use chrono::{DateTime, Utc};
 
 use super::Outcome;
-use crate::model::AuditEvent;
-use crate::model::{Evidence, Finding, Rule, Severity};
+use crate::model::{AuditEvent, Evidence, Finding, Rule, Severity};
 
 /// What made an event risky, and the parameter that shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

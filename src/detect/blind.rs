@@ -13,10 +13,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::Outcome;
-use crate::model::{Evidence, Finding, Rule, Severity};
-use crate::model::{State, dedup_key};
-use crate::store::{Store, StoreError};
-use crate::watch::SourceHealth;
+use crate::{
+    model::{Evidence, Finding, Rule, Severity, State, dedup_key},
+    store::{Store, StoreError},
+    watch::SourceHealth,
+};
 
 const OBJECT: &str = "source";
 

@@ -18,10 +18,11 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use super::{Outcome, Write};
-use crate::config::Email;
-use crate::model::MailSummary;
-use crate::model::{Evidence, Finding, MailEvidence, NoticeEvidence, Rule, Severity};
-use crate::store::{ApprovedEntry, Store, StoreError};
+use crate::{
+    config::Email,
+    model::{Evidence, Finding, MailEvidence, MailSummary, NoticeEvidence, Rule, Severity},
+    store::{ApprovedEntry, Store, StoreError},
+};
 
 /// Sample addresses shown (masked) on a page.
 pub const SAMPLES: usize = 3;

@@ -14,12 +14,12 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{
-    Evidence, FieldChange, Finding, Observation, ObservationKind, Post, Profile, Rule, Severity,
-    digest,
-};
 use crate::{
     config::Email,
+    model::{
+        Evidence, FieldChange, Finding, Observation, ObservationKind, Post, Profile, Rule,
+        Severity, digest,
+    },
     store::{SeenPost, Store, StoreError},
 };
 

@@ -20,9 +20,11 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::HttpState;
-use crate::detect::{content_from_text, fingerprint};
-use crate::model::State as IncidentState;
-use crate::store::{ApprovedEntry, RevokeError, StoreError, parse_since};
+use crate::{
+    detect::{content_from_text, fingerprint},
+    model::State as IncidentState,
+    store::{ApprovedEntry, RevokeError, StoreError, parse_since},
+};
 
 /// An API error: a status and a message that says which field or header is at fault.
 pub(super) struct ApiError(StatusCode, String);

@@ -20,12 +20,13 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::HttpState;
-use crate::mail::webhooks::mailgun::Mailgun;
-use crate::mail::webhooks::postmark::Postmark;
-use crate::mail::webhooks::sendgrid::SendGrid;
-use crate::mail::webhooks::ses::Ses;
-use crate::mail::webhooks::{Accepted, HookError, Inbox, InboxError};
-use crate::metrics::Metrics;
+use crate::{
+    mail::webhooks::{
+        Accepted, HookError, Inbox, InboxError, mailgun::Mailgun, postmark::Postmark,
+        sendgrid::SendGrid, ses::Ses,
+    },
+    metrics::Metrics,
+};
 
 /// The configured webhooks and what they commit to.
 pub struct Hooks {

@@ -24,9 +24,11 @@ use axum::{
     routing::{get, post},
 };
 
-use crate::config::{Account, Secret};
-use crate::store::Store;
-use crate::watch::Health;
+use crate::{
+    config::{Account, Secret},
+    store::Store,
+    watch::Health,
+};
 
 /// Approval bodies are a post's text and a few fields; anything larger is not one.
 pub const MAX_BODY: usize = 64 * 1024;

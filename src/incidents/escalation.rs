@@ -13,9 +13,9 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::{Incidents, Timeline};
-use crate::model::{Action, Incident, State};
 use crate::{
     config::Escalation,
+    model::{Action, Incident, State},
     store::{Reminder, StoreError},
 };
 

@@ -11,11 +11,11 @@
 use chrono::{DateTime, Utc};
 
 use super::{PagingPolicy, Recorded, save_and_page_unless_muted};
-use crate::detect::Write;
-use crate::detect::email::SAMPLES;
-use crate::model::{Evidence, Finding, Rule};
-use crate::model::{Incident, State, dedup_key};
-use crate::store::{Tx, TxResult};
+use crate::{
+    detect::{Write, email::SAMPLES},
+    model::{Evidence, Finding, Incident, Rule, State, dedup_key},
+    store::{Tx, TxResult},
+};
 
 const ADDRESSES: u8 = b'a';
 const DOMAINS: u8 = b'd';

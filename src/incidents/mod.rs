@@ -13,7 +13,7 @@ mod paging;
 mod pause;
 
 pub use paging::{MAX_MUTE, MuteError, PagingPolicy, ordinal};
-pub use pause::{PauseError, PauseState, pausable};
+pub use pause::{PauseError, PauseFuture, PauseMailer, PauseState, pausable};
 
 pub mod escalation;
 
@@ -96,7 +96,7 @@ pub struct Incidents {
     group_window: std::time::Duration,
     /// `[email.kill_switch] auto_pause`: the mailer is paused when `email.exposed_recipients`
     /// opens, without waiting for a press.
-    auto_pause: Option<Arc<crate::contain::mailer::Mailer>>,
+    auto_pause: Option<Arc<dyn PauseMailer>>,
 }
 
 /// A takedown marked as started this long ago without its answers (the daemon stopped in
@@ -139,10 +139,7 @@ impl Incidents {
     }
 
     /// Pauses the mailer through `mailer` whenever an `email.exposed_recipients` incident opens.
-    pub fn with_auto_pause(
-        mut self,
-        mailer: Option<Arc<crate::contain::mailer::Mailer>>,
-    ) -> Incidents {
+    pub fn with_auto_pause(mut self, mailer: Option<Arc<dyn PauseMailer>>) -> Incidents {
         self.auto_pause = mailer;
         self
     }

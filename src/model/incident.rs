@@ -361,3 +361,15 @@ impl TakedownOutcome {
         }
     }
 }
+
+/// One call and what the mailer answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PauseCall {
+    pub attempt: u32,
+    /// HTTP status; None when no answer came (refused, timed out).
+    pub status: Option<u16>,
+    /// The start of the answer's body, or the transport error.
+    pub detail: String,
+    /// The mailer confirmed (2xx).
+    pub paused: bool,
+}

@@ -29,3 +29,22 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         format!("invalid duration {s:?} ({e}); write a number and a unit, like \"15s\" or \"2m\"")
     })
 }
+
+/// Cuts to at most `max` UTF-16 code units (Telegram's unit for message length), marking the cut.
+pub fn cut(s: &str, max: usize) -> String {
+    if s.encode_utf16().count() <= max {
+        return s.to_owned();
+    }
+    let mut out = String::new();
+    let mut units = 0;
+    for c in s.chars() {
+        // Keep one unit for the ellipsis.
+        if units + c.len_utf16() > max.saturating_sub(1) {
+            break;
+        }
+        units += c.len_utf16();
+        out.push(c);
+    }
+    out.push('…');
+    out
+}

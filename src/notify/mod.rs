@@ -29,13 +29,15 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::detect::Outcome;
-use crate::incidents::Incidents;
-use crate::metrics::Metrics;
-use crate::model::{
-    Action, Actor, Evidence, Finding, Incident, Resolution, Rule, Severity, State, dedup_key,
+use crate::{
+    detect::Outcome,
+    incidents::Incidents,
+    metrics::Metrics,
+    model::{
+        Action, Actor, Evidence, Finding, Incident, Resolution, Rule, Severity, State, dedup_key,
+    },
+    store::{Store, StoreError, TELEGRAM},
 };
-use crate::store::{Store, StoreError, TELEGRAM};
 pub use pagerduty::PagerDuty;
 pub use telegram::{DeliveryError, Pacer, TelegramPager};
 pub use webhook::Webhook;
@@ -521,9 +523,9 @@ pub fn incident_document(inc: &Incident) -> serde_json::Value {
 /// One line saying what happened, for channels that show a title.
 pub fn summary_line(inc: &Incident) -> String {
     let what = match &inc.evidence {
-        Evidence::Post { text, .. } => format!("post “{}”", telegram::cut(text, 200)),
+        Evidence::Post { text, .. } => format!("post “{}”", crate::model::cut(text, 200)),
         Evidence::PostEdited { after, .. } => {
-            format!("post edited to “{}”", telegram::cut(after, 200))
+            format!("post edited to “{}”", crate::model::cut(after, 200))
         }
         Evidence::Profile { changes } => format!(
             "profile fields changed: {}",
@@ -540,16 +542,16 @@ pub fn summary_line(inc: &Incident) -> String {
             "{} security mail to {}: “{}”",
             n.platform,
             n.recipient,
-            telegram::cut(&n.subject, 200)
+            crate::model::cut(&n.subject, 200)
         ),
         Evidence::Mailbox {
             risk,
             action,
             target,
             ..
-        } => format!("{risk}: {action} on {}", telegram::cut(target, 200)),
+        } => format!("{risk}: {action} on {}", crate::model::cut(target, 200)),
     };
-    telegram::cut(
+    crate::model::cut(
         &format!(
             "[tocsin #{}] {} {} on {}: {what}",
             inc.id,

@@ -17,9 +17,11 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::{ChannelError, incident_document, summary_line};
-use crate::config::{PagerDutyChannel, Secret};
-use crate::model::{Incident, Severity, State};
-use crate::store::Store;
+use crate::{
+    config::{PagerDutyChannel, Secret},
+    model::{Incident, Severity, State},
+    store::Store,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventAction {
@@ -161,7 +163,7 @@ impl PagerDuty {
         }
         // PagerDuty's error bodies name the invalid fields; they hold no secret.
         let body = resp.text().await.unwrap_or_default();
-        let body = super::telegram::cut(&body, 300);
+        let body = crate::model::cut(&body, 300);
         match status {
             StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => {
                 Err(ChannelError::Retry {

@@ -13,8 +13,10 @@ use reqwest::StatusCode;
 use sha2::Sha256;
 
 use super::{ChannelError, incident_document, pagerduty::retry_after};
-use crate::config::{Secret, WebhookChannel};
-use crate::model::Incident;
+use crate::{
+    config::{Secret, WebhookChannel},
+    model::Incident,
+};
 
 pub const TIMESTAMP_HEADER: &str = "X-Tocsin-Timestamp";
 pub const SIGNATURE_HEADER: &str = "X-Tocsin-Signature";

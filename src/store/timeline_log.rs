@@ -9,8 +9,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::approved_log::chain_hash;
-use super::*;
+use super::{approved_log::chain_hash, *};
 use crate::model::{Action, TimelineEvent};
 
 /// What happened, to what. Account-level events (a mute) have no incident.

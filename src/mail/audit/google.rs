@@ -17,11 +17,12 @@ use ring::{
 };
 use serde::Deserialize;
 
-use crate::config::GoogleFeed;
-use crate::mail::audit::{AuditCursor, CachedToken, poll_loop, status_error};
-use crate::model::AuditEvent;
-use crate::model::ObservationKind;
-use crate::watch::{SourceContext, SourceError};
+use crate::{
+    config::GoogleFeed,
+    mail::audit::{AuditCursor, CachedToken, poll_loop, status_error},
+    model::{AuditEvent, ObservationKind},
+    watch::{SourceContext, SourceError},
+};
 
 /// The one scope asked for: read the audit reports, nothing else.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/admin.reports.audit.readonly";

@@ -10,11 +10,12 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 
-use crate::config::M365Feed;
-use crate::mail::audit::{AuditCursor, CachedToken, poll_loop, status_error};
-use crate::model::AuditEvent;
-use crate::model::ObservationKind;
-use crate::watch::{SourceContext, SourceError};
+use crate::{
+    config::M365Feed,
+    mail::audit::{AuditCursor, CachedToken, poll_loop, status_error},
+    model::{AuditEvent, ObservationKind},
+    watch::{SourceContext, SourceError},
+};
 
 pub const SCOPE: &str = "https://manage.office.com/.default";
 pub const CONTENT_TYPE: &str = "Audit.Exchange";

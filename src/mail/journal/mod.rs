@@ -23,12 +23,13 @@ use tokio::{
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::config::Journal;
-use crate::mail::summary;
-use crate::model::MailSummary;
-use crate::model::ObservationKind;
-use crate::store::{Store, StoreError};
-use crate::watch::SourceContext;
+use crate::{
+    config::Journal,
+    mail::summary,
+    model::{MailSummary, ObservationKind},
+    store::{Store, StoreError},
+    watch::SourceContext,
+};
 
 /// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets; some clients send longer
 /// MAIL lines with parameters, so allow a little more before refusing.

@@ -15,9 +15,12 @@ use serde::Deserialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::mail::webhooks::{Accepted, HookError, Refusal, address, addresses, parse_json};
-use crate::model::MailSummary;
-use crate::{config::Secret, config::email::MailgunHook, store::mail_inbox::token_key};
+use crate::{
+    config::{Secret, email::MailgunHook},
+    mail::webhooks::{Accepted, HookError, Refusal, address, addresses, parse_json},
+    model::MailSummary,
+    store::mail_inbox::token_key,
+};
 
 pub struct Mailgun {
     pub name: String,

@@ -16,10 +16,13 @@ use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::model::MailSummary;
-use crate::model::{Observation, ObservationKind};
-use crate::store::mail_inbox::{CURSOR, InboxBatch, InboxRecord};
-use crate::store::{Store, StoreError};
+use crate::{
+    model::{MailSummary, Observation, ObservationKind},
+    store::{
+        Store, StoreError,
+        mail_inbox::{CURSOR, InboxBatch, InboxRecord},
+    },
+};
 
 /// Why a request was refused before its content was trusted; the metric's `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

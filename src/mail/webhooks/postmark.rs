@@ -13,9 +13,11 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::{Secret, email::PostmarkHook};
-use crate::mail::webhooks::{Accepted, HookError, Refusal, address, parse_json};
-use crate::model::MailSummary;
+use crate::{
+    config::{Secret, email::PostmarkHook},
+    mail::webhooks::{Accepted, HookError, Refusal, address, parse_json},
+    model::MailSummary,
+};
 
 pub struct Postmark {
     pub name: String,

@@ -19,9 +19,11 @@ use p256::{
 };
 use serde::Deserialize;
 
-use crate::config::email::SendGridHook;
-use crate::mail::webhooks::{Accepted, HookError, Refusal, parse_json};
-use crate::model::MailSummary;
+use crate::{
+    config::email::SendGridHook,
+    mail::webhooks::{Accepted, HookError, Refusal, parse_json},
+    model::MailSummary,
+};
 
 pub const SIGNATURE_HEADER: &str = "x-twilio-email-event-webhook-signature";
 pub const TIMESTAMP_HEADER: &str = "x-twilio-email-event-webhook-timestamp";

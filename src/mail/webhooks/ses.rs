@@ -27,9 +27,11 @@ use serde::Deserialize;
 use url::Url;
 use x509_cert::{Certificate, der::DecodePem};
 
-use crate::config::email::SesHook;
-use crate::mail::webhooks::{Accepted, HookError, Refusal, address, addresses};
-use crate::model::MailSummary;
+use crate::{
+    config::email::SesHook,
+    mail::webhooks::{Accepted, HookError, Refusal, address, addresses},
+    model::MailSummary,
+};
 
 /// The header SNS names the message type in.
 pub const TYPE_HEADER: &str = "x-amz-sns-message-type";

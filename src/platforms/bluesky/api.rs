@@ -41,7 +41,7 @@ pub(super) struct RepoStatus {
 
 /// An XRPC error body: `{"error": "RecordNotFound", "message": "…"}`.
 #[derive(Debug, Default, Deserialize)]
-pub(crate) struct XrpcError {
+pub(super) struct XrpcError {
     #[serde(default)]
     pub error: String,
     #[serde(default)]
@@ -93,7 +93,7 @@ pub(super) async fn xrpc_get<T: serde::de::DeserializeOwned>(
     }
 }
 
-pub(crate) fn describe(nsid: &str, body: &XrpcError) -> String {
+pub(super) fn describe(nsid: &str, body: &XrpcError) -> String {
     match (body.error.is_empty(), body.message.is_empty()) {
         (true, _) => nsid.to_owned(),
         (false, true) => format!("{nsid} ({})", body.error),
@@ -101,7 +101,7 @@ pub(crate) fn describe(nsid: &str, body: &XrpcError) -> String {
     }
 }
 
-pub(crate) fn xrpc_url(base: &Url, nsid: &str) -> Result<Url, SourceError> {
+pub(super) fn xrpc_url(base: &Url, nsid: &str) -> Result<Url, SourceError> {
     base.join(&format!("xrpc/{nsid}"))
         .map_err(|e| malformed(nsid, e))
 }
@@ -122,7 +122,7 @@ pub(super) fn rate_budget(h: &HeaderMap) -> Option<RateBudget> {
     })
 }
 
-pub(crate) fn retry_after(h: &HeaderMap) -> Option<Duration> {
+pub(super) fn retry_after(h: &HeaderMap) -> Option<Duration> {
     crate::watch::retry_after(h, rate_budget(h).as_ref())
 }
 

@@ -7,9 +7,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use url::Url;
 
-use super::api::retry_after;
-use crate::platforms::bluesky::api::malformed;
-use crate::platforms::bluesky::api::xrpc_get;
+use super::api::{malformed, retry_after, xrpc_get};
 use crate::watch::SourceError;
 
 /// Who the account is, per its DID document.

@@ -8,14 +8,12 @@ use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
 
+use super::{
+    api::{POST, PROFILE, post, profile_fields, status_text},
+    identity::resolve_identity,
+    state::Watch,
+};
 use crate::model::ObservationKind;
-use crate::platforms::bluesky::api::POST;
-use crate::platforms::bluesky::api::PROFILE;
-use crate::platforms::bluesky::api::post;
-use crate::platforms::bluesky::api::profile_fields;
-use crate::platforms::bluesky::api::status_text;
-use crate::platforms::bluesky::identity::resolve_identity;
-use crate::platforms::bluesky::watch::Watch;
 
 /// Reconnect waits: short, because every second down is a second of polling latency.
 pub(super) const STREAM_BACKOFF_MIN: Duration = Duration::from_millis(250);

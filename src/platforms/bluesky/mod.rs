@@ -5,6 +5,7 @@
 pub mod api;
 pub mod identity;
 pub mod jetstream;
+mod state;
 pub mod takedown;
 pub mod watch;
 

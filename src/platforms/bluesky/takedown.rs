@@ -8,11 +8,11 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::config::Account;
-use crate::model::TakedownOutcome;
-use crate::platforms::bluesky::api::{POST, XrpcError, describe, xrpc_url};
-use crate::platforms::bluesky::identity::{resolve_did, resolve_identity};
-use crate::watch::SourceError;
+use super::{
+    api::{POST, XrpcError, describe, xrpc_url},
+    identity::{resolve_did, resolve_identity},
+};
+use crate::{config::Account, model::TakedownOutcome, watch::SourceError};
 
 #[derive(Debug, Deserialize)]
 struct Session {

@@ -17,111 +17,32 @@
 //! Both halves share one state behind an async lock held across the emit, so the merged profile
 //! they report reaches the pipeline in the order it was built.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use tokio::sync::Mutex;
 use tracing::Instrument;
-use url::Url;
 
-use crate::config::Account;
-use crate::model::{ObservationKind, Profile};
-use crate::platforms::bluesky::api::POST;
-use crate::platforms::bluesky::api::PROFILE;
-use crate::platforms::bluesky::api::RecordEntry;
-use crate::platforms::bluesky::api::RecordPage;
-use crate::platforms::bluesky::api::RepoStatus;
-use crate::platforms::bluesky::api::cmp_rkey;
-use crate::platforms::bluesky::api::post;
-use crate::platforms::bluesky::api::profile_fields;
-use crate::platforms::bluesky::api::rkey_of;
-use crate::platforms::bluesky::api::status_text;
-use crate::platforms::bluesky::api::xrpc_get;
-use crate::platforms::bluesky::identity::Identity;
-use crate::platforms::bluesky::identity::resolve_did;
-use crate::platforms::bluesky::identity::resolve_identity;
-use crate::platforms::bluesky::jetstream::stream;
-use crate::watch::{RateBudget, SourceContext, SourceError};
+use super::{
+    api::{
+        POST, PROFILE, RecordEntry, RecordPage, RepoStatus, cmp_rkey, post, profile_fields,
+        rkey_of, status_text, xrpc_get,
+    },
+    identity::{resolve_did, resolve_identity},
+    jetstream::stream,
+    state::{State, Watch},
+};
+use crate::{
+    config::Account,
+    model::ObservationKind,
+    watch::{RateBudget, SourceContext, SourceError},
+};
 
 /// Records per `listRecords` page; the lexicon's maximum.
 pub(super) const PAGE: usize = 100;
 /// Pages read back in one poll to reach the last post seen.
 pub(super) const MAX_GAP_PAGES: usize = 10;
 pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(300);
-
-/// What the account looks like, assembled from its three origins.
-#[derive(Debug, Default)]
-pub(super) struct State {
-    pub(super) identity: BTreeMap<String, String>,
-    pub(super) record: BTreeMap<String, String>,
-    pub(super) status: String,
-    /// The newest post of the first poll: anything at or before it is history.
-    pub(super) origin: Option<String>,
-    pub(super) pds: Option<Url>,
-    /// The stream's last `time_us`.
-    pub(super) stream_cursor: Option<i64>,
-}
-
-impl State {
-    fn profile(&self) -> Profile {
-        let mut fields = self.identity.clone();
-        fields.extend(self.record.clone());
-        fields.insert("account_status".into(), self.status.clone());
-        Profile { fields }
-    }
-
-    pub(crate) fn set_identity(&mut self, id: &Identity) {
-        self.pds = Some(id.pds.clone());
-        self.identity = BTreeMap::from([
-            ("handle".to_owned(), id.handle.clone()),
-            ("pds".to_owned(), id.pds.to_string()),
-            ("signing_key".to_owned(), id.signing_key.clone()),
-            ("rotation_keys".to_owned(), id.rotation_keys.join(", ")),
-        ]);
-    }
-
-    pub(crate) fn history(&self, rkey: &str) -> bool {
-        self.origin
-            .as_deref()
-            .is_some_and(|o| cmp_rkey(rkey, o) != std::cmp::Ordering::Greater)
-    }
-}
-
-/// One watched Bluesky account: the poller and the stream share it.
-pub(super) struct Watch {
-    pub(super) account: Account,
-    pub(super) ctx: SourceContext,
-    pub(super) did: String,
-    pub(super) state: Mutex<State>,
-    pub(super) origin_key: String,
-    pub(super) cursor_key: String,
-    pub(super) stream_key: String,
-}
-
-impl Watch {
-    pub(crate) fn name(&self) -> &str {
-        &self.account.name
-    }
-
-    /// Emits the merged profile under the lock, so it reaches the pipeline in the order built.
-    pub(crate) async fn emit_profile(&self, state: &State) -> bool {
-        self.ctx
-            .emit(self.name(), ObservationKind::Profile(state.profile()))
-            .await
-    }
-
-    pub(crate) async fn checkpoint(&self, cursor: &str, value: String) -> bool {
-        self.ctx
-            .emit(
-                self.name(),
-                ObservationKind::Checkpoint {
-                    cursor: cursor.into(),
-                    value,
-                },
-            )
-            .await
-    }
-}
 
 /// Watches one account until shutdown.
 pub async fn run(account: Account, ctx: SourceContext) {

@@ -114,7 +114,7 @@ pub(super) struct Client {
 }
 
 impl Client {
-    pub(crate) async fn get<T: serde::de::DeserializeOwned>(
+    pub(super) async fn get<T: serde::de::DeserializeOwned>(
         &mut self,
         path: &str,
         query: &[(&str, String)],
@@ -140,7 +140,7 @@ impl Client {
     }
 }
 
-pub(crate) async fn check(resp: Response, what: &str) -> Result<Response, SourceError> {
+pub(super) async fn check(resp: Response, what: &str) -> Result<Response, SourceError> {
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);

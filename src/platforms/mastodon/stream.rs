@@ -5,9 +5,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tracing::Instrument;
 
-use super::api::check;
-use crate::platforms::mastodon::api::ApiStatus;
-use crate::platforms::mastodon::api::post;
+use super::api::{ApiStatus, check, post};
 use crate::{
     config::Account,
     model::ObservationKind,

@@ -1,9 +1,7 @@
 //! Mastodon takedown: `DELETE /api/v1/statuses/:id` with the account's write token (scope
 //! `write:statuses`, issued to the account that owns the status).
 
-use crate::config::Account;
-use crate::model::TakedownOutcome;
-use crate::platforms::short;
+use crate::{config::Account, model::TakedownOutcome, platforms::short};
 
 pub async fn delete_post(
     http: &reqwest::Client,

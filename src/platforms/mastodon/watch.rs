@@ -19,16 +19,15 @@ use std::{cmp::Ordering, time::Duration};
 use chrono::Utc;
 use tracing::Instrument;
 
-use crate::config::Account;
-use crate::model::ObservationKind;
-use crate::platforms::mastodon::api::ApiAccount;
-use crate::platforms::mastodon::api::ApiStatus;
-use crate::platforms::mastodon::api::Client;
-use crate::platforms::mastodon::api::cmp_id;
-use crate::platforms::mastodon::api::post;
-use crate::platforms::mastodon::api::profile;
-use crate::platforms::mastodon::stream::stream;
-use crate::watch::{RateBudget, SourceContext, SourceError};
+use super::{
+    api::{ApiAccount, ApiStatus, Client, cmp_id, post, profile},
+    stream::stream,
+};
+use crate::{
+    config::Account,
+    model::ObservationKind,
+    watch::{RateBudget, SourceContext, SourceError},
+};
 
 /// Statuses per request; Mastodon's maximum.
 pub(super) const PAGE: usize = 40;

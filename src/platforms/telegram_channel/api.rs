@@ -135,7 +135,7 @@ pub(super) struct Api {
 }
 
 impl Api {
-    pub(crate) async fn call(&self, method: &str, params: Value) -> Result<Value, CallError> {
+    pub(super) async fn call(&self, method: &str, params: Value) -> Result<Value, CallError> {
         self.call_inner(method, params)
             .await
             .map_err(|(error, refused)| CallError { error, refused })

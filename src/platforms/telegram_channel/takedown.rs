@@ -10,9 +10,7 @@ use teloxide::{
     types::{ChatId, MessageId},
 };
 
-use crate::config::Account;
-use crate::model::TakedownOutcome;
-use crate::platforms::short;
+use crate::{config::Account, model::TakedownOutcome, platforms::short};
 
 /// Telegram's deletion window.
 pub const DELETE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(48);

@@ -19,15 +19,15 @@ use teloxide::types::ChatMemberUpdated;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::config::{Account, Secret};
-use crate::model::{ObservationKind, Profile};
-use crate::platforms::telegram_channel::ChannelUpdate;
-use crate::platforms::telegram_channel::api::Api;
-use crate::platforms::telegram_channel::api::CallError;
-use crate::platforms::telegram_channel::api::admins_from;
-use crate::platforms::telegram_channel::api::post_from;
-use crate::platforms::telegram_channel::api::profile_from;
-use crate::watch::{SourceContext, SourceError};
+use super::{
+    ChannelUpdate,
+    api::{Api, CallError, admins_from, post_from, profile_from},
+};
+use crate::{
+    config::{Account, Secret},
+    model::{ObservationKind, Profile},
+    watch::{SourceContext, SourceError},
+};
 
 /// Watches one channel until shutdown.
 pub async fn run(

@@ -185,7 +185,7 @@ pub(super) struct Api {
 }
 
 impl Api {
-    pub(crate) async fn get<T: serde::de::DeserializeOwned>(
+    pub(super) async fn get<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],

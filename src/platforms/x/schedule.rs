@@ -8,7 +8,9 @@ use std::{
 };
 
 use crate::config::{Account, Config, Platform, Secret, XLimits};
-use crate::platforms::x::watch::MAX_BACKOFF;
+
+/// The longest wait after failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// The length of X's rate-limit windows.
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);

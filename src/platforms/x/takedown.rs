@@ -4,8 +4,7 @@
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use crate::config::Account;
-use crate::model::TakedownOutcome;
+use crate::{config::Account, model::TakedownOutcome};
 
 #[derive(Debug, Deserialize)]
 struct Deleted {

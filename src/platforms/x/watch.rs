@@ -23,33 +23,18 @@ use std::{collections::HashMap, time::Duration};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::schedule::Action;
-use crate::config::{Account, XLimits};
-use crate::model::{ObservationKind, Post};
-use crate::platforms::x::api::Answer;
-use crate::platforms::x::api::Api;
-use crate::platforms::x::api::ApiError;
-use crate::platforms::x::api::ApiMedia;
-use crate::platforms::x::api::ApiTweet;
-use crate::platforms::x::api::ApiUser;
-use crate::platforms::x::api::MAX_PAGES;
-use crate::platforms::x::api::MEDIA_FIELDS;
-use crate::platforms::x::api::PAGE;
-use crate::platforms::x::api::TWEET_FIELDS;
-use crate::platforms::x::api::TimelinePage;
-use crate::platforms::x::api::USER_FIELDS;
-use crate::platforms::x::api::UsersPage;
-use crate::platforms::x::api::newer;
-use crate::platforms::x::api::post;
-use crate::platforms::x::api::profile;
-use crate::platforms::x::api::until;
-use crate::platforms::x::schedule::Endpoint;
-use crate::platforms::x::schedule::IDS_PER_LOOKUP;
-use crate::platforms::x::schedule::Plan;
-use crate::platforms::x::schedule::Scheduler;
-use crate::watch::{RateBudget, SourceContext, SourceError};
-
-pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(300);
+use super::{
+    api::{
+        Answer, Api, ApiError, ApiMedia, ApiTweet, ApiUser, MAX_PAGES, MEDIA_FIELDS, PAGE,
+        TWEET_FIELDS, TimelinePage, USER_FIELDS, UsersPage, newer, post, profile, until,
+    },
+    schedule::{Action, Endpoint, IDS_PER_LOOKUP, Plan, Scheduler},
+};
+use crate::{
+    config::{Account, XLimits},
+    model::{ObservationKind, Post},
+    watch::{RateBudget, SourceContext, SourceError},
+};
 
 /// One watched account's state in the scheduler.
 pub(super) struct Watched {
