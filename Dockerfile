@@ -3,6 +3,8 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The loopback fakes are a workspace member: the demo in the binary plays against them.
+COPY fakes ./fakes
 RUN cargo build --release --locked --bin tocsin
 
 # Run stage: distroless (no shell), non-root.

@@ -1,6 +1,8 @@
 //! The `tocsin` command. Parses arguments, sets up logging, and hands over to the library;
 //! the only place that speaks `anyhow`.
 
+mod demo;
+
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, bail};
@@ -248,7 +250,7 @@ async fn main() -> ExitCode {
 async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
         Cmd::Demo => {
-            let report = tocsin::demo::run().await?;
+            let report = demo::run().await?;
             print!("{report}");
             Ok(if report.passed() {
                 ExitCode::SUCCESS

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use tocsin::fakes::mastodon::Failure;
 use tocsin::model::{Incident, Resolution, Rule, Severity, State};
+use tocsin_fakes::mastodon::Failure;
 
 use crate::support::*;
 

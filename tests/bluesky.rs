@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use tocsin::App;
 use tocsin::config::{Account, Platform, Secret};
-use tocsin::fakes::bluesky::{FakeBluesky, blob};
-use tocsin::fakes::loopback_config;
-use tocsin::fakes::mastodon::FakeMastodon;
-use tocsin::fakes::telegram::FakeBotApi;
 use tocsin::model::{Evidence, Incident, Rule, Severity, State, TakedownOutcome};
 use tocsin::platforms::bluesky::takedown::delete_post;
 use tocsin::store::Store;
 use tocsin::watch::Health;
+use tocsin_fakes::bluesky::{FakeBluesky, blob};
+use tocsin_fakes::loopback_config;
+use tocsin_fakes::mastodon::FakeMastodon;
+use tocsin_fakes::telegram::FakeBotApi;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -66,7 +66,8 @@ async fn spawn(poll: Duration) -> Sky {
     let masto = FakeMastodon::start().await.unwrap();
     let bot = FakeBotApi::start(BOT_TOKEN).await.unwrap();
     let state = tempfile::tempdir().unwrap();
-    let mut config = loopback_config(state.path(), &bot, &masto, ACCOUNT_ID, API_TOKEN, POLL);
+    let text = loopback_config(state.path(), &bot, &masto, ACCOUNT_ID, API_TOKEN, POLL);
+    let mut config = tocsin::Config::parse(&text, "loopback").unwrap();
     config.accounts = vec![account(&sky, poll)];
     // One page per finding, so each test reads its own.
     config.grouping.window = Duration::ZERO;

@@ -6,10 +6,10 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tocsin::Config;
 use tocsin::config::{Heartbeat, PagerDutyChannel, Secret, WebhookChannel};
-use tocsin::fakes::pagerduty::FakePagerDuty;
-use tocsin::fakes::telegram::Failure;
-use tocsin::fakes::webhook::FakeReceiver;
 use tocsin::model::{Resolution, Rule, Severity, State};
+use tocsin_fakes::pagerduty::FakePagerDuty;
+use tocsin_fakes::telegram::Failure;
+use tocsin_fakes::webhook::FakeReceiver;
 
 use crate::support::*;
 
@@ -64,6 +64,10 @@ async fn pagerduty_follows_the_incident_from_trigger_to_resolve() {
     app.bot
         .push_command(CHAT, &responder(), &format!("/resolve {id}"));
     until(|| pd.events().len() == 3, "the resolve").await;
+    for event in pd.events() {
+        let errors = tocsin_fakes::pagerduty::validate(&event);
+        assert!(errors.is_empty(), "{errors:?}: {event}");
+    }
     app.wait_polls(3).await;
     assert_eq!(
         actions(&pd),
@@ -456,7 +460,7 @@ async fn heartbeat_pings_at_its_interval_and_the_daily_summary_is_sent_once() {
 
 #[tokio::test]
 async fn channel_secrets_stay_out_of_the_debug_log() {
-    use tocsin::fakes::mastodon::status_html;
+    use tocsin_fakes::mastodon::status_html;
 
     use crate::support::daemon::*;
 

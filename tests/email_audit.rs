@@ -10,12 +10,12 @@ use tocsin::Config;
 use tocsin::config::{Email, GoogleFeed, KillSwitch, M365Feed, Secret};
 use tocsin::contain::mailer::Mailer;
 use tocsin::detect::Outcome;
-use tocsin::fakes::google::FakeGoogle;
-use tocsin::fakes::m365::{FakeM365, exchange_record};
-use tocsin::fakes::mailer::FakeMailer;
 use tocsin::incidents::{Incidents, PauseState, Recorded};
 use tocsin::model::{Action, Evidence, Finding, Incident, Rule, Severity};
 use tocsin::store::Store;
+use tocsin_fakes::google::FakeGoogle;
+use tocsin_fakes::m365::{FakeM365, exchange_record};
+use tocsin_fakes::mailer::FakeMailer;
 
 use crate::support::*;
 

@@ -8,17 +8,17 @@ use chrono::Utc;
 use tocsin::App;
 use tocsin::config::email::{MailgunHook, PostmarkHook, SendGridHook, SesHook};
 use tocsin::config::{Email, Secret};
-use tocsin::fakes::mail_signers::{
-    SendGridSigner, basic_auth, mailgun_body, sendgrid_events, ses_event,
-};
-use tocsin::fakes::mastodon::FakeMastodon;
-use tocsin::fakes::sns::FakeSns;
-use tocsin::fakes::telegram::FakeBotApi;
 use tocsin::mail::webhooks::Inbox;
 use tocsin::mail::webhooks::ses::TYPE_HEADER;
 use tocsin::model::ObservationKind;
 use tocsin::store::Store;
 use tocsin::store::mail_inbox::{CURSOR, InboxRecord};
+use tocsin_fakes::mail_signers::{
+    SendGridSigner, basic_auth, mailgun_body, sendgrid_events, ses_event,
+};
+use tocsin_fakes::mastodon::FakeMastodon;
+use tocsin_fakes::sns::FakeSns;
+use tocsin_fakes::telegram::FakeBotApi;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{self, until};

@@ -8,9 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use tocsin::fakes::mastodon::Failure as PlatformFailure;
-use tocsin::fakes::telegram::Failure;
 use tocsin::model::{Rule, State};
+use tocsin_fakes::mastodon::Failure as PlatformFailure;
+use tocsin_fakes::telegram::Failure;
 
 use crate::support::*;
 

@@ -16,8 +16,6 @@ mod email_audit;
 mod email_hooks;
 mod email_journal;
 mod escalation;
-mod fake_mastodon;
-mod fake_telegram;
 mod faults;
 mod fuzz_corpus;
 mod lifecycle;

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use tocsin::App;
 use tocsin::config::Secret;
-use tocsin::fakes::mastodon::{FakeMastodon, status_html};
-use tocsin::fakes::telegram::FakeBotApi;
 use tocsin::model::{Action, Rule};
 use tocsin::store::TimelineEntry;
+use tocsin_fakes::mastodon::{FakeMastodon, status_html};
+use tocsin_fakes::telegram::FakeBotApi;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::*;

@@ -1,7 +1,7 @@
 //! What pages and what does not.
 
-use tocsin::fakes::mastodon::{ProfileUpdate, status_html};
 use tocsin::model::{Evidence, Rule, State};
+use tocsin_fakes::mastodon::{ProfileUpdate, status_html};
 
 use crate::support::*;
 

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use tocsin::config::{Account, Platform, Secret};
-use tocsin::fakes::x::{Failure, FakeX, XEndpoint};
 use tocsin::model::{Evidence, Incident, Rule, Severity, State, TakedownOutcome};
 use tocsin::platforms::x::takedown::delete_post;
+use tocsin_fakes::x::{Failure, FakeX, XEndpoint};
 
 use crate::support::*;
 

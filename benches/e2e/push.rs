@@ -19,9 +19,9 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use tocsin::fakes::telegram::{FakeBotApi, FakeUser};
 use tocsin::model::Action;
 use tocsin::store::Store;
+use tocsin_fakes::telegram::{FakeBotApi, FakeUser};
 
 use crate::common::free_port;
 

@@ -5,10 +5,8 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tocsin::{
-    fakes::telegram::FakeBotApi,
-    store::{ApprovedEntry, Store},
-};
+use tocsin::store::{ApprovedEntry, Store};
+use tocsin_fakes::telegram::FakeBotApi;
 
 use crate::common::{emit, free_port, ms, spawn_daemon, stop_daemon};
 

@@ -18,13 +18,13 @@ use chrono::Utc;
 use tocsin::App;
 use tocsin::config::email::{SendGridHook, SesHook};
 use tocsin::config::{Email, Secret};
-use tocsin::fakes::loopback_config;
-use tocsin::fakes::mail_signers::{SendGridSigner, sendgrid_events, ses_event};
-use tocsin::fakes::mastodon::FakeMastodon;
-use tocsin::fakes::sns::FakeSns;
-use tocsin::fakes::telegram::FakeBotApi;
 use tocsin::mail::webhooks::ses::TYPE_HEADER;
 use tocsin::store::Store;
+use tocsin_fakes::loopback_config;
+use tocsin_fakes::mail_signers::{SendGridSigner, sendgrid_events, ses_event};
+use tocsin_fakes::mastodon::FakeMastodon;
+use tocsin_fakes::sns::FakeSns;
+use tocsin_fakes::telegram::FakeBotApi;
 use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -120,7 +120,7 @@ async fn measure_all(quick: bool) {
     let sns = FakeSns::start().await.unwrap();
     let signer = SendGridSigner::new();
     let state = tempfile::tempdir().unwrap();
-    let mut config = loopback_config(
+    let text = loopback_config(
         state.path(),
         &bot,
         &masto,
@@ -128,6 +128,7 @@ async fn measure_all(quick: bool) {
         "bench-token",
         Duration::from_secs(60),
     );
+    let mut config = tocsin::Config::parse(&text, "loopback").unwrap();
     config.email = Some(Email {
         ses: Some(SesHook {
             name: "ses".into(),

@@ -20,16 +20,16 @@ use std::{
 
 use tokio_util::sync::CancellationToken;
 
-use crate::App;
-use crate::fakes::loopback_config;
-use crate::fakes::m365::{FakeM365, exchange_record};
-use crate::fakes::mailer::FakeMailer;
-use crate::fakes::mastodon::{FakeMastodon, ProfileUpdate, status_html};
-use crate::fakes::smtp::{SmtpClient, customers, leaky_message};
-use crate::fakes::telegram::{FakeBotApi, FakeUser};
-use crate::model::{Incident, State};
+use tocsin::App;
+use tocsin::model::{Incident, State};
+use tocsin_fakes::loopback_config;
+use tocsin_fakes::m365::{FakeM365, exchange_record};
+use tocsin_fakes::mailer::FakeMailer;
+use tocsin_fakes::mastodon::{FakeMastodon, ProfileUpdate, status_html};
+use tocsin_fakes::smtp::{SmtpClient, customers, leaky_message};
+use tocsin_fakes::telegram::{FakeBotApi, FakeUser};
 
-const CHAT: i64 = crate::fakes::ONCALL_CHAT;
+const CHAT: i64 = tocsin_fakes::ONCALL_CHAT;
 const ACCOUNT_ID: &str = "109302";
 const TOKEN: &str = "123456:demo-bot-token";
 const API_TOKEN: &str = "demo-api-token";
@@ -70,9 +70,11 @@ pub enum DemoError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    App(#[from] crate::AppError),
+    Config(#[from] tocsin::config::ConfigError),
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    App(#[from] tocsin::AppError),
+    #[error(transparent)]
+    Store(#[from] tocsin::store::StoreError),
     #[error("a request to the daemon failed: {0}")]
     Http(#[from] reqwest::Error),
     #[error("the daemon task failed: {0}")]
@@ -131,13 +133,16 @@ pub async fn run() -> Result<Report, DemoError> {
     let mailer = FakeMailer::start()
         .await
         .map_err(setup("starting the fake mailer"))?;
-    let mut config = loopback_config(state.path(), &bot_api, &masto, ACCOUNT_ID, API_TOKEN, POLL);
-    config.email = Some(crate::config::Email {
-        m365: vec![crate::config::M365Feed {
+    let mut config = tocsin::Config::parse(
+        &loopback_config(state.path(), &bot_api, &masto, ACCOUNT_ID, API_TOKEN, POLL),
+        "demo",
+    )?;
+    config.email = Some(tocsin::config::Email {
+        m365: vec![tocsin::config::M365Feed {
             name: M365_FEED.into(),
             tenant: M365_TENANT.into(),
             client_id: M365_CLIENT.into(),
-            client_secret: crate::config::Secret::new(M365_SECRET),
+            client_secret: tocsin::config::Secret::new(M365_SECRET),
             login_url: m365.url(),
             api_url: m365.url(),
             poll_interval: POLL,
@@ -145,25 +150,25 @@ pub async fn run() -> Result<Report, DemoError> {
             grace: None,
         }],
         internal_domains: vec!["exchange.example".into()],
-        journal: Some(crate::config::Journal {
+        journal: Some(tocsin::config::Journal {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             ..Default::default()
         }),
         // The mailer's admin endpoint: one press on the leak's page pauses the bulk send.
-        kill_switch: Some(crate::config::KillSwitch {
+        kill_switch: Some(tocsin::config::KillSwitch {
             method: "POST".into(),
             url: mailer.pause_url(),
             headers: Default::default(),
             body: Some(r#"{"paused":true,"reason":"tocsin"}"#.into()),
-            secret: Some(crate::config::Secret::new("demo-mailer-secret")),
+            secret: Some(tocsin::config::Secret::new("demo-mailer-secret")),
             secret_header: None,
             timeout: Duration::from_secs(5),
             auto_pause: false,
         }),
-        ..crate::config::Email::default()
+        ..tocsin::config::Email::default()
     });
     // The takedown credential: the fake Mastodon only lets this token delete.
-    config.accounts[0].write_token = Some(crate::config::Secret::new(WRITE_TOKEN));
+    config.accounts[0].write_token = Some(tocsin::config::Secret::new(WRITE_TOKEN));
     masto.require_write_token(Some(WRITE_TOKEN.into()));
     let app = App::build(config).await?;
     let journal = app
@@ -346,8 +351,8 @@ pub async fn run() -> Result<Report, DemoError> {
         i.timeline.iter().any(|e| {
             matches!(
                 &e.action,
-                crate::model::Action::TakedownResult {
-                    outcome: crate::model::TakedownOutcome::Deleted,
+                tocsin::model::Action::TakedownResult {
+                    outcome: tocsin::model::TakedownOutcome::Deleted,
                     ..
                 }
             )
@@ -519,7 +524,7 @@ pub async fn run() -> Result<Report, DemoError> {
             .is_some_and(|m| m.to_string().contains("Pause mailer")),
     );
     // Containment: the responder pauses the mailer before the second batch goes out.
-    let leak_incident = incident_for(&store, |i| i.rule == crate::model::Rule::ExposedRecipients)?;
+    let leak_incident = incident_for(&store, |i| i.rule == tocsin::model::Rule::ExposedRecipients)?;
     let press_at = Instant::now();
     bot_api.press_button(
         CHAT,
@@ -553,7 +558,7 @@ pub async fn run() -> Result<Report, DemoError> {
                 .is_some_and(|i| {
                     i.timeline
                         .iter()
-                        .any(|e| matches!(e.action, crate::model::Action::MailerCalled { .. }))
+                        .any(|e| matches!(e.action, tocsin::model::Action::MailerCalled { .. }))
                 })
         },
         "the mailer's answer in the leak's timeline",
@@ -606,12 +611,12 @@ pub async fn run() -> Result<Report, DemoError> {
     Ok(report)
 }
 
-fn store_state(store: &crate::store::Store, id: u64) -> Option<State> {
+fn store_state(store: &tocsin::store::Store, id: u64) -> Option<State> {
     store.incident(id).ok().flatten().map(|i| i.state)
 }
 
 fn incident_for(
-    store: &crate::store::Store,
+    store: &tocsin::store::Store,
     f: impl Fn(&Incident) -> bool,
 ) -> Result<u64, DemoError> {
     store

@@ -254,8 +254,10 @@ mod tests {
         assert_eq!(plan(Some("resolve d1"), &resolved), vec![]);
     }
 
+    /// The events' shape is judged by the PagerDuty fake's validation in the integration tests
+    /// (`pagerduty_follows_the_incident_from_trigger_to_resolve`).
     #[test]
-    fn events_pass_the_fake_s_validation_and_hide_nothing_they_need() {
+    fn events_go_to_the_enqueue_endpoint_under_the_incident_s_dedup_key() {
         let config = PagerDutyChannel {
             name: "ops".into(),
             routing_key: Secret::new("0123456789abcdef0123456789abcdef"),
@@ -269,10 +271,6 @@ mod tests {
         );
         for action in [Trigger, Acknowledge, Resolve] {
             let event = pd.event(action, &incident(State::Open));
-            assert!(
-                crate::fakes::pagerduty::validate(&event).is_empty(),
-                "{event}"
-            );
             assert_eq!(event["dedup_key"], "tocsin-7");
         }
     }

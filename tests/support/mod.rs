@@ -4,19 +4,19 @@ pub mod daemon;
 
 use std::time::{Duration, Instant};
 
-use tocsin::fakes::loopback_config;
-use tocsin::fakes::mastodon::{FakeMastodon, status_html};
-use tocsin::fakes::telegram::{FakeBotApi, FakeUser};
 use tocsin::model::Incident;
 use tocsin::store::Store;
 use tocsin::watch::Health;
 use tocsin::{App, Config};
+use tocsin_fakes::loopback_config;
+use tocsin_fakes::mastodon::{FakeMastodon, status_html};
+use tocsin_fakes::telegram::{FakeBotApi, FakeUser};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub const CHAT: i64 = tocsin::fakes::ONCALL_CHAT;
+pub const CHAT: i64 = tocsin_fakes::ONCALL_CHAT;
 pub const OTHER_CHAT: i64 = -1009999999999;
-pub const ACCOUNT: &str = tocsin::fakes::ACCOUNT;
+pub const ACCOUNT: &str = tocsin_fakes::ACCOUNT;
 pub const ACCOUNT_ID: &str = "109302";
 pub const BOT_TOKEN: &str = "4242:test-bot-token-secret";
 pub const API_TOKEN: &str = "test-api-token-secret";
@@ -62,7 +62,8 @@ pub struct TestApp {
 }
 
 pub fn config(state: &std::path::Path, bot: &FakeBotApi, masto: &FakeMastodon) -> Config {
-    let mut config = loopback_config(state, bot, masto, ACCOUNT_ID, API_TOKEN, POLL);
+    let text = loopback_config(state, bot, masto, ACCOUNT_ID, API_TOKEN, POLL);
+    let mut config = Config::parse(&text, "loopback").expect("the loopback config parses");
     config.telegram.responders.push(second_responder().id);
     config
 }

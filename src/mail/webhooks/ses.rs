@@ -130,8 +130,9 @@ fn canonical(e: &Envelope) -> Result<String, HookError> {
     Ok(s)
 }
 
-/// The string SNS signs for a message; used by the tests' signer too.
-pub fn string_to_sign(body: &[u8]) -> Option<String> {
+/// The string SNS signs for a message.
+#[cfg(test)]
+fn string_to_sign(body: &[u8]) -> Option<String> {
     let e: Envelope = serde_json::from_slice(body).ok()?;
     canonical(&e).ok()
 }

@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use tocsin::fakes::mastodon::{Failure, FakeMastodon, ProfileUpdate, status_html};
+use tocsin_fakes::mastodon::{Failure, FakeMastodon, ProfileUpdate, status_html};
 
 async fn setup() -> (FakeMastodon, reqwest::Client) {
     let fake = FakeMastodon::start().await.expect("start fake");

@@ -9,7 +9,12 @@ use p256::{
     pkcs8::EncodePublicKey,
 };
 
-use crate::mail::webhooks::{mailgun, sendgrid};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// The headers SendGrid's signed event webhook sends.
+pub const SENDGRID_SIGNATURE: &str = "X-Twilio-Email-Event-Webhook-Signature";
+pub const SENDGRID_TIMESTAMP: &str = "X-Twilio-Email-Event-Webhook-Timestamp";
 
 /// SendGrid's signing side: an ECDSA P-256 key pair.
 pub struct SendGridSigner {
@@ -46,11 +51,8 @@ impl SendGridSigner {
         signed.extend_from_slice(body);
         let sig: Signature = self.key.sign(&signed);
         [
-            (
-                sendgrid::SIGNATURE_HEADER,
-                STANDARD.encode(sig.to_der().as_bytes()),
-            ),
-            (sendgrid::TIMESTAMP_HEADER, ts),
+            (SENDGRID_SIGNATURE, STANDARD.encode(sig.to_der().as_bytes())),
+            (SENDGRID_TIMESTAMP, ts),
         ]
     }
 }
@@ -94,11 +96,20 @@ pub fn mailgun_body(
         "signature": {
             "timestamp": ts,
             "token": token,
-            "signature": mailgun::sign(key, &ts, token),
+            "signature": mailgun_signature(key, &ts, token),
         },
         "event-data": event_data,
     })
     .to_string()
+}
+
+/// Mailgun's webhook signature: the hex HMAC-SHA256 of the timestamp followed by the token,
+/// keyed with the webhook signing key.
+pub fn mailgun_signature(key: &str, timestamp: &str, token: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key");
+    mac.update(timestamp.as_bytes());
+    mac.update(token.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// The `Authorization` header of a Postmark webhook URL's credentials.

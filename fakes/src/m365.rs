@@ -14,7 +14,10 @@ use axum::{
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::mail::audit::m365::{CONTENT_TYPE, SCOPE};
+/// The Office 365 Management Activity API's scope for the client-credentials grant.
+pub const SCOPE: &str = "https://manage.office.com/.default";
+/// The one content type the fake serves: Exchange's admin and mailbox audit records.
+pub const CONTENT_TYPE: &str = "Audit.Exchange";
 
 #[derive(Default)]
 struct Inner {

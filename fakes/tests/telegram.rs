@@ -8,7 +8,7 @@ use teloxide::types::{
 };
 use teloxide::utils::command::BotCommands;
 use teloxide::{ApiError, RequestError};
-use tocsin::fakes::telegram::{Failure, FakeBotApi, FakeUser};
+use tocsin_fakes::telegram::{Failure, FakeBotApi, FakeUser};
 
 const TOKEN: &str = "123456:test-token";
 const GROUP: i64 = -1_001_234_567_890;

@@ -62,9 +62,11 @@ pub const ONCALL_CHAT: i64 = -1001234567890;
 /// The watched account's name in [`loopback_config`].
 pub const ACCOUNT: &str = "mastodon-main";
 
-/// The config of the demo and the tests: one Mastodon account on `masto`, paged to
-/// [`ONCALL_CHAT`] through `bot` with responder 111, HTTP on a free loopback port, every
-/// optional section at its default. Callers change what their story needs.
+/// The config of the demo and the tests, as the TOML tocsin reads: one Mastodon account on
+/// `masto`, paged to [`ONCALL_CHAT`] through `bot` with responder 111, HTTP on a free loopback
+/// port, every optional section at its default. Callers parse it (`tocsin::Config::parse`) and
+/// change what their story needs. Text rather than tocsin's types, so that the fakes stay a
+/// crate of their own.
 pub fn loopback_config(
     state: &std::path::Path,
     bot: &telegram::FakeBotApi,
@@ -72,42 +74,34 @@ pub fn loopback_config(
     account_id: &str,
     api_token: &str,
     poll_interval: Duration,
-) -> crate::Config {
-    use crate::config::{Account, Config, General, Platform, Secret, Telegram};
-    Config {
-        general: General {
-            state_dir: state.to_owned(),
-            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            api_token: Secret::new(api_token),
-            source_timeout: Duration::from_secs(20),
-        },
-        telegram: Telegram {
-            bot_token: Secret::new(bot.token()),
-            api_url: bot.url(),
-            chat_id: ONCALL_CHAT,
-            responders: vec![111],
-            long_poll: Duration::from_secs(1),
-            failure_grace: Duration::from_secs(120),
-            request_timeout: Duration::from_secs(17),
-        },
-        accounts: vec![Account {
-            name: ACCOUNT.into(),
-            platform: Platform::Mastodon,
-            base_url: masto.url(),
-            account_id: account_id.into(),
-            token: None,
-            write_token: None,
-            poll_interval,
-            grace: None,
-            plc_url: None,
-            jetstream_url: None,
-        }],
-        channels: Default::default(),
-        heartbeat: None,
-        grouping: Default::default(),
-        escalation: None,
-        paging: Default::default(),
-        x: Default::default(),
-        email: None,
-    }
+) -> String {
+    format!(
+        r#"[general]
+state_dir = '{state}'
+listen = "127.0.0.1:0"
+api_token = '{api_token}'
+source_timeout = "20s"
+
+[telegram]
+bot_token = '{bot_token}'
+api_url = "{bot_url}"
+chat_id = {ONCALL_CHAT}
+responders = [111]
+long_poll = "1s"
+failure_grace = "120s"
+request_timeout = "17s"
+
+[[accounts]]
+name = "{ACCOUNT}"
+platform = "mastodon"
+base_url = "{masto_url}"
+account_id = "{account_id}"
+poll_interval = "{poll}ms"
+"#,
+        state = state.display(),
+        bot_token = bot.token(),
+        bot_url = bot.url(),
+        masto_url = masto.url(),
+        poll = poll_interval.as_millis(),
+    )
 }

@@ -16,7 +16,10 @@ use chrono::{DateTime, Utc};
 use ring::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
 use serde_json::{Value, json};
 
-use crate::mail::audit::google::{GRANT_TYPE, SCOPE};
+/// The read-only Reports API scope the delegated token must carry.
+pub const SCOPE: &str = "https://www.googleapis.com/auth/admin.reports.audit.readonly";
+/// RFC 7523's grant type: a signed JWT exchanged for an access token.
+pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 #[derive(Default)]
 struct Inner {

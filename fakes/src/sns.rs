@@ -48,8 +48,6 @@ use tokio_rustls::{
     rustls::{self, pki_types::PrivateKeyDer},
 };
 
-use crate::mail::webhooks::ses::string_to_sign;
-
 pub const REGION: &str = "us-east-1";
 pub const HOST: &str = "sns.us-east-1.amazonaws.com";
 pub const CERT_PATH: &str = "/SimpleNotificationService-fake0123456789.pem";
@@ -246,7 +244,7 @@ impl FakeSns {
     /// Signs `body` (an SNS message as JSON) in place, as SNS does.
     pub fn sign_into(&self, body: &mut serde_json::Value, version: u8) {
         body["Signature"] = "".into();
-        let text = string_to_sign(body.to_string().as_bytes()).expect("an SNS message");
+        let text = string_to_sign(body);
         let key = (*self.signing).clone();
         let sig = if version == 1 {
             SigningKey::<sha1::Sha1>::new(key)
@@ -289,4 +287,37 @@ async fn confirm(
             q["TopicArn"]
         ),
     )
+}
+
+/// The string SNS signs, laid out as its documentation says: the message's keys for its type,
+/// in byte order, each as `Key\nValue\n`; a key the message lacks (a notification's `Subject`)
+/// is left out.
+fn string_to_sign(message: &serde_json::Value) -> String {
+    let keys: &[&str] = match message["Type"].as_str() {
+        Some("Notification") => &[
+            "Message",
+            "MessageId",
+            "Subject",
+            "Timestamp",
+            "TopicArn",
+            "Type",
+        ],
+        _ => &[
+            "Message",
+            "MessageId",
+            "SubscribeURL",
+            "Timestamp",
+            "Token",
+            "TopicArn",
+            "Type",
+        ],
+    };
+    keys.iter()
+        .filter_map(|k| {
+            message
+                .get(*k)
+                .and_then(serde_json::Value::as_str)
+                .map(|v| format!("{k}\n{v}\n"))
+        })
+        .collect()
 }
