@@ -30,4 +30,5 @@ pub mod telemetry;
 pub mod watch;
 
 pub use app::{App, AppError};
+
 pub use config::Config;

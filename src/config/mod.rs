@@ -23,6 +23,7 @@ pub use email::{
     AuditFeed, Email, GoogleFeed, Journal, KillSwitch, M365Feed, NoticeAccount, NoticePattern,
     SecurityNotices,
 };
+
 pub use secret::Secret;
 
 use crate::model::{Rule, Severity, parse_duration};

@@ -10,8 +10,11 @@ mod observation;
 mod rule;
 
 pub use finding::*;
+
 pub use incident::*;
+
 pub use observation::*;
+
 pub use rule::*;
 
 use std::time::Duration;

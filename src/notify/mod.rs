@@ -38,8 +38,11 @@ use crate::{
     },
     store::{Store, StoreError, TELEGRAM},
 };
+
 pub use pagerduty::PagerDuty;
+
 pub use telegram::{DeliveryError, Pacer, TelegramPager};
+
 pub use webhook::Webhook;
 
 /// Capped low on purpose: after a Bot API outage the queue must drain within seconds, and one

@@ -47,8 +47,11 @@ use sled::{
 };
 
 pub use approvals::{BaselineValue, RevokeError, SeenPost};
+
 pub use approved_log::{ApprovedEntry, GENESIS, LogRecord, VerifyReport, chain_hash};
+
 pub use outbox::{OutboxEntry, Reminder, Route};
+
 pub use timeline_log::{TimelineEntry, TimelineRecord, parse_since};
 
 use crate::model::{Incident, Mute, Rule, Severity, digest};

@@ -15,6 +15,7 @@ mod http;
 
 use entities::*;
 use html::*;
+
 pub use html::{status_html, status_html_with_base};
 use http::*;
 

@@ -17,9 +17,9 @@ use ring::{
 };
 use serde::Deserialize;
 
+use super::{AuditCursor, CachedToken, poll_loop, status_error};
 use crate::{
     config::GoogleFeed,
-    mail::audit::{AuditCursor, CachedToken, poll_loop, status_error},
     model::{AuditEvent, ObservationKind},
     watch::{SourceContext, SourceError},
 };

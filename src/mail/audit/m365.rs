@@ -10,9 +10,9 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 
+use super::{AuditCursor, CachedToken, poll_loop, status_error};
 use crate::{
     config::M365Feed,
-    mail::audit::{AuditCursor, CachedToken, poll_loop, status_error},
     model::{AuditEvent, ObservationKind},
     watch::{SourceContext, SourceError},
 };

@@ -15,9 +15,9 @@ use serde::Deserialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use super::{Accepted, HookError, Refusal, address, addresses, parse_json};
 use crate::{
     config::{Secret, email::MailgunHook},
-    mail::webhooks::{Accepted, HookError, Refusal, address, addresses, parse_json},
     model::MailSummary,
     store::mail_inbox::token_key,
 };

@@ -13,9 +13,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::{Accepted, HookError, Refusal, address, parse_json};
 use crate::{
     config::{Secret, email::PostmarkHook},
-    mail::webhooks::{Accepted, HookError, Refusal, address, parse_json},
     model::MailSummary,
 };
 

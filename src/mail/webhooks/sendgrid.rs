@@ -19,11 +19,8 @@ use p256::{
 };
 use serde::Deserialize;
 
-use crate::{
-    config::email::SendGridHook,
-    mail::webhooks::{Accepted, HookError, Refusal, parse_json},
-    model::MailSummary,
-};
+use super::{Accepted, HookError, Refusal, parse_json};
+use crate::{config::email::SendGridHook, model::MailSummary};
 
 pub const SIGNATURE_HEADER: &str = "x-twilio-email-event-webhook-signature";
 pub const TIMESTAMP_HEADER: &str = "x-twilio-email-event-webhook-timestamp";

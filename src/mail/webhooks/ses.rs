@@ -27,11 +27,8 @@ use serde::Deserialize;
 use url::Url;
 use x509_cert::{Certificate, der::DecodePem};
 
-use crate::{
-    config::email::SesHook,
-    mail::webhooks::{Accepted, HookError, Refusal, address, addresses},
-    model::MailSummary,
-};
+use super::{Accepted, HookError, Refusal, address, addresses};
+use crate::{config::email::SesHook, model::MailSummary};
 
 /// The header SNS names the message type in.
 pub const TYPE_HEADER: &str = "x-amz-sns-message-type";
