@@ -1,6 +1,6 @@
 //! The loader: defaults, and errors that name the key.
 
-use super::*;
+use super::{error::levenshtein, *};
 
 pub(crate) const GOOD: &str = r#"
 [general]

@@ -10,16 +10,18 @@
 //! verifying that provider's signature needs, so an unsigned or forged request never reaches the
 //! pipeline.
 
-use std::{
-    collections::{BTreeMap, HashSet},
-    net::SocketAddr,
-    time::Duration,
-};
+mod feeds;
+mod hooks;
+
+pub use feeds::{AuditFeed, GOOGLE_APPLICATIONS, GoogleFeed, KillSwitch, M365Feed};
+
+pub use hooks::{MailgunHook, PostmarkHook, SendGridHook, SesHook};
+
+use std::{collections::HashSet, net::SocketAddr, time::Duration};
 
 use serde::Deserialize;
-use url::Url;
 
-use super::{ConfigError, MIN_POLL_INTERVAL, Secret, check_http_url, duration, opt_duration};
+use super::{ConfigError, MIN_POLL_INTERVAL, check_http_url, duration};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,134 +65,6 @@ pub struct Email {
     /// Postmark webhooks with basic auth in the URL (`POST /hooks/postmark`).
     #[serde(default)]
     pub postmark: Option<PostmarkHook>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GoogleFeed {
-    /// Our name for the feed: incidents, cursors and health are labelled with it.
-    pub name: String,
-    /// The service account's JSON key (as downloaded from the Cloud console), usually `file:`.
-    /// Its `token_uri` is where the signed assertion is exchanged for an access token.
-    pub service_account: Secret,
-    /// The Workspace admin the service account impersonates (domain-wide delegation).
-    pub admin: String,
-    #[serde(default = "default_google_url")]
-    pub api_url: Url,
-    /// Reports applications polled.
-    #[serde(default = "default_google_apps")]
-    pub applications: Vec<String>,
-    #[serde(default = "default_audit_poll", deserialize_with = "duration")]
-    pub poll_interval: Duration,
-    /// Forwarding to any other domain is out of domain.
-    pub internal_domains: Vec<String>,
-    #[serde(default, deserialize_with = "opt_duration")]
-    pub grace: Option<Duration>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct M365Feed {
-    pub name: String,
-    /// The Entra ID (Azure AD) tenant id.
-    pub tenant: String,
-    pub client_id: String,
-    pub client_secret: Secret,
-    #[serde(default = "default_m365_login")]
-    pub login_url: Url,
-    #[serde(default = "default_m365_api")]
-    pub api_url: Url,
-    #[serde(default = "default_audit_poll", deserialize_with = "duration")]
-    pub poll_interval: Duration,
-    pub internal_domains: Vec<String>,
-    #[serde(default, deserialize_with = "opt_duration")]
-    pub grace: Option<Duration>,
-}
-
-/// What the pollers have in common, for health and blindness.
-pub trait AuditFeed {
-    fn name(&self) -> &str;
-    fn poll_interval(&self) -> Duration;
-    fn grace_setting(&self) -> Option<Duration>;
-    /// Audit logs lag by minutes; three polls, at least 30 s, as for the social sources.
-    fn grace(&self) -> Duration {
-        self.grace_setting()
-            .unwrap_or_else(|| (self.poll_interval() * 3).max(Duration::from_secs(30)))
-    }
-}
-
-impl AuditFeed for GoogleFeed {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn poll_interval(&self) -> Duration {
-        self.poll_interval
-    }
-    fn grace_setting(&self) -> Option<Duration> {
-        self.grace
-    }
-}
-
-impl AuditFeed for M365Feed {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn poll_interval(&self) -> Duration {
-        self.poll_interval
-    }
-    fn grace_setting(&self) -> Option<Duration> {
-        self.grace
-    }
-}
-
-/// `[email.kill_switch]`: the configured request that pauses the mailer.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KillSwitch {
-    #[serde(default = "default_method")]
-    pub method: String,
-    pub url: Url,
-    /// Extra headers sent as given.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// The request body, sent as given (`Content-Type` from `headers`, JSON by default).
-    #[serde(default)]
-    pub body: Option<String>,
-    /// Sent in `secret_header` (default `Authorization: Bearer <secret>`).
-    #[serde(default)]
-    pub secret: Option<Secret>,
-    /// Header that carries the secret; when absent the secret goes as a bearer token.
-    #[serde(default)]
-    pub secret_header: Option<String>,
-    #[serde(default = "default_kill_timeout", deserialize_with = "duration")]
-    pub timeout: Duration,
-    /// Pause the mailer without waiting for a press when `email.exposed_recipients` opens.
-    #[serde(default)]
-    pub auto_pause: bool,
-}
-
-fn default_google_url() -> Url {
-    Url::parse("https://admin.googleapis.com").expect("constant URL")
-}
-fn default_google_apps() -> Vec<String> {
-    ["admin", "login", "user_accounts"]
-        .map(String::from)
-        .to_vec()
-}
-fn default_m365_login() -> Url {
-    Url::parse("https://login.microsoftonline.com").expect("constant URL")
-}
-fn default_m365_api() -> Url {
-    Url::parse("https://manage.office.com").expect("constant URL")
-}
-fn default_audit_poll() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_method() -> String {
-    "POST".into()
-}
-fn default_kill_timeout() -> Duration {
-    Duration::from_secs(10)
 }
 
 impl Default for Email {
@@ -359,9 +233,6 @@ fn default_max_recipients() -> usize {
     10_000
 }
 
-/// Reports applications whose events the rule reads.
-pub const GOOGLE_APPLICATIONS: [&str; 4] = ["admin", "login", "user_accounts", "gmail"];
-
 fn invalid(key: String, message: impl Into<String>) -> ConfigError {
     ConfigError::invalid(key, message)
 }
@@ -519,216 +390,6 @@ impl Email {
             ));
         }
         self.summary_hooks(out);
-    }
-}
-
-/// Amazon SES → SNS → us. The signature is SNS's: RSA over the message's canonical string with
-/// the key of a certificate fetched from `SigningCertURL`, which must be an SNS host.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SesHook {
-    /// The observations' account name (and the metrics' label). Default `ses`.
-    #[serde(default = "default_ses")]
-    pub name: String,
-    /// Topics whose messages are accepted, by ARN; anything else is refused (401).
-    pub topic_arns: Vec<String>,
-    /// Confirm subscription requests for the allowed topics by fetching their `SubscribeURL`.
-    #[serde(default = "yes")]
-    pub confirm_subscriptions: bool,
-    /// Messages whose `Timestamp` is older than this are refused as stale. Default "1h" (SNS
-    /// retries an undelivered message with its original timestamp).
-    #[serde(default = "default_ses_max_age", deserialize_with = "duration")]
-    pub max_age: Duration,
-    /// The SES message tag whose value is the campaign. Default `campaign`.
-    #[serde(default = "default_campaign_tag")]
-    pub campaign_tag: String,
-    /// Largest request body accepted (bytes). Default 1 MiB (SNS messages are at most 256 KiB).
-    #[serde(default = "default_small_body")]
-    pub max_body: usize,
-}
-
-/// SendGrid's signed Event Webhook: ECDSA P-256 over timestamp + body.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SendGridHook {
-    #[serde(default = "default_sendgrid")]
-    pub name: String,
-    /// The verification key as SendGrid shows it: base64 of the DER public key.
-    pub public_key: Secret,
-    /// Requests whose signed timestamp is further than this from now are refused. Default "5m".
-    #[serde(default = "default_tolerance", deserialize_with = "duration")]
-    pub tolerance: Duration,
-    /// Default 8 MiB: SendGrid posts batches of events.
-    #[serde(default = "default_batch_body")]
-    pub max_body: usize,
-}
-
-/// Mailgun's signed webhooks: HMAC-SHA256 of timestamp + token with the webhook signing key.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MailgunHook {
-    #[serde(default = "default_mailgun")]
-    pub name: String,
-    /// The HTTP webhook signing key (Mailgun: Sending → Webhooks).
-    pub signing_key: Secret,
-    /// Signed timestamps further than this from now are stale; tokens are remembered this long
-    /// so a replay inside the window is refused too. Default "5m".
-    #[serde(default = "default_tolerance", deserialize_with = "duration")]
-    pub tolerance: Duration,
-    #[serde(default = "default_small_body")]
-    pub max_body: usize,
-}
-
-/// Postmark signs nothing; its webhooks carry HTTP basic auth set in the webhook's URL.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostmarkHook {
-    #[serde(default = "default_postmark")]
-    pub name: String,
-    pub username: String,
-    pub password: Secret,
-    #[serde(default = "default_small_body")]
-    pub max_body: usize,
-}
-
-fn default_ses() -> String {
-    "ses".into()
-}
-fn default_sendgrid() -> String {
-    "sendgrid".into()
-}
-fn default_mailgun() -> String {
-    "mailgun".into()
-}
-fn default_postmark() -> String {
-    "postmark".into()
-}
-fn yes() -> bool {
-    true
-}
-fn default_ses_max_age() -> Duration {
-    Duration::from_secs(3600)
-}
-fn default_tolerance() -> Duration {
-    Duration::from_secs(300)
-}
-fn default_campaign_tag() -> String {
-    "campaign".into()
-}
-fn default_small_body() -> usize {
-    1024 * 1024
-}
-fn default_batch_body() -> usize {
-    8 * 1024 * 1024
-}
-
-/// Bodies below this cannot hold one event; above this is not a webhook.
-const BODY_RANGE: std::ops::RangeInclusive<usize> = 1024..=64 * 1024 * 1024;
-
-impl Email {
-    /// Whether any provider webhook is configured.
-    pub fn has_webhooks(&self) -> bool {
-        self.ses.is_some()
-            || self.sendgrid.is_some()
-            || self.mailgun.is_some()
-            || self.postmark.is_some()
-    }
-
-    fn validate_hooks(&self, names: &mut Vec<String>) -> Result<(), ConfigError> {
-        let mut check = |key: &str, name: &str, max_body: usize| {
-            if name.trim().is_empty() || name.chars().any(char::is_whitespace) {
-                return Err(ConfigError::invalid(
-                    format!("email.{key}.name"),
-                    "a non-empty name without spaces",
-                ));
-            }
-            if names.contains(&name.to_owned()) {
-                return Err(ConfigError::invalid(
-                    format!("email.{key}.name"),
-                    format!("`{name}` is used by another account, feed or webhook"),
-                ));
-            }
-            names.push(name.to_owned());
-            if !BODY_RANGE.contains(&max_body) {
-                return Err(ConfigError::invalid(
-                    format!("email.{key}.max_body"),
-                    format!(
-                        "between {} and {} bytes",
-                        BODY_RANGE.start(),
-                        BODY_RANGE.end()
-                    ),
-                ));
-            }
-            Ok(())
-        };
-        if let Some(s) = &self.ses {
-            check("ses", &s.name, s.max_body)?;
-            if s.topic_arns.is_empty() {
-                return Err(ConfigError::invalid(
-                    "email.ses.topic_arns",
-                    "list the SNS topic ARNs whose messages are accepted",
-                ));
-            }
-            for (i, arn) in s.topic_arns.iter().enumerate() {
-                if !arn.starts_with("arn:aws:sns:") && !arn.starts_with("arn:aws-cn:sns:") {
-                    return Err(ConfigError::invalid(
-                        format!("email.ses.topic_arns[{i}]"),
-                        format!(
-                            "`{arn}` is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"
-                        ),
-                    ));
-                }
-            }
-        }
-        if let Some(s) = &self.sendgrid {
-            check("sendgrid", &s.name, s.max_body)?;
-        }
-        if let Some(m) = &self.mailgun {
-            check("mailgun", &m.name, m.max_body)?;
-        }
-        if let Some(p) = &self.postmark {
-            check("postmark", &p.name, p.max_body)?;
-            if p.username.is_empty() || p.username.contains(':') {
-                return Err(ConfigError::invalid(
-                    "email.postmark.username",
-                    "a non-empty user name without `:`",
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// The webhooks' lines for `check-config`.
-    fn summary_hooks(&self, out: &mut String) {
-        if let Some(s) = &self.ses {
-            out.push_str(&format!(
-                "webhook       {} · POST /hooks/ses · SNS signature v1/v2, cert from sns.*.amazonaws.com · topics: {} · max age {}{}\n",
-                s.name,
-                s.topic_arns.join(", "),
-                humantime::format_duration(s.max_age),
-                if s.confirm_subscriptions { " · confirms subscriptions" } else { "" }
-            ));
-        }
-        if let Some(s) = &self.sendgrid {
-            out.push_str(&format!(
-                "webhook       {} · POST /hooks/sendgrid · ECDSA P-256 key set · tolerance {}\n",
-                s.name,
-                humantime::format_duration(s.tolerance)
-            ));
-        }
-        if let Some(m) = &self.mailgun {
-            out.push_str(&format!(
-                "webhook       {} · POST /hooks/mailgun · HMAC-SHA256 signing key set · tolerance {} · tokens never accepted twice\n",
-                m.name,
-                humantime::format_duration(m.tolerance)
-            ));
-        }
-        if let Some(p) = &self.postmark {
-            out.push_str(&format!(
-                "webhook       {} · POST /hooks/postmark · basic auth as {}\n",
-                p.name, p.username
-            ));
-        }
     }
 }
 
