@@ -8,15 +8,14 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use tocsin::{Config, app::run_reloading, store::Store, telemetry};
-use tokio_util::sync::CancellationToken;
-
 use cli::{
     init,
     output::{approval_line, evidence_lines, incident_line, s, status_line, when},
     signals::{forward_sighup, wait_for_signal},
     whoami,
 };
+use tocsin::{Config, app::run_reloading, store::Store, telemetry};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(

@@ -3,16 +3,20 @@
 
 use std::time::Duration;
 
-use tocsin::App;
-use tocsin::config::{Account, Platform, Secret};
-use tocsin::model::{Evidence, Incident, Rule, Severity, State, TakedownOutcome};
-use tocsin::platforms::bluesky::takedown::delete_post;
-use tocsin::store::Store;
-use tocsin::watch::Health;
-use tocsin_fakes::bluesky::{FakeBluesky, blob};
-use tocsin_fakes::loopback_config;
-use tocsin_fakes::mastodon::FakeMastodon;
-use tocsin_fakes::telegram::FakeBotApi;
+use tocsin::{
+    App,
+    config::{Account, Platform, Secret},
+    model::{Evidence, Incident, Rule, Severity, State, TakedownOutcome},
+    platforms::bluesky::takedown::delete_post,
+    store::Store,
+    watch::Health,
+};
+use tocsin_fakes::{
+    bluesky::{FakeBluesky, blob},
+    loopback_config,
+    mastodon::FakeMastodon,
+    telegram::FakeBotApi,
+};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 

@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use tocsin::Config;
-use tocsin::config::{Heartbeat, PagerDutyChannel, Secret, WebhookChannel};
-use tocsin::model::{Resolution, Rule, Severity, State};
-use tocsin_fakes::pagerduty::FakePagerDuty;
-use tocsin_fakes::telegram::Failure;
-use tocsin_fakes::webhook::FakeReceiver;
+use tocsin::{
+    Config,
+    config::{Heartbeat, PagerDutyChannel, Secret, WebhookChannel},
+    model::{Resolution, Rule, Severity, State},
+};
+use tocsin_fakes::{pagerduty::FakePagerDuty, telegram::Failure, webhook::FakeReceiver};
 
 use crate::support::*;
 

@@ -5,20 +5,25 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use tocsin::App;
-use tocsin::config::email::{MailgunHook, PostmarkHook, SendGridHook, SesHook};
-use tocsin::config::{Email, Secret};
-use tocsin::mail::webhooks::Inbox;
-use tocsin::mail::webhooks::ses::TYPE_HEADER;
-use tocsin::model::ObservationKind;
-use tocsin::store::Store;
-use tocsin::store::mail_inbox::{CURSOR, InboxRecord};
-use tocsin_fakes::mail_signers::{
-    SendGridSigner, basic_auth, mailgun_body, sendgrid_events, ses_event,
+use tocsin::{
+    App,
+    config::{
+        Email, Secret,
+        email::{MailgunHook, PostmarkHook, SendGridHook, SesHook},
+    },
+    mail::webhooks::{Inbox, ses::TYPE_HEADER},
+    model::ObservationKind,
+    store::{
+        Store,
+        mail_inbox::{CURSOR, InboxRecord},
+    },
 };
-use tocsin_fakes::mastodon::FakeMastodon;
-use tocsin_fakes::sns::FakeSns;
-use tocsin_fakes::telegram::FakeBotApi;
+use tocsin_fakes::{
+    mail_signers::{SendGridSigner, basic_auth, mailgun_body, sendgrid_events, ses_event},
+    mastodon::FakeMastodon,
+    sns::FakeSns,
+    telegram::FakeBotApi,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{self, until};

@@ -2,9 +2,11 @@
 
 use std::net::SocketAddr;
 
-use tocsin::config::{Email, Journal, NoticeAccount};
-use tocsin::model::{Evidence, Incident, Rule};
-use tocsin::store::ApprovedEntry;
+use tocsin::{
+    config::{Email, Journal, NoticeAccount},
+    model::{Evidence, Incident, Rule},
+    store::ApprovedEntry,
+};
 use tocsin_fakes::smtp::{SmtpClient, customers, leaky_message};
 
 use crate::support::*;

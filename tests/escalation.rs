@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
-use tocsin::config::{Escalation, Tier};
-use tocsin::model::{Action, Rule, State};
+use tocsin::{
+    config::{Escalation, Tier},
+    model::{Action, Rule, State},
+};
 
 use crate::support::*;
 

@@ -9,8 +9,7 @@
 use std::time::{Duration, Instant};
 
 use tocsin::model::{Rule, State};
-use tocsin_fakes::mastodon::Failure as PlatformFailure;
-use tocsin_fakes::telegram::Failure;
+use tocsin_fakes::{mastodon::Failure as PlatformFailure, telegram::Failure};
 
 use crate::support::*;
 

@@ -3,12 +3,16 @@
 
 use std::time::Duration;
 
-use tocsin::App;
-use tocsin::config::Secret;
-use tocsin::model::{Action, Rule};
-use tocsin::store::TimelineEntry;
-use tocsin_fakes::mastodon::{FakeMastodon, status_html};
-use tocsin_fakes::telegram::FakeBotApi;
+use tocsin::{
+    App,
+    config::Secret,
+    model::{Action, Rule},
+    store::TimelineEntry,
+};
+use tocsin_fakes::{
+    mastodon::{FakeMastodon, status_html},
+    telegram::FakeBotApi,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::*;

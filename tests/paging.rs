@@ -2,8 +2,10 @@
 
 use std::{collections::BTreeMap, process::Command};
 
-use tocsin::config::Paging;
-use tocsin::model::{Rule, Severity, State};
+use tocsin::{
+    config::Paging,
+    model::{Rule, Severity, State},
+};
 
 use crate::support::*;
 

@@ -1,8 +1,10 @@
 //! Takedown from the chat: the `Take down` button and `/takedown N`, each platform answer, the
 //! two-person rule, and who may press.
 
-use tocsin::config::Secret;
-use tocsin::model::{Action, Incident, Resolution, State, TakedownOutcome};
+use tocsin::{
+    config::Secret,
+    model::{Action, Incident, Resolution, State, TakedownOutcome},
+};
 
 use crate::support::*;
 

@@ -1,9 +1,9 @@
 //! A watched Telegram channel: posts and edits pushed through the bot's updates, the profile
 //! and admin list polled, the bot's removal, and takedown by deleteMessage.
 
-use tocsin::config::{Account, Platform, Secret};
-use tocsin::model::{
-    Action, Evidence, Incident, Resolution, Rule, Severity, State, TakedownOutcome,
+use tocsin::{
+    config::{Account, Platform, Secret},
+    model::{Action, Evidence, Incident, Resolution, Rule, Severity, State, TakedownOutcome},
 };
 use tocsin_fakes::telegram::FakeUser;
 

@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
-use tocsin::config::{Account, Platform, Secret};
-use tocsin::model::{Evidence, Incident, Rule, Severity, State, TakedownOutcome};
-use tocsin::platforms::x::takedown::delete_post;
+use tocsin::{
+    config::{Account, Platform, Secret},
+    model::{Evidence, Incident, Rule, Severity, State, TakedownOutcome},
+    platforms::x::takedown::delete_post,
+};
 use tocsin_fakes::x::{Failure, FakeX, XEndpoint};
 
 use crate::support::*;

@@ -19,8 +19,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use tocsin::model::Action;
-use tocsin::store::Store;
+use tocsin::{model::Action, store::Store};
 use tocsin_fakes::telegram::{FakeBotApi, FakeUser};
 
 use crate::common::free_port;

@@ -15,16 +15,22 @@ use std::{
 };
 
 use chrono::Utc;
-use tocsin::App;
-use tocsin::config::email::{SendGridHook, SesHook};
-use tocsin::config::{Email, Secret};
-use tocsin::mail::webhooks::ses::TYPE_HEADER;
-use tocsin::store::Store;
-use tocsin_fakes::loopback_config;
-use tocsin_fakes::mail_signers::{SendGridSigner, sendgrid_events, ses_event};
-use tocsin_fakes::mastodon::FakeMastodon;
-use tocsin_fakes::sns::FakeSns;
-use tocsin_fakes::telegram::FakeBotApi;
+use tocsin::{
+    App,
+    config::{
+        Email, Secret,
+        email::{SendGridHook, SesHook},
+    },
+    mail::webhooks::ses::TYPE_HEADER,
+    store::Store,
+};
+use tocsin_fakes::{
+    loopback_config,
+    mail_signers::{SendGridSigner, sendgrid_events, ses_event},
+    mastodon::FakeMastodon,
+    sns::FakeSns,
+    telegram::FakeBotApi,
+};
 use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 

@@ -4,12 +4,11 @@
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
 use p256::{
     ecdsa::{Signature, SigningKey, signature::Signer},
     pkcs8::EncodePublicKey,
 };
-
-use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 /// The headers SendGrid's signed event webhook sends.

@@ -20,6 +20,7 @@
 mod report;
 
 use report::setup;
+
 pub use report::{DemoError, Report};
 
 use std::time::{Duration, Instant};

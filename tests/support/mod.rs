@@ -4,13 +4,12 @@ pub mod daemon;
 
 use std::time::{Duration, Instant};
 
-use tocsin::model::Incident;
-use tocsin::store::Store;
-use tocsin::watch::Health;
-use tocsin::{App, Config};
-use tocsin_fakes::loopback_config;
-use tocsin_fakes::mastodon::{FakeMastodon, status_html};
-use tocsin_fakes::telegram::{FakeBotApi, FakeUser};
+use tocsin::{App, Config, model::Incident, store::Store, watch::Health};
+use tocsin_fakes::{
+    loopback_config,
+    mastodon::{FakeMastodon, status_html},
+    telegram::{FakeBotApi, FakeUser},
+};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 

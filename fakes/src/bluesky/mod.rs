@@ -16,10 +16,6 @@ mod directory;
 mod jetstream;
 mod xrpc;
 
-use directory::*;
-use jetstream::*;
-use xrpc::*;
-
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
     sync::{Arc, Mutex, MutexGuard},
@@ -37,9 +33,12 @@ use axum::{
     routing::get,
 };
 use chrono::{SecondsFormat, Utc};
+use directory::*;
+use jetstream::*;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, watch};
+use xrpc::*;
 
 /// The PDS's per-IP budget as Bluesky documents it: 3,000 requests per 5 minutes.
 const RATE_LIMIT: u32 = 3000;

@@ -14,10 +14,6 @@ mod html;
 mod http;
 mod methods;
 
-use html::*;
-use http::*;
-use methods::*;
-
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -28,6 +24,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use html::*;
+use http::*;
+use methods::*;
 use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, watch};
 

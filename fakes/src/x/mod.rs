@@ -6,8 +6,6 @@
 
 mod http;
 
-use http::*;
-
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
     sync::{Arc, Mutex, MutexGuard},
@@ -21,6 +19,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, SecondsFormat, Utc};
+use http::*;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
