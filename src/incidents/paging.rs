@@ -36,7 +36,7 @@ pub struct PagingPolicy {
 }
 
 impl PagingPolicy {
-    pub fn from_config(config: &crate::Config) -> PagingPolicy {
+    pub fn from_config(config: &crate::config::Config) -> PagingPolicy {
         PagingPolicy {
             accounts: config.accounts.iter().map(|a| a.name.clone()).collect(),
             unmutable: config.paging.unmutable.clone(),
