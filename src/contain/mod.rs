@@ -9,7 +9,11 @@ pub mod mailer;
 
 use chrono::{DateTime, Utc};
 
-use crate::{config::Account, model::TakedownOutcome, platforms};
+use crate::{
+    config::Account,
+    model::TakedownOutcome,
+    platforms::{self, Takedown},
+};
 
 /// Deletes one post of `account`. `posted_at` is the platform's time of the post when known,
 /// for platforms with a deletion window. The caller checks `write_token` first: without it
@@ -29,6 +33,11 @@ pub async fn takedown(
         };
     }
     platforms::of(account.platform)
-        .takedown(http, account, post_id, posted_at)
+        .takedown(Takedown {
+            http,
+            account,
+            post_id,
+            posted_at,
+        })
         .await
 }

@@ -284,6 +284,47 @@ pub fn groups(rule: Rule) -> bool {
     matches!(rule, Rule::UnapprovedPost | Rule::PostEdited)
 }
 
+#[cfg(test)]
+impl Incident {
+    /// A freshly opened incident with one finding and nothing done yet: what the rooms that
+    /// keep or render incidents start their tests from.
+    pub(crate) fn opened(
+        id: u64,
+        rule: Rule,
+        severity: Severity,
+        account: &str,
+        object: &str,
+        evidence: Evidence,
+    ) -> Incident {
+        let now = Utc::now();
+        Incident {
+            id,
+            rule,
+            severity,
+            account: account.into(),
+            object: object.into(),
+            state: State::Open,
+            resolution: None,
+            evidence,
+            evidence_digest: String::new(),
+            findings: 1,
+            opened_at: now,
+            changed_at: None,
+            updated_at: now,
+            acked_by: None,
+            resolved_by: None,
+            timeline: Vec::new(),
+            page: None,
+            votes: Vec::new(),
+            reminders: 0,
+            last_reminder_at: None,
+            tier: 0,
+            members: Vec::new(),
+            takedown_started: None,
+        }
+    }
+}
+
 pub fn dedup_key(account: &str, rule: Rule, object: &str) -> String {
     format!("{account}\0{}\0{object}", rule.as_str())
 }

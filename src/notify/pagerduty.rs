@@ -202,39 +202,26 @@ mod tests {
     use EventAction::*;
 
     fn incident(state: State) -> Incident {
-        let now = chrono::Utc::now();
+        let evidence = Evidence::Post {
+            post_id: "1".into(),
+            url: None,
+            text: "send 1 BTC".into(),
+            links: vec![],
+            media: 0,
+            client: None,
+            fingerprint: "fp".into(),
+        };
         Incident {
-            id: 7,
-            rule: Rule::UnapprovedPost,
-            severity: Severity::Critical,
-            account: "main".into(),
-            object: "1".into(),
             state,
-            resolution: None,
-            evidence: Evidence::Post {
-                post_id: "1".into(),
-                url: None,
-                text: "send 1 BTC".into(),
-                links: vec![],
-                media: 0,
-                client: None,
-                fingerprint: "fp".into(),
-            },
             evidence_digest: "d1".into(),
-            findings: 1,
-            opened_at: now,
-            changed_at: None,
-            updated_at: now,
-            acked_by: None,
-            resolved_by: None,
-            timeline: vec![],
-            page: None,
-            reminders: 0,
-            last_reminder_at: None,
-            tier: 0,
-            members: vec![],
-            takedown_started: None,
-            votes: vec![],
+            ..Incident::opened(
+                7,
+                Rule::UnapprovedPost,
+                Severity::Critical,
+                "main",
+                "1",
+                evidence,
+            )
         }
     }
 

@@ -41,6 +41,16 @@ pub struct WatchContext<'a> {
     pub bot_updates: &'a mut HashMap<i64, mpsc::Sender<telegram_channel::ChannelUpdate>>,
 }
 
+/// One post to delete, as `contain` asks for it.
+#[derive(Clone, Copy)]
+pub struct Takedown<'a> {
+    pub http: &'a reqwest::Client,
+    pub account: &'a Account,
+    pub post_id: &'a str,
+    /// The platform's time of the post when known, for platforms with a deletion window.
+    pub posted_at: Option<DateTime<Utc>>,
+}
+
 /// A takedown in flight.
 pub type TakedownFuture<'a> = Pin<Box<dyn Future<Output = TakedownOutcome> + Send + 'a>>;
 
@@ -62,16 +72,9 @@ pub trait Platform: Sync {
             .collect()
     }
 
-    /// Deletes one post of `account` with its write token. `posted_at` is the platform's time
-    /// of the post when known, for platforms with a deletion window. Never fails as such: every
-    /// answer, a network failure included, is one of the outcomes the responder reads.
-    fn takedown<'a>(
-        &'a self,
-        http: &'a reqwest::Client,
-        account: &'a Account,
-        post_id: &'a str,
-        posted_at: Option<DateTime<Utc>>,
-    ) -> TakedownFuture<'a>;
+    /// Deletes one post with the account's write token. Never fails as such: every answer, a
+    /// network failure included, is one of the outcomes the responder reads.
+    fn takedown<'a>(&'a self, post: Takedown<'a>) -> TakedownFuture<'a>;
 
     /// `check-config`'s line for one account.
     fn describe(&self, account: &Account) -> String;
@@ -113,6 +116,30 @@ pub fn watch_all(cx: &mut WatchContext<'_>) -> Vec<SourceFuture> {
         out.extend(p.watch(&accounts, cx));
     }
     out
+}
+
+/// One watcher per account, each `run(account, context)`.
+pub fn per_account<F, Fut>(
+    accounts: &[&Account],
+    cx: &WatchContext<'_>,
+    run: F,
+) -> Vec<SourceFuture>
+where
+    F: Fn(Account, SourceContext) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    accounts
+        .iter()
+        .map(|a| Box::pin(run((*a).clone(), cx.source.clone())) as SourceFuture)
+        .collect()
+}
+
+/// Each account's own `grace`.
+pub fn account_graces(accounts: &[&Account]) -> Vec<(String, Duration)> {
+    accounts
+        .iter()
+        .map(|a| (a.name.clone(), a.grace()))
+        .collect()
 }
 
 /// Every account's grace (and its push streams'), accounts in config order.

@@ -43,40 +43,27 @@ fn chain_verifies_and_catches_an_edited_entry() {
 
 #[test]
 fn incidents_from_before_the_timeline_chain_are_adopted_once() {
-    use crate::model::{Action, Evidence, Incident, Rule, Severity, State, TimelineEvent};
+    use crate::model::{Action, Evidence, Incident, Rule, Severity, TimelineEvent};
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let now = Utc::now();
+    let evidence = Evidence::Profile {
+        changes: Default::default(),
+    };
     let incident = Incident {
-        id: 1,
-        rule: Rule::ProfileChanged,
-        severity: Severity::High,
-        account: "a".into(),
-        object: "profile".into(),
-        state: State::Open,
-        resolution: None,
-        evidence: Evidence::Profile {
-            changes: Default::default(),
-        },
-        evidence_digest: String::new(),
-        findings: 1,
-        opened_at: now,
-        changed_at: None,
-        updated_at: now,
-        acked_by: None,
-        resolved_by: None,
         timeline: vec![TimelineEvent {
             at: now,
             who: "tocsin".into(),
             action: Action::Opened,
         }],
-        page: None,
-        votes: Vec::new(),
-        reminders: 0,
-        last_reminder_at: None,
-        tier: 0,
-        members: Vec::new(),
-        takedown_started: None,
+        ..Incident::opened(
+            1,
+            Rule::ProfileChanged,
+            Severity::High,
+            "a",
+            "profile",
+            evidence,
+        )
     };
     let entry = TimelineEntry {
         incident: Some(1),

@@ -9,9 +9,7 @@ mod state;
 pub mod takedown;
 pub mod watch;
 
-use chrono::{DateTime, Utc};
-
-use super::{Platform, TakedownFuture, WatchContext};
+use super::{Platform, Takedown, TakedownFuture, WatchContext, per_account};
 use crate::{
     config::{self, Account},
     watch::SourceFuture,
@@ -25,20 +23,11 @@ impl Platform for Bluesky {
     }
 
     fn watch(&self, accounts: &[&Account], cx: &mut WatchContext<'_>) -> Vec<SourceFuture> {
-        accounts
-            .iter()
-            .map(|a| Box::pin(watch::run((*a).clone(), cx.source.clone())) as SourceFuture)
-            .collect()
+        per_account(accounts, cx, watch::run)
     }
 
-    fn takedown<'a>(
-        &'a self,
-        http: &'a reqwest::Client,
-        account: &'a Account,
-        post_id: &'a str,
-        _posted_at: Option<DateTime<Utc>>,
-    ) -> TakedownFuture<'a> {
-        Box::pin(takedown::delete_post(http, account, post_id))
+    fn takedown<'a>(&'a self, post: Takedown<'a>) -> TakedownFuture<'a> {
+        Box::pin(takedown::delete_post(post.http, post.account, post.post_id))
     }
 
     fn describe(&self, a: &Account) -> String {

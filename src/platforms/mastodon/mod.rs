@@ -8,9 +8,7 @@ pub mod watch;
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-
-use super::{Platform, TakedownFuture, WatchContext};
+use super::{Platform, Takedown, TakedownFuture, WatchContext, account_graces, per_account};
 use crate::{
     config::{self, Account, Config},
     watch::SourceFuture,
@@ -24,19 +22,13 @@ impl Platform for Mastodon {
     }
 
     fn watch(&self, accounts: &[&Account], cx: &mut WatchContext<'_>) -> Vec<SourceFuture> {
-        accounts
-            .iter()
-            .map(|a| Box::pin(watch::run((*a).clone(), cx.source.clone())) as SourceFuture)
-            .collect()
+        per_account(accounts, cx, watch::run)
     }
 
     /// A push stream is judged like a source of its own: a dropped stream pages
     /// `monitor.blind` after the account's grace even while the poller still works.
     fn graces(&self, accounts: &[&Account], _config: &Config) -> Vec<(String, Duration)> {
-        let mut out: Vec<(String, Duration)> = accounts
-            .iter()
-            .map(|a| (a.name.clone(), a.grace()))
-            .collect();
+        let mut out = account_graces(accounts);
         out.extend(
             accounts
                 .iter()
@@ -46,14 +38,8 @@ impl Platform for Mastodon {
         out
     }
 
-    fn takedown<'a>(
-        &'a self,
-        http: &'a reqwest::Client,
-        account: &'a Account,
-        post_id: &'a str,
-        _posted_at: Option<DateTime<Utc>>,
-    ) -> TakedownFuture<'a> {
-        Box::pin(takedown::delete_post(http, account, post_id))
+    fn takedown<'a>(&'a self, post: Takedown<'a>) -> TakedownFuture<'a> {
+        Box::pin(takedown::delete_post(post.http, post.account, post.post_id))
     }
 
     fn describe(&self, a: &Account) -> String {

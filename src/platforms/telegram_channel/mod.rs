@@ -6,11 +6,10 @@ pub mod api;
 pub mod takedown;
 pub mod watch;
 
-use chrono::{DateTime, Utc};
 use teloxide::types::{ChatMemberUpdated, Message};
 use tokio::sync::mpsc;
 
-use super::{Platform, TakedownFuture, WatchContext};
+use super::{Platform, Takedown, TakedownFuture, WatchContext};
 use crate::{
     config::{self, Account},
     watch::SourceFuture,
@@ -56,14 +55,13 @@ impl Platform for TelegramChannel {
             .collect()
     }
 
-    fn takedown<'a>(
-        &'a self,
-        http: &'a reqwest::Client,
-        account: &'a Account,
-        post_id: &'a str,
-        posted_at: Option<DateTime<Utc>>,
-    ) -> TakedownFuture<'a> {
-        Box::pin(takedown::delete_post(http, account, post_id, posted_at))
+    fn takedown<'a>(&'a self, post: Takedown<'a>) -> TakedownFuture<'a> {
+        Box::pin(takedown::delete_post(
+            post.http,
+            post.account,
+            post.post_id,
+            post.posted_at,
+        ))
     }
 
     fn describe(&self, a: &Account) -> String {

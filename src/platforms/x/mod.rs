@@ -8,9 +8,7 @@ pub mod watch;
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-
-use super::{Platform, TakedownFuture, WatchContext};
+use super::{Platform, Takedown, TakedownFuture, WatchContext};
 use crate::{
     config::{self, Account, Config},
     watch::SourceFuture,
@@ -50,14 +48,8 @@ impl Platform for X {
             .collect()
     }
 
-    fn takedown<'a>(
-        &'a self,
-        http: &'a reqwest::Client,
-        account: &'a Account,
-        post_id: &'a str,
-        _posted_at: Option<DateTime<Utc>>,
-    ) -> TakedownFuture<'a> {
-        Box::pin(takedown::delete_post(http, account, post_id))
+    fn takedown<'a>(&'a self, post: Takedown<'a>) -> TakedownFuture<'a> {
+        Box::pin(takedown::delete_post(post.http, post.account, post.post_id))
     }
 
     fn describe(&self, a: &Account) -> String {
