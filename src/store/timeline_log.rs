@@ -165,8 +165,8 @@ impl Store {
 }
 
 impl Tx<'_> {
-    /// Appends an event to the timeline chain. Only `Incident::event` and the mute actions call
-    /// this, so the chain and the incidents' own timelines are written together.
+    /// Appends an event to the timeline chain. Only `incidents::Timeline::event` and the mute
+    /// actions call this, so the chain and the incidents' own timelines are written together.
     pub fn append_timeline(
         &self,
         entry: TimelineEntry,
