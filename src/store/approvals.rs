@@ -1,7 +1,15 @@
 //! The approved log's side of the store: appending and revoking approvals, the indexes they
 //! keep (approved posts, baselines, revocations), the seen posts, and verifying the chain.
 
-use super::*;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sled::transaction::ConflictableTransactionError;
+
+use super::{
+    ApprovedEntry, HEAD, Head, Lift, LogRecord, Store, StoreError, Tx, TxResult, VerifyReport,
+    abort, be, chain, decode, encode, from_be, key2,
+};
+use crate::model::digest;
 
 /// Why a revocation was refused; each maps to its own answer at the API.
 #[derive(Debug, thiserror::Error)]

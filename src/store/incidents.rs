@@ -1,6 +1,12 @@
 //! Incident records, their dedup index, and the account mutes that hold pages back.
 
-use super::*;
+use sled::transaction::ConflictableTransactionError;
+
+use super::{
+    HELD, INCIDENT_SEQ, MUTE, Store, StoreError, Tx, TxResult, be, decode, encode, from_be,
+    prefixed,
+};
+use crate::model::{Incident, Mute};
 
 impl Store {
     pub fn incident(&self, id: u64) -> Result<Option<Incident>, StoreError> {

@@ -54,7 +54,7 @@ pub use outbox::{OutboxEntry, Reminder, Route};
 
 pub use timeline_log::{TimelineEntry, TimelineRecord, parse_since};
 
-use crate::model::{Incident, Mute, Rule, Severity, digest};
+use crate::model::Incident;
 
 /// The channel every incident is paged to, except the ones about Telegram itself.
 pub const TELEGRAM: &str = "telegram";

@@ -1,7 +1,13 @@
 //! The outbox: pages queued per channel in the transaction that changes the incident, read by
 //! the notify workers and removed only once a channel confirmed them.
 
-use super::*;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{OUTBOX_SEQ, Store, StoreError, TELEGRAM, Tx, TxResult, be, decode, encode, from_be};
+use crate::model::{Incident, Rule, Severity};
 
 /// What a page in the outbox asks for: bring the incident's page in one channel up to date.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! The store's invariants: chains verify and catch edits, indexes agree with the log.
 
 use super::*;
+use crate::model::digest;
 
 fn post(account: &str, fp: &str) -> ApprovedEntry {
     ApprovedEntry::ApprovedPost {
