@@ -135,7 +135,9 @@ mod tests {
     use p256::pkcs8::EncodePublicKey;
 
     use super::*;
-    use crate::config::tests::{GOOD, test_service_account};
+    use crate::config::tests::{
+        BLUESKY, CHANNELS, GOOD, example, full_example, test_service_account,
+    };
 
     fn checked(extra: &str) -> Result<(), ConfigError> {
         check(&Config::parse(&format!("{GOOD}{extra}"), "t.toml").expect("parses"))
@@ -163,5 +165,38 @@ mod tests {
         checked(&google(&sa)).unwrap();
         let e = checked(&google(&sa.replace("MII", "AAA"))).unwrap_err();
         assert_eq!(e.key(), Some("email.google[0].service_account"));
+    }
+
+    #[test]
+    fn the_summary_says_what_is_watched_and_where_pages_go() {
+        let good = summary(&Config::parse(GOOD, "t.toml").unwrap());
+        assert!(good.contains("main · mastodon"), "{good}");
+        let example = summary(&example());
+        assert!(
+            example.contains("telegram_channel chat -1001234567890"),
+            "{example}"
+        );
+        let (full, _key) = full_example();
+        let full = summary(&full);
+        for line in [
+            "audit         workspace · google workspace",
+            "kill switch   POST mailer.internal.example.com",
+            "POST /hooks/sendgrid",
+            "x schedule",
+            "email journal journal",
+        ] {
+            assert!(full.contains(line), "{line}: {full}");
+        }
+        assert!(!full.contains("/admin/pause"), "{full}");
+        let channels = summary(&Config::parse(&format!("{GOOD}{CHANNELS}"), "t.toml").unwrap());
+        assert!(channels.contains("pagerduty ops"), "{channels}");
+        assert!(!channels.contains("s3cret") && !channels.contains("0123456789abcdef"));
+        let sky = summary(&Config::parse(&format!("{GOOD}{BLUESKY}"), "t.toml").unwrap());
+        assert!(
+            sky.contains("sky · bluesky did:plc:ewvi7nxzyoun6zhxrhs64oiz")
+                && sky.contains("push from Jetstream wss://")
+                && sky.contains("takedown not configured"),
+            "{sky}"
+        );
     }
 }

@@ -29,7 +29,6 @@ fn good_config_parses_with_defaults() {
     assert_eq!(c.accounts[0].poll_interval, Duration::from_secs(120));
     assert_eq!(c.general.listen.port(), 8080);
     assert_eq!(c.telegram.api_url.as_str(), "https://api.telegram.org/");
-    assert!(crate::app::check::summary(&c).contains("main · mastodon"));
 }
 
 #[test]
@@ -60,25 +59,23 @@ fn levenshtein_counts_edits() {
     assert_eq!(levenshtein("same", "same"), 0);
 }
 
-#[test]
-fn the_embedded_example_parses_when_its_secrets_are_set() {
+/// The embedded example with its secrets set, as written (the optional sections commented out).
+pub(crate) fn example() -> Config {
     // The example reads its secrets from the environment; swap in literals to parse it here.
-    let text = EXAMPLE
+    Config::parse(&example_text(), "example").unwrap()
+}
+
+fn example_text() -> String {
+    EXAMPLE
         .replace("env:TOCSIN_API_TOKEN", "a")
         .replace("env:TOCSIN_TELEGRAM_TOKEN", "b")
-        .replace("env:TOCSIN_MASTODON_TOKEN", "c");
-    let c = Config::parse(&text, "example").unwrap();
-    assert_eq!(c.accounts.len(), 2);
-    assert_eq!(c.accounts[1].platform, Platform::TelegramChannel);
-    assert!(c.accounts[1].write_token.is_some());
-    assert_eq!(c.paging.takedown_quorum, 1);
-    assert!(crate::app::check::summary(&c).contains("telegram_channel chat -1001234567890"));
-    assert!(
-        c.channels.is_empty() && c.heartbeat.is_none(),
-        "optional: off"
-    );
-    // The optional sections, commented out in the file, parse once uncommented.
-    let text: String = text
+        .replace("env:TOCSIN_MASTODON_TOKEN", "c")
+}
+
+/// The embedded example with every optional section uncommented and every secret set; the
+/// service-account file lives as long as the returned handle.
+pub(crate) fn full_example() -> (Config, tempfile::NamedTempFile) {
+    let text: String = example_text()
         .lines()
         .map(|l| match l.strip_prefix("# ") {
             Some(rest)
@@ -115,22 +112,27 @@ fn the_embedded_example_parses_when_its_secrets_are_set() {
         "file:/etc/tocsin/google-service-account.json",
         &format!("file:{}", key.path().display()),
     );
-    let c = Config::parse(&text, "example").unwrap();
+    (Config::parse(&text, "example").unwrap(), key)
+}
+
+#[test]
+fn the_embedded_example_parses_when_its_secrets_are_set() {
+    let c = example();
+    assert_eq!(c.accounts.len(), 2);
+    assert_eq!(c.accounts[1].platform, Platform::TelegramChannel);
+    assert!(c.accounts[1].write_token.is_some());
+    assert_eq!(c.paging.takedown_quorum, 1);
+    assert!(
+        c.channels.is_empty() && c.heartbeat.is_none(),
+        "optional: off"
+    );
+    // The optional sections, commented out in the file, parse once uncommented.
+    let (c, _key) = full_example();
     let email = c.email.as_ref().unwrap();
     assert_eq!(email.google[0].applications.len(), 3);
     assert_eq!(email.m365[0].api_url.as_str(), "https://manage.office.com/");
     let k = email.kill_switch.as_ref().unwrap();
     assert!(!k.auto_pause && k.secret_header.as_deref() == Some("X-Api-Key"));
-    let summary = crate::app::check::summary(&c);
-    assert!(
-        summary.contains("audit         workspace · google workspace"),
-        "{summary}"
-    );
-    assert!(
-        summary.contains("kill switch   POST mailer.internal.example.com"),
-        "{summary}"
-    );
-    assert!(!summary.contains("/admin/pause"), "{summary}");
     assert_eq!(email.ses.as_ref().unwrap().topic_arns.len(), 1);
     assert_eq!(
         email.sendgrid.as_ref().unwrap().tolerance,
@@ -138,7 +140,6 @@ fn the_embedded_example_parses_when_its_secrets_are_set() {
     );
     assert_eq!(email.mailgun.as_ref().unwrap().name, "mailgun");
     assert_eq!(email.postmark.as_ref().unwrap().username, "postmark");
-    assert!(summary.contains("POST /hooks/sendgrid"), "{summary}");
     let sky = c.account("bluesky-main").expect("the Bluesky example");
     assert_eq!(sky.platform, Platform::Bluesky);
     assert_eq!(sky.jetstream_url().as_str(), DEFAULT_JETSTREAM_URL);
@@ -151,22 +152,12 @@ fn the_embedded_example_parses_when_its_secrets_are_set() {
     let x = c.account("x-main").expect("the X example account");
     assert_eq!(x.base_url.as_str(), "https://api.x.com/");
     assert_eq!(c.x.timeline_requests_per_window, 1500);
-    assert!(
-        crate::app::check::summary(&c).contains("x schedule"),
-        "{}",
-        crate::app::check::summary(&c)
-    );
     let email = c.email.as_ref().expect("[email] parses");
     assert_eq!(email.max_visible_recipients, 25);
     assert_eq!(email.bulk_window, Duration::from_secs(3600));
     assert_eq!(email.journal.as_ref().unwrap().listen.port(), 2525);
     assert_eq!(email.security_notices.accounts[0].account, "x-main");
     assert_eq!(email.security_notices.patterns.len(), 5, "the defaults");
-    assert!(
-        crate::app::check::summary(&c).contains("email journal journal"),
-        "{}",
-        crate::app::check::summary(&c)
-    );
 }
 
 #[test]
@@ -295,7 +286,7 @@ url = "https://mailer.example/pause"
     assert!(!format!("{c:?}").contains("BEGIN PRIVATE KEY"));
 }
 
-const CHANNELS: &str = r#"
+pub(crate) const CHANNELS: &str = r#"
 [[channels.pagerduty]]
 name = "ops"
 routing_key = "0123456789abcdef0123456789abcdef"
@@ -325,9 +316,6 @@ fn channels_and_heartbeat_parse_with_defaults() {
     assert_eq!(hb.interval, Duration::from_secs(60));
     assert_eq!(hb.daily_summary, NaiveTime::from_hms_opt(9, 0, 0));
     assert_eq!(c.telegram.failure_grace, Duration::from_secs(120));
-    let summary = crate::app::check::summary(&c);
-    assert!(summary.contains("pagerduty ops"), "{summary}");
-    assert!(!summary.contains("s3cret") && !summary.contains("0123456789abcdef"));
     assert!(!format!("{c:?}").contains("s3cret"));
 }
 
@@ -382,7 +370,7 @@ fn paging_section_parses_and_names_bad_keys() {
     assert!(e.to_string().ends_with("did you mean `unmutable`?"), "{e}");
 }
 
-const BLUESKY: &str = r#"
+pub(crate) const BLUESKY: &str = r#"
 [[accounts]]
 name = "sky"
 platform = "bluesky"
@@ -396,13 +384,6 @@ fn bluesky_accounts_parse_with_defaults_and_bad_keys_are_named() {
     let sky = &c.accounts[1];
     assert_eq!(sky.plc_url().as_str(), "https://plc.directory/");
     assert_eq!(sky.jetstream_url().as_str(), DEFAULT_JETSTREAM_URL);
-    let summary = crate::app::check::summary(&c);
-    assert!(
-        summary.contains("sky · bluesky did:plc:ewvi7nxzyoun6zhxrhs64oiz")
-            && summary.contains("push from Jetstream wss://")
-            && summary.contains("takedown not configured"),
-        "{summary}"
-    );
     let handle = BLUESKY.replace(
         "did:plc:ewvi7nxzyoun6zhxrhs64oiz",
         "examplecorp.bsky.social",
