@@ -1,12 +1,12 @@
 //! `[[email.google]]`, `[[email.m365]]` and `[email.kill_switch]`: the audit feeds polled and
 //! the mailer's pause call.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use serde::Deserialize;
 use url::Url;
 
-use crate::config::{BTreeMap, Secret, duration, opt_duration};
+use crate::config::{Secret, duration, opt_duration};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
