@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use crate::{
     bot::Command,
     config::{Config, Journal},
-    sources::email::{
+    mail::{
         journal::{Committer, session_over_bytes},
         summary::summarise,
     },

@@ -1,10 +1,19 @@
 //! The `tocsin` command. Parses arguments, sets up logging, and hands over to the library;
 //! the only place that speaks `anyhow`.
 
+mod cli;
+mod demo;
+
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use cli::{
+    init,
+    output::{approval_line, evidence_lines, incident_line, s, status_line, when},
+    signals::{forward_sighup, wait_for_signal},
+    whoami,
+};
 use tocsin::{Config, app::run_reloading, store::Store, telemetry};
 use tokio_util::sync::CancellationToken;
 
@@ -248,7 +257,7 @@ async fn main() -> ExitCode {
 async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
         Cmd::Demo => {
-            let report = tocsin::demo::run().await?;
+            let report = demo::run().await?;
             print!("{report}");
             Ok(if report.passed() {
                 ExitCode::SUCCESS
@@ -258,6 +267,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
         }
         Cmd::Run { config: path } => {
             let config = Config::load(&path)?;
+            tocsin::app::check::check(&config)?;
             let shutdown = CancellationToken::new();
             let signal = shutdown.clone();
             tokio::spawn(async move {
@@ -284,17 +294,19 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         }
-        Cmd::CheckConfig { config: path } => match Config::load(&path) {
-            Ok(config) => {
-                println!("{}: ok", path.display());
-                print!("{}", config.summary());
-                Ok(ExitCode::SUCCESS)
+        Cmd::CheckConfig { config: path } => {
+            match Config::load(&path).and_then(|c| tocsin::app::check::check(&c).map(|()| c)) {
+                Ok(config) => {
+                    println!("{}: ok", path.display());
+                    print!("{}", tocsin::app::check::summary(&config));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(ExitCode::from(2))
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                Ok(ExitCode::from(2))
-            }
-        },
+        }
         Cmd::Approve {
             what:
                 Some(ApproveWhat::Campaign {
@@ -487,198 +499,4 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             })
         }
     }
-}
-
-/// Writes the example config; `create_new` so two `init`s cannot both think they wrote it.
-fn init(path: &std::path::Path, force: bool) -> anyhow::Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true);
-    if force {
-        options.create(true).truncate(true);
-    } else {
-        options.create_new(true);
-    }
-    let mut file = match options.open(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            bail!(
-                "{} already exists; pass --force to overwrite it",
-                path.display()
-            )
-        }
-        other => other.with_context(|| format!("creating {}", path.display()))?,
-    };
-    file.write_all(tocsin::config::EXAMPLE.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
-/// A timestamp from the API to the second, as the pages show it; nanoseconds are noise here.
-fn when(v: &serde_json::Value) -> String {
-    v.as_str()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map_or_else(
-            || s(v).to_owned(),
-            |t| {
-                t.with_timezone(&chrono::Utc)
-                    .format("%Y-%m-%d %H:%M:%S UTC")
-                    .to_string()
-            },
-        )
-}
-
-/// A JSON string field as text, `?` when absent.
-fn s(v: &serde_json::Value) -> &str {
-    v.as_str().unwrap_or("?")
-}
-
-fn incident_line(i: &serde_json::Value) -> String {
-    format!(
-        "#{} {} {} {} {} {}",
-        i["id"],
-        s(&i["severity"]),
-        s(&i["rule"]),
-        s(&i["account"]),
-        s(&i["state"]),
-        when(&i["opened_at"])
-    )
-}
-
-/// The evidence as `name: value` lines; a profile change reads `field: before → after`.
-fn evidence_lines(evidence: &serde_json::Value) -> Vec<String> {
-    let mut out = Vec::new();
-    for (k, v) in evidence.as_object().into_iter().flatten() {
-        match (k.as_str(), v) {
-            ("kind" | "fingerprint", _) | (_, serde_json::Value::Null) => {}
-            ("changes", serde_json::Value::Object(changes)) => {
-                for (field, c) in changes {
-                    out.push(format!(
-                        "{field}: {} → {}",
-                        c["before"].as_str().unwrap_or("(none)"),
-                        s(&c["after"])
-                    ));
-                }
-            }
-            (_, serde_json::Value::String(text)) => out.push(format!("{k}: {text}")),
-            (_, serde_json::Value::Array(items)) => out.push(format!(
-                "{k}: {}",
-                items
-                    .iter()
-                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            (_, other) => out.push(format!("{k}: {other}")),
-        }
-    }
-    out
-}
-
-fn approval_line(a: &serde_json::Value) -> String {
-    let e = &a["entry"];
-    let what = match s(&e["type"]) {
-        "approved_post" => {
-            let target = match (e["fingerprint"].as_str(), e["post_id"].as_str()) {
-                (Some(fp), _) => format!("fingerprint {}", fp.get(..12).unwrap_or(fp)),
-                (None, Some(id)) => format!("post {id}"),
-                (None, None) => "?".into(),
-            };
-            let mut line = format!("post {} {target}", s(&e["account"]));
-            if let Some(t) = e["expires_at"].as_str() {
-                line.push_str(&format!(" until {t}"));
-            }
-            if let Some(n) = e["note"].as_str() {
-                line.push_str(&format!(" ({n})"));
-            }
-            line
-        }
-        "baseline" => format!("baseline {} {}", s(&e["account"]), s(&e["field"])),
-        "revocation" => format!("revokes #{}: {}", e["seq"], s(&e["reason"])),
-        "approved_campaign" => {
-            let mut line = format!("campaign {} {}", s(&e["sender"]), s(&e["campaign"]));
-            match (e["max_recipients"].as_u64(), e["window"].as_str()) {
-                (Some(n), Some(w)) => line.push_str(&format!(" up to {n} per {w}")),
-                _ => line.push_str(" uncapped"),
-            }
-            line
-        }
-        other => other.to_owned(),
-    };
-    let mut line = format!("#{} {} {what} by {}", a["seq"], when(&a["at"]), s(&e["by"]));
-    if a["revoked"].as_bool() == Some(true) {
-        line.push_str(&format!(" · REVOKED by #{}", a["revoked_by"]));
-    }
-    line
-}
-
-fn status_line(a: &serde_json::Value) -> String {
-    let mut line = format!(
-        "{} {} {} · last ok {} · {} polls, {} errors",
-        s(&a["name"]),
-        s(&a["platform"]),
-        s(&a["base_url"]),
-        if a["last_success"].is_null() {
-            "never".to_owned()
-        } else {
-            when(&a["last_success"])
-        },
-        a["polls"],
-        a["errors"]
-    );
-    let rl = &a["rate_limit"];
-    if !rl.is_null() {
-        let limit = rl["limit"]
-            .as_u64()
-            .map_or_else(|| "?".to_owned(), |l| l.to_string());
-        line.push_str(&format!(" · rate {}/{limit}", rl["remaining"]));
-    }
-    line.push_str(&format!(
-        " · {} open, {} acked incident(s)",
-        a["open_incidents"], a["acked_incidents"]
-    ));
-    if let Some(err) = a["last_error"].as_object() {
-        line.push_str(&format!(
-            " · last error {}: {}",
-            err.get("at").map_or_else(|| "?".to_owned(), when),
-            err.get("message").and_then(|v| v.as_str()).unwrap_or("?")
-        ));
-    }
-    line
-}
-
-fn whoami() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "cli".into())
-}
-
-/// Turns each SIGHUP into a reload request; reloads asked for while one is pending coalesce.
-fn forward_sighup(tx: tokio::sync::mpsc::Sender<()>) {
-    #[cfg(unix)]
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
-        };
-        while hup.recv().await.is_some() {
-            let _ = tx.try_send(());
-        }
-    });
-    #[cfg(not(unix))]
-    drop(tx);
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -267,7 +267,7 @@ async fn incidents_filter_by_state_and_one_shows_its_timeline() {
     app.bot
         .push_command(CHAT, &responder(), &format!("/ack {id}"));
     until(
-        || app.store.incident(id).unwrap().unwrap().state == tocsin::incidents::State::Acked,
+        || app.store.incident(id).unwrap().unwrap().state == tocsin::model::State::Acked,
         "the ack",
     )
     .await;

@@ -2,11 +2,8 @@
 
 use std::time::Duration;
 
-use tocsin::{
-    detect::{Rule, Severity},
-    fakes::mastodon::Failure,
-    incidents::{Incident, Resolution, State},
-};
+use tocsin::model::{Incident, Resolution, Rule, Severity, State};
+use tocsin_fakes::mastodon::Failure;
 
 use crate::support::*;
 
@@ -79,7 +76,7 @@ async fn failures_past_the_grace_page_monitor_blind_once() {
     }
     until(|| !blind(&app).is_empty(), "monitor.blind after the grace").await;
     let inc = blind(&app).remove(0);
-    let tocsin::detect::Evidence::Channel { problem, .. } = &inc.evidence else {
+    let tocsin::model::Evidence::Channel { problem, .. } = &inc.evidence else {
         panic!("evidence")
     };
     assert!(

@@ -6,17 +6,16 @@ use std::time::Duration;
 use tocsin::{
     App,
     config::{Account, Platform, Secret},
-    contain::{TakedownOutcome, bluesky::delete_post},
-    detect::{Evidence, Rule, Severity},
-    fakes::{
-        bluesky::{FakeBluesky, blob},
-        loopback_config,
-        mastodon::FakeMastodon,
-        telegram::FakeBotApi,
-    },
-    incidents::{Incident, State},
-    sources::Health,
+    model::{Evidence, Incident, Rule, Severity, State, TakedownOutcome},
+    platforms::bluesky::takedown::delete_post,
     store::Store,
+    watch::Health,
+};
+use tocsin_fakes::{
+    bluesky::{FakeBluesky, blob},
+    loopback_config,
+    mastodon::FakeMastodon,
+    telegram::FakeBotApi,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -71,7 +70,8 @@ async fn spawn(poll: Duration) -> Sky {
     let masto = FakeMastodon::start().await.unwrap();
     let bot = FakeBotApi::start(BOT_TOKEN).await.unwrap();
     let state = tempfile::tempdir().unwrap();
-    let mut config = loopback_config(state.path(), &bot, &masto, ACCOUNT_ID, API_TOKEN, POLL);
+    let text = loopback_config(state.path(), &bot, &masto, ACCOUNT_ID, API_TOKEN, POLL);
+    let mut config = tocsin::Config::parse(&text, "loopback").unwrap();
     config.accounts = vec![account(&sky, poll)];
     // One page per finding, so each test reads its own.
     config.grouping.window = Duration::ZERO;

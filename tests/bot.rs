@@ -1,6 +1,6 @@
 //! Who may act from the chat.
 
-use tocsin::incidents::State;
+use tocsin::model::State;
 
 use crate::support::*;
 

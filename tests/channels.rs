@@ -7,10 +7,9 @@ use sha2::Sha256;
 use tocsin::{
     Config,
     config::{Heartbeat, PagerDutyChannel, Secret, WebhookChannel},
-    detect::{Rule, Severity},
-    fakes::{pagerduty::FakePagerDuty, telegram::Failure, webhook::FakeReceiver},
-    incidents::{Resolution, State},
+    model::{Resolution, Rule, Severity, State},
 };
+use tocsin_fakes::{pagerduty::FakePagerDuty, telegram::Failure, webhook::FakeReceiver};
 
 use crate::support::*;
 
@@ -65,6 +64,10 @@ async fn pagerduty_follows_the_incident_from_trigger_to_resolve() {
     app.bot
         .push_command(CHAT, &responder(), &format!("/resolve {id}"));
     until(|| pd.events().len() == 3, "the resolve").await;
+    for event in pd.events() {
+        let errors = tocsin_fakes::pagerduty::validate(&event);
+        assert!(errors.is_empty(), "{errors:?}: {event}");
+    }
     app.wait_polls(3).await;
     assert_eq!(
         actions(&pd),
@@ -316,7 +319,7 @@ async fn telegram_failing_past_the_grace_counts_as_down() {
         app.bot.request_count("sendMessage") >= 2,
         "not declared on the first refusal"
     );
-    let tocsin::detect::Evidence::Channel { problem, .. } = &down.evidence else {
+    let tocsin::model::Evidence::Channel { problem, .. } = &down.evidence else {
         panic!("channel evidence: {:?}", down.evidence)
     };
     assert!(problem.contains("failing for"), "{problem}");
@@ -457,7 +460,7 @@ async fn heartbeat_pings_at_its_interval_and_the_daily_summary_is_sent_once() {
 
 #[tokio::test]
 async fn channel_secrets_stay_out_of_the_debug_log() {
-    use tocsin::fakes::mastodon::status_html;
+    use tocsin_fakes::mastodon::status_html;
 
     use crate::support::daemon::*;
 

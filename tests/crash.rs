@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use tocsin::fakes::{mastodon::status_html, telegram::FakeBotApi};
+use tocsin_fakes::{mastodon::status_html, telegram::FakeBotApi};
 
 use crate::support::{daemon::*, *};
 

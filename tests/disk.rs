@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tocsin::fakes::mastodon::status_html;
+use tocsin_fakes::mastodon::status_html;
 
 use crate::support::{daemon::*, *};
 

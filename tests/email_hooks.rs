@@ -11,20 +11,18 @@ use tocsin::{
         Email, Secret,
         email::{MailgunHook, PostmarkHook, SendGridHook, SesHook},
     },
-    fakes::{
-        mail_signers::{SendGridSigner, basic_auth, mailgun_body, sendgrid_events, ses_event},
-        mastodon::FakeMastodon,
-        sns::FakeSns,
-        telegram::FakeBotApi,
-    },
-    sources::{
-        ObservationKind,
-        email::{ses::TYPE_HEADER, webhook::Inbox},
-    },
+    mail::webhooks::{Inbox, ses::TYPE_HEADER},
+    model::ObservationKind,
     store::{
         Store,
         mail_inbox::{CURSOR, InboxRecord},
     },
+};
+use tocsin_fakes::{
+    mail_signers::{SendGridSigner, basic_auth, mailgun_body, sendgrid_events, ses_event},
+    mastodon::FakeMastodon,
+    sns::FakeSns,
+    telegram::FakeBotApi,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -228,7 +226,7 @@ async fn ses_notification_exposing_many_recipients_is_recorded_before_the_ok() {
     until(
         || {
             h.store.incidents().unwrap().iter().any(|i| {
-                i.rule == tocsin::detect::Rule::ExposedRecipients && i.account == "ses-bulk"
+                i.rule == tocsin::model::Rule::ExposedRecipients && i.account == "ses-bulk"
             })
         },
         "an email.exposed_recipients incident",

@@ -4,11 +4,10 @@ use std::net::SocketAddr;
 
 use tocsin::{
     config::{Email, Journal, NoticeAccount},
-    detect::{Evidence, Rule},
-    fakes::smtp::{SmtpClient, customers, leaky_message},
-    incidents::Incident,
+    model::{Evidence, Incident, Rule},
     store::ApprovedEntry,
 };
+use tocsin_fakes::smtp::{SmtpClient, customers, leaky_message};
 
 use crate::support::*;
 
@@ -147,9 +146,7 @@ async fn oversize_messages_get_552_and_the_connection_stays_usable() {
         250
     );
     assert_eq!(c.command("DATA").await.unwrap().code, 354);
-    c.write(&tocsin::fakes::smtp::dot_stuff(&big))
-        .await
-        .unwrap();
+    c.write(&tocsin_fakes::smtp::dot_stuff(&big)).await.unwrap();
     assert_eq!(c.reply().await.unwrap().code, 552);
     assert_eq!(c.command("NOOP").await.unwrap().code, 250);
     let small = leaky_message(SENDER, &to, "Small", "small-1@exchange.example");

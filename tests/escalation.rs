@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use tocsin::{
     config::{Escalation, Tier},
-    detect::Rule,
-    incidents::{Action, State},
+    model::{Action, Rule, State},
 };
 
 use crate::support::*;

@@ -8,11 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use tocsin::{
-    detect::Rule,
-    fakes::{mastodon::Failure as PlatformFailure, telegram::Failure},
-    incidents::State,
-};
+use tocsin::model::{Rule, State};
+use tocsin_fakes::{mastodon::Failure as PlatformFailure, telegram::Failure};
 
 use crate::support::*;
 
@@ -134,7 +131,7 @@ async fn a_platform_storm_backs_off_goes_blind_and_recovers_with_nothing_missed(
         "recovered after {recovered:?}: the source did not back off"
     );
     let problem = match blind().unwrap().evidence {
-        tocsin::detect::Evidence::Channel { problem, .. } => problem,
+        tocsin::model::Evidence::Channel { problem, .. } => problem,
         other => panic!("evidence {other:?}"),
     };
     assert!(!problem.is_empty());

@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use tocsin::fakes::{mastodon::status_html, telegram::Failure};
+use tocsin_fakes::{mastodon::status_html, telegram::Failure};
 
 use crate::support::{daemon::*, *};
 

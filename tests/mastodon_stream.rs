@@ -6,13 +6,12 @@ use std::time::Duration;
 use tocsin::{
     App,
     config::Secret,
-    detect::Rule,
-    fakes::{
-        mastodon::{FakeMastodon, status_html},
-        telegram::FakeBotApi,
-    },
-    incidents::Action,
+    model::{Action, Rule},
     store::TimelineEntry,
+};
+use tocsin_fakes::{
+    mastodon::{FakeMastodon, status_html},
+    telegram::FakeBotApi,
 };
 use tokio_util::sync::CancellationToken;
 

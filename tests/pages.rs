@@ -1,10 +1,7 @@
 //! What pages and what does not.
 
-use tocsin::{
-    detect::{Evidence, Rule},
-    fakes::mastodon::{ProfileUpdate, status_html},
-    incidents::State,
-};
+use tocsin::model::{Evidence, Rule, State};
+use tocsin_fakes::mastodon::{ProfileUpdate, status_html};
 
 use crate::support::*;
 

@@ -2,7 +2,10 @@
 
 use std::{collections::BTreeMap, process::Command};
 
-use tocsin::{config::Paging, detect::Rule, detect::Severity, incidents::State};
+use tocsin::{
+    config::Paging,
+    model::{Rule, Severity, State},
+};
 
 use crate::support::*;
 

@@ -3,8 +3,7 @@
 
 use tocsin::{
     config::Secret,
-    contain::TakedownOutcome,
-    incidents::{Action, Incident, Resolution, State},
+    model::{Action, Incident, Resolution, State, TakedownOutcome},
 };
 
 use crate::support::*;

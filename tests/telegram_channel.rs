@@ -3,11 +3,9 @@
 
 use tocsin::{
     config::{Account, Platform, Secret},
-    contain::TakedownOutcome,
-    detect::{Evidence, Rule, Severity},
-    fakes::telegram::FakeUser,
-    incidents::{Action, Incident, Resolution, State},
+    model::{Action, Evidence, Incident, Resolution, Rule, Severity, State, TakedownOutcome},
 };
+use tocsin_fakes::telegram::FakeUser;
 
 use crate::support::*;
 
@@ -19,11 +17,9 @@ fn owner() -> FakeUser {
 }
 
 async fn spawn_channel(write: bool) -> TestApp {
-    let masto = tocsin::fakes::mastodon::FakeMastodon::start()
-        .await
-        .unwrap();
+    let masto = tocsin_fakes::mastodon::FakeMastodon::start().await.unwrap();
     masto.add_account(ACCOUNT_ID, "examplecorp", "ExampleCorp", "<p>hi</p>", &[]);
-    let bot = tocsin::fakes::telegram::FakeBotApi::start(BOT_TOKEN)
+    let bot = tocsin_fakes::telegram::FakeBotApi::start(BOT_TOKEN)
         .await
         .unwrap();
     bot.add_channel(CHANNEL, "ExampleCorp News", &owner());

@@ -5,11 +5,10 @@ use std::time::Duration;
 
 use tocsin::{
     config::{Account, Platform, Secret},
-    contain::{self, TakedownOutcome},
-    detect::{Evidence, Rule, Severity},
-    fakes::x::{Failure, FakeX, XEndpoint},
-    incidents::{Incident, State},
+    model::{Evidence, Incident, Rule, Severity, State, TakedownOutcome},
+    platforms::x::takedown::delete_post,
 };
+use tocsin_fakes::x::{Failure, FakeX, XEndpoint};
 
 use crate::support::*;
 
@@ -422,38 +421,36 @@ async fn takedown_deletes_and_reports_each_failure() {
     let account = x_account(&x);
     let id = x.publish(X_ID, "rogue");
     assert_eq!(
-        contain::x::delete_post(&http, &account, &id).await,
+        delete_post(&http, &account, &id).await,
         TakedownOutcome::Deleted
     );
     assert!(!x.exists(&id));
     assert_eq!(
-        contain::x::delete_post(&http, &account, &id).await,
+        delete_post(&http, &account, &id).await,
         TakedownOutcome::AlreadyGone
     );
     let other = x.publish(X_ID, "another");
     let mut wrong = account.clone();
     wrong.write_token = Some(Secret::new("a-revoked-user-token"));
     assert!(matches!(
-        contain::x::delete_post(&http, &wrong, &other).await,
+        delete_post(&http, &wrong, &other).await,
         TakedownOutcome::Forbidden { .. }
     ));
     // The app's bearer token cannot delete: X answers 403.
     wrong.write_token = Some(Secret::new(X_BEARER));
-    let TakedownOutcome::Forbidden { detail } =
-        contain::x::delete_post(&http, &wrong, &other).await
-    else {
+    let TakedownOutcome::Forbidden { detail } = delete_post(&http, &wrong, &other).await else {
         panic!("forbidden")
     };
     assert!(detail.contains("403"), "{detail}");
     x.fail_next(XEndpoint::Delete, Failure::Status(503));
     assert!(matches!(
-        contain::x::delete_post(&http, &account, &other).await,
+        delete_post(&http, &account, &other).await,
         TakedownOutcome::Failed { .. }
     ));
     assert!(x.exists(&other));
     wrong.write_token = None;
     assert!(matches!(
-        contain::x::delete_post(&http, &wrong, &other).await,
+        delete_post(&http, &wrong, &other).await,
         TakedownOutcome::Forbidden { .. }
     ));
     assert_eq!(x.count(XEndpoint::Delete), 5, "no request without a token");

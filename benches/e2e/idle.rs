@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tocsin::fakes::{mastodon::FakeMastodon, telegram::FakeBotApi};
+use tocsin_fakes::{mastodon::FakeMastodon, telegram::FakeBotApi};
 
 use crate::common::emit;
 

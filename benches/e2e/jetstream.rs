@@ -18,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tocsin::fakes::{bluesky::FakeBluesky, telegram::FakeBotApi};
+use tocsin_fakes::{bluesky::FakeBluesky, telegram::FakeBotApi};
 
 use crate::common::emit;
 

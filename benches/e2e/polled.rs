@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use tocsin::fakes::{
+use tocsin_fakes::{
     mastodon::{FakeMastodon, status_html},
     telegram::FakeBotApi,
 };

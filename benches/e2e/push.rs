@@ -19,11 +19,8 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use tocsin::{
-    fakes::telegram::{FakeBotApi, FakeUser},
-    incidents::Action,
-    store::Store,
-};
+use tocsin::{model::Action, store::Store};
+use tocsin_fakes::telegram::{FakeBotApi, FakeUser};
 
 use crate::common::free_port;
 

@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tocsin::fakes::{
+use tocsin_fakes::{
     smtp::{SmtpClient, customers, leaky_message},
     telegram::FakeBotApi,
 };

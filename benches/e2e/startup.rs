@@ -5,10 +5,8 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tocsin::{
-    fakes::telegram::FakeBotApi,
-    store::{ApprovedEntry, Store},
-};
+use tocsin::store::{ApprovedEntry, Store};
+use tocsin_fakes::telegram::FakeBotApi;
 
 use crate::common::{emit, free_port, ms, spawn_daemon, stop_daemon};
 
@@ -32,7 +30,7 @@ async fn measure(quick: bool) {
         for i in 0..entries {
             let entry = ApprovedEntry::ApprovedPost {
                 account: "brand".into(),
-                fingerprint: Some(tocsin::store::digest(&format!("approved post {i}"))),
+                fingerprint: Some(tocsin::model::digest(&format!("approved post {i}"))),
                 post_id: None,
                 expires_at: None,
                 by: "bench".into(),

@@ -21,15 +21,15 @@ use tocsin::{
         Email, Secret,
         email::{SendGridHook, SesHook},
     },
-    fakes::{
-        loopback_config,
-        mail_signers::{SendGridSigner, sendgrid_events, ses_event},
-        mastodon::FakeMastodon,
-        sns::FakeSns,
-        telegram::FakeBotApi,
-    },
-    sources::email::ses::TYPE_HEADER,
+    mail::webhooks::ses::TYPE_HEADER,
     store::Store,
+};
+use tocsin_fakes::{
+    loopback_config,
+    mail_signers::{SendGridSigner, sendgrid_events, ses_event},
+    mastodon::FakeMastodon,
+    sns::FakeSns,
+    telegram::FakeBotApi,
 };
 use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -126,7 +126,7 @@ async fn measure_all(quick: bool) {
     let sns = FakeSns::start().await.unwrap();
     let signer = SendGridSigner::new();
     let state = tempfile::tempdir().unwrap();
-    let mut config = loopback_config(
+    let text = loopback_config(
         state.path(),
         &bot,
         &masto,
@@ -134,6 +134,7 @@ async fn measure_all(quick: bool) {
         "bench-token",
         Duration::from_secs(60),
     );
+    let mut config = tocsin::Config::parse(&text, "loopback").unwrap();
     config.email = Some(Email {
         ses: Some(SesHook {
             name: "ses".into(),

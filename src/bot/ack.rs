@@ -1,7 +1,7 @@
 //! `/ack N`: "I'm on it". Stops nothing, tells the other responders someone has it.
 
 use super::{BotContext, Command, incident_arg, outcome};
-use crate::incidents::Actor;
+use crate::model::Actor;
 
 pub const USAGE: &str = "/ack N — acknowledge incident N";
 

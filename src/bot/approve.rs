@@ -3,7 +3,7 @@
 //! several responders, each approval is a vote until enough different responders agree.
 
 use super::{BotContext, Command, incident_arg, outcome};
-use crate::incidents::{Actor, State};
+use crate::model::{Actor, State};
 
 pub const USAGE: &str = "/approve N — it was us: approve what incident N found";
 

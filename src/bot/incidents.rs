@@ -1,7 +1,7 @@
 //! `/incidents`: what is still open or acknowledged, newest first.
 
 use super::BotContext;
-use crate::incidents::State;
+use crate::model::State;
 
 /// A chat reply has room for this many lines and still reads at a glance.
 const SHOWN: usize = 20;

@@ -30,14 +30,16 @@ use std::{
 use teloxide::{
     RequestError,
     prelude::*,
-    types::{AllowedUpdate, CallbackQuery, ChatId, ChatMemberUpdated, Message, UpdateKind, User},
+    types::{AllowedUpdate, CallbackQuery, ChatId, Message, UpdateKind, User},
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    incidents::{ActionError, Actor, Incident, Incidents, Resolution},
-    sources::Health,
+    incidents::{ActionError, Incidents},
+    model::{Actor, Incident, Resolution},
+    platforms::telegram_channel::ChannelUpdate,
+    watch::Health,
 };
 
 /// What commands need to do their work.
@@ -60,17 +62,6 @@ pub struct BotContext {
     /// Watched Telegram channels (chat id → their source): channel posts, edits and membership
     /// changes arrive through this bot's `getUpdates` and are handed over here.
     pub channels: Arc<std::collections::HashMap<i64, mpsc::Sender<ChannelUpdate>>>,
-}
-
-/// What the update loop hands a watched channel's source.
-#[derive(Debug, Clone)]
-pub enum ChannelUpdate {
-    Post(Box<Message>),
-    Edited(Box<Message>),
-    /// The bot's own membership changed (`my_chat_member`).
-    Bot(Box<ChatMemberUpdated>),
-    /// Someone else's membership or rights changed (`chat_member`).
-    Member(Box<ChatMemberUpdated>),
 }
 
 const OFFSET_CURSOR: &str = "telegram:update_offset";

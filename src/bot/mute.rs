@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use super::{BotContext, Command};
 use crate::{
-    config::parse_duration,
-    incidents::{Actor, MuteError},
+    incidents::MuteError,
+    model::{Actor, parse_duration},
 };
 
 pub const USAGE: &str =

@@ -3,7 +3,10 @@
 //! timeline keep every call.
 
 use super::{BotContext, Command, incident_arg};
-use crate::incidents::{Actor, PauseError, PauseState};
+use crate::{
+    incidents::{PauseError, PauseState},
+    model::Actor,
+};
 
 pub const USAGE: &str = "/pause_mailer N — pause the mailer for email incident N (kill switch)";
 
@@ -14,7 +17,7 @@ pub fn parse(args: &[&str]) -> Command {
 pub async fn apply(ctx: &BotContext, id: u64, who: &Actor) -> String {
     let result = match &ctx.mailer {
         None => Err(PauseError::NotConfigured),
-        Some(mailer) => ctx.incidents.pause_mailer(id, who, mailer).await,
+        Some(mailer) => ctx.incidents.pause_mailer(id, who, mailer.as_ref()).await,
     };
     match result {
         Ok((_, PauseState::Paused { status, .. })) => format!(

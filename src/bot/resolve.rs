@@ -1,7 +1,7 @@
 //! `/resolve N [contained|false-alarm]`: closes an incident without approving what it found.
 
 use super::{BotContext, Command, outcome};
-use crate::incidents::{Actor, Resolution};
+use crate::model::{Actor, Resolution};
 
 pub const USAGE: &str =
     "/resolve N [contained|false-alarm] — close incident N (default: contained)";

@@ -7,7 +7,8 @@
 use super::{BotContext, Command, incident_arg, outcome};
 use crate::{
     contain,
-    incidents::{ActionError, Actor, TakedownStart},
+    incidents::{ActionError, TakedownStart},
+    model::Actor,
 };
 
 pub const USAGE: &str = "/takedown N — delete incident N's post(s) on the platform";
@@ -64,7 +65,7 @@ pub async fn apply(ctx: &BotContext, id: u64, who: &Actor) -> String {
 }
 
 /// One line for the chat (a button's answer is cut at 200 characters by Telegram).
-fn summary(id: u64, results: &[(String, contain::TakedownOutcome)], resolved: bool) -> String {
+fn summary(id: u64, results: &[(String, crate::model::TakedownOutcome)], resolved: bool) -> String {
     let mut s = match results {
         [(post, o)] => format!("Incident #{id}: post {post} {}.", o.describe()),
         _ => {

@@ -1,7 +1,7 @@
 //! `/unmute ACCOUNT`: ends a mute early; the pages it held go out now.
 
 use super::{BotContext, Command};
-use crate::incidents::{Actor, MuteError};
+use crate::{incidents::MuteError, model::Actor};
 
 pub const USAGE: &str = "/unmute ACCOUNT — page ACCOUNT again now";
 

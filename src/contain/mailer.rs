@@ -12,26 +12,17 @@ use reqwest::{
     Method,
     header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue},
 };
-use serde::{Deserialize, Serialize};
 
-use crate::config::KillSwitch;
+use crate::{
+    config::KillSwitch,
+    incidents::{PauseFuture, PauseMailer},
+    model::{PauseCall, cut},
+};
 
 /// Calls per press, retries included.
 pub const ATTEMPTS: u32 = 3;
 /// The mailer's answer body kept in the timeline.
 const BODY_KEPT: usize = 200;
-
-/// One call and what the mailer answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PauseCall {
-    pub attempt: u32,
-    /// HTTP status; None when no answer came (refused, timed out).
-    pub status: Option<u16>,
-    /// The start of the answer's body, or the transport error.
-    pub detail: String,
-    /// The mailer confirmed (2xx).
-    pub paused: bool,
-}
 
 #[derive(Clone)]
 pub struct Mailer {
@@ -102,7 +93,7 @@ impl Mailer {
                     let call = PauseCall {
                         attempt,
                         status: Some(status),
-                        detail: crate::notify::telegram::cut(body.trim(), BODY_KEPT),
+                        detail: cut(body.trim(), BODY_KEPT),
                         paused: (200..300).contains(&status),
                     };
                     (call, matches!(status, 429 | 502 | 503 | 504))
@@ -111,7 +102,7 @@ impl Mailer {
                     let call = PauseCall {
                         attempt,
                         status: None,
-                        detail: crate::notify::telegram::cut(&transport_error(&e), BODY_KEPT),
+                        detail: cut(&transport_error(&e), BODY_KEPT),
                         paused: false,
                     };
                     (call, e.is_connect() && !e.is_timeout())
@@ -146,5 +137,11 @@ fn transport_error(e: &reqwest::Error) -> String {
         kind.to_owned()
     } else {
         format!("{kind}: {detail}")
+    }
+}
+
+impl PauseMailer for Mailer {
+    fn pause(&self) -> PauseFuture<'_> {
+        Box::pin(Mailer::pause(self))
     }
 }

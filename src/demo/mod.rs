@@ -12,28 +12,31 @@
 //! Then the leaky bulk send: an SMTP client plays the company's MTA and journals the first
 //! 1,000-recipient batch, every address visible in `To:`, to the journal listener; the page
 //! with its counters is timed from the batch's last byte to the fake Bot API's receipt.
+//!
+//! [`run`] is one story told in order, act by act, each step waiting for what the previous one
+//! caused: kept as one function (longer than the house's usual file) so that it reads as the
+//! script it is.
 
-use std::{
-    fmt,
-    time::{Duration, Instant},
-};
+mod report;
+
+use report::setup;
+
+pub use report::{DemoError, Report};
+
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    App,
-    fakes::{
-        loopback_config,
-        m365::{FakeM365, exchange_record},
-        mailer::FakeMailer,
-        mastodon::{FakeMastodon, ProfileUpdate, status_html},
-        smtp::{SmtpClient, customers, leaky_message},
-        telegram::{FakeBotApi, FakeUser},
-    },
-    incidents::{Incident, State},
-};
+use tocsin::App;
+use tocsin::model::{Incident, State};
+use tocsin_fakes::loopback_config;
+use tocsin_fakes::m365::{FakeM365, exchange_record};
+use tocsin_fakes::mailer::FakeMailer;
+use tocsin_fakes::mastodon::{FakeMastodon, ProfileUpdate, status_html};
+use tocsin_fakes::smtp::{SmtpClient, customers, leaky_message};
+use tocsin_fakes::telegram::{FakeBotApi, FakeUser};
 
-const CHAT: i64 = crate::fakes::ONCALL_CHAT;
+const CHAT: i64 = tocsin_fakes::ONCALL_CHAT;
 const ACCOUNT_ID: &str = "109302";
 const TOKEN: &str = "123456:demo-bot-token";
 const API_TOKEN: &str = "demo-api-token";
@@ -44,50 +47,6 @@ const M365_FEED: &str = "exchange";
 const M365_TENANT: &str = "7e1c7c3a-58c2-4a9e-9d1b-2f0ad2c6c0de";
 const M365_CLIENT: &str = "0b4e2b6e-1d2f-4a53-9c3c-6a1f4f0b9e11";
 const M365_SECRET: &str = "demo-m365-secret";
-
-/// What the demo saw, printed at the end.
-pub struct Report {
-    lines: Vec<String>,
-    latencies: Vec<(String, Duration)>,
-    incidents: Vec<Incident>,
-    final_pages: Vec<String>,
-    checks: Vec<(String, bool)>,
-}
-
-impl Report {
-    pub fn passed(&self) -> bool {
-        self.checks.iter().all(|(_, ok)| *ok)
-    }
-
-    fn check(&mut self, what: &str, ok: bool) {
-        self.checks.push((what.to_owned(), ok));
-    }
-}
-
-/// Why the demo could not play its story to the end.
-#[derive(Debug, thiserror::Error)]
-pub enum DemoError {
-    #[error("{what}: {source}")]
-    Setup {
-        what: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    App(#[from] crate::AppError),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    #[error("a request to the daemon failed: {0}")]
-    Http(#[from] reqwest::Error),
-    #[error("the daemon task failed: {0}")]
-    Join(#[from] tokio::task::JoinError),
-    #[error("the story stalled: {0}")]
-    Stalled(String),
-}
-
-fn setup(what: &'static str) -> impl FnOnce(std::io::Error) -> DemoError {
-    move |source| DemoError::Setup { what, source }
-}
 
 pub async fn run() -> Result<Report, DemoError> {
     let mut report = Report {
@@ -135,13 +94,16 @@ pub async fn run() -> Result<Report, DemoError> {
     let mailer = FakeMailer::start()
         .await
         .map_err(setup("starting the fake mailer"))?;
-    let mut config = loopback_config(state.path(), &bot_api, &masto, ACCOUNT_ID, API_TOKEN, POLL);
-    config.email = Some(crate::config::Email {
-        m365: vec![crate::config::M365Feed {
+    let mut config = tocsin::Config::parse(
+        &loopback_config(state.path(), &bot_api, &masto, ACCOUNT_ID, API_TOKEN, POLL),
+        "demo",
+    )?;
+    config.email = Some(tocsin::config::Email {
+        m365: vec![tocsin::config::M365Feed {
             name: M365_FEED.into(),
             tenant: M365_TENANT.into(),
             client_id: M365_CLIENT.into(),
-            client_secret: crate::config::Secret::new(M365_SECRET),
+            client_secret: tocsin::config::Secret::new(M365_SECRET),
             login_url: m365.url(),
             api_url: m365.url(),
             poll_interval: POLL,
@@ -149,25 +111,25 @@ pub async fn run() -> Result<Report, DemoError> {
             grace: None,
         }],
         internal_domains: vec!["exchange.example".into()],
-        journal: Some(crate::config::Journal {
+        journal: Some(tocsin::config::Journal {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             ..Default::default()
         }),
         // The mailer's admin endpoint: one press on the leak's page pauses the bulk send.
-        kill_switch: Some(crate::config::KillSwitch {
+        kill_switch: Some(tocsin::config::KillSwitch {
             method: "POST".into(),
             url: mailer.pause_url(),
             headers: Default::default(),
             body: Some(r#"{"paused":true,"reason":"tocsin"}"#.into()),
-            secret: Some(crate::config::Secret::new("demo-mailer-secret")),
+            secret: Some(tocsin::config::Secret::new("demo-mailer-secret")),
             secret_header: None,
             timeout: Duration::from_secs(5),
             auto_pause: false,
         }),
-        ..crate::config::Email::default()
+        ..tocsin::config::Email::default()
     });
     // The takedown credential: the fake Mastodon only lets this token delete.
-    config.accounts[0].write_token = Some(crate::config::Secret::new(WRITE_TOKEN));
+    config.accounts[0].write_token = Some(tocsin::config::Secret::new(WRITE_TOKEN));
     masto.require_write_token(Some(WRITE_TOKEN.into()));
     let app = App::build(config).await?;
     let journal = app
@@ -350,8 +312,8 @@ pub async fn run() -> Result<Report, DemoError> {
         i.timeline.iter().any(|e| {
             matches!(
                 &e.action,
-                crate::incidents::Action::TakedownResult {
-                    outcome: crate::contain::TakedownOutcome::Deleted,
+                tocsin::model::Action::TakedownResult {
+                    outcome: tocsin::model::TakedownOutcome::Deleted,
                     ..
                 }
             )
@@ -523,7 +485,7 @@ pub async fn run() -> Result<Report, DemoError> {
             .is_some_and(|m| m.to_string().contains("Pause mailer")),
     );
     // Containment: the responder pauses the mailer before the second batch goes out.
-    let leak_incident = incident_for(&store, |i| i.rule == crate::detect::Rule::ExposedRecipients)?;
+    let leak_incident = incident_for(&store, |i| i.rule == tocsin::model::Rule::ExposedRecipients)?;
     let press_at = Instant::now();
     bot_api.press_button(
         CHAT,
@@ -557,7 +519,7 @@ pub async fn run() -> Result<Report, DemoError> {
                 .is_some_and(|i| {
                     i.timeline
                         .iter()
-                        .any(|e| matches!(e.action, crate::incidents::Action::MailerCalled { .. }))
+                        .any(|e| matches!(e.action, tocsin::model::Action::MailerCalled { .. }))
                 })
         },
         "the mailer's answer in the leak's timeline",
@@ -610,12 +572,12 @@ pub async fn run() -> Result<Report, DemoError> {
     Ok(report)
 }
 
-fn store_state(store: &crate::store::Store, id: u64) -> Option<State> {
+fn store_state(store: &tocsin::store::Store, id: u64) -> Option<State> {
     store.incident(id).ok().flatten().map(|i| i.state)
 }
 
 fn incident_for(
-    store: &crate::store::Store,
+    store: &tocsin::store::Store,
     f: impl Fn(&Incident) -> bool,
 ) -> Result<u64, DemoError> {
     store
@@ -637,83 +599,4 @@ async fn wait_for(f: impl Fn() -> bool, what: &str) -> Result<(), DemoError> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     Ok(())
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "tocsin demo — a takeover of a watched Mastodon account, then a leaky bulk send\n"
-        )?;
-        for l in &self.lines {
-            writeln!(f, "{l}")?;
-        }
-        writeln!(f, "\nIncident timelines (from the sled store):")?;
-        for inc in &self.incidents {
-            writeln!(
-                f,
-                "  #{} {} {} {} — {}",
-                inc.id,
-                inc.severity.as_str(),
-                inc.rule,
-                inc.account,
-                inc.state.as_str()
-            )?;
-            for e in &inc.timeline {
-                let action = serde_json::to_value(&e.action).unwrap_or_default();
-                let mut what = action["action"].as_str().unwrap_or("?").to_owned();
-                if let Some(ms) = action["since_detect_ms"].as_i64() {
-                    what += &format!(" ({ms} ms after detection");
-                    if let Some(c) = action["since_change_ms"].as_i64() {
-                        what += &format!(", {c} ms after the post's timestamp");
-                    }
-                    what.push(')');
-                }
-                if let Some(r) = action["resolution"].as_str() {
-                    what += &format!(" ({r})");
-                }
-                writeln!(
-                    f,
-                    "      {} {:<62} {}",
-                    e.at.format("%H:%M:%S%.3f"),
-                    what,
-                    e.who
-                )?;
-            }
-        }
-        writeln!(f, "\nThe pages as they read in the chat now:")?;
-        for p in &self.final_pages {
-            writeln!(f, "  ┌────")?;
-            for line in p.lines() {
-                writeln!(f, "  │ {line}")?;
-            }
-            writeln!(f, "  └────")?;
-        }
-        writeln!(
-            f,
-            "\nChange → page latency (fake platform change to fake Bot API receipt, poll every {} ms):",
-            POLL.as_millis()
-        )?;
-        for (what, d) in &self.latencies {
-            writeln!(f, "  {what:<26} {:>6} ms", d.as_millis())?;
-        }
-        let mut ms: Vec<u128> = self.latencies.iter().map(|(_, d)| d.as_millis()).collect();
-        ms.sort();
-        if let (Some(max), false) = (ms.last(), ms.is_empty()) {
-            writeln!(f, "  p50 {} ms, max {} ms", ms[(ms.len() - 1) / 2], max)?;
-        }
-        writeln!(f, "\nChecks:")?;
-        for (what, ok) in &self.checks {
-            writeln!(f, "  [{}] {what}", if *ok { "ok" } else { "FAILED" })?;
-        }
-        writeln!(
-            f,
-            "\n{}",
-            if self.passed() {
-                "demo passed"
-            } else {
-                "demo FAILED"
-            }
-        )
-    }
 }

@@ -8,8 +8,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Evidence, Finding, Outcome, Rule, Severity};
-use crate::sources::email::{AuditEvent, addresses, internal};
+use super::Outcome;
+use crate::model::{AuditEvent, Evidence, Finding, Rule, Severity};
 
 /// What made an event risky, and the parameter that shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +132,40 @@ pub fn evaluate(account: &str, e: &AuditEvent, seen_at: DateTime<Utc>) -> Outcom
     }
 }
 
+/// Addresses in a parameter value as audit logs write them: `smtp:a@b.example`,
+/// `"Name" [SMTP:a@b.example]`, `a@b.example;c@d.example`. Lowercased.
+pub fn addresses(value: &str) -> Vec<String> {
+    value
+        .split(|c: char| {
+            c.is_whitespace() || matches!(c, ';' | ',' | '[' | ']' | '<' | '>' | '"' | '\'')
+        })
+        .map(|t| {
+            let t = t.trim();
+            let t = t
+                .split_once(':')
+                .filter(|(p, _)| p.eq_ignore_ascii_case("smtp"))
+                .map_or(t, |(_, a)| a);
+            t.to_ascii_lowercase()
+        })
+        .filter(|t| {
+            t.split_once('@')
+                .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
+        })
+        .collect()
+}
+
+/// Whether an address belongs to one of the company's domains (or their subdomains).
+pub fn internal(address: &str, domains: &[String]) -> bool {
+    let Some((_, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    let domain = domain.to_ascii_lowercase();
+    domains.iter().any(|d| {
+        let d = d.trim_start_matches('@').to_ascii_lowercase();
+        domain == d || domain.ends_with(&format!(".{d}"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +239,19 @@ mod tests {
             judge(&event("password_edit", &[])).unwrap().severity,
             Severity::High
         );
+    }
+
+    #[test]
+    fn addresses_as_audit_logs_write_them() {
+        assert_eq!(addresses("smtp:A@Evil.example"), vec!["a@evil.example"]);
+        assert_eq!(
+            addresses("\"Drop\" [SMTP:drop@x.example];b@y.example"),
+            vec!["drop@x.example", "b@y.example"]
+        );
+        assert!(addresses("Bob Smith").is_empty());
+        assert!(internal("a@corp.example", &["corp.example".into()]));
+        assert!(internal("a@eu.corp.example", &["@corp.example".into()]));
+        assert!(!internal("a@notcorp.example", &["corp.example".into()]));
+        assert!(!internal("a@corp.example.evil", &["corp.example".into()]));
     }
 }

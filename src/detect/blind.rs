@@ -1,7 +1,9 @@
 //! `monitor.blind`: a source that cannot see its account is itself an incident.
 //!
 //! Sources only report their health (last success, first failure since, whether the platform
-//! refused the credentials); this watcher judges it, like every other rule, outside the source.
+//! refused the credentials); this rule judges it, like every other rule, outside the source, and
+//! reports a verdict: a finding to record, or an incident the source's recovery resolves. The
+//! pipeline applies it (`app`'s blind-spot loop), as it applies every other rule's.
 //! A source is blind when the platform refused its token (no retry will fix that) or when it has
 //! gone without a successful poll for longer than its grace period. One incident per source; it
 //! resolves itself (contained, by tocsin) once the source polls successfully again.
@@ -9,16 +11,14 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio_util::sync::CancellationToken;
 
-use super::{Evidence, Finding, Outcome, Rule, Severity};
+use super::Outcome;
 use crate::{
-    incidents::{Actor, Incidents, Resolution, State, dedup_key},
-    sources::{Health, SourceHealth},
+    model::{Evidence, Finding, Rule, Severity, State, dedup_key},
+    store::{Store, StoreError},
+    watch::SourceHealth,
 };
 
-/// How often health is judged: well under any grace period.
-const CHECK_EVERY: Duration = Duration::from_millis(250);
 const OBJECT: &str = "source";
 
 /// Why the source is blind and since when, or None while it sees.
@@ -57,91 +57,63 @@ pub fn judge(
     (blind_for > grace).then(|| (format!("{} for {}s", error(), blind_for.as_secs()), since))
 }
 
-/// Judges every source until shutdown.
-pub async fn run(
-    incidents: Incidents,
-    health: Health,
-    sources: Vec<(String, Duration)>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(CHECK_EVERY) => {}
+/// The blind-spot rule's verdict on one source.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Blind, and no live incident says so yet: record this finding.
+    Blind(Box<Outcome>),
+    /// Sees again since its live incident opened: that incident is resolved (contained, by
+    /// tocsin).
+    Recovered { incident: u64 },
+    /// Nothing to change.
+    Unchanged,
+}
+
+/// Judges one source (`account` is its health entry) against its live `monitor.blind`
+/// incident, if any.
+pub fn evaluate(
+    store: &Store,
+    account: &str,
+    h: &SourceHealth,
+    grace: Duration,
+    now: DateTime<Utc>,
+) -> Result<Verdict, StoreError> {
+    let key = dedup_key(account, Rule::MonitorBlind, OBJECT);
+    let latest = store.incident_by_key(&key)?;
+    // A responder who resolved this very outage by hand has judged it: do not reopen.
+    let judged = |since: &DateTime<Utc>| {
+        latest.as_ref().is_some_and(|i| {
+            i.state == State::Resolved
+                && matches!(&i.evidence, Evidence::Channel { since: s, .. } if s == since)
+        })
+    };
+    let live = latest.clone().filter(|i| i.state != State::Resolved);
+    Ok(match (judge(h, grace, now), live) {
+        (Some((_, since)), None) if judged(&since) => Verdict::Unchanged,
+        (Some((problem, since)), None) => Verdict::Blind(Box::new(Outcome {
+            finding: Some(Finding {
+                rule: Rule::MonitorBlind,
+                severity: Severity::High,
+                account: account.to_owned(),
+                object: OBJECT.into(),
+                evidence: Evidence::Channel {
+                    channel: format!("{} source", h.platform),
+                    problem,
+                    since,
+                },
+                changed_at: Some(since),
+                seen_at: now,
+            }),
+            writes: vec![],
+        })),
+        (None, Some(inc))
+            if h.last_success.is_some_and(|t| t > inc.opened_at)
+                && h.stream.as_ref().is_none_or(|s| s.connected) =>
+        {
+            Verdict::Recovered { incident: inc.id }
         }
-        let snapshot = health.snapshot();
-        let now = Utc::now();
-        for (account, grace) in &sources {
-            let Some(h) = snapshot.get(account) else {
-                continue;
-            };
-            let key = dedup_key(account, Rule::MonitorBlind, OBJECT);
-            let latest = match incidents.store().incident_by_key(&key) {
-                Ok(inc) => inc,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the monitor.blind incident");
-                    continue;
-                }
-            };
-            // A responder who resolved this very outage by hand has judged it: do not reopen.
-            let judged = |since: &DateTime<Utc>| {
-                latest.as_ref().is_some_and(|i| {
-                    i.state == State::Resolved
-                        && matches!(&i.evidence, Evidence::Channel { since: s, .. } if s == since)
-                })
-            };
-            let live = latest.clone().filter(|i| i.state != State::Resolved);
-            match (judge(h, *grace, now), live) {
-                (Some((_, since)), None) if judged(&since) => {}
-                (Some((problem, since)), None) => {
-                    let finding = Finding {
-                        rule: Rule::MonitorBlind,
-                        severity: Severity::High,
-                        account: account.clone(),
-                        object: OBJECT.into(),
-                        evidence: Evidence::Channel {
-                            channel: format!("{} source", h.platform),
-                            problem,
-                            since,
-                        },
-                        changed_at: Some(since),
-                        seen_at: now,
-                    };
-                    match incidents
-                        .record(&Outcome {
-                            finding: Some(finding),
-                            writes: vec![],
-                        })
-                        .await
-                    {
-                        Ok(recorded) => tracing::warn!(account, ?recorded, "source is blind"),
-                        Err(e) => {
-                            tracing::error!(account, error = %e, "cannot record a blind source")
-                        }
-                    }
-                }
-                (None, Some(inc))
-                    if h.last_success.is_some_and(|t| t > inc.opened_at)
-                        && h.stream.as_ref().is_none_or(|s| s.connected) =>
-                {
-                    match incidents
-                        .resolve(inc.id, &Actor::system(), Resolution::Contained)
-                        .await
-                    {
-                        Ok(_) => tracing::info!(
-                            account,
-                            incident = inc.id,
-                            "source sees again; resolved"
-                        ),
-                        Err(e) => {
-                            tracing::error!(account, error = %e, "cannot resolve monitor.blind")
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
+        _ => Verdict::Unchanged,
+    })
 }
 
 #[cfg(test)]

@@ -15,51 +15,17 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Evidence, Finding, Outcome, Rule, Severity, Write};
+use super::{Outcome, Write};
 use crate::{
     config::Email,
-    sources::email::MailSummary,
+    model::{Evidence, Finding, MailEvidence, MailSummary, NoticeEvidence, Rule, Severity},
     store::{ApprovedEntry, Store, StoreError},
 };
 
 /// Sample addresses shown (masked) on a page.
 pub const SAMPLES: usize = 3;
-
-/// What a responder sees of a leaky or bulk send: running counters, never the address list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MailEvidence {
-    pub sender: String,
-    /// Of the latest message.
-    pub subject: String,
-    pub message_id: String,
-    pub campaign: Option<String>,
-    /// Messages folded into the incident.
-    pub messages: u64,
-    /// Distinct addresses visible to other recipients, over every message.
-    pub exposed: u64,
-    /// Distinct external domains among them.
-    pub domains: u64,
-    /// Envelope recipients: of the messages (exposure), or within the bulk window (bulk).
-    pub recipients: u64,
-    /// The most addresses visible in one message.
-    pub largest: u64,
-    /// A few visible addresses, masked (`j***@example.com`).
-    pub samples: Vec<String>,
-}
-
-/// A platform's security mail about one of the company's social accounts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NoticeEvidence {
-    pub platform: String,
-    pub sender: String,
-    pub subject: String,
-    /// The registered address it was sent to.
-    pub recipient: String,
-    pub message_id: String,
-}
 
 /// `jane@example.com` → `j***@example.com`.
 pub fn mask(address: &str) -> String {
@@ -92,19 +58,19 @@ fn bucket_secs(email: &Email) -> i64 {
 
 pub fn evaluate(
     store: &Store,
+    rules: &Email,
     account: &str,
     mail: &MailSummary,
     seen_at: DateTime<Utc>,
 ) -> Result<Outcome, StoreError> {
-    let rules = store.email_rules();
-    if let Some(f) = security_notice(&rules, account, mail, seen_at) {
+    if let Some(f) = security_notice(rules, account, mail, seen_at) {
         return Ok(Outcome {
             finding: Some(f),
             writes: Vec::new(),
         });
     }
     let n = mail.envelope.len() as u64;
-    let width = bucket_secs(&rules);
+    let width = bucket_secs(rules);
     let now = seen_at.timestamp();
     let mut writes = vec![Write::MailVolume {
         sender: mail.sender.clone(),
@@ -257,7 +223,7 @@ fn security_notice(
     let object = if mail.message_id.is_empty() {
         format!(
             "notice:{}",
-            crate::store::digest(&format!("{from}\n{subject}\n{seen_at}"))
+            crate::model::digest(&format!("{from}\n{subject}\n{seen_at}"))
         )
     } else {
         format!("notice:{}", mail.message_id)
@@ -300,11 +266,10 @@ mod tests {
         }
     }
 
-    fn store(email: Email) -> (tempfile::TempDir, Store) {
+    fn store(email: Email) -> (tempfile::TempDir, Store, Email) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.set_email_rules(Some(email));
-        (dir, store)
+        (dir, store, email)
     }
 
     fn commit(store: &Store, o: &Outcome) {
@@ -326,13 +291,13 @@ mod tests {
 
     #[test]
     fn exposure_by_count_and_by_domains() {
-        let (_d, store) = store(Email {
+        let (_d, store, rules) = store(Email {
             internal_domains: vec!["corp.example".into()],
             ..Email::default()
         });
         let many: Vec<String> = (0..26).map(|i| format!("u{i}@cust.example")).collect();
         let refs: Vec<&str> = many.iter().map(String::as_str).collect();
-        let o = evaluate(&store, "journal", &mail(&refs, 26), Utc::now()).unwrap();
+        let o = evaluate(&store, &rules, "journal", &mail(&refs, 26), Utc::now()).unwrap();
         let f = o.finding.unwrap();
         assert_eq!(f.rule, Rule::ExposedRecipients);
         let Evidence::Mail(e) = f.evidence else {
@@ -344,15 +309,21 @@ mod tests {
 
         let twenty_five: Vec<&str> = refs[..25].to_vec();
         assert!(
-            evaluate(&store, "journal", &mail(&twenty_five, 25), Utc::now())
-                .unwrap()
-                .finding
-                .is_none(),
+            evaluate(
+                &store,
+                &rules,
+                "journal",
+                &mail(&twenty_five, 25),
+                Utc::now()
+            )
+            .unwrap()
+            .finding
+            .is_none(),
             "25 visible is the limit, not over it"
         );
         let two = mail(&["a@one.example", "b@two.example"], 2);
         assert_eq!(
-            evaluate(&store, "journal", &two, Utc::now())
+            evaluate(&store, &rules, "journal", &two, Utc::now())
                 .unwrap()
                 .finding
                 .unwrap()
@@ -361,7 +332,7 @@ mod tests {
         );
         let internal = mail(&["a@one.example", "b@corp.example", "c@shop.example"], 3);
         assert!(
-            evaluate(&store, "journal", &internal, Utc::now())
+            evaluate(&store, &rules, "journal", &internal, Utc::now())
                 .unwrap()
                 .finding
                 .is_none(),
@@ -371,15 +342,15 @@ mod tests {
 
     #[test]
     fn bulk_over_the_window_unless_a_campaign_covers_it() {
-        let (_d, store) = store(Email {
+        let (_d, store, rules) = store(Email {
             bulk_threshold: 100,
             ..Email::default()
         });
         let one = mail(&["x@cust.example"], 60);
-        let first = evaluate(&store, "journal", &one, Utc::now()).unwrap();
+        let first = evaluate(&store, &rules, "journal", &one, Utc::now()).unwrap();
         assert!(first.finding.is_none());
         commit(&store, &first);
-        let second = evaluate(&store, "journal", &one, Utc::now()).unwrap();
+        let second = evaluate(&store, &rules, "journal", &one, Utc::now()).unwrap();
         let f = second.finding.unwrap();
         assert_eq!(f.rule, Rule::UnapprovedBulk);
         assert!(matches!(f.evidence, Evidence::Mail(ref e) if e.recipients == 120));
@@ -397,7 +368,7 @@ mod tests {
             )
             .unwrap();
         assert!(
-            evaluate(&store, "journal", &one, Utc::now())
+            evaluate(&store, &rules, "journal", &one, Utc::now())
                 .unwrap()
                 .finding
                 .is_none()
@@ -405,7 +376,7 @@ mod tests {
         let mut other = one.clone();
         other.campaign = Some("autumn".into());
         assert!(
-            evaluate(&store, "journal", &other, Utc::now())
+            evaluate(&store, &rules, "journal", &other, Utc::now())
                 .unwrap()
                 .finding
                 .is_some(),
@@ -421,13 +392,13 @@ mod tests {
             platform: "x".into(),
             address: "social@corp.example".into(),
         });
-        let (_d, store) = store(email);
+        let (_d, store, rules) = store(email);
         let mut m = mail(&["social@corp.example"], 0);
         m.from = "verify@x.com".into();
         m.sender = "bounce@x.com".into();
         m.envelope = vec!["social@corp.example".into()];
         m.subject = "Your X password was changed".into();
-        let f = evaluate(&store, "journal", &m, Utc::now())
+        let f = evaluate(&store, &rules, "journal", &m, Utc::now())
             .unwrap()
             .finding
             .unwrap();
@@ -435,7 +406,7 @@ mod tests {
         assert_eq!(f.account, "x-main");
         m.from = "verify@x.com.evil.example".into();
         assert!(
-            evaluate(&store, "journal", &m, Utc::now())
+            evaluate(&store, &rules, "journal", &m, Utc::now())
                 .unwrap()
                 .finding
                 .is_none_or(|f| f.rule != Rule::SecurityNotice),

@@ -8,7 +8,7 @@
 use sha2::{Digest, Sha256};
 use unicode_normalization::UnicodeNormalization;
 
-use crate::sources::PostContent;
+use crate::model::PostContent;
 
 pub fn fingerprint(content: &PostContent) -> String {
     let mut links: Vec<String> = content.links.iter().map(|l| normalize_link(l)).collect();

@@ -10,174 +10,20 @@ pub mod blind;
 pub mod email;
 pub mod fingerprint;
 
-use std::{collections::BTreeMap, fmt};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::{
-    sources::{Observation, ObservationKind, Post, Profile},
-    store::{SeenPost, Store, StoreError, digest},
+    config::Email,
+    model::{
+        Evidence, FieldChange, Finding, Observation, ObservationKind, Post, Profile, Rule,
+        Severity, digest,
+    },
+    store::{SeenPost, Store, StoreError},
 };
 
 pub use fingerprint::{content_from_text, fingerprint};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Rule {
-    #[serde(rename = "social.unapproved_post")]
-    UnapprovedPost,
-    #[serde(rename = "social.post_edited")]
-    PostEdited,
-    #[serde(rename = "social.profile_changed")]
-    ProfileChanged,
-    /// Pages are not reaching the on-call chat. Raised by `notify`, not by a source.
-    #[serde(rename = "notify.telegram_down")]
-    TelegramDown,
-    /// A source cannot see its account: failing past its grace period, or its token refused.
-    #[serde(rename = "monitor.blind")]
-    MonitorBlind,
-    /// A new admin or owner on a channel or page, or the bot removed from one.
-    #[serde(rename = "social.admin_changed")]
-    AdminChanged,
-    /// A post the company approved was deleted.
-    #[serde(rename = "social.approved_post_deleted")]
-    ApprovedPostDeleted,
-    /// One message shows too many addresses, or several customer domains, to every recipient.
-    #[serde(rename = "email.exposed_recipients")]
-    ExposedRecipients,
-    /// A sender's recipients within a window exceed the bulk threshold with no approved campaign.
-    #[serde(rename = "email.unapproved_bulk")]
-    UnapprovedBulk,
-    /// A platform's security mail (email or password changed, new login, 2FA off).
-    #[serde(rename = "email.security_notice")]
-    SecurityNotice,
-    /// Forwarding out of domain, 2-step verification off, admin role granted, forwarding rule.
-    #[serde(rename = "mailbox.risky_setting")]
-    RiskySetting,
-}
-
-impl Rule {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rule::UnapprovedPost => "social.unapproved_post",
-            Rule::PostEdited => "social.post_edited",
-            Rule::ProfileChanged => "social.profile_changed",
-            Rule::TelegramDown => "notify.telegram_down",
-            Rule::MonitorBlind => "monitor.blind",
-            Rule::AdminChanged => "social.admin_changed",
-            Rule::ApprovedPostDeleted => "social.approved_post_deleted",
-            Rule::ExposedRecipients => "email.exposed_recipients",
-            Rule::UnapprovedBulk => "email.unapproved_bulk",
-            Rule::SecurityNotice => "email.security_notice",
-            Rule::RiskySetting => "mailbox.risky_setting",
-        }
-    }
-}
-
-impl fmt::Display for Rule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-}
-
-/// A profile field's move away from its baseline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FieldChange {
-    /// None when the field had no baseline (it appeared after the first snapshot).
-    pub before: Option<String>,
-    pub after: String,
-}
-
-/// What a responder needs to judge the finding without opening the platform.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Evidence {
-    Post {
-        post_id: String,
-        url: Option<String>,
-        text: String,
-        links: Vec<String>,
-        media: usize,
-        client: Option<String>,
-        fingerprint: String,
-    },
-    PostEdited {
-        post_id: String,
-        url: Option<String>,
-        before: String,
-        after: String,
-        fingerprint: String,
-    },
-    Profile {
-        changes: BTreeMap<String, FieldChange>,
-    },
-    /// A paging channel or a source that stopped working. `since` makes each outage its own
-    /// evidence, so a second outage after a resolved one is a new incident, not "already judged".
-    Channel {
-        channel: String,
-        problem: String,
-        since: DateTime<Utc>,
-    },
-    /// A leaky or bulk send: counters over the burst, a few masked samples.
-    Mail(email::MailEvidence),
-    /// A platform's security mail about one of the company's social accounts.
-    SecurityNotice(email::NoticeEvidence),
-    /// A mailbox or admin audit event (`mailbox.risky_setting`).
-    Mailbox {
-        feed: String,
-        event_id: String,
-        /// What makes it risky, in words (`forwarding out of domain`).
-        risk: String,
-        actor: String,
-        action: String,
-        target: String,
-        /// `name = value` of the parameter that shows it; empty when the event itself does.
-        parameter: String,
-        at: DateTime<Utc>,
-    },
-}
-
-impl Evidence {
-    /// A stable digest: two findings with the same digest say the same thing.
-    pub fn digest(&self) -> String {
-        digest(&serde_json::to_string(self).expect("evidence serializes"))
-    }
-}
-
-/// One rule firing on one object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Finding {
-    pub rule: Rule,
-    pub severity: Severity,
-    pub account: String,
-    /// What the finding is about: a post id, or `profile`.
-    pub object: String,
-    pub evidence: Evidence,
-    /// When the platform says the change happened (post or edit time); None when it does not
-    /// say (profile fields), so that no latency is claimed from a time nobody knows.
-    pub changed_at: Option<DateTime<Utc>>,
-    pub seen_at: DateTime<Utc>,
-}
 
 /// State that a verdict rests on, committed with the incident it causes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,7 +123,8 @@ fn field_severity(field: &str, after: &str) -> Severity {
     }
 }
 
-pub fn evaluate(store: &Store, obs: &Observation) -> Result<Outcome, StoreError> {
+/// Judges one observation; `email` holds the `[email]` rules of the running configuration.
+pub fn evaluate(store: &Store, email: &Email, obs: &Observation) -> Result<Outcome, StoreError> {
     match &obs.kind {
         ObservationKind::Post(post) => evaluate_post(store, &obs.account, post, obs.seen_at),
         ObservationKind::Profile(profile) => {
@@ -289,7 +136,9 @@ pub fn evaluate(store: &Store, obs: &Observation) -> Result<Outcome, StoreError>
         ObservationKind::PostDeleted { post_id, .. } => {
             evaluate_deletion(store, &obs.account, post_id, obs.seen_at)
         }
-        ObservationKind::Mail(mail) => email::evaluate(store, &obs.account, mail, obs.seen_at),
+        ObservationKind::Mail(mail) => {
+            email::evaluate(store, email, &obs.account, mail, obs.seen_at)
+        }
         ObservationKind::Audit(event) => Ok(audit::evaluate(&obs.account, event, obs.seen_at)),
         ObservationKind::Checkpoint { .. } => Ok(Outcome::default()),
     }
@@ -508,7 +357,8 @@ fn compare_fields(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{sources::PostContent, store::ApprovedEntry};
+    use crate::model::PostContent;
+    use crate::store::ApprovedEntry;
 
     fn post(id: &str, text: &str, history: bool) -> Observation {
         Observation {
@@ -554,7 +404,7 @@ mod tests {
     fn posts_history_approved_rogue_and_edited() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let history = evaluate(&store, &post("1", "old news", true)).unwrap();
+        let history = evaluate(&store, &Email::default(), &post("1", "old news", true)).unwrap();
         assert!(history.finding.is_none());
         commit(&store, &history);
 
@@ -570,23 +420,34 @@ mod tests {
         };
         store.approve(entry, Utc::now()).unwrap();
         assert!(
-            evaluate(&store, &post("2", approved_text, false))
+            evaluate(&store, &Email::default(), &post("2", approved_text, false))
                 .unwrap()
                 .finding
                 .is_none()
         );
 
-        let rogue = evaluate(&store, &post("3", "giveaway, send 1 BTC", false)).unwrap();
+        let rogue = evaluate(
+            &store,
+            &Email::default(),
+            &post("3", "giveaway, send 1 BTC", false),
+        )
+        .unwrap();
         assert_eq!(rogue.finding.as_ref().unwrap().rule, Rule::UnapprovedPost);
         commit(&store, &rogue);
         // Seen again unchanged: nothing new.
         assert_eq!(
-            evaluate(&store, &post("3", "giveaway, send 1 BTC", false)).unwrap(),
+            evaluate(
+                &store,
+                &Email::default(),
+                &post("3", "giveaway, send 1 BTC", false)
+            )
+            .unwrap(),
             Outcome::default()
         );
 
         let edited = evaluate(
             &store,
+            &Email::default(),
             &post("1", "old news, now with a link https://evil.example", false),
         )
         .unwrap();
@@ -618,7 +479,12 @@ mod tests {
                 ..p.content.clone()
             };
         }
-        assert!(evaluate(&store, &obs).unwrap().finding.is_some());
+        assert!(
+            evaluate(&store, &Email::default(), &obs)
+                .unwrap()
+                .finding
+                .is_some()
+        );
     }
 
     #[test]
@@ -627,6 +493,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let first = evaluate(
             &store,
+            &Email::default(),
             &profile(&[("note", "hi"), ("field:Website", "https://a.example")]),
         )
         .unwrap();
@@ -635,6 +502,7 @@ mod tests {
         commit(&store, &first);
         let same = evaluate(
             &store,
+            &Email::default(),
             &profile(&[("note", "hi"), ("field:Website", "https://a.example")]),
         )
         .unwrap();
@@ -642,6 +510,7 @@ mod tests {
 
         let drift = evaluate(
             &store,
+            &Email::default(),
             &profile(&[("note", "hi"), ("display_name", "Support")]),
         )
         .unwrap();

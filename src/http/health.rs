@@ -101,7 +101,7 @@ impl Readiness {
         (ready, json!({ "ready": ready, "checks": checks }))
     }
 
-    fn metrics_health(&self) -> std::collections::BTreeMap<String, crate::sources::SourceHealth> {
+    fn metrics_health(&self) -> std::collections::BTreeMap<String, crate::watch::SourceHealth> {
         self.metrics.health().snapshot()
     }
 }

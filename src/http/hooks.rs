@@ -21,14 +21,11 @@ use serde_json::json;
 
 use super::HttpState;
 use crate::{
-    metrics::Metrics,
-    sources::email::{
-        mailgun::Mailgun,
-        postmark::Postmark,
-        sendgrid::SendGrid,
-        ses::Ses,
-        webhook::{Accepted, HookError, Inbox, InboxError},
+    mail::webhooks::{
+        Accepted, HookError, Inbox, InboxError, mailgun::Mailgun, postmark::Postmark,
+        sendgrid::SendGrid, ses::Ses,
     },
+    metrics::Metrics,
 };
 
 /// The configured webhooks and what they commit to.

@@ -26,8 +26,8 @@ use axum::{
 
 use crate::{
     config::{Account, Secret},
-    sources::Health,
     store::Store,
+    watch::Health,
 };
 
 /// Approval bodies are a post's text and a few fields; anything larger is not one.

@@ -12,9 +12,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::{Action, Incident, Incidents, State};
+use super::{Incidents, Timeline};
 use crate::{
     config::Escalation,
+    model::{Action, Incident, State},
     store::{Reminder, StoreError},
 };
 

@@ -10,9 +10,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Incident, PagingPolicy, Recorded, State, dedup_key, save_and_page_unless_muted};
+use super::{PagingPolicy, Recorded, save_and_page_unless_muted};
 use crate::{
-    detect::{Evidence, Finding, Rule, Write, email::SAMPLES},
+    detect::{Write, email::SAMPLES},
+    model::{Evidence, Finding, Incident, Rule, State, dedup_key},
     store::{Tx, TxResult},
 };
 
@@ -77,7 +78,7 @@ pub(super) fn upsert(
 fn join(
     inc: &mut Incident,
     rule: Rule,
-    new: &crate::detect::email::MailEvidence,
+    new: &crate::model::MailEvidence,
     addresses: u64,
     domains: u64,
 ) {

@@ -5,231 +5,41 @@
 //! `open → acked → resolved`; every change is a timeline event with who and when, and every change
 //! a responder should see is queued as a page **in the same sled transaction** that changes the
 //! incident, so a crash can never leave a change unannounced. Every timeline event also goes to
-//! the store's timeline hash chain in that transaction ([`Incident::event`] is the one place that
+//! the store's timeline hash chain in that transaction (`Timeline::event` is the one place that
 //! writes both), so a hand-edited timeline is found by `tocsin log verify`.
 
+mod actions;
 mod mail;
 mod paging;
 mod pause;
 
-pub use paging::{MAX_MUTE, Mute, MuteError, PagingPolicy, Vote, VoteAction, ordinal};
-pub use pause::{PauseError, PauseState, pausable};
+pub use paging::{MAX_MUTE, MuteError, PagingPolicy, ordinal};
+
+pub use pause::{PauseError, PauseFuture, PauseMailer, PauseState, pausable};
 
 pub mod escalation;
 
-use std::{fmt, sync::Arc};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::{
-    detect::{Evidence, Finding, Outcome, Rule, Severity},
-    store::{ApprovedEntry, Lift, Store, StoreError, TELEGRAM, TimelineEntry, Tx, TxResult, abort},
+    detect::Outcome,
+    model::{
+        Action, Actor, Evidence, Finding, GROUP_WINDOW, Incident, Member, PageRef, Rule, State,
+        TimelineEvent, dedup_key, groups,
+    },
+    store::{Lift, Store, StoreError, TELEGRAM, TimelineEntry, Tx, TxResult, abort},
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    Open,
-    Acked,
-    Resolved,
+/// Writes an incident's timeline. Kept here rather than on the record in `model` because it
+/// writes the store's timeline chain in the caller's transaction.
+trait Timeline {
+    fn event(&mut self, tx: &Tx<'_>, at: DateTime<Utc>, who: &str, action: Action) -> TxResult<()>;
 }
 
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Open => "open",
-            State::Acked => "acked",
-            State::Resolved => "resolved",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Resolution {
-    /// It was us: the content or setting is now approved.
-    Approved,
-    /// Dealt with: taken down, reverted, account recovered.
-    Contained,
-    FalseAlarm,
-}
-
-impl Resolution {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Resolution::Approved => "approved",
-            Resolution::Contained => "contained",
-            Resolution::FalseAlarm => "false alarm",
-        }
-    }
-}
-
-/// Someone who acts on an incident.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Actor {
-    /// The Telegram user id, or 0 for the API and tocsin itself.
-    pub id: u64,
-    pub name: String,
-}
-
-impl Actor {
-    pub fn system() -> Actor {
-        Actor {
-            id: 0,
-            name: "tocsin".into(),
-        }
-    }
-}
-
-impl fmt::Display for Actor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.id == 0 {
-            f.write_str(&self.name)
-        } else {
-            write!(f, "{} ({})", self.name, self.id)
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum Action {
-    Opened,
-    /// The same finding again with new evidence.
-    Updated,
-    /// The first page reached the chat: how long after the platform's own timestamp of the
-    /// change (when it gives one) and after tocsin detected it.
-    Paged {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        since_change_ms: Option<i64>,
-        since_detect_ms: i64,
-    },
-    Acked,
-    Approved,
-    Resolved {
-        resolution: Resolution,
-    },
-    /// A responder's approval counted towards a quorum that is not reached yet.
-    ApprovalVote {
-        votes: u8,
-        needed: u8,
-    },
-    /// Account-level: the account's pages are held until `until` (no incident).
-    Muted {
-        until: DateTime<Utc>,
-    },
-    /// Account-level: a responder lifted the mute before it expired.
-    Unmuted,
-    /// A reminder went to the chat; `tier` counts from 1.
-    Reminded {
-        tier: usize,
-        number: u32,
-    },
-    /// A responder's takedown press counted towards `takedown_quorum`, not reached yet.
-    TakedownVote {
-        votes: u8,
-        needed: u8,
-    },
-    /// The quorum was reached: the platform is being asked to delete these posts, once.
-    TakedownStarted {
-        posts: Vec<String>,
-    },
-    /// The platform's answer for one post.
-    TakedownResult {
-        post_id: String,
-        outcome: crate::contain::TakedownOutcome,
-    },
-    /// A post the company approved was deleted (account-level when not paged).
-    ApprovedPostDeleted {
-        post_id: String,
-    },
-    /// Someone (a responder's press or command, or `auto_pause`) asked the mail kill switch to
-    /// pause the mailer.
-    PauseRequested,
-    /// One call of the mail kill switch and the mailer's answer.
-    MailerCalled {
-        attempt: u32,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        status: Option<u16>,
-        detail: String,
-        paused: bool,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TimelineEvent {
-    pub at: DateTime<Utc>,
-    pub who: String,
-    #[serde(flatten)]
-    pub action: Action,
-}
-
-/// Where the incident's page is in the chat, and what it showed when last confirmed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PageRef {
-    pub chat_id: i64,
-    pub message_id: i32,
-    /// Digest of the text and buttons Telegram confirmed, to skip edits that change nothing.
-    pub rendered: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Incident {
-    pub id: u64,
-    pub rule: Rule,
-    pub severity: Severity,
-    pub account: String,
-    pub object: String,
-    pub state: State,
-    pub resolution: Option<Resolution>,
-    pub evidence: Evidence,
-    pub evidence_digest: String,
-    /// Findings merged into this incident.
-    pub findings: u32,
-    pub opened_at: DateTime<Utc>,
-    /// When the platform says the change happened, if it says.
-    pub changed_at: Option<DateTime<Utc>>,
-    pub updated_at: DateTime<Utc>,
-    pub acked_by: Option<Actor>,
-    pub resolved_by: Option<Actor>,
-    pub timeline: Vec<TimelineEvent>,
-    pub page: Option<PageRef>,
-    /// Votes towards actions that need several responders (see [`PagingPolicy`]).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub votes: Vec<Vote>,
-    /// Reminders sent while unacknowledged, the last one's time, and the escalation tier reached
-    /// (0-based): the escalation schedule is derived from these, so it survives restarts.
-    #[serde(default)]
-    pub reminders: u32,
-    #[serde(default)]
-    pub last_reminder_at: Option<DateTime<Utc>>,
-    #[serde(default)]
-    pub tier: usize,
-    /// The objects of a burst folded into this incident, first one included, oldest first.
-    /// Empty for rules that do not group.
-    #[serde(default)]
-    pub members: Vec<Member>,
-    /// Set while the platform is being asked to delete the incident's posts, so that a second
-    /// press (or a second quorum) cannot call it again; cleared with the answers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub takedown_started: Option<DateTime<Utc>>,
-}
-
-/// One object of a grouped burst, with what Approve needs to approve it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Member {
-    pub object: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fingerprint: Option<String>,
-}
-
-impl Incident {
-    pub fn dedup_key(&self) -> String {
-        dedup_key(&self.account, self.rule, &self.object)
-    }
-
+impl Timeline for Incident {
     /// Records an event in the incident's timeline and in the timeline chain, in the caller's
     /// transaction: the only way an event is written, so the two cannot disagree.
     fn event(&mut self, tx: &Tx<'_>, at: DateTime<Utc>, who: &str, action: Action) -> TxResult<()> {
@@ -250,79 +60,6 @@ impl Incident {
         self.updated_at = at;
         Ok(())
     }
-
-    /// Takedown votes cast so far while the quorum is not reached.
-    pub fn takedown_votes(&self) -> impl Iterator<Item = &Vote> {
-        self.votes
-            .iter()
-            .filter(|v| v.action == VoteAction::Takedown)
-    }
-
-    /// The posts a takedown deletes: every member of a burst, or the one post, each with the
-    /// time the platform gave it when known (Telegram refuses deletions after 48 hours).
-    pub fn takedown_targets(&self) -> Vec<(String, Option<DateTime<Utc>>)> {
-        if !groups(self.rule) {
-            return Vec::new();
-        }
-        let (post_id, at) = match &self.evidence {
-            Evidence::Post { post_id, .. } => (post_id, self.changed_at),
-            Evidence::PostEdited { post_id, .. } => (post_id, None),
-            _ => return Vec::new(),
-        };
-        if self.members.is_empty() {
-            return vec![(post_id.clone(), at)];
-        }
-        let first_at = match self.rule {
-            Rule::UnapprovedPost => self.changed_at,
-            _ => None,
-        };
-        self.members
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m.object.clone(), if i == 0 { first_at } else { None }))
-            .collect()
-    }
-
-    /// Approve votes cast so far while the quorum is not reached.
-    pub fn approve_votes(&self) -> impl Iterator<Item = &Vote> {
-        self.votes
-            .iter()
-            .filter(|v| v.action == VoteAction::Approve)
-    }
-
-    /// Records `who`'s vote towards `action` under a quorum of `needed`: `Ok(Some(votes))` while
-    /// the quorum is not reached yet, `Ok(None)` when this vote reaches it, `Err(())` when `who`
-    /// already voted for it (a vote covers one responder, however often they press).
-    fn cast_vote(
-        &mut self,
-        action: VoteAction,
-        who: &Actor,
-        at: DateTime<Utc>,
-        needed: u8,
-    ) -> Result<Option<u8>, ()> {
-        let of_action = |inc: &Incident| {
-            inc.votes
-                .iter()
-                .filter(|v| v.action == action)
-                .map(|v| v.who.id)
-                .collect::<Vec<_>>()
-        };
-        if of_action(self).contains(&who.id) {
-            return Err(());
-        }
-        self.votes.push(Vote {
-            action,
-            who: who.clone(),
-            at,
-            needed,
-        });
-        let votes = of_action(self).len();
-        Ok((votes < usize::from(needed)).then_some(votes as u8))
-    }
-}
-
-pub fn dedup_key(account: &str, rule: Rule, object: &str) -> String {
-    format!("{account}\0{}\0{object}", rule.as_str())
 }
 
 /// Why a responder's action did not happen. Each is answered in the chat as it is.
@@ -361,7 +98,7 @@ pub struct Incidents {
     group_window: std::time::Duration,
     /// `[email.kill_switch] auto_pause`: the mailer is paused when `email.exposed_recipients`
     /// opens, without waiting for a press.
-    auto_pause: Option<Arc<crate::contain::mailer::Mailer>>,
+    auto_pause: Option<Arc<dyn PauseMailer>>,
 }
 
 /// A takedown marked as started this long ago without its answers (the daemon stopped in
@@ -377,9 +114,6 @@ pub enum TakedownStart {
     /// [`Incidents::finish_takedown`] with the answers.
     Go(Incident),
 }
-
-/// The default burst window.
-pub const GROUP_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// What [`Incidents::record`] did with a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -407,10 +141,7 @@ impl Incidents {
     }
 
     /// Pauses the mailer through `mailer` whenever an `email.exposed_recipients` incident opens.
-    pub fn with_auto_pause(
-        mut self,
-        mailer: Option<Arc<crate::contain::mailer::Mailer>>,
-    ) -> Incidents {
+    pub fn with_auto_pause(mut self, mailer: Option<Arc<dyn PauseMailer>>) -> Incidents {
         self.auto_pause = mailer;
         self
     }
@@ -503,210 +234,6 @@ impl Incidents {
         Ok(recorded)
     }
 
-    pub async fn ack(&self, id: u64, who: &Actor) -> Result<Incident, ActionError> {
-        self.act(id, |tx, mut inc, now| {
-            match (inc.state, &inc.acked_by) {
-                (State::Resolved, _) => return abort(already_resolved(&inc)),
-                (State::Acked, Some(by)) => {
-                    return abort(ActionError::AlreadyAcked {
-                        id,
-                        by: by.to_string(),
-                    });
-                }
-                _ => {}
-            }
-            inc.state = State::Acked;
-            inc.acked_by = Some(who.clone());
-            inc.event(tx, now, &who.to_string(), Action::Acked).lift()?;
-            save_and_page(tx, &inc, now).lift()?;
-            Ok(inc)
-        })
-        .await
-    }
-
-    /// "It was us": records the approval that makes the finding legitimate, so the same content
-    /// or setting does not page again, and resolves the incident.
-    pub async fn approve(&self, id: u64, who: &Actor) -> Result<Incident, ActionError> {
-        self.act(id, |tx, mut inc, now| {
-            if inc.state == State::Resolved {
-                return abort(already_resolved(&inc));
-            }
-            let by = who.to_string();
-            let needed = self.policy.approve_quorum(inc.severity);
-            if needed > 1 {
-                let Ok(waiting) = inc.cast_vote(VoteAction::Approve, who, now, needed) else {
-                    return abort(ActionError::AlreadyVoted { id });
-                };
-                if let Some(votes) = waiting {
-                    let action = Action::ApprovalVote { votes, needed };
-                    inc.event(tx, now, &by, action).lift()?;
-                    save_and_page(tx, &inc, now).lift()?;
-                    return Ok(inc);
-                }
-            }
-            let note = Some(format!("incident #{id}"));
-            match &inc.evidence {
-                Evidence::Post {
-                    post_id,
-                    fingerprint,
-                    ..
-                }
-                | Evidence::PostEdited {
-                    post_id,
-                    fingerprint,
-                    ..
-                } => {
-                    // A burst is approved as a whole: every post in it, by its content.
-                    let members = if inc.members.is_empty() {
-                        vec![Member {
-                            object: post_id.clone(),
-                            fingerprint: Some(fingerprint.clone()),
-                        }]
-                    } else {
-                        inc.members.clone()
-                    };
-                    for m in members {
-                        let entry = ApprovedEntry::ApprovedPost {
-                            account: inc.account.clone(),
-                            fingerprint: m.fingerprint,
-                            post_id: Some(m.object),
-                            expires_at: None,
-                            by: by.clone(),
-                            note: note.clone(),
-                        };
-                        tx.append_log(entry, now).lift()?;
-                    }
-                }
-                Evidence::Profile { changes } => {
-                    for (field, change) in changes {
-                        tx.set_baseline(&inc.account, field, &change.after, &by, now)
-                            .lift()?;
-                    }
-                }
-                // Nothing to approve: the channel either works again or it does not; a
-                // mailbox setting is approved by being left as it is.
-                Evidence::Channel { .. } | Evidence::Mailbox { .. } => {}
-                // "This bulk send is ours": its campaign joins the approved log, uncapped.
-                Evidence::Mail(m) if inc.rule == Rule::UnapprovedBulk => {
-                    let entry = ApprovedEntry::ApprovedCampaign {
-                        sender: m.sender.clone(),
-                        campaign: m.campaign.clone().unwrap_or_else(|| "*".into()),
-                        max_recipients: None,
-                        window: None,
-                        by: by.clone(),
-                    };
-                    tx.append_log(entry, now).lift()?;
-                }
-                // A leak or a security notice that was expected: nothing to remember.
-                Evidence::Mail(_) | Evidence::SecurityNotice(_) => {}
-            }
-            inc.state = State::Resolved;
-            inc.resolution = Some(Resolution::Approved);
-            inc.resolved_by = Some(who.clone());
-            inc.event(tx, now, &by, Action::Approved).lift()?;
-            save_and_page(tx, &inc, now).lift()?;
-            Ok(inc)
-        })
-        .await
-    }
-
-    /// A responder asks for the incident's posts to be deleted. Below `takedown_quorum` the
-    /// press is a vote; the press that reaches it marks the takedown as started in the same
-    /// transaction, so the platform is called once per quorum however many presses race.
-    pub async fn begin_takedown(&self, id: u64, who: &Actor) -> Result<TakedownStart, ActionError> {
-        let stale = chrono::Duration::from_std(TAKEDOWN_STALE).unwrap_or_default();
-        self.act(id, |tx, mut inc, now| {
-            if inc.state == State::Resolved {
-                return abort(already_resolved(&inc));
-            }
-            let targets = inc.takedown_targets();
-            if targets.is_empty() {
-                return abort(ActionError::NotAPost { id });
-            }
-            if inc.takedown_started.is_some_and(|at| now - at < stale) {
-                return abort(ActionError::TakedownInProgress { id });
-            }
-            let by = who.to_string();
-            let needed = self.policy.takedown_quorum();
-            if needed > 1 {
-                let Ok(waiting) = inc.cast_vote(VoteAction::Takedown, who, now, needed) else {
-                    return abort(ActionError::AlreadyVotedTakedown { id });
-                };
-                if let Some(votes) = waiting {
-                    let action = Action::TakedownVote { votes, needed };
-                    inc.event(tx, now, &by, action).lift()?;
-                    save_and_page(tx, &inc, now).lift()?;
-                    return Ok(TakedownStart::Waiting(inc));
-                }
-            }
-            inc.votes.retain(|v| v.action != VoteAction::Takedown);
-            inc.takedown_started = Some(now);
-            let posts = targets.iter().map(|(p, _)| p.clone()).collect();
-            inc.event(tx, now, &by, Action::TakedownStarted { posts })
-                .lift()?;
-            save_and_page(tx, &inc, now).lift()?;
-            Ok(TakedownStart::Go(inc))
-        })
-        .await
-    }
-
-    /// Records the platform's answers of a takedown started by [`Incidents::begin_takedown`].
-    /// When every post is deleted or already gone the incident is resolved as contained.
-    pub async fn finish_takedown(
-        &self,
-        id: u64,
-        who: &Actor,
-        results: &[(String, crate::contain::TakedownOutcome)],
-    ) -> Result<Incident, ActionError> {
-        use crate::contain::TakedownOutcome as T;
-        self.act(id, |tx, mut inc, now| {
-            let by = who.to_string();
-            for (post_id, outcome) in results {
-                let action = Action::TakedownResult {
-                    post_id: post_id.clone(),
-                    outcome: outcome.clone(),
-                };
-                inc.event(tx, now, &by, action).lift()?;
-            }
-            inc.takedown_started = None;
-            let gone = results
-                .iter()
-                .all(|(_, o)| matches!(o, T::Deleted | T::AlreadyGone));
-            if gone && !results.is_empty() && inc.state != State::Resolved {
-                let resolution = Resolution::Contained;
-                inc.state = State::Resolved;
-                inc.resolution = Some(resolution);
-                inc.resolved_by = Some(who.clone());
-                inc.event(tx, now, &by, Action::Resolved { resolution })
-                    .lift()?;
-            }
-            save_and_page(tx, &inc, now).lift()?;
-            Ok(inc)
-        })
-        .await
-    }
-
-    pub async fn resolve(
-        &self,
-        id: u64,
-        who: &Actor,
-        resolution: Resolution,
-    ) -> Result<Incident, ActionError> {
-        self.act(id, |tx, mut inc, now| {
-            if inc.state == State::Resolved {
-                return abort(already_resolved(&inc));
-            }
-            inc.state = State::Resolved;
-            inc.resolution = Some(resolution);
-            inc.resolved_by = Some(who.clone());
-            inc.event(tx, now, &who.to_string(), Action::Resolved { resolution })
-                .lift()?;
-            save_and_page(tx, &inc, now).lift()?;
-            Ok(inc)
-        })
-        .await
-    }
-
     /// Records that the channel confirmed the incident's page, answering the queued entries
     /// `seqs` (all taken before the page was rendered, so none asks for a later state).
     pub async fn delivered(
@@ -749,88 +276,6 @@ impl Incidents {
     pub fn discard_page(&self, channel: &str, seq: u64) -> Result<(), StoreError> {
         self.store.transact(|tx| tx.remove_page(channel, seq))?;
         Ok(())
-    }
-
-    /// Holds the account's pages until `now + duration`; recorded in the timeline chain as an
-    /// account-level event. A second mute replaces the first.
-    pub async fn mute(
-        &self,
-        account: &str,
-        duration: std::time::Duration,
-        who: &Actor,
-    ) -> Result<Mute, MuteError> {
-        self.known_account(account)?;
-        let too_long = || MuteError::TooLong(humantime::format_duration(duration).to_string());
-        if duration > MAX_MUTE {
-            return Err(too_long());
-        }
-        let now = Utc::now();
-        let until = chrono::Duration::from_std(duration)
-            .ok()
-            .and_then(|d| now.checked_add_signed(d))
-            .ok_or_else(too_long)?;
-        let mute = Mute {
-            account: account.to_owned(),
-            by: who.clone(),
-            at: now,
-            until,
-        };
-        self.store.transact::<_, StoreError>(|tx| {
-            tx.put_mute(&mute)?;
-            account_event(tx, account, who, Action::Muted { until }, now)
-        })?;
-        self.store.flush().await?;
-        Ok(mute)
-    }
-
-    /// Lifts a mute before it expires and sends the pages it held.
-    pub async fn unmute(&self, account: &str, who: &Actor) -> Result<Mute, MuteError> {
-        self.known_account(account)?;
-        let now = Utc::now();
-        let mute = self.store.transact(|tx| {
-            let Some(mute) = tx.mute(account).lift()?.filter(|m| m.active(now)) else {
-                return abort(MuteError::NotMuted(account.to_owned()));
-            };
-            tx.remove_mute(account).lift()?;
-            account_event(tx, account, who, Action::Unmuted, now).lift()?;
-            Ok(mute)
-        })?;
-        self.release_held().await?;
-        Ok(mute)
-    }
-
-    /// Pages every incident held by a mute that has ended (expired or lifted). Called by the
-    /// periodic check in `app` and right after an unmute; cheap when nothing is held.
-    pub async fn release_held(&self) -> Result<usize, StoreError> {
-        let held = self.store.held()?;
-        if held.is_empty() {
-            return Ok(0);
-        }
-        let now = Utc::now();
-        let mut released = 0;
-        for id in held {
-            let paged = self.store.transact(|tx| {
-                let Some(inc) = tx.incident(id)? else {
-                    tx.unhold(id)?;
-                    return Ok(false);
-                };
-                if inc.state == State::Resolved {
-                    tx.unhold(id)?;
-                    return Ok(false);
-                }
-                if muted(tx, &inc, now, &self.policy)? {
-                    return Ok(false);
-                }
-                save_and_page(tx, &inc, now)?;
-                Ok(true)
-            })?;
-            released += usize::from(paged);
-        }
-        if released > 0 {
-            self.store.flush().await?;
-            self.wake.notify_one();
-        }
-        Ok(released)
     }
 
     fn known_account(&self, account: &str) -> Result<(), MuteError> {
@@ -883,17 +328,6 @@ fn account_event(
     Ok(())
 }
 
-fn already_resolved(inc: &Incident) -> ActionError {
-    ActionError::AlreadyResolved {
-        id: inc.id,
-        resolution: inc.resolution.map_or("resolved", Resolution::as_str),
-        by: inc
-            .resolved_by
-            .as_ref()
-            .map_or_else(|| "someone".into(), Actor::to_string),
-    }
-}
-
 fn save_and_page(tx: &Tx<'_>, inc: &Incident, now: DateTime<Utc>) -> TxResult<()> {
     tx.put_incident(inc)?;
     tx.enqueue_page(inc, now)?;
@@ -923,12 +357,6 @@ pub(super) fn save_and_page_unless_muted(
     } else {
         save_and_page(tx, inc, now)
     }
-}
-
-/// Opens an incident for a new finding or folds it into the live one with the same key.
-/// Rules whose findings come in bursts of distinct objects (posts) worth one page.
-fn groups(rule: Rule) -> bool {
-    matches!(rule, Rule::UnapprovedPost | Rule::PostEdited)
 }
 
 fn group_key(account: &str, rule: Rule) -> String {
@@ -1046,255 +474,4 @@ pub(super) fn upsert(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::detect::FieldChange;
-
-    fn profile_finding(after: &str) -> Outcome {
-        let mut changes = std::collections::BTreeMap::new();
-        changes.insert(
-            "note".to_string(),
-            FieldChange {
-                before: Some("hi".into()),
-                after: after.into(),
-            },
-        );
-        Outcome {
-            finding: Some(Finding {
-                rule: Rule::ProfileChanged,
-                severity: Severity::High,
-                account: "main".into(),
-                object: "profile".into(),
-                evidence: Evidence::Profile { changes },
-                changed_at: None,
-                seen_at: Utc::now(),
-            }),
-            writes: vec![],
-        }
-    }
-
-    fn alice() -> Actor {
-        Actor {
-            id: 1,
-            name: "alice".into(),
-        }
-    }
-
-    #[tokio::test]
-    async fn dedup_ack_approve_and_rejections() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let incidents = Incidents::new(store.clone(), Arc::new(Notify::new()));
-        assert_eq!(
-            incidents.record(&profile_finding("pwned")).await.unwrap(),
-            Recorded::Opened(1)
-        );
-        assert_eq!(
-            incidents.record(&profile_finding("pwned")).await.unwrap(),
-            Recorded::Nothing
-        );
-        assert_eq!(
-            incidents.record(&profile_finding("pwned!")).await.unwrap(),
-            Recorded::Updated(1)
-        );
-        assert_eq!(store.outbox_depth().unwrap().0, 2);
-
-        let inc = incidents.ack(1, &alice()).await.unwrap();
-        assert_eq!(inc.state, State::Acked);
-        assert!(matches!(
-            incidents.ack(1, &alice()).await,
-            Err(ActionError::AlreadyAcked { .. })
-        ));
-        assert!(matches!(
-            incidents.ack(9, &alice()).await,
-            Err(ActionError::NotFound(9))
-        ));
-
-        let inc = incidents.approve(1, &alice()).await.unwrap();
-        assert_eq!(inc.resolution, Some(Resolution::Approved));
-        assert_eq!(
-            store.baseline("main", "note").unwrap().unwrap().value,
-            "pwned!"
-        );
-        let err = incidents
-            .resolve(1, &alice(), Resolution::Contained)
-            .await
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "incident #1 is already resolved (approved) by alice (1)"
-        );
-        // The same evidence after resolution is not a new incident.
-        assert_eq!(
-            incidents.record(&profile_finding("pwned!")).await.unwrap(),
-            Recorded::AlreadyJudged(1)
-        );
-        assert_eq!(
-            incidents.record(&profile_finding("again")).await.unwrap(),
-            Recorded::Opened(2)
-        );
-        let actions: Vec<_> = store
-            .incident(1)
-            .unwrap()
-            .unwrap()
-            .timeline
-            .into_iter()
-            .map(|e| e.action)
-            .collect();
-        assert_eq!(
-            actions,
-            vec![
-                Action::Opened,
-                Action::Updated,
-                Action::Acked,
-                Action::Approved
-            ]
-        );
-    }
-
-    fn bob() -> Actor {
-        Actor {
-            id: 2,
-            name: "bob".into(),
-        }
-    }
-
-    fn policy() -> PagingPolicy {
-        PagingPolicy {
-            accounts: ["main".to_string()].into(),
-            ..PagingPolicy::default()
-        }
-    }
-
-    #[tokio::test]
-    async fn timeline_chain_matches_the_incidents_and_catches_an_edit() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let incidents =
-            Incidents::new(store.clone(), Arc::new(Notify::new())).with_policy(policy());
-        incidents.record(&profile_finding("pwned")).await.unwrap();
-        incidents.record(&profile_finding("pwned!")).await.unwrap();
-        incidents.ack(1, &alice()).await.unwrap();
-        incidents
-            .mute("main", std::time::Duration::from_secs(60), &bob())
-            .await
-            .unwrap();
-        incidents
-            .resolve(1, &bob(), Resolution::Contained)
-            .await
-            .unwrap();
-        let report = store.verify_timeline().unwrap();
-        assert!(report.is_ok(), "{:?}", report.problems);
-        let records = store.timeline_records().unwrap();
-        assert_eq!(report.entries, 5);
-        assert_eq!(records[3].entry.incident, None, "the mute is account-level");
-        assert_eq!(records[3].entry.account, "main");
-
-        // Someone with the file moves the ack to another responder.
-        let mut inc = store.incident(1).unwrap().unwrap();
-        inc.timeline[2].who = "mallory (666)".into();
-        store.transact(|tx| tx.put_incident(&inc)).unwrap();
-        assert_eq!(
-            store.verify_timeline().unwrap().problems,
-            vec!["incident #1: its timeline does not match the timeline chain".to_string()]
-        );
-    }
-
-    #[tokio::test]
-    async fn quorum_needs_two_different_responders() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let mut p = policy();
-        p.approve_quorum.insert(Severity::High, 2);
-        let incidents = Incidents::new(store.clone(), Arc::new(Notify::new())).with_policy(p);
-        incidents.record(&profile_finding("pwned")).await.unwrap();
-        let inc = incidents.approve(1, &alice()).await.unwrap();
-        assert_eq!(inc.state, State::Open, "one vote is not enough");
-        assert_eq!(inc.approve_votes().count(), 1);
-        assert!(store.baseline("main", "note").unwrap().is_none());
-        assert!(matches!(
-            incidents.approve(1, &alice()).await,
-            Err(ActionError::AlreadyVoted { id: 1 })
-        ));
-        // New evidence drops the vote: alice approved what she saw, not this.
-        incidents.record(&profile_finding("pwned!")).await.unwrap();
-        assert_eq!(store.incident(1).unwrap().unwrap().votes, vec![]);
-        incidents.approve(1, &alice()).await.unwrap();
-        let inc = incidents.approve(1, &bob()).await.unwrap();
-        assert_eq!(inc.resolution, Some(Resolution::Approved));
-        assert_eq!(inc.resolved_by, Some(bob()));
-        let actions: Vec<_> = inc.timeline.iter().map(|e| e.action.clone()).collect();
-        assert_eq!(
-            actions,
-            vec![
-                Action::Opened,
-                Action::ApprovalVote {
-                    votes: 1,
-                    needed: 2
-                },
-                Action::Updated,
-                Action::ApprovalVote {
-                    votes: 1,
-                    needed: 2
-                },
-                Action::Approved
-            ]
-        );
-        assert!(store.verify_timeline().unwrap().is_ok());
-    }
-
-    #[tokio::test]
-    async fn mute_holds_pages_until_lifted_except_unmutable_rules() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let incidents =
-            Incidents::new(store.clone(), Arc::new(Notify::new())).with_policy(policy());
-        assert!(matches!(
-            incidents
-                .mute("other", std::time::Duration::from_secs(60), &alice())
-                .await,
-            Err(MuteError::UnknownAccount { .. })
-        ));
-        assert!(matches!(
-            incidents
-                .mute(
-                    "main",
-                    std::time::Duration::from_secs(8 * 24 * 3600),
-                    &alice()
-                )
-                .await,
-            Err(MuteError::TooLong(_))
-        ));
-        incidents
-            .mute("main", std::time::Duration::from_secs(3600), &alice())
-            .await
-            .unwrap();
-        assert_eq!(
-            incidents.record(&profile_finding("pwned")).await.unwrap(),
-            Recorded::Opened(1)
-        );
-        assert_eq!(store.outbox_depth().unwrap().0, 0, "held, not paged");
-        assert_eq!(store.held().unwrap(), vec![1]);
-        assert_eq!(incidents.release_held().await.unwrap(), 0, "still muted");
-        incidents.unmute("main", &bob()).await.unwrap();
-        assert_eq!(store.outbox_depth().unwrap().0, 1, "paged when lifted");
-        assert!(store.held().unwrap().is_empty());
-        assert!(matches!(
-            incidents.unmute("main", &bob()).await,
-            Err(MuteError::NotMuted(_))
-        ));
-
-        // An unmutable rule pages through a mute.
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let mut p = policy();
-        p.unmutable.push(Rule::ProfileChanged);
-        let incidents = Incidents::new(store.clone(), Arc::new(Notify::new())).with_policy(p);
-        incidents
-            .mute("main", std::time::Duration::from_secs(3600), &alice())
-            .await
-            .unwrap();
-        incidents.record(&profile_finding("pwned")).await.unwrap();
-        assert_eq!(store.outbox_depth().unwrap().0, 1);
-    }
-}
+mod tests;

@@ -11,48 +11,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
 
-use super::Actor;
-use crate::detect::{Rule, Severity};
+use super::{Incidents, account_event, muted, save_and_page};
+use crate::{
+    model::{Action, Actor, Mute, Rule, Severity, State},
+    store::{Lift, StoreError, abort},
+};
 
 /// The longest mute accepted: a forgotten mute must not silence an account for good.
 pub const MAX_MUTE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
-
-/// An account's pages held back until `until`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Mute {
-    pub account: String,
-    pub by: Actor,
-    pub at: DateTime<Utc>,
-    pub until: DateTime<Utc>,
-}
-
-impl Mute {
-    pub fn active(&self, now: DateTime<Utc>) -> bool {
-        now < self.until
-    }
-}
-
-/// What a vote is for: approving (`approve_quorum`) or taking down (`takedown_quorum`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VoteAction {
-    Approve,
-    Takedown,
-}
-
-/// One responder's vote towards an action that needs several.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Vote {
-    pub action: VoteAction,
-    pub who: Actor,
-    pub at: DateTime<Utc>,
-    /// The quorum in force when the vote was cast, so the page can say how many are missing
-    /// without reading the configuration.
-    pub needed: u8,
-}
 
 /// The paging configuration as the incidents need it.
 #[derive(Debug, Clone, Default)]
@@ -68,7 +36,7 @@ pub struct PagingPolicy {
 }
 
 impl PagingPolicy {
-    pub fn from_config(config: &crate::Config) -> PagingPolicy {
+    pub fn from_config(config: &crate::config::Config) -> PagingPolicy {
         PagingPolicy {
             accounts: config.accounts.iter().map(|a| a.name.clone()).collect(),
             unmutable: config.paging.unmutable.clone(),
@@ -111,5 +79,89 @@ pub fn ordinal(n: usize) -> String {
         4 => "fourth".into(),
         5 => "fifth".into(),
         n => format!("{n}th"),
+    }
+}
+
+impl Incidents {
+    /// Holds the account's pages until `now + duration`; recorded in the timeline chain as an
+    /// account-level event. A second mute replaces the first.
+    pub async fn mute(
+        &self,
+        account: &str,
+        duration: std::time::Duration,
+        who: &Actor,
+    ) -> Result<Mute, MuteError> {
+        self.known_account(account)?;
+        let too_long = || MuteError::TooLong(humantime::format_duration(duration).to_string());
+        if duration > MAX_MUTE {
+            return Err(too_long());
+        }
+        let now = Utc::now();
+        let until = chrono::Duration::from_std(duration)
+            .ok()
+            .and_then(|d| now.checked_add_signed(d))
+            .ok_or_else(too_long)?;
+        let mute = Mute {
+            account: account.to_owned(),
+            by: who.clone(),
+            at: now,
+            until,
+        };
+        self.store.transact::<_, StoreError>(|tx| {
+            tx.put_mute(&mute)?;
+            account_event(tx, account, who, Action::Muted { until }, now)
+        })?;
+        self.store.flush().await?;
+        Ok(mute)
+    }
+
+    /// Lifts a mute before it expires and sends the pages it held.
+    pub async fn unmute(&self, account: &str, who: &Actor) -> Result<Mute, MuteError> {
+        self.known_account(account)?;
+        let now = Utc::now();
+        let mute = self.store.transact(|tx| {
+            let Some(mute) = tx.mute(account).lift()?.filter(|m| m.active(now)) else {
+                return abort(MuteError::NotMuted(account.to_owned()));
+            };
+            tx.remove_mute(account).lift()?;
+            account_event(tx, account, who, Action::Unmuted, now).lift()?;
+            Ok(mute)
+        })?;
+        self.release_held().await?;
+        Ok(mute)
+    }
+
+    /// Pages every incident held by a mute that has ended (expired or lifted). Called by the
+    /// periodic check in `app` and right after an unmute; cheap when nothing is held.
+    pub async fn release_held(&self) -> Result<usize, StoreError> {
+        let held = self.store.held()?;
+        if held.is_empty() {
+            return Ok(0);
+        }
+        let now = Utc::now();
+        let mut released = 0;
+        for id in held {
+            let paged = self.store.transact(|tx| {
+                let Some(inc) = tx.incident(id)? else {
+                    tx.unhold(id)?;
+                    return Ok(false);
+                };
+                if inc.state == State::Resolved {
+                    tx.unhold(id)?;
+                    return Ok(false);
+                }
+                if muted(tx, &inc, now, &self.policy)? {
+                    return Ok(false);
+                }
+                save_and_page(tx, &inc, now)?;
+                Ok(true)
+            })?;
+            released += usize::from(paged);
+        }
+        if released > 0 {
+            self.store.flush().await?;
+            self.wake.notify_one();
+        }
+        Ok(released)
     }
 }

@@ -5,10 +5,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Action, Actor, Incident, Incidents, save_and_page};
+use super::{Incidents, Timeline, save_and_page};
 use crate::{
-    contain::mailer::Mailer,
-    detect::Rule,
+    model::{Action, Actor, Incident, PauseCall, Rule},
     store::{Lift, StoreError, abort},
 };
 
@@ -132,7 +131,7 @@ impl PauseState {
                 if detail.is_empty() {
                     String::new()
                 } else {
-                    format!(": “{}”", crate::notify::telegram::cut(detail, 120))
+                    format!(": “{}”", crate::model::cut(detail, 120))
                 }
             )),
         }
@@ -143,6 +142,16 @@ impl PauseState {
         matches!(self, PauseState::None | PauseState::Failed { .. })
             || matches!(self, PauseState::Requested { at, .. } if Utc::now() - *at > IN_FLIGHT)
     }
+}
+
+/// A pause in flight: every call the kill switch made, last one last.
+pub type PauseFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Vec<PauseCall>> + Send + 'a>>;
+
+/// The mail kill switch as the incidents drive it (`contain::mailer::Mailer`): one press, with
+/// its retries. A trait so that the incidents, below containment, never import it.
+pub trait PauseMailer: Send + Sync {
+    fn pause(&self) -> PauseFuture<'_>;
 }
 
 impl Incidents {
@@ -158,7 +167,10 @@ impl Incidents {
         }
         let incidents = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = incidents.pause_mailer(id, &Actor::system(), &mailer).await {
+            if let Err(e) = incidents
+                .pause_mailer(id, &Actor::system(), mailer.as_ref())
+                .await
+            {
                 tracing::error!(incident = id, error = %e, "auto-pause not made");
             }
         });
@@ -170,7 +182,7 @@ impl Incidents {
         &self,
         id: u64,
         who: &Actor,
-        mailer: &Mailer,
+        mailer: &dyn PauseMailer,
     ) -> Result<(Incident, PauseState), PauseError> {
         let now = Utc::now();
         self.store.transact(|tx| {

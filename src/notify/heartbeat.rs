@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveTime, Utc};
 use teloxide::{prelude::*, types::ChatId};
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Heartbeat, incidents::Incident, metrics::Metrics, store::Store};
+use crate::{config::Heartbeat, metrics::Metrics, model::Incident, store::Store};
 
 /// Where the time of the last daily summary is kept, so a restart does not send it twice.
 pub const SUMMARY_CURSOR: &str = "heartbeat/daily_summary";

@@ -30,13 +30,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
-    detect::{Evidence, Finding, Outcome, Rule, Severity},
-    incidents::{Action, Actor, Incident, Incidents, Resolution, State, dedup_key},
+    detect::Outcome,
+    incidents::Incidents,
     metrics::Metrics,
+    model::{
+        Action, Actor, Evidence, Finding, Incident, Resolution, Rule, Severity, State, dedup_key,
+    },
     store::{Store, StoreError, TELEGRAM},
 };
+
 pub use pagerduty::PagerDuty;
+
 pub use telegram::{DeliveryError, Pacer, TelegramPager};
+
 pub use webhook::Webhook;
 
 /// Capped low on purpose: after a Bot API outage the queue must drain within seconds, and one
@@ -520,9 +526,9 @@ pub fn incident_document(inc: &Incident) -> serde_json::Value {
 /// One line saying what happened, for channels that show a title.
 pub fn summary_line(inc: &Incident) -> String {
     let what = match &inc.evidence {
-        Evidence::Post { text, .. } => format!("post “{}”", telegram::cut(text, 200)),
+        Evidence::Post { text, .. } => format!("post “{}”", crate::model::cut(text, 200)),
         Evidence::PostEdited { after, .. } => {
-            format!("post edited to “{}”", telegram::cut(after, 200))
+            format!("post edited to “{}”", crate::model::cut(after, 200))
         }
         Evidence::Profile { changes } => format!(
             "profile fields changed: {}",
@@ -539,16 +545,16 @@ pub fn summary_line(inc: &Incident) -> String {
             "{} security mail to {}: “{}”",
             n.platform,
             n.recipient,
-            telegram::cut(&n.subject, 200)
+            crate::model::cut(&n.subject, 200)
         ),
         Evidence::Mailbox {
             risk,
             action,
             target,
             ..
-        } => format!("{risk}: {action} on {}", telegram::cut(target, 200)),
+        } => format!("{risk}: {action} on {}", crate::model::cut(target, 200)),
     };
-    telegram::cut(
+    crate::model::cut(
         &format!(
             "[tocsin #{}] {} {} on {}: {what}",
             inc.id,

@@ -12,11 +12,8 @@ use teloxide::{
 };
 
 use crate::{
-    detect::{Evidence, Severity},
-    incidents::{
-        Action, Actor, Incident, PageRef, PauseState, Resolution, State, ordinal, pausable,
-    },
-    store::digest,
+    incidents::{PauseState, ordinal, pausable},
+    model::{Action, Actor, Evidence, Incident, PageRef, Resolution, Severity, State, cut, digest},
 };
 
 /// Telegram's limit for a message's text.
@@ -50,7 +47,7 @@ pub struct Rendered {
 
 /// The last answer of the platform for each post a takedown asked about, newest attempt last.
 fn takedown_results(inc: &Incident) -> String {
-    let mut last: Vec<(&str, &crate::contain::TakedownOutcome)> = Vec::new();
+    let mut last: Vec<(&str, &crate::model::TakedownOutcome)> = Vec::new();
     for e in &inc.timeline {
         if let Action::TakedownResult { post_id, outcome } = &e.action {
             match last.iter_mut().find(|(p, _)| *p == post_id.as_str()) {
@@ -331,25 +328,6 @@ fn is_ack(a: &Action) -> bool {
 
 fn excerpt(s: &str) -> String {
     cut(s, EXCERPT)
-}
-
-/// Cuts to at most `max` UTF-16 code units (Telegram's unit for message length), marking the cut.
-pub fn cut(s: &str, max: usize) -> String {
-    if s.encode_utf16().count() <= max {
-        return s.to_owned();
-    }
-    let mut out = String::new();
-    let mut units = 0;
-    for c in s.chars() {
-        // Keep one unit for the ellipsis.
-        if units + c.len_utf16() > max.saturating_sub(1) {
-            break;
-        }
-        units += c.len_utf16();
-        out.push(c);
-    }
-    out.push('…');
-    out
 }
 
 /// Telegram's per-chat flood limits: about one message per second in a chat, and at most 20 per

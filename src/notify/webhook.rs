@@ -15,7 +15,7 @@ use sha2::Sha256;
 use super::{ChannelError, incident_document, pagerduty::retry_after};
 use crate::{
     config::{Secret, WebhookChannel},
-    incidents::Incident,
+    model::Incident,
 };
 
 pub const TIMESTAMP_HEADER: &str = "X-Tocsin-Timestamp";

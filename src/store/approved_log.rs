@@ -117,11 +117,6 @@ pub fn chain_hash<T: Serialize>(seq: u64, at: &DateTime<Utc>, prev: &str, entry:
     hex::encode(h.finalize())
 }
 
-/// SHA-256 of a value, hex: the digest form used for baselines and fingerprints.
-pub fn digest(value: &str) -> String {
-    hex::encode(Sha256::digest(value.as_bytes()))
-}
-
 /// What `tocsin log verify` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {

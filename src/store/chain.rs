@@ -3,8 +3,10 @@
 
 use serde::de::DeserializeOwned;
 
-use super::approved_log::{GENESIS, LogRecord};
-use super::timeline_log::TimelineRecord;
+use super::{
+    approved_log::{GENESIS, LogRecord},
+    timeline_log::TimelineRecord,
+};
 
 /// A stored record of a chain.
 pub trait ChainRecord: DeserializeOwned {

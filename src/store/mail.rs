@@ -12,7 +12,7 @@ use sled::transaction::ConflictableTransactionError;
 use super::{
     ApprovedEntry, Store, StoreError, Tx, TxResult, be, decode, encode, from_be, prefixed,
 };
-use crate::{config::Email, sources::email::MailSummary};
+use crate::model::MailSummary;
 
 const MAIL_VOLUME: &[u8] = b"mailvol/";
 const MAIL_SET: &[u8] = b"mailset/";
@@ -24,20 +24,6 @@ fn volume_prefix(sender: &str) -> Vec<u8> {
 }
 
 impl Store {
-    /// Sets the `[email]` rules detect judges mail by (from the running configuration).
-    pub fn set_email_rules(&self, email: Option<Email>) {
-        *self.email.write().expect("email lock") = email.map(std::sync::Arc::new);
-    }
-
-    /// The `[email]` rules, or the defaults when the section is absent.
-    pub fn email_rules(&self) -> std::sync::Arc<Email> {
-        self.email
-            .read()
-            .expect("email lock")
-            .clone()
-            .unwrap_or_default()
-    }
-
     /// Queues encoded summaries in one batch; not flushed (the caller flushes once for many
     /// batches). Returns their sequence numbers, increasing.
     pub fn queue_mail(&self, encoded: &[Vec<u8>]) -> Result<Vec<u64>, StoreError> {

@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, be, decode, encode, from_be};
-use crate::sources::email::MailSummary;
+use crate::model::MailSummary;
 
 /// The pipeline's checkpoint of the inbox: the last seq it has judged.
 pub const CURSOR: &str = "mail_inbox";

@@ -9,8 +9,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::approved_log::chain_hash;
-use crate::incidents::{Action, TimelineEvent};
+use super::{approved_log::chain_hash, *};
+use crate::model::{Action, TimelineEvent};
 
 /// What happened, to what. Account-level events (a mute) have no incident.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,13 +67,118 @@ pub fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String>
     if let Ok(t) = DateTime::parse_from_rfc3339(s.trim()) {
         return Ok(t.with_timezone(&Utc));
     }
-    let d = crate::config::parse_duration(s).map_err(|_| {
+    let d = crate::model::parse_duration(s).map_err(|_| {
         format!("`{s}` is neither an RFC 3339 time (2026-11-24T20:00:00Z) nor a duration (24h)")
     })?;
     chrono::Duration::from_std(d)
         .ok()
         .and_then(|d| now.checked_sub_signed(d))
         .ok_or_else(|| format!("`{s}` reaches back too far"))
+}
+
+impl Store {
+    /// The timeline chain, oldest first.
+    pub fn timeline_records(&self) -> Result<Vec<TimelineRecord>, StoreError> {
+        self.meta
+            .scan_prefix(TIMELINE)
+            .values()
+            .map(|v| decode("meta/timeline", &v?))
+            .collect()
+    }
+
+    /// Walks the timeline chain like [`Store::verify_log`] walks the approved log, then checks
+    /// that every incident's stored timeline is exactly the chain's events for it, in order: an
+    /// edit of either side shows up as a difference between them.
+    pub fn verify_timeline(&self) -> Result<VerifyReport, StoreError> {
+        let mut walk = chain::ChainWalk::new("timeline event", "event");
+        let mut per_incident: std::collections::BTreeMap<u64, Vec<_>> = Default::default();
+        for item in self.meta.scan_prefix(TIMELINE) {
+            let (k, v) = item?;
+            let seq = from_be("meta/timeline", &k[TIMELINE.len()..])?;
+            let Some((record, _)) = walk.step::<TimelineRecord>(seq, &v) else {
+                continue;
+            };
+            if let Some(id) = record.entry.incident {
+                per_incident.entry(id).or_default().push(record.as_event());
+            }
+        }
+        let head: Option<Head> = self
+            .meta
+            .get(TIMELINE_HEAD)?
+            .map(|v| decode("meta", &v))
+            .transpose()?;
+        walk.check_head("timeline head", head.map(|h| (h.seq, hex::encode(h.hash))));
+        let mut problems = std::mem::take(&mut walk.problems);
+        for item in self.incidents.iter() {
+            let (k, v) = item?;
+            let id = from_be("incidents", &k)?;
+            let chained = per_incident.remove(&id).unwrap_or_default();
+            match serde_json::from_slice::<Incident>(&v) {
+                Ok(inc) if inc.timeline == chained => {}
+                Ok(_) => problems.push(format!(
+                    "incident #{id}: its timeline does not match the timeline chain"
+                )),
+                Err(e) => problems.push(format!("incident #{id}: unreadable ({e})")),
+            }
+        }
+        for id in per_incident.keys() {
+            problems.push(format!(
+                "incident #{id}: in the timeline chain but missing from the incidents"
+            ));
+        }
+        Ok(VerifyReport {
+            entries: walk.walked(),
+            head: walk.head().to_owned(),
+            problems,
+        })
+    }
+
+    /// Chains the timelines of incidents recorded by a build without the timeline chain, once:
+    /// when there is no chain yet but there are incidents. From then on their events are checked
+    /// like any other; edits made before the upgrade cannot be found by anyone. Called at daemon
+    /// start, never by `log verify`, which must report an empty chain rather than adopt it.
+    pub fn adopt_unchained_timelines(&self) -> Result<u64, StoreError> {
+        if self.meta.contains_key(TIMELINE_HEAD)? || self.incidents.is_empty() {
+            return Ok(0);
+        }
+        let incidents = self.incidents()?;
+        self.transact(|tx| {
+            if tx.meta.get(TIMELINE_HEAD)?.is_some() {
+                return Ok(0);
+            }
+            let mut n = 0;
+            for inc in &incidents {
+                for e in &inc.timeline {
+                    let entry = TimelineEntry {
+                        incident: Some(inc.id),
+                        account: inc.account.clone(),
+                        who: e.who.clone(),
+                        action: e.action.clone(),
+                    };
+                    tx.append_timeline(entry, e.at)?;
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+    }
+}
+
+impl Tx<'_> {
+    /// Appends an event to the timeline chain. Only `incidents::Timeline::event` and the mute
+    /// actions call this, so the chain and the incidents' own timelines are written together.
+    pub fn append_timeline(
+        &self,
+        entry: TimelineEntry,
+        at: DateTime<Utc>,
+    ) -> TxResult<TimelineRecord> {
+        let (seq, prev) = self.chain_next(TIMELINE_HEAD)?;
+        let record = TimelineRecord::new(seq, at, prev, entry);
+        self.meta
+            .insert(prefixed(TIMELINE, &be(seq)), encode(&record))?;
+        self.set_chain_head(TIMELINE_HEAD, seq, &record.hash)?;
+        Ok(record)
+    }
 }
 
 #[cfg(test)]

@@ -4,23 +4,18 @@ pub mod daemon;
 
 use std::time::{Duration, Instant};
 
-use tocsin::{
-    App, Config,
-    fakes::{
-        loopback_config,
-        mastodon::{FakeMastodon, status_html},
-        telegram::{FakeBotApi, FakeUser},
-    },
-    incidents::Incident,
-    sources::Health,
-    store::Store,
+use tocsin::{App, Config, model::Incident, store::Store, watch::Health};
+use tocsin_fakes::{
+    loopback_config,
+    mastodon::{FakeMastodon, status_html},
+    telegram::{FakeBotApi, FakeUser},
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub const CHAT: i64 = tocsin::fakes::ONCALL_CHAT;
+pub const CHAT: i64 = tocsin_fakes::ONCALL_CHAT;
 pub const OTHER_CHAT: i64 = -1009999999999;
-pub const ACCOUNT: &str = tocsin::fakes::ACCOUNT;
+pub const ACCOUNT: &str = tocsin_fakes::ACCOUNT;
 pub const ACCOUNT_ID: &str = "109302";
 pub const BOT_TOKEN: &str = "4242:test-bot-token-secret";
 pub const API_TOKEN: &str = "test-api-token-secret";
@@ -66,7 +61,8 @@ pub struct TestApp {
 }
 
 pub fn config(state: &std::path::Path, bot: &FakeBotApi, masto: &FakeMastodon) -> Config {
-    let mut config = loopback_config(state, bot, masto, ACCOUNT_ID, API_TOKEN, POLL);
+    let text = loopback_config(state, bot, masto, ACCOUNT_ID, API_TOKEN, POLL);
+    let mut config = Config::parse(&text, "loopback").expect("the loopback config parses");
     config.telegram.responders.push(second_responder().id);
     config
 }

@@ -1,0 +1,140 @@
+//! `[[accounts]]` and `[x]`: the watched accounts, their platform, and the X apps' request
+//! budgets.
+
+use std::{fmt, time::Duration};
+
+use serde::Deserialize;
+use url::Url;
+
+use super::{Secret, default_poll_interval, duration, opt_duration};
+
+/// One watched account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    /// Our name for the account, used in pages, commands and approvals.
+    pub name: String,
+    pub platform: Platform,
+    /// The platform's server. Required, except for X (default `https://api.x.com`).
+    #[serde(default = "unset_base_url")]
+    pub base_url: Url,
+    /// The platform's id of the account (Mastodon: the numeric account id; X: the numeric user
+    /// id, which survives a handle change).
+    pub account_id: String,
+    /// Read credential: needed for private fields (Mastodon), API access (X bearer token).
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// Write credential used only by takedown (Mastodon or X user token, Bluesky app password).
+    /// Kept apart from `token` so a read-only deployment holds no power to delete.
+    #[serde(default)]
+    pub write_token: Option<Secret>,
+    #[serde(default = "default_poll_interval", deserialize_with = "duration")]
+    pub poll_interval: Duration,
+    /// How long the source may fail before it counts as blind (`monitor.blind`, `/readyz`).
+    /// Default: three poll intervals, at least 30 s. A refused token is blind at once.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub grace: Option<Duration>,
+    /// Bluesky: the PLC directory that resolves `did:plc:` identities. Default
+    /// `https://plc.directory`.
+    #[serde(default)]
+    pub plc_url: Option<Url>,
+    /// Bluesky: the Jetstream `subscribe` endpoint pushing the account's commits. Default
+    /// `wss://jetstream2.us-east.bsky.network/subscribe`.
+    #[serde(default)]
+    pub jetstream_url: Option<Url>,
+}
+
+/// The public PLC directory.
+pub const DEFAULT_PLC_URL: &str = "https://plc.directory";
+
+/// One of Bluesky's public Jetstream instances.
+pub const DEFAULT_JETSTREAM_URL: &str = "wss://jetstream2.us-east.bsky.network/subscribe";
+
+impl Account {
+    /// How long this source may go without a successful poll before it counts as blind: a
+    /// couple of missed polls (a 5xx, a rate-limit wait) are normal.
+    pub fn grace(&self) -> Duration {
+        self.grace
+            .unwrap_or_else(|| (self.poll_interval * 3).max(Duration::from_secs(30)))
+    }
+
+    /// The PLC directory for a Bluesky account.
+    pub fn plc_url(&self) -> Url {
+        self.plc_url
+            .clone()
+            .unwrap_or_else(|| Url::parse(DEFAULT_PLC_URL).expect("constant URL"))
+    }
+
+    /// The Jetstream endpoint for a Bluesky account.
+    pub fn jetstream_url(&self) -> Url {
+        self.jetstream_url
+            .clone()
+            .unwrap_or_else(|| Url::parse(DEFAULT_JETSTREAM_URL).expect("constant URL"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    Mastodon,
+    X,
+    Bluesky,
+    TelegramChannel,
+}
+
+impl Platform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Mastodon => "mastodon",
+            Platform::X => "x",
+            Platform::Bluesky => "bluesky",
+            Platform::TelegramChannel => "telegram_channel",
+        }
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Stands for a `base_url` the file did not set; replaced by the platform's default or refused.
+pub(super) fn unset_base_url() -> Url {
+    Url::parse("unset:base-url").expect("constant URL")
+}
+
+/// `[x]`: requests per 15-minute window the X scheduler may spend per endpoint, per app
+/// (bearer token). Defaults are X's published app-level limits for the two endpoints read; set
+/// your access level's figures. The scheduler never spends more, and stretches the accounts'
+/// poll intervals when their `poll_interval`s would need more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XLimits {
+    /// `GET /2/users/:id/tweets` (one request per account poll). Default 1500.
+    #[serde(default = "default_x_timeline_budget")]
+    pub timeline_requests_per_window: u32,
+    /// `GET /2/users?ids=` (one request per 100 accounts). Default 300.
+    #[serde(default = "default_x_users_budget")]
+    pub users_requests_per_window: u32,
+}
+
+impl Default for XLimits {
+    fn default() -> Self {
+        XLimits {
+            timeline_requests_per_window: default_x_timeline_budget(),
+            users_requests_per_window: default_x_users_budget(),
+        }
+    }
+}
+
+fn default_x_timeline_budget() -> u32 {
+    1500
+}
+
+fn default_x_users_budget() -> u32 {
+    300
+}
+
+/// X's API, the only platform with one well-known server.
+pub const X_API_URL: &str = "https://api.x.com";

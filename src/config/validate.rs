@@ -1,0 +1,339 @@
+//! What serde cannot check: cross-field rules and ranges, each refused with its dotted key.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use url::Url;
+
+use super::{
+    Account, Config, ConfigError, MAX_QUORUM, MIN_POLL_INTERVAL, Platform, X_API_URL,
+    accounts::unset_base_url,
+};
+use crate::model::Severity;
+
+impl Config {
+    /// Defaults that depend on another key (an account's `base_url` on its platform).
+    pub(super) fn fill_defaults(&mut self) -> Result<(), ConfigError> {
+        let unset = unset_base_url();
+        for (i, account) in self.accounts.iter_mut().enumerate() {
+            if account.base_url != unset {
+                continue;
+            }
+            match account.platform {
+                Platform::X => account.base_url = Url::parse(X_API_URL).expect("constant URL"),
+                _ => {
+                    return Err(ConfigError::invalid(
+                        format!("accounts[{i}].base_url"),
+                        format!(
+                            "missing: the {} server's URL, like \"https://mastodon.example\"",
+                            account.platform
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks what serde cannot: cross-field rules and ranges.
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.telegram.chat_id == 0 {
+            return Err(ConfigError::invalid(
+                "telegram.chat_id",
+                "must be the on-call chat's id",
+            ));
+        }
+        if self.telegram.responders.is_empty() {
+            return Err(ConfigError::invalid(
+                "telegram.responders",
+                "list at least one Telegram user id allowed to act on incidents",
+            ));
+        }
+        for (key, d) in [
+            ("general.source_timeout", self.general.source_timeout),
+            ("telegram.request_timeout", self.telegram.request_timeout),
+        ] {
+            if d < Duration::from_millis(100) || d > Duration::from_secs(300) {
+                return Err(ConfigError::invalid(key, "between 100ms and 5m"));
+            }
+        }
+        if self.telegram.long_poll > Duration::from_secs(50) {
+            return Err(ConfigError::invalid("telegram.long_poll", "at most 50s"));
+        }
+        check_http_url("telegram.api_url", &self.telegram.api_url)?;
+        for (severity, n) in &self.paging.approve_quorum {
+            if !(1..=MAX_QUORUM).contains(n) {
+                return Err(ConfigError::invalid(
+                    format!("paging.approve_quorum.{}", severity.as_str()),
+                    format!("between 1 and {MAX_QUORUM} responders, not {n}"),
+                ));
+            }
+        }
+        if !(1..=MAX_QUORUM).contains(&self.paging.takedown_quorum) {
+            return Err(ConfigError::invalid(
+                "paging.takedown_quorum",
+                format!(
+                    "between 1 and {MAX_QUORUM} responders, not {}",
+                    self.paging.takedown_quorum
+                ),
+            ));
+        }
+        if let Some(e) = &self.escalation {
+            let short = Duration::from_millis(100);
+            let mut intervals = vec![(
+                "escalation.renotify_after".to_owned(),
+                Some(e.renotify_after),
+            )];
+            intervals.push(("escalation.escalate_after".to_owned(), e.escalate_after));
+            for (sev, r) in &e.severity {
+                intervals.push((
+                    format!("escalation.severity.{}.renotify_after", sev.as_str()),
+                    r.renotify_after,
+                ));
+                intervals.push((
+                    format!("escalation.severity.{}.escalate_after", sev.as_str()),
+                    r.escalate_after,
+                ));
+            }
+            for (key, d) in intervals {
+                if d.is_some_and(|d| d < short) {
+                    return Err(ConfigError::invalid(key, "at least 100ms"));
+                }
+            }
+            for (i, tier) in e.tiers.iter().enumerate() {
+                if tier.mentions.is_empty() && tier.chat_id.is_none() {
+                    return Err(ConfigError::invalid(
+                        format!("escalation.tiers[{i}]"),
+                        "name at least one of `mentions` or `chat_id`",
+                    ));
+                }
+                if let Some(m) = tier
+                    .mentions
+                    .iter()
+                    .find(|m| m.is_empty() || m.contains(char::is_whitespace))
+                {
+                    return Err(ConfigError::invalid(
+                        format!("escalation.tiers[{i}].mentions"),
+                        format!("`{m}` is not a Telegram username"),
+                    ));
+                }
+            }
+        }
+        let mut names = HashSet::new();
+        let mut feed_names: Vec<String> = self.accounts.iter().map(|a| a.name.clone()).collect();
+        for (i, account) in self.accounts.iter().enumerate() {
+            let key = |field: &str| format!("accounts[{i}].{field}");
+            if account.name.trim().is_empty() || account.name.chars().any(char::is_whitespace) {
+                return Err(ConfigError::invalid(
+                    key("name"),
+                    "a non-empty name without spaces",
+                ));
+            }
+            if !names.insert(account.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    key("name"),
+                    format!("`{}` is used by another account", account.name),
+                ));
+            }
+            if !matches!(
+                account.platform,
+                Platform::Mastodon | Platform::X | Platform::TelegramChannel | Platform::Bluesky
+            ) {
+                return Err(ConfigError::invalid(
+                    key("platform"),
+                    format!(
+                        "`{}` is not supported by this build yet; supported: mastodon, x, telegram_channel, bluesky",
+                        account.platform
+                    ),
+                ));
+            }
+            if account.platform == Platform::X {
+                if account.token.is_none() {
+                    return Err(ConfigError::invalid(
+                        key("token"),
+                        "X needs the app's bearer token to read anything",
+                    ));
+                }
+                if !account.account_id.chars().all(|c| c.is_ascii_digit()) {
+                    return Err(ConfigError::invalid(
+                        key("account_id"),
+                        format!(
+                            "`{}` is not an X user id: the numeric id, not the @handle",
+                            account.account_id
+                        ),
+                    ));
+                }
+            }
+            if account.platform == Platform::TelegramChannel
+                && !account
+                    .account_id
+                    .trim()
+                    .parse::<i64>()
+                    .is_ok_and(|id| id < 0)
+            {
+                return Err(ConfigError::invalid(
+                    key("account_id"),
+                    "the channel's chat id: a negative number, like -1001234567890",
+                ));
+            }
+            check_http_url(&key("base_url"), &account.base_url)?;
+            if account.account_id.trim().is_empty() {
+                return Err(ConfigError::invalid(key("account_id"), "must not be empty"));
+            }
+            validate_bluesky_keys(account, &key)?;
+            if account.poll_interval < MIN_POLL_INTERVAL {
+                return Err(ConfigError::invalid(
+                    key("poll_interval"),
+                    format!("at least {}", humantime::format_duration(MIN_POLL_INTERVAL)),
+                ));
+            }
+        }
+        for (key, n) in [
+            (
+                "x.timeline_requests_per_window",
+                self.x.timeline_requests_per_window,
+            ),
+            (
+                "x.users_requests_per_window",
+                self.x.users_requests_per_window,
+            ),
+        ] {
+            if n == 0 {
+                return Err(ConfigError::invalid(key, "at least 1 request per window"));
+            }
+        }
+        self.validate_channels()?;
+        if let Some(email) = &self.email {
+            email.validate(&mut feed_names)?;
+        }
+        if let Some(h) = &self.heartbeat {
+            if let Some(url) = &h.url {
+                let parsed = Url::parse(url.expose()).map_err(|e| {
+                    ConfigError::invalid("heartbeat.url", format!("not a URL ({e})"))
+                })?;
+                check_http_url("heartbeat.url", &parsed)
+                    .map_err(|_| ConfigError::invalid("heartbeat.url", "not an http(s) URL"))?;
+            }
+            if h.interval < MIN_POLL_INTERVAL {
+                return Err(ConfigError::invalid(
+                    "heartbeat.interval",
+                    format!("at least {}", humantime::format_duration(MIN_POLL_INTERVAL)),
+                ));
+            }
+            if h.url.is_none() && h.daily_summary.is_none() {
+                return Err(ConfigError::invalid(
+                    "heartbeat",
+                    "set `url`, `daily_summary` or both, or remove the section",
+                ));
+            }
+        }
+        if self.telegram.failure_grace < Duration::from_secs(1) {
+            return Err(ConfigError::invalid(
+                "telegram.failure_grace",
+                "at least 1s",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_channels(&self) -> Result<(), ConfigError> {
+        let mut names = HashSet::new();
+        let mut check = |key: String,
+                         name: &str,
+                         url: (&str, &Url),
+                         severities: &Option<Vec<Severity>>|
+         -> Result<(), ConfigError> {
+            if name.trim().is_empty() || name.chars().any(char::is_whitespace) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    "a non-empty name without spaces",
+                ));
+            }
+            if !names.insert(name.to_owned()) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    format!("`{name}` is used by another channel"),
+                ));
+            }
+            check_http_url(&format!("{key}.{}", url.0), url.1)?;
+            if severities.as_ref().is_some_and(Vec::is_empty) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.severities"),
+                    "list at least one severity, or remove the key to page every severity",
+                ));
+            }
+            Ok(())
+        };
+        for (i, c) in self.channels.pagerduty.iter().enumerate() {
+            let key = format!("channels.pagerduty[{i}]");
+            check(key, &c.name, ("api_url", &c.api_url), &c.severities)?;
+        }
+        for (i, c) in self.channels.webhook.iter().enumerate() {
+            let key = format!("channels.webhook[{i}]");
+            check(key, &c.name, ("url", &c.url), &c.severities)?;
+        }
+        Ok(())
+    }
+}
+
+/// The Bluesky keys: only on Bluesky accounts, with the schemes their services speak.
+fn validate_bluesky_keys(
+    account: &Account,
+    key: &dyn Fn(&str) -> String,
+) -> Result<(), ConfigError> {
+    if account.platform != Platform::Bluesky {
+        for (name, set) in [
+            ("plc_url", account.plc_url.is_some()),
+            ("jetstream_url", account.jetstream_url.is_some()),
+        ] {
+            if set {
+                return Err(ConfigError::invalid(
+                    key(name),
+                    format!(
+                        "only for platform = \"bluesky\", not `{}`",
+                        account.platform
+                    ),
+                ));
+            }
+        }
+        return Ok(());
+    }
+    let id = account.account_id.trim();
+    let is_did = id.starts_with("did:plc:") || id.starts_with("did:web:");
+    let is_handle = !id.starts_with("did:")
+        && id.contains('.')
+        && !id.starts_with('@')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    if !is_did && !is_handle {
+        return Err(ConfigError::invalid(
+            key("account_id"),
+            format!(
+                "`{id}` is neither a did:plc:/did:web: DID nor a handle like example.bsky.social"
+            ),
+        ));
+    }
+    if let Some(url) = &account.plc_url {
+        check_http_url(&key("plc_url"), url)?;
+    }
+    if let Some(url) = &account.jetstream_url
+        && !(matches!(url.scheme(), "ws" | "wss") && url.has_host())
+    {
+        return Err(ConfigError::invalid(
+            key("jetstream_url"),
+            format!("`{url}` is not a ws(s) URL"),
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn check_http_url(key: &str, url: &Url) -> Result<(), ConfigError> {
+    match url.scheme() {
+        "http" | "https" if url.has_host() => Ok(()),
+        _ => Err(ConfigError::invalid(
+            key,
+            format!("`{url}` is not an http(s) URL"),
+        )),
+    }
+}

@@ -1,0 +1,217 @@
+//! The outbox: pages queued per channel in the transaction that changes the incident, read by
+//! the notify workers and removed only once a channel confirmed them.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{OUTBOX_SEQ, Store, StoreError, TELEGRAM, Tx, TxResult, be, decode, encode, from_be};
+use crate::model::{Incident, Rule, Severity};
+
+/// What a page in the outbox asks for: bring the incident's page in one channel up to date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub incident_id: u64,
+    pub enqueued_at: DateTime<Utc>,
+    /// Entries written before there were several channels were all for Telegram.
+    #[serde(default = "telegram")]
+    pub channel: String,
+    /// A reminder to send as a new message (it notifies; an edit does not), instead of bringing
+    /// the page up to date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reminder: Option<Reminder>,
+}
+
+fn telegram() -> String {
+    TELEGRAM.into()
+}
+
+/// A fallback channel's share of the pages: which incidents it is paged about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Outbox queue name, e.g. `pagerduty:ops`.
+    pub channel: String,
+    /// None: every severity.
+    pub severities: Option<Vec<Severity>>,
+}
+
+impl Route {
+    /// Telegram being down is paged to every fallback whatever its severities: that is what
+    /// fallbacks are for.
+    fn wants(&self, inc: &Incident) -> bool {
+        inc.rule == Rule::TelegramDown
+            || self
+                .severities
+                .as_ref()
+                .is_none_or(|s| s.contains(&inc.severity))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reminder {
+    pub text: String,
+    /// Another chat that gets it too (an escalation tier's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_chat: Option<i64>,
+}
+
+fn outbox_key(channel: &str, seq: u64) -> Vec<u8> {
+    let mut k = outbox_prefix(channel);
+    k.extend_from_slice(&be(seq));
+    k
+}
+
+fn outbox_prefix(channel: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(channel.len() + 9);
+    k.extend_from_slice(channel.as_bytes());
+    k.push(0);
+    k
+}
+
+impl Store {
+    /// Moves pages queued by a version with one channel (keys of 8 bytes) into Telegram's
+    /// queue. Insert before remove: a crash in between delivers a page twice, never zero times.
+    pub(super) fn migrate_outbox(&self) -> Result<(), StoreError> {
+        for item in self.outbox.iter() {
+            let (k, v) = item?;
+            if k.len() == 8 {
+                let seq = from_be("outbox", &k)?;
+                self.outbox.insert(outbox_key(TELEGRAM, seq), v)?;
+                self.outbox.remove(k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops pages queued for channels that are no longer configured: nobody will ever take
+    /// them, and they would hold `/readyz` at "outbox stuck" forever.
+    pub fn drop_unrouted(&self, channels: &[&str]) -> Result<(), StoreError> {
+        for item in self.outbox.iter() {
+            let (k, v) = item?;
+            let entry: OutboxEntry = decode("outbox", &v)?;
+            if !channels.contains(&entry.channel.as_str()) {
+                tracing::warn!(
+                    channel = entry.channel,
+                    incident = entry.incident_id,
+                    "page queued for a channel no longer configured; dropped"
+                );
+                self.outbox.remove(k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the fallback channels pages are queued for from now on.
+    pub fn set_routes(&self, routes: Vec<Route>) {
+        *self.routes.write().expect("routes lock") = Arc::new(routes);
+    }
+
+    /// The oldest page waiting for delivery on `channel`.
+    pub fn outbox_first(&self, channel: &str) -> Result<Option<(u64, OutboxEntry)>, StoreError> {
+        let prefix = outbox_prefix(channel);
+        match self.outbox.scan_prefix(&prefix).next() {
+            Some(item) => {
+                let (k, v) = item?;
+                Ok(Some((
+                    from_be("outbox", &k[prefix.len()..])?,
+                    decode("outbox", &v)?,
+                )))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Every queued page update of one incident on Telegram. They all ask for the same thing —
+    /// bring its page up to date — so one delivery of the current state answers all of them.
+    pub fn outbox_seqs_for(&self, incident_id: u64) -> Result<Vec<u64>, StoreError> {
+        let prefix = outbox_prefix(TELEGRAM);
+        let mut seqs = Vec::new();
+        for item in self.outbox.scan_prefix(&prefix) {
+            let (k, v) = item?;
+            let entry: OutboxEntry = decode("outbox", &v)?;
+            if entry.incident_id == incident_id && entry.reminder.is_none() {
+                seqs.push(from_be("outbox", &k[prefix.len()..])?);
+            }
+        }
+        Ok(seqs)
+    }
+
+    /// Whether a reminder for the incident is still waiting: the next one is not queued behind
+    /// it, so a slow chat never builds a backlog of reminders.
+    pub fn reminder_pending(&self, incident_id: u64) -> Result<bool, StoreError> {
+        for item in self.outbox.iter().values() {
+            let entry: OutboxEntry = decode("outbox", &item?)?;
+            if entry.incident_id == incident_id && entry.reminder.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Pages waiting for delivery on every channel and the age of the oldest.
+    pub fn outbox_depth(&self) -> Result<(usize, Option<DateTime<Utc>>), StoreError> {
+        let mut n = 0;
+        let mut oldest: Option<DateTime<Utc>> = None;
+        for v in self.outbox.iter().values() {
+            let e: OutboxEntry = decode("outbox", &v?)?;
+            n += 1;
+            oldest = Some(oldest.map_or(e.enqueued_at, |o| o.min(e.enqueued_at)));
+        }
+        Ok((n, oldest))
+    }
+}
+
+impl Tx<'_> {
+    /// Queues the incident's page on every channel that wants it: Telegram always, except for
+    /// incidents about Telegram itself (they could only wait there for the outage to end), and
+    /// each fallback channel whose severities include the incident's. Returns how many.
+    pub fn enqueue_page(&self, inc: &Incident, at: DateTime<Utc>) -> TxResult<usize> {
+        let telegram = (inc.rule != Rule::TelegramDown).then_some(TELEGRAM);
+        let fallbacks = self
+            .routes
+            .iter()
+            .filter(|r| r.wants(inc))
+            .map(|r| r.channel.as_str());
+        let mut n = 0;
+        for channel in telegram.into_iter().chain(fallbacks) {
+            let seq = self.next(OUTBOX_SEQ)?;
+            let entry = OutboxEntry {
+                incident_id: inc.id,
+                enqueued_at: at,
+                channel: channel.to_owned(),
+                reminder: None,
+            };
+            self.outbox
+                .insert(outbox_key(channel, seq), encode(&entry))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Queues a reminder message for the incident: Telegram only, since a reminder is a new
+    /// message in the chat (fallback channels keep paging on their own).
+    pub fn enqueue_reminder(
+        &self,
+        incident_id: u64,
+        reminder: Reminder,
+        at: DateTime<Utc>,
+    ) -> TxResult<u64> {
+        let seq = self.next(OUTBOX_SEQ)?;
+        let entry = OutboxEntry {
+            incident_id,
+            enqueued_at: at,
+            channel: TELEGRAM.into(),
+            reminder: Some(reminder),
+        };
+        self.outbox
+            .insert(outbox_key(TELEGRAM, seq), encode(&entry))?;
+        Ok(seq)
+    }
+
+    /// Removes a page the channel confirmed (or refused for good).
+    pub fn remove_page(&self, channel: &str, seq: u64) -> TxResult<()> {
+        self.outbox.remove(outbox_key(channel, seq))?;
+        Ok(())
+    }
+}
