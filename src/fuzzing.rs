@@ -55,13 +55,21 @@ pub fn smtp_session(data: &[u8]) {
     h.runtime.block_on(session_over_bytes(
         h.config.clone(),
         h.committer.clone(),
+        crate::model::AddressKey::new(&[0x5a; 64]),
         data,
     ));
 }
 
 /// The header summariser, on any message a mailer could journal.
 pub fn mail_summary(data: &[u8]) {
-    let _ = summarise("fuzz", data, "sender@corp.example", &["a@b.example".into()]);
+    let key = crate::model::AddressKey::new(&[0x5a; 64]);
+    let _ = summarise(
+        "fuzz",
+        &key,
+        data,
+        "sender@corp.example",
+        &["a@b.example".into()],
+    );
 }
 
 /// One runtime, one store and one committer for every SMTP input: opening sled per input

@@ -98,6 +98,9 @@ pub struct Metrics {
     webhook_summaries: Family<ProviderLabel, Counter>,
     /// Provider webhook requests refused, by provider and reason.
     webhook_rejected: Family<ProviderReasonLabels, Counter>,
+    /// SMTP journal connections and commands refused: `peer` (outside `allow_from`), `auth`
+    /// (wrong credentials), `sessions` (over `max_sessions`), `timeout` (transaction_timeout).
+    journal_refused: Family<ReasonLabel, Counter>,
     // Scrape-time values.
     incidents: Family<StateLabel, Gauge>,
     outbox_depth: Gauge,
@@ -137,6 +140,7 @@ impl Metrics {
             heartbeat_failures: Counter::default(),
             webhook_summaries: Family::default(),
             webhook_rejected: Family::default(),
+            journal_refused: Family::default(),
             incidents: Family::default(),
             outbox_depth: Gauge::default(),
             outbox_oldest_age_seconds: Gauge::default(),
@@ -210,6 +214,11 @@ impl Metrics {
             "webhook_rejected",
             "Provider webhook requests refused, by provider and reason",
             m.webhook_rejected.clone(),
+        );
+        registry.register(
+            "journal_refused",
+            "SMTP journal refusals by reason (peer, auth, sessions, timeout)",
+            m.journal_refused.clone(),
         );
         registry.register("incidents", "Incidents by state", m.incidents.clone());
         registry.register(
@@ -321,6 +330,14 @@ impl Metrics {
         self.webhook_rejected
             .get_or_create(&ProviderReasonLabels {
                 provider: provider.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn journal_refused(&self, reason: &str) {
+        self.journal_refused
+            .get_or_create(&ReasonLabel {
                 reason: reason.into(),
             })
             .inc();

@@ -10,7 +10,7 @@ use tocsin::{
     contain::mailer::Mailer,
     detect::Outcome,
     incidents::{Incidents, PauseState, Recorded},
-    model::{Action, Evidence, Finding, Incident, Rule, Severity},
+    model::{Action, Evidence, Finding, Incident, MailEvidence, Rule, Severity},
     store::Store,
 };
 use tocsin_fakes::mailer::FakeMailer;
@@ -37,6 +37,28 @@ fn exposed_finding() -> Outcome {
         }),
         writes: Vec::new(),
     }
+}
+
+/// A leak as the journal reports it; `proven`: the message proved its origin.
+fn proven_leak(proven: bool) -> Outcome {
+    let mut o = exposed_finding();
+    if let Some(f) = &mut o.finding {
+        f.evidence = Evidence::Mail(MailEvidence {
+            sender: "mailer@corp.example".into(),
+            subject: "Your statement".into(),
+            message_id: "batch-1@mailer.corp.example".into(),
+            campaign: None,
+            messages: 1,
+            exposed: 1000,
+            domains: 40,
+            recipients: 1,
+            largest: 1000,
+            samples: Vec::new(),
+            estimated: false,
+            origin_proven: proven,
+        });
+    }
+    o
 }
 
 async fn open_exposed(app: &TestApp) -> u64 {
@@ -238,7 +260,15 @@ async fn auto_pause_pauses_the_mailer_when_exposed_recipients_opens() {
     let store = Store::open(dir.path()).unwrap();
     let mailer = Arc::new(Mailer::new(kill_switch(&mailer_fake, true)).unwrap());
     let incidents = Incidents::new(store.clone(), Arc::default()).with_auto_pause(Some(mailer));
-    let Recorded::Opened(id) = incidents.record(&exposed_finding()).await.unwrap() else {
+    // A message that did not prove where it came from opens the incident but never presses.
+    let mut forged = proven_leak(false);
+    if let Some(f) = &mut forged.finding {
+        f.object = "forger@corp.example".into();
+    }
+    let Recorded::Opened(_) = incidents.record(&forged).await.unwrap() else {
+        panic!("not opened")
+    };
+    let Recorded::Opened(id) = incidents.record(&proven_leak(true)).await.unwrap() else {
         panic!("not opened")
     };
     mailer_fake
@@ -287,7 +317,7 @@ async fn auto_pause_pauses_the_mailer_when_exposed_recipients_opens() {
     );
     assert_eq!(mailer_fake.requests(), 2);
     // Another rule does not pause.
-    let mut other = exposed_finding();
+    let mut other = proven_leak(true);
     if let Some(f) = &mut other.finding {
         f.rule = Rule::UnapprovedBulk;
     }

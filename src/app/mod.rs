@@ -257,7 +257,16 @@ impl App {
                 queued,
                 ctx.clone(),
             ));
-            tasks.spawn(journal::serve(listener, j, committer, ctx));
+            let parts = journal::Listener {
+                committer,
+                key: store.address_key()?,
+                metrics: metrics.clone(),
+                tls: journal::tls_acceptor(&j).map_err(|e| AppError::Hook {
+                    hook: "journal",
+                    detail: e.to_string(),
+                })?,
+            };
+            tasks.spawn(journal::serve(listener, j, parts, ctx));
         }
         drop(source_ctx);
         drop(tx);
@@ -269,6 +278,13 @@ impl App {
             metrics.clone(),
         ));
         tasks.spawn(pipeline::release_held(incidents.clone(), shutdown.clone()));
+        if let Some(email) = &config.email {
+            tasks.spawn(crate::incidents::prune_loop(
+                store.clone(),
+                email.bulk_window,
+                shutdown.clone(),
+            ));
+        }
         let graces = source_graces(&config);
         tasks.spawn(pipeline::watch_blind(
             incidents.clone(),

@@ -9,18 +9,21 @@
 //!
 //! One message raises at most one finding, the first of that order. Every message that is not
 //! a notice adds its recipients to the sender's volume buckets (a [`Write`]), committed with the
-//! verdict. The addresses a finding exposes travel as [`Write::MailExposure`] hashes, which
-//! `incidents` counts into the burst's distinct-address set; the incident keeps only counters.
+//! verdict. The addresses a finding exposes travel as [`Write::MailExposure`] keyed hashes
+//! (exact, then estimated), which `incidents` merges into the burst's counts; the incident keeps
+//! only counters.
 
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 
 use super::{Outcome, Write};
 use crate::{
     config::Email,
-    model::{Evidence, Finding, MailEvidence, MailSummary, NoticeEvidence, Rule, Severity},
+    model::{
+        AddressKey, Evidence, Finding, MailEvidence, MailSummary, NoticeEvidence, Rule, Severity,
+        VisibleTally,
+    },
     store::{ApprovedEntry, Store, StoreError},
 };
 
@@ -36,14 +39,6 @@ pub fn mask(address: &str) -> String {
         }
         None => "***".into(),
     }
-}
-
-/// The stored form of an address in a burst's set: its first 8 bytes of SHA-256.
-pub fn address_key(address: &str) -> [u8; 8] {
-    let d = Sha256::digest(address.as_bytes());
-    let mut k = [0u8; 8];
-    k.copy_from_slice(&d[..8]);
-    k
 }
 
 fn domain(address: &str) -> &str {
@@ -69,7 +64,7 @@ pub fn evaluate(
             writes: Vec::new(),
         });
     }
-    let n = mail.envelope.len() as u64;
+    let n = mail.recipients();
     let width = bucket_secs(rules);
     let now = seen_at.timestamp();
     let mut writes = vec![Write::MailVolume {
@@ -77,30 +72,58 @@ pub fn evaluate(
         bucket: now - now.rem_euclid(width),
         recipients: n,
     }];
-    let visible: BTreeSet<&str> = mail.visible.iter().map(String::as_str).collect();
+    // A feed that names every address (a provider's event) is counted here; the journal
+    // counted while the message streamed past and kept only a sample.
+    let mut key = None;
+    let mut key = || -> Result<AddressKey, StoreError> {
+        if key.is_none() {
+            key = Some(store.address_key()?);
+        }
+        Ok(key.clone().expect("just set"))
+    };
+    let counted;
+    let tally = match &mail.tally {
+        Some(t) => t,
+        None => {
+            counted = VisibleTally::of(&key()?, &mail.visible);
+            &counted
+        }
+    };
+    let exposed = tally.addresses.count();
     let sender_domain = domain(&mail.sender);
-    let external: BTreeSet<&str> = visible
+    let external: BTreeSet<&str> = tally
+        .domains
         .iter()
-        .filter(|a| !rules.is_internal(a))
-        .map(|a| domain(a))
-        .filter(|d| !d.eq_ignore_ascii_case(sender_domain))
+        .map(String::as_str)
+        .filter(|d| !is_internal_domain(rules, d) && !d.eq_ignore_ascii_case(sender_domain))
         .collect();
+    // Past the named domains every one is taken as external: a colleague's domain is among
+    // the first thousand of any real message.
+    let external_count = external.len() as u64 + tally.more_domains.count();
+    let samples: BTreeSet<&str> = mail.visible.iter().map(String::as_str).collect();
     let evidence = |recipients: u64| MailEvidence {
         sender: mail.sender.clone(),
         subject: mail.subject.clone(),
         message_id: mail.message_id.clone(),
         campaign: mail.campaign.clone(),
         messages: 1,
-        exposed: visible.len() as u64,
-        domains: external.len() as u64,
+        exposed,
+        domains: external_count,
         recipients,
-        largest: visible.len() as u64,
-        samples: visible.iter().take(SAMPLES).map(|a| mask(a)).collect(),
+        largest: exposed,
+        samples: samples.iter().take(SAMPLES).map(|a| mask(a)).collect(),
+        estimated: tally.addresses.is_estimate() || !tally.more_domains.is_empty(),
+        origin_proven: mail.origin_proven,
     };
-    if visible.len() > rules.max_visible_recipients || external.len() > 1 {
+    if exposed > rules.max_visible_recipients as u64 || external_count > 1 {
+        let key = key()?;
+        let mut domains = tally.more_domains.clone();
+        for d in &external {
+            domains.insert(key.hash(d));
+        }
         writes.push(Write::MailExposure {
-            addresses: visible.iter().map(|a| address_key(a)).collect(),
-            domains: external.iter().map(|d| d.to_string()).collect(),
+            addresses: tally.addresses.clone(),
+            domains,
         });
         let finding = Finding {
             rule: Rule::ExposedRecipients,
@@ -142,6 +165,13 @@ pub fn evaluate(
     })
 }
 
+fn is_internal_domain(rules: &Email, domain: &str) -> bool {
+    rules
+        .internal_domains
+        .iter()
+        .any(|d| domain.eq_ignore_ascii_case(d))
+}
+
 /// Whether an approved campaign covers the sender's volume including this message.
 fn campaign_approved(
     store: &Store,
@@ -176,7 +206,7 @@ fn campaign_approved(
         let since = now
             .checked_sub_signed(window)
             .unwrap_or(DateTime::UNIX_EPOCH);
-        if store.mail_volume(&mail.sender, since)? + mail.envelope.len() as u64 <= max {
+        if store.mail_volume(&mail.sender, since)? + mail.recipients() <= max {
             return Ok(true);
         }
     }
@@ -263,6 +293,7 @@ mod tests {
                 .collect(),
             campaign: Some("spring".into()),
             sent_at: None,
+            ..MailSummary::default()
         }
     }
 

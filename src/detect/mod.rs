@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 use crate::{
     config::Email,
     model::{
-        Evidence, FieldChange, Finding, Observation, ObservationKind, Post, Profile, Rule,
-        Severity, digest,
+        Distinct, Evidence, FieldChange, Finding, Observation, ObservationKind, Post, Profile,
+        Rule, Severity, digest,
     },
     store::{SeenPost, Store, StoreError},
 };
@@ -46,12 +46,12 @@ pub enum Write {
         bucket: i64,
         recipients: u64,
     },
-    /// The addresses (hashed) and external domains a leaky message showed. Not a write of its
-    /// own: `incidents::record` adds them to the set of the incident the finding joins, which
-    /// only it knows.
+    /// The addresses and external domains a leaky message showed, as keyed hashes counted in
+    /// bounded space. Not a write of its own: `incidents::record` merges them into the counts
+    /// of the incident the finding joins, which only it knows.
     MailExposure {
-        addresses: Vec<[u8; 8]>,
-        domains: Vec<String>,
+        addresses: Distinct,
+        domains: Distinct,
     },
 }
 

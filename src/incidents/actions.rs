@@ -207,6 +207,7 @@ impl Incidents {
             inc.resolved_by = Some(who.clone());
             inc.event(tx, now, &who.to_string(), Action::Resolved { resolution })
                 .lift()?;
+            super::mail::forget(tx, &inc).lift()?;
             save_and_page(tx, &inc, now).lift()?;
             Ok(inc)
         })

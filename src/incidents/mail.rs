@@ -1,9 +1,11 @@
 //! Email bursts: every leaky (or bulk) message of one sender joins the sender's live incident
 //! until a responder resolves it. The page shows running counters and is edited as they grow.
 //!
-//! The distinct addresses and domains are counted in a set kept in the store next to the
-//! incident (`Tx::mail_set_insert`), never in the incident, which is rewritten on every change
-//! and would otherwise carry 23,000 addresses. A message that joins a burst updates the counters
+//! The distinct addresses and domains are counted in bounded sketches kept in the store next to
+//! the incident (`Tx::mail_set_merge`: keyed hashes, exact up to 100,000, then an estimate the
+//! page marks as one), never in the incident, which is rewritten on every change and would
+//! otherwise carry the leaked list. They are forgotten when the incident is resolved
+//! ([`forget`], and [`prune_loop`] for what a crash left). A message that joins a burst updates the counters
 //! and queues a page edit without a timeline event: the timeline records what happened to the
 //! incident (opened, paged, acked, resolved), and a thousand "updated" events would make the
 //! incident as large as the list it must not hold.
@@ -20,24 +22,72 @@ use crate::{
 const ADDRESSES: u8 = b'a';
 const DOMAINS: u8 = b'd';
 
-/// Adds the exposed addresses and domains to the incident's sets; the counts of new ones.
-fn count_new(tx: &Tx<'_>, incident: u64, writes: &[Write]) -> TxResult<(u64, u64)> {
-    let (mut addresses, mut domains) = (0, 0);
+/// Merges the exposed addresses and domains into the incident's counts; the counts now, and
+/// whether the addresses are estimated.
+fn count(tx: &Tx<'_>, incident: u64, writes: &[Write]) -> TxResult<Option<(u64, u64, bool)>> {
+    let mut counted = None;
     for w in writes {
-        if let Write::MailExposure {
-            addresses: a,
-            domains: d,
-        } = w
-        {
-            for key in a {
-                addresses += u64::from(tx.mail_set_insert(incident, ADDRESSES, key)?);
-            }
-            for domain in d {
-                domains += u64::from(tx.mail_set_insert(incident, DOMAINS, domain.as_bytes())?);
-            }
+        if let Write::MailExposure { addresses, domains } = w {
+            let a = tx.mail_set_merge(incident, ADDRESSES, addresses)?;
+            let d = tx.mail_set_merge(incident, DOMAINS, domains)?;
+            counted = Some((a.count(), d.count(), a.is_estimate() || d.is_estimate()));
         }
     }
-    Ok((addresses, domains))
+    Ok(counted)
+}
+
+/// Forgets a resolved incident's counts: nothing joins it any more.
+pub(super) fn forget(tx: &Tx<'_>, inc: &Incident) -> TxResult<()> {
+    if matches!(inc.evidence, Evidence::Mail(_)) {
+        tx.forget_mail_sets(inc.id, &[ADDRESSES, DOMAINS])?;
+    }
+    Ok(())
+}
+
+/// How often [`prune_loop`] sweeps.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Sweeps the mail counters until `shutdown`: volume buckets older than every window that reads
+/// them (`bulk_window`, and each approved campaign's, 24 h when it names none), and the counts
+/// of resolved incidents. At start too, so a state dir from an older build is cleaned.
+pub async fn prune_loop(
+    store: crate::store::Store,
+    bulk_window: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let longest = store
+            .approved_campaigns()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(_, e)| match e {
+                crate::store::ApprovedEntry::ApprovedCampaign { window, .. } => Some(
+                    window
+                        .as_deref()
+                        .and_then(|w| humantime::parse_duration(w).ok())
+                        .unwrap_or(std::time::Duration::from_secs(24 * 3600)),
+                ),
+                _ => None,
+            })
+            .fold(bulk_window, std::cmp::max);
+        // One bucket's width of slack: a window starts inside its oldest bucket.
+        let keep =
+            chrono::Duration::from_std(longest + longest / 12).unwrap_or(chrono::Duration::MAX);
+        let since = Utc::now()
+            .checked_sub_signed(keep)
+            .unwrap_or(DateTime::UNIX_EPOCH);
+        match store.prune_mail(since) {
+            Ok(p) if p.buckets + p.sets > 0 => {
+                tracing::info!(buckets = p.buckets, sets = p.sets, "mail counters pruned")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot prune the mail counters"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+    }
 }
 
 pub(super) fn upsert(
@@ -59,12 +109,12 @@ pub(super) fn upsert(
         let recorded = super::upsert(tx, f, now, group_window, policy)?;
         if let Recorded::Opened(id) = recorded {
             // The first message's own counts are already in the evidence.
-            count_new(tx, id, writes)?;
+            count(tx, id, writes)?;
         }
         return Ok(recorded);
     };
-    let (addresses, domains) = count_new(tx, inc.id, writes)?;
-    join(&mut inc, f.rule, new, addresses, domains);
+    let counted = count(tx, inc.id, writes)?;
+    join(&mut inc, f.rule, new, counted);
     inc.severity = inc.severity.max(f.severity);
     inc.evidence_digest = inc.evidence.digest();
     inc.findings += 1;
@@ -79,16 +129,18 @@ fn join(
     inc: &mut Incident,
     rule: Rule,
     new: &crate::model::MailEvidence,
-    addresses: u64,
-    domains: u64,
+    counted: Option<(u64, u64, bool)>,
 ) {
     let Evidence::Mail(e) = &mut inc.evidence else {
         inc.evidence = Evidence::Mail(new.clone());
         return;
     };
     e.messages += 1;
-    e.exposed += addresses;
-    e.domains += domains;
+    if let Some((addresses, domains, estimated)) = counted {
+        e.exposed = addresses;
+        e.domains = domains;
+        e.estimated |= estimated;
+    }
     // Bulk: the window's total as detect computed it; exposure: every message's recipients.
     e.recipients = if rule == Rule::UnapprovedBulk {
         new.recipients

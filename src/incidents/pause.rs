@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Incidents, Timeline, save_and_page};
 use crate::{
-    model::{Action, Actor, Incident, PauseCall, Rule},
+    model::{Action, Actor, Evidence, Finding, Incident, PauseCall, Rule},
     store::{Lift, StoreError, abort},
 };
 
@@ -157,12 +157,20 @@ pub trait PauseMailer: Send + Sync {
 impl Incidents {
     /// `auto_pause`: a newly opened `email.exposed_recipients` incident pauses the mailer at
     /// once, in its own task (the pipeline keeps judging meanwhile); recorded like a press, by
-    /// `tocsin`.
-    pub(super) fn auto_pause_if_due(&self, id: u64, rule: Rule) {
+    /// `tocsin`. Only when the message proved its origin: whoever can forge one must not be
+    /// able to stop the company's mail; an unproven one waits for a responder's press.
+    pub(super) fn auto_pause_if_due(&self, id: u64, f: &Finding) {
         let Some(mailer) = self.auto_pause.clone() else {
             return;
         };
-        if rule != Rule::ExposedRecipients {
+        if f.rule != Rule::ExposedRecipients {
+            return;
+        }
+        if !matches!(&f.evidence, Evidence::Mail(m) if m.origin_proven) {
+            tracing::info!(
+                incident = id,
+                "auto-pause not made: the message did not prove its origin"
+            );
             return;
         }
         let incidents = self.clone();

@@ -26,6 +26,11 @@ pub fn check(email: &Email) -> Result<(), ConfigError> {
             ConfigError::invalid(format!("email.google[{i}].service_account"), e.to_string())
         })?;
     }
+    if let Some(j) = &email.journal {
+        journal::tls_acceptor(j).map_err(|e| match e {
+            journal::JournalError::Tls { key, detail } => ConfigError::invalid(key, detail),
+        })?;
+    }
     if let Some(s) = &email.sendgrid {
         webhooks::sendgrid::parse_public_key(s.public_key.expose())
             .map_err(|e| ConfigError::invalid("email.sendgrid.public_key", e))?;

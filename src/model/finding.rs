@@ -106,6 +106,14 @@ pub struct MailEvidence {
     pub largest: u64,
     /// A few visible addresses, masked (`j***@example.com`).
     pub samples: Vec<String>,
+    /// `exposed` (and `domains`) are estimates: past the exact limit the burst's distinct
+    /// addresses are counted in bounded space.
+    #[serde(default)]
+    pub estimated: bool,
+    /// The message that opened the incident proved its origin (see
+    /// [`MailSummary::origin_proven`](super::MailSummary::origin_proven)).
+    #[serde(default)]
+    pub origin_proven: bool,
 }
 
 /// A platform's security mail about one of the company's social accounts.

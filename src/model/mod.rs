@@ -4,10 +4,13 @@
 //! and the store persists them; each of those rooms imports its vocabulary from here, so none
 //! needs to reach up into another. This module imports only external crates.
 
+mod distinct;
 mod finding;
 mod incident;
 mod observation;
 mod rule;
+
+pub use distinct::{AddressKey, Distinct, EXACT_LIMIT};
 
 pub use finding::*;
 

@@ -1,9 +1,11 @@
 //! What the watchers report: posts, profiles, mail summaries and audit events.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use super::{AddressKey, Distinct};
 
 /// Something a source saw on an account.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +92,64 @@ pub struct MailSummary {
     /// The campaign or tag the sender gave it (`X-Campaign-Id`, SendGrid category, Mailgun tag…).
     pub campaign: Option<String>,
     pub sent_at: Option<DateTime<Utc>>,
+    /// The distinct visible addresses as the feed counted them while they streamed past (the
+    /// journal): then `visible` is only the first few, kept for the page. `None`: count `visible`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tally: Option<VisibleTally>,
+    /// Envelope recipients counted but not listed in `envelope` (a journal report naming more
+    /// than are kept).
+    #[serde(default)]
+    pub envelope_unlisted: u64,
+    /// Whether the feed proved where the message came from: the journal's peer in `allow_from`
+    /// (and AUTH when configured), a provider's signature. Only such findings press the kill
+    /// switch by themselves (`auto_pause`): a forged message must not stop the company's mail.
+    #[serde(default)]
+    pub origin_proven: bool,
+}
+
+impl MailSummary {
+    /// Envelope recipients, listed or only counted.
+    pub fn recipients(&self) -> u64 {
+        self.envelope.len() as u64 + self.envelope_unlisted
+    }
+}
+
+/// The distinct domains counted by name at most; more are only counted (keyed hashes).
+pub const DOMAIN_LIMIT: usize = 1000;
+
+/// Visible addresses counted without keeping them: keyed hashes for the distinct count, the
+/// domains by name (up to [`DOMAIN_LIMIT`]) because internal ones are told apart by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct VisibleTally {
+    pub addresses: Distinct,
+    pub domains: BTreeSet<String>,
+    /// Distinct domains past [`DOMAIN_LIMIT`].
+    pub more_domains: Distinct,
+}
+
+impl VisibleTally {
+    /// Counts one normalised address.
+    pub fn add(&mut self, key: &AddressKey, address: &str) {
+        self.addresses.insert(key.hash(address));
+        let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+        if self.domains.contains(domain) {
+            return;
+        }
+        if self.domains.len() < DOMAIN_LIMIT {
+            self.domains.insert(domain.to_owned());
+        } else {
+            self.more_domains.insert(key.hash(domain));
+        }
+    }
+
+    /// The tally of a complete list (a provider's event names every address).
+    pub fn of<'a>(key: &AddressKey, addresses: impl IntoIterator<Item = &'a String>) -> Self {
+        let mut t = VisibleTally::default();
+        for a in addresses {
+            t.add(key, a);
+        }
+        t
+    }
 }
 
 /// One change reported by a mailbox or admin audit log.

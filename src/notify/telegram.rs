@@ -160,10 +160,15 @@ pub fn render_page(inc: &Incident, pause_button: bool) -> Rendered {
             if let Some(c) = &m.campaign {
                 t += &format!("Campaign: {}\n", cut(c, 200));
             }
+            // Past 100,000 distinct addresses the counts are estimates, and say so.
+            let about = if m.estimated { "~" } else { "" };
             t += &format!(
-                "Messages: {} · exposed addresses: {} · domains: {} · recipients: {}\n",
+                "Messages: {} · exposed addresses: {about}{} · domains: {about}{} · recipients: {}\n",
                 m.messages, m.exposed, m.domains, m.recipients
             );
+            if m.estimated {
+                t += "(address and domain counts estimated, within about 2%)\n";
+            }
             if m.largest > 0 {
                 t += &format!("Most visible in one message: {}\n", m.largest);
             }

@@ -30,6 +30,7 @@ pub mod approved_log;
 mod chain;
 mod incidents;
 mod mail;
+pub use mail::Pruned;
 pub mod mail_inbox;
 mod outbox;
 pub mod timeline_log;

@@ -12,12 +12,15 @@
 
 mod feeds;
 mod hooks;
+mod journal;
 
 pub use feeds::{AuditFeed, GOOGLE_APPLICATIONS, GoogleFeed, KillSwitch, M365Feed};
 
 pub use hooks::{MailgunHook, PostmarkHook, SendGridHook, SesHook};
 
-use std::{collections::HashSet, net::SocketAddr, time::Duration};
+pub use journal::{Cidr, Journal, JournalAuth, canonical};
+
+use std::{collections::HashSet, time::Duration};
 
 use serde::Deserialize;
 
@@ -83,36 +86,6 @@ impl Default for Email {
             sendgrid: None,
             mailgun: None,
             postmark: None,
-        }
-    }
-}
-
-/// `[email.journal]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Journal {
-    /// Our name of the feed: incidents about journaled mail are filed under it.
-    #[serde(default = "default_journal_name")]
-    pub name: String,
-    /// Port 0 picks a free port (tests). Keep it on a private interface: the listener takes
-    /// mail from anyone who can connect.
-    #[serde(default = "default_journal_listen")]
-    pub listen: SocketAddr,
-    /// Bytes; a larger message is refused with 552 (the MTA keeps it and reports it).
-    #[serde(default = "default_max_message_size")]
-    pub max_message_size: usize,
-    /// `RCPT TO` per message; more is answered 452 (RFC 5321 asks servers to accept 100).
-    #[serde(default = "default_max_recipients")]
-    pub max_recipients: usize,
-}
-
-impl Default for Journal {
-    fn default() -> Self {
-        Journal {
-            name: default_journal_name(),
-            listen: default_journal_listen(),
-            max_message_size: default_max_message_size(),
-            max_recipients: default_max_recipients(),
         }
     }
 }
@@ -219,18 +192,6 @@ fn default_bulk_threshold() -> u64 {
 }
 fn default_bulk_window() -> Duration {
     Duration::from_secs(3600)
-}
-fn default_journal_name() -> String {
-    "journal".into()
-}
-fn default_journal_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 2525))
-}
-fn default_max_message_size() -> usize {
-    25 * 1024 * 1024
-}
-fn default_max_recipients() -> usize {
-    10_000
 }
 
 fn invalid(key: String, message: impl Into<String>) -> ConfigError {
@@ -424,24 +385,7 @@ impl Email {
             return Err(ConfigError::invalid("email.bulk_window", "at least 1s"));
         }
         if let Some(j) = &self.journal {
-            if j.name.is_empty() || j.name.contains(char::is_whitespace) {
-                return Err(ConfigError::invalid(
-                    "email.journal.name",
-                    "a non-empty name without spaces",
-                ));
-            }
-            if j.max_message_size < 1024 {
-                return Err(ConfigError::invalid(
-                    "email.journal.max_message_size",
-                    "at least 1024 bytes",
-                ));
-            }
-            if j.max_recipients == 0 {
-                return Err(ConfigError::invalid(
-                    "email.journal.max_recipients",
-                    "at least 1",
-                ));
-            }
+            j.validate()?;
         }
         let n = &self.security_notices;
         let mut platforms = HashSet::new();
@@ -502,10 +446,7 @@ impl Email {
             }
         );
         if let Some(j) = &self.journal {
-            out.push_str(&format!(
-                "email journal {} · SMTP on {} · max {} bytes, {} recipients per message\n",
-                j.name, j.listen, j.max_message_size, j.max_recipients
-            ));
+            out.push_str(&j.summary());
         }
         let n = &self.security_notices;
         out.push_str(&format!(

@@ -195,6 +195,7 @@ impl Mailgun {
             sent_at: e
                 .timestamp
                 .and_then(|t| Utc.timestamp_millis_opt((t * 1000.0) as i64).single()),
+            ..MailSummary::default()
         };
         let keep = now + self.tolerance * 2;
         Ok(Accepted {

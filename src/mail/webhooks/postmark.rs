@@ -110,6 +110,7 @@ impl Postmark {
             },
             campaign: e.tag.filter(|t| !t.is_empty()),
             sent_at: e.delivered_at.or(e.bounced_at),
+            ..MailSummary::default()
         };
         Ok(Accepted {
             mails: vec![mail],

@@ -429,6 +429,7 @@ impl Ses {
                 .get(&self.campaign_tag)
                 .and_then(|v| v.first().cloned()),
             sent_at: m.timestamp,
+            ..MailSummary::default()
         })
     }
 }
