@@ -18,6 +18,7 @@ mod email_journal;
 mod escalation;
 mod faults;
 mod fuzz_corpus;
+mod journal_guard;
 mod kill_switch;
 mod lifecycle;
 mod mastodon_stream;

@@ -1,14 +1,20 @@
 //! A small SMTP client over a raw TCP connection: the MTA side of the journal listener for the
-//! demo, the tests and the bench. It pipelines MAIL/RCPT/DATA (RFC 2920) like Postfix does and
-//! dot-stuffs the message.
+//! demo, the tests and the bench. It pipelines MAIL/RCPT/DATA (RFC 2920) like Postfix does,
+//! dot-stuffs the message, and speaks STARTTLS (rustls) and AUTH PLAIN/LOGIN.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
+use base64::Engine;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    net::{
-        TcpStream,
-        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
+    net::TcpStream,
+};
+use tokio_rustls::{
+    TlsConnector,
+    rustls::{
+        self, RootCertStore,
+        pki_types::{CertificateDer, ServerName},
     },
 };
 
@@ -19,28 +25,51 @@ pub struct Reply {
     pub text: String,
 }
 
+/// The connection, plain or after STARTTLS.
+trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Duplex for T {}
+
 pub struct SmtpClient {
-    r: BufReader<OwnedReadHalf>,
-    w: OwnedWriteHalf,
+    conn: BufReader<Box<dyn Duplex>>,
     /// The EHLO answer.
     pub ehlo: Reply,
+}
+
+/// A certificate for a loopback STARTTLS listener, signed by its own CA: the PEMs a test
+/// writes into the listener's config, and the CA a client trusts.
+pub struct TestCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_pem: String,
+    pub ca: CertificateDer<'static>,
+}
+
+impl TestCert {
+    /// For `localhost` and 127.0.0.1.
+    pub fn localhost() -> Result<TestCert, rcgen::Error> {
+        let ca_key = KeyPair::generate()?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "tocsin test CA");
+        let ca = ca_params.self_signed(&ca_key)?;
+        let key = KeyPair::generate()?;
+        let params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+        let cert = params.signed_by(&key, &ca, &ca_key)?;
+        Ok(TestCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            ca_pem: ca.pem(),
+            ca: ca.der().clone(),
+        })
+    }
 }
 
 impl SmtpClient {
     /// Connects, reads the greeting and says EHLO.
     pub async fn connect(addr: SocketAddr) -> std::io::Result<SmtpClient> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let (r, w) = stream.into_split();
-        let mut c = SmtpClient {
-            r: BufReader::new(r),
-            w,
-            ehlo: Reply {
-                code: 0,
-                text: String::new(),
-            },
-        };
-        let greeting = c.reply().await?;
+        let (mut c, greeting) = SmtpClient::connect_raw(addr).await?;
         if greeting.code != 220 {
             return Err(std::io::Error::other(format!("greeting {greeting:?}")));
         }
@@ -51,10 +80,9 @@ impl SmtpClient {
     /// Connects without saying anything after the greeting (for tests of the state machine).
     pub async fn connect_raw(addr: SocketAddr) -> std::io::Result<(SmtpClient, Reply)> {
         let stream = TcpStream::connect(addr).await?;
-        let (r, w) = stream.into_split();
+        stream.set_nodelay(true)?;
         let mut c = SmtpClient {
-            r: BufReader::new(r),
-            w,
+            conn: BufReader::new(Box::new(stream)),
             ehlo: Reply {
                 code: 0,
                 text: String::new(),
@@ -64,12 +92,61 @@ impl SmtpClient {
         Ok((c, greeting))
     }
 
+    /// STARTTLS, the handshake trusting only `ca`, then EHLO again (RFC 3207).
+    pub async fn starttls(mut self, ca: &CertificateDer<'static>) -> std::io::Result<SmtpClient> {
+        let reply = self.command("STARTTLS").await?;
+        if reply.code != 220 {
+            return Err(std::io::Error::other(format!(
+                "STARTTLS refused: {reply:?}"
+            )));
+        }
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.clone()).map_err(std::io::Error::other)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(std::io::Error::other)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from("localhost").map_err(std::io::Error::other)?;
+        let tls = TlsConnector::from(Arc::new(config))
+            .connect(name, self.conn.into_inner())
+            .await?;
+        let mut c = SmtpClient {
+            conn: BufReader::new(Box::new(tls)),
+            ehlo: self.ehlo,
+        };
+        c.ehlo = c.command("EHLO mta.example").await?;
+        Ok(c)
+    }
+
+    /// AUTH PLAIN with an initial response (RFC 4616).
+    pub async fn auth_plain(&mut self, user: &str, password: &str) -> std::io::Result<Reply> {
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        self.command(&format!("AUTH PLAIN {token}")).await
+    }
+
+    /// AUTH LOGIN through its two challenges.
+    pub async fn auth_login(&mut self, user: &str, password: &str) -> std::io::Result<Reply> {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let first = self.command("AUTH LOGIN").await?;
+        if first.code != 334 {
+            return Ok(first);
+        }
+        let second = self.command(&b64(user)).await?;
+        if second.code != 334 {
+            return Ok(second);
+        }
+        self.command(&b64(password)).await
+    }
+
     /// Reads one (possibly multi-line) reply.
     pub async fn reply(&mut self) -> std::io::Result<Reply> {
         let mut text = String::new();
         loop {
             let mut line = String::new();
-            if self.r.read_line(&mut line).await? == 0 {
+            if self.conn.read_line(&mut line).await? == 0 {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
             let line = line.trim_end();
@@ -87,8 +164,8 @@ impl SmtpClient {
 
     /// Writes raw bytes (a command line must end with CRLF).
     pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.w.write_all(bytes).await?;
-        self.w.flush().await
+        self.conn.get_mut().write_all(bytes).await?;
+        self.conn.get_mut().flush().await
     }
 
     /// Sends one command line and reads its reply.

@@ -95,6 +95,14 @@ pub struct Listener {
 /// `max_sessions` are served at once (the next is answered 421); peers outside `allow_from`
 /// are refused at the greeting, and as many of them as sessions are held at once.
 pub async fn serve(listener: TcpListener, config: Journal, parts: Listener, ctx: SourceContext) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(
+            %addr,
+            tls = parts.tls.is_some(),
+            auth = config.auth.is_some(),
+            "journal listening"
+        );
+    }
     let sessions = Arc::new(Semaphore::new(config.max_sessions));
     let refusals = Arc::new(Semaphore::new(config.max_sessions));
     let config = Arc::new(config);
