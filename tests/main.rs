@@ -22,6 +22,7 @@ mod journal_guard;
 mod kill_switch;
 mod lifecycle;
 mod mastodon_stream;
+mod mta_postfix;
 mod pages;
 mod paging;
 mod takedown;
