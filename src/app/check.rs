@@ -168,6 +168,28 @@ mod tests {
     }
 
     #[test]
+    fn the_journal_certificate_and_key_are_checked_with_their_keys() {
+        let tls = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let journal = |cert: &str, key: &str| {
+            format!("\n[email.journal]\ntls_cert = '''{cert}'''\ntls_key = '''{key}'''\n")
+        };
+        let (cert, key) = (tls.cert.pem(), tls.key_pair.serialize_pem());
+        checked(&journal(&cert, &key)).unwrap();
+        let e = checked(&journal("not a certificate", &key)).unwrap_err();
+        assert_eq!(e.key(), Some("email.journal.tls_cert"), "{e}");
+        let bad_key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        let e = checked(&journal(&cert, bad_key)).unwrap_err();
+        assert_eq!(e.key(), Some("email.journal.tls_key"), "{e}");
+        let e = checked(&journal(&cert, &other.key_pair.serialize_pem())).unwrap_err();
+        assert_eq!(
+            e.key(),
+            Some("email.journal.tls_key"),
+            "another certificate's key: {e}"
+        );
+    }
+
+    #[test]
     fn the_summary_says_what_is_watched_and_where_pages_go() {
         let good = summary(&Config::parse(GOOD, "t.toml").unwrap());
         assert!(good.contains("main · mastodon"), "{good}");
@@ -183,7 +205,7 @@ mod tests {
             "kill switch   POST mailer.internal.example.com",
             "POST /hooks/sendgrid",
             "x schedule",
-            "email journal journal",
+            "email journal journal · SMTP on 127.0.0.1:2525 · from 10.0.5.0/24 · STARTTLS required · AUTH on (user postfix)",
         ] {
             assert!(full.contains(line), "{line}: {full}");
         }

@@ -104,7 +104,17 @@ pub(crate) fn full_example() -> (Config, tempfile::NamedTempFile) {
         .replace("env:TOCSIN_BLUESKY_APP_PASSWORD", "app-pass")
         .replace("env:TOCSIN_SENDGRID_VERIFICATION_KEY", "sendgrid-key")
         .replace("env:TOCSIN_MAILGUN_SIGNING_KEY", "k")
-        .replace("env:TOCSIN_POSTMARK_WEBHOOK_PASSWORD", "p");
+        .replace("env:TOCSIN_POSTMARK_WEBHOOK_PASSWORD", "p")
+        .replace("env:TOCSIN_JOURNAL_PASSWORD", "journal-pass");
+    // A real certificate and key: the journal's STARTTLS is built from them (`app::check`).
+    let tls = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let escaped = |pem: String| pem.replace('\n', "\\n");
+    let text = text
+        .replace("env:TOCSIN_JOURNAL_TLS_CERT", &escaped(tls.cert.pem()))
+        .replace(
+            "env:TOCSIN_JOURNAL_TLS_KEY",
+            &escaped(tls.key_pair.serialize_pem()),
+        );
     // The keys are parsed when their components are built (`app::check`), not at load.
     let key = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(key.path(), test_service_account()).unwrap();

@@ -713,6 +713,81 @@ Dear customer\r\n\
         assert_eq!(s.campaign.as_deref(), Some("statements"));
     }
 
+    /// Feeds `raw` in pieces of at most `piece` bytes, as the session reads a long line.
+    fn streamed(raw: &[u8], piece: usize, max_envelope: usize) -> MailSummary {
+        let mut r = Reader::new("journal", key(), max_envelope);
+        let mut at_line_start = true;
+        for line in raw.split_inclusive(|b| *b == b'\n') {
+            for chunk in line.chunks(piece) {
+                let complete = chunk.ends_with(b"\n");
+                r.push(chunk, at_line_start, complete);
+                at_line_start = complete;
+            }
+        }
+        r.finish("bounce@corp.example", &["j@t.example".into()])
+            .unwrap()
+    }
+
+    #[test]
+    fn an_unfolded_to_line_is_counted_in_pieces_and_only_a_sample_kept() {
+        let to: Vec<String> = (0..20_000)
+            .map(|i| format!("c{i}@d{}.example", i % 300))
+            .collect();
+        let raw = format!(
+            "From: a@corp.example\r\nTo: {}\r\nSubject: s\r\n\r\nbody\r\n",
+            to.join(", ")
+        );
+        let s = streamed(raw.as_bytes(), 4096, 100);
+        let t = s.tally.as_ref().unwrap();
+        assert_eq!(t.addresses.count(), 20_000);
+        assert_eq!(t.domains.len(), 300);
+        assert_eq!(s.visible.len(), VISIBLE_SAMPLE);
+        assert_eq!(s.visible[0], "c0@d0.example");
+        assert_eq!(s.subject, "s", "headers after the long one are still read");
+    }
+
+    #[test]
+    fn display_names_comments_and_quotes_hide_no_address_and_add_none() {
+        let raw = b"From: a@corp.example\r\n\
+To: \"Doe, Jane\" <Jane@X.example>, (a comment, with@comma) bob@y.example,\r\n\
+\x20Team: <c@z.example>, d@z.example;, <@relay.example:e@w.example>\r\n\
+Cc: no-address-here\r\n\r\n";
+        let s = streamed(raw, 7, 100);
+        assert_eq!(
+            s.visible,
+            [
+                "jane@x.example",
+                "bob@y.example",
+                "c@z.example",
+                "d@z.example",
+                "e@w.example"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_journal_report_lists_recipients_up_to_the_cap_and_counts_the_rest() {
+        let mut raw = String::from(
+            "From: Exchange <j@corp.example>\r\nX-MS-Journal-Report:\r\n\
+Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\n\
+Content-Type: text/plain\r\n\r\nSender: mailer@corp.example\r\n",
+        );
+        for i in 0..50 {
+            raw.push_str(&format!("To: r{i}@cust.example\r\n"));
+        }
+        raw.push_str(
+            "\r\n--b1\r\nContent-Type: message/rfc822\r\n\r\nFrom: mailer@corp.example\r\n\
+To: a@one.example, b@two.example\r\nSubject: orig\r\n\r\nbody\r\n--b1--\r\n",
+        );
+        let s = streamed(raw.as_bytes(), 1 << 16, 10);
+        assert_eq!(s.envelope.len(), 10);
+        assert_eq!(s.envelope_unlisted, 40);
+        assert_eq!(s.recipients(), 50);
+        assert_eq!(s.sender, "mailer@corp.example");
+        assert_eq!(s.subject, "orig");
+        assert_eq!(s.tally.unwrap().addresses.count(), 2);
+    }
+
     #[test]
     fn garbage_is_refused() {
         assert!(summarise("journal", b"", "", &[]).is_err());

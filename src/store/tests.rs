@@ -267,3 +267,55 @@ fn expired_approval_no_longer_counts() {
             .unwrap()
     );
 }
+
+#[test]
+fn mail_counters_are_bounded_pruned_and_the_salt_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = store.address_key().unwrap();
+    assert_eq!(
+        store.address_key().unwrap().hash("a@b.example"),
+        key.hash("a@b.example"),
+        "one salt per install"
+    );
+    let now = Utc::now();
+    let old = (now - chrono::Duration::hours(3)).timestamp();
+    let mut many = crate::model::Distinct::default();
+    for i in 0..150_000 {
+        many.insert(key.hash(&format!("c{i}@x.example")));
+    }
+    let merged = store
+        .transact(|tx| {
+            tx.add_mail_volume("s@corp.example", old, 10)?;
+            tx.add_mail_volume("s@corp.example", now.timestamp(), 5)?;
+            tx.mail_set_merge(42, b'a', &many)
+        })
+        .unwrap();
+    assert!(merged.is_estimate());
+    assert!(merged.to_bytes().len() <= 16 * 1024 + 1, "bounded per set");
+    let since = now - chrono::Duration::hours(2);
+    assert_eq!(store.mail_volume("s@corp.example", since).unwrap(), 5);
+    // Incident 42 does not exist (resolved and gone): its counts go; so does the old bucket.
+    let pruned = store.prune_mail(since).unwrap();
+    assert_eq!(
+        pruned,
+        Pruned {
+            buckets: 1,
+            sets: 1
+        }
+    );
+    assert_eq!(
+        store
+            .mail_volume("s@corp.example", now - chrono::Duration::hours(4))
+            .unwrap(),
+        5
+    );
+    assert_eq!(store.prune_mail(since).unwrap(), Pruned::default());
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.address_key().unwrap().hash("a@b.example"),
+        key.hash("a@b.example"),
+        "the salt survives a restart"
+    );
+}
