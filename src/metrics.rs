@@ -62,6 +62,11 @@ pub struct ProviderReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabel {
+    pub listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: String,
 }
@@ -98,6 +103,10 @@ pub struct Metrics {
     webhook_summaries: Family<ProviderLabel, Counter>,
     /// Provider webhook requests refused, by provider and reason.
     webhook_rejected: Family<ProviderReasonLabels, Counter>,
+    /// Provider events already accepted once (a retry or a replay): answered 200, not judged.
+    webhook_duplicates: Family<ProviderLabel, Counter>,
+    /// Connections answered 503 because their listener was at `max_connections`.
+    connections_refused: Family<ListenerLabel, Counter>,
     // Scrape-time values.
     incidents: Family<StateLabel, Gauge>,
     outbox_depth: Gauge,
@@ -137,6 +146,8 @@ impl Metrics {
             heartbeat_failures: Counter::default(),
             webhook_summaries: Family::default(),
             webhook_rejected: Family::default(),
+            webhook_duplicates: Family::default(),
+            connections_refused: Family::default(),
             incidents: Family::default(),
             outbox_depth: Gauge::default(),
             outbox_oldest_age_seconds: Gauge::default(),
@@ -210,6 +221,16 @@ impl Metrics {
             "webhook_rejected",
             "Provider webhook requests refused, by provider and reason",
             m.webhook_rejected.clone(),
+        );
+        registry.register(
+            "webhook_duplicates",
+            "Provider events already accepted once (retries, replays): answered 200, not judged again",
+            m.webhook_duplicates.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "Connections refused because their listener was at general.max_connections",
+            m.connections_refused.clone(),
         );
         registry.register("incidents", "Incidents by state", m.incidents.clone());
         registry.register(
@@ -322,6 +343,22 @@ impl Metrics {
             .get_or_create(&ProviderReasonLabels {
                 provider: provider.into(),
                 reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn webhook_duplicates(&self, provider: &str, events: usize) {
+        self.webhook_duplicates
+            .get_or_create(&ProviderLabel {
+                provider: provider.into(),
+            })
+            .inc_by(events as u64);
+    }
+
+    pub fn connection_refused(&self, listener: &str) {
+        self.connections_refused
+            .get_or_create(&ListenerLabel {
+                listener: listener.into(),
             })
             .inc();
     }

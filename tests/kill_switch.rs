@@ -10,7 +10,7 @@ use tocsin::{
     contain::mailer::Mailer,
     detect::Outcome,
     incidents::{Incidents, PauseState, Recorded},
-    model::{Action, Evidence, Finding, Incident, Rule, Severity},
+    model::{Action, Evidence, Finding, Incident, MailEvidence, Rule, Severity},
     store::Store,
 };
 use tocsin_fakes::mailer::FakeMailer;
@@ -32,6 +32,34 @@ fn exposed_finding() -> Outcome {
                 problem: "1000 addresses visible in To:".into(),
                 since: Utc::now(),
             },
+            changed_at: None,
+            seen_at: Utc::now(),
+        }),
+        writes: Vec::new(),
+    }
+}
+
+/// An exposure found in a message from `account`, whose input proved its origin or not.
+fn exposed_mail(account: &str, origin_proven: bool) -> Outcome {
+    Outcome {
+        finding: Some(Finding {
+            rule: Rule::ExposedRecipients,
+            severity: Severity::Critical,
+            account: account.into(),
+            object: "news@corp.example".into(),
+            evidence: Evidence::Mail(MailEvidence {
+                sender: "news@corp.example".into(),
+                subject: "Spring sale".into(),
+                message_id: format!("<{account}-1@corp.example>"),
+                campaign: None,
+                messages: 1,
+                exposed: 30,
+                domains: 3,
+                recipients: 30,
+                largest: 30,
+                samples: vec!["c***@example.net".into()],
+                origin_proven,
+            }),
             changed_at: None,
             seen_at: Utc::now(),
         }),
@@ -238,7 +266,15 @@ async fn auto_pause_pauses_the_mailer_when_exposed_recipients_opens() {
     let store = Store::open(dir.path()).unwrap();
     let mailer = Arc::new(Mailer::new(kill_switch(&mailer_fake, true)).unwrap());
     let incidents = Incidents::new(store.clone(), Arc::default()).with_auto_pause(Some(mailer));
-    let Recorded::Opened(id) = incidents.record(&exposed_finding()).await.unwrap() else {
+    // Mail whose origin is not proven (a URL secret, not a signature) does not press it.
+    let Recorded::Opened(unproven) = incidents
+        .record(&exposed_mail("mailgun", false))
+        .await
+        .unwrap()
+    else {
+        panic!("not opened")
+    };
+    let Recorded::Opened(id) = incidents.record(&exposed_mail("ses", true)).await.unwrap() else {
         panic!("not opened")
     };
     mailer_fake
@@ -286,8 +322,13 @@ async fn auto_pause_pauses_the_mailer_when_exposed_recipients_opens() {
         "tocsin"
     );
     assert_eq!(mailer_fake.requests(), 2);
+    assert_eq!(
+        PauseState::of(&store.incident(unproven).unwrap().unwrap()),
+        PauseState::None,
+        "the unproven exposure was left to a responder"
+    );
     // Another rule does not pause.
-    let mut other = exposed_finding();
+    let mut other = exposed_mail("ses", true);
     if let Some(f) = &mut other.finding {
         f.rule = Rule::UnapprovedBulk;
     }

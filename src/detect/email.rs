@@ -96,6 +96,7 @@ pub fn evaluate(
         recipients,
         largest: visible.len() as u64,
         samples: visible.iter().take(SAMPLES).map(|a| mask(a)).collect(),
+        origin_proven: mail.origin_proven,
     };
     if visible.len() > rules.max_visible_recipients || external.len() > 1 {
         writes.push(Write::MailExposure {
@@ -263,6 +264,7 @@ mod tests {
                 .collect(),
             campaign: Some("spring".into()),
             sent_at: None,
+            origin_proven: false,
         }
     }
 

@@ -229,7 +229,7 @@ impl Incidents {
             self.wake.notify_one();
         }
         if let (Recorded::Opened(id), Some(f)) = (recorded, &outcome.finding) {
-            self.auto_pause_if_due(id, f.rule);
+            self.auto_pause_if_due(id, f);
         }
         Ok(recorded)
     }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Incidents, Timeline, save_and_page};
 use crate::{
-    model::{Action, Actor, Incident, PauseCall, Rule},
+    model::{Action, Actor, Evidence, Finding, Incident, PauseCall, Rule},
     store::{Lift, StoreError, abort},
 };
 
@@ -157,12 +157,22 @@ pub trait PauseMailer: Send + Sync {
 impl Incidents {
     /// `auto_pause`: a newly opened `email.exposed_recipients` incident pauses the mailer at
     /// once, in its own task (the pipeline keeps judging meanwhile); recorded like a press, by
-    /// `tocsin`.
-    pub(super) fn auto_pause_if_due(&self, id: u64, rule: Rule) {
+    /// `tocsin`. Only when the message that opened it came from an input that proved its origin
+    /// (`MailEvidence::origin_proven`): whoever merely knows a webhook URL's secret must not be
+    /// able to stop the company's mail; a responder still can, with the button.
+    pub(super) fn auto_pause_if_due(&self, id: u64, finding: &Finding) {
         let Some(mailer) = self.auto_pause.clone() else {
             return;
         };
-        if rule != Rule::ExposedRecipients {
+        if finding.rule != Rule::ExposedRecipients {
+            return;
+        }
+        if !matches!(&finding.evidence, Evidence::Mail(m) if m.origin_proven) {
+            tracing::warn!(
+                incident = id,
+                account = %finding.account,
+                "auto_pause withheld: the message's origin is not proven; a responder can pause"
+            );
             return;
         }
         let incidents = self.clone();

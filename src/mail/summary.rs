@@ -115,6 +115,8 @@ fn headers_of(feed: &str, m: &Message<'_>) -> MailSummary {
         sent_at: m
             .date()
             .and_then(|d| DateTime::<Utc>::from_timestamp(d.to_timestamp(), 0)),
+        // Whether the peer that handed it over may be believed is the listener's to say.
+        origin_proven: false,
     }
 }
 

@@ -106,6 +106,10 @@ pub struct MailEvidence {
     pub largest: u64,
     /// A few visible addresses, masked (`j***@example.com`).
     pub samples: Vec<String>,
+    /// The message that opened the incident came from an input that proved its origin
+    /// ([`MailSummary::origin_proven`](super::MailSummary)): only then may `auto_pause` act.
+    #[serde(default)]
+    pub origin_proven: bool,
 }
 
 /// A platform's security mail about one of the company's social accounts.

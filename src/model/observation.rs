@@ -90,6 +90,12 @@ pub struct MailSummary {
     /// The campaign or tag the sender gave it (`X-Campaign-Id`, SendGrid category, Mailgun tag…).
     pub campaign: Option<String>,
     pub sent_at: Option<DateTime<Utc>>,
+    /// The input proved who sent it: a signature only the provider can make (SES through SNS,
+    /// SendGrid's ECDSA), or a journal peer the listener allows. Only such mail may press the
+    /// kill switch by itself (`auto_pause`): a shared secret in a URL (Mailgun, Postmark) tells
+    /// who may post, not that the mail service did.
+    #[serde(default)]
+    pub origin_proven: bool,
 }
 
 /// One change reported by a mailbox or admin audit log.
