@@ -24,6 +24,7 @@ mod listeners;
 mod mastodon_stream;
 mod pages;
 mod paging;
+mod provider_vectors;
 mod takedown;
 mod telegram_channel;
 mod x;
