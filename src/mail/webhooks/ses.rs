@@ -225,8 +225,8 @@ pub struct Ses {
     fetch: reqwest::Client,
     /// The configured certificates: when any is, only they are used and nothing is fetched.
     pinned: Vec<Pinned>,
-    /// The RSA public keys (PKCS#1 DER) of the certificates fetched, most recently used last.
-    certs: Mutex<Vec<(String, Arc<Vec<u8>>)>>,
+    /// The RSA public keys of the certificates fetched.
+    certs: Mutex<CertCache>,
     fetches: Mutex<FetchBudget>,
 }
 
@@ -280,6 +280,30 @@ impl Pinned {
             key,
             expired: not_after.filter(|t| *t < now),
         })
+    }
+}
+
+/// The RSA public keys (PKCS#1 DER) of fetched certificates by URL, at most [`CERT_CACHE`],
+/// most recently used last: a stream of messages naming new URLs evicts the oldest, it does not
+/// grow the cache.
+#[derive(Default)]
+struct CertCache(Vec<(String, Arc<Vec<u8>>)>);
+
+impl CertCache {
+    fn get(&mut self, url: &str) -> Option<Arc<Vec<u8>>> {
+        let i = self.0.iter().position(|(u, _)| u == url)?;
+        let hit = self.0.remove(i);
+        let key = hit.1.clone();
+        self.0.push(hit);
+        Some(key)
+    }
+
+    fn insert(&mut self, url: &str, key: Arc<Vec<u8>>) {
+        self.0.retain(|(u, _)| u != url);
+        if self.0.len() >= CERT_CACHE {
+            self.0.remove(0);
+        }
+        self.0.push((url.to_owned(), key));
     }
 }
 
@@ -723,14 +747,8 @@ impl Ses {
 
     /// The key of the certificate at `url`: from the cache, else fetched (within the budget).
     async fn signing_key(&self, url: &Url) -> Result<Arc<Vec<u8>>, HookError> {
-        {
-            let mut certs = self.certs.lock().expect("cert cache");
-            if let Some(i) = certs.iter().position(|(u, _)| u == url.as_str()) {
-                let hit = certs.remove(i);
-                let key = hit.1.clone();
-                certs.push(hit);
-                return Ok(key);
-            }
+        if let Some(key) = self.certs.lock().expect("cert cache").get(url.as_str()) {
+            return Ok(key);
         }
         let unavailable =
             |what: String| HookError::Unavailable(format!("signing certificate {url}: {what}"));
@@ -754,18 +772,16 @@ impl Ses {
             .map_err(|e| unavailable(e.to_string()))?;
         let (_, key) = rsa_key(&pem).map_err(unavailable)?;
         let key = Arc::new(key);
-        let mut certs = self.certs.lock().expect("cert cache");
-        certs.retain(|(u, _)| u != url.as_str());
-        if certs.len() >= CERT_CACHE {
-            certs.remove(0);
-        }
-        certs.push((url.as_str().to_owned(), key.clone()));
+        self.certs
+            .lock()
+            .expect("cert cache")
+            .insert(url.as_str(), key.clone());
         Ok(key)
     }
 
     /// How many certificates are cached (bounded by [`CERT_CACHE`]).
     pub fn cached_certificates(&self) -> usize {
-        self.certs.lock().expect("cert cache").len()
+        self.certs.lock().expect("cert cache").0.len()
     }
 }
 
@@ -827,6 +843,35 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn the_certificate_cache_keeps_the_most_recently_used() {
+        let mut cache = CertCache::default();
+        let key = |n: u8| Arc::new(vec![n]);
+        for n in 0..CERT_CACHE as u8 {
+            cache.insert(&format!("u{n}"), key(n));
+        }
+        assert_eq!(cache.get("u0"), Some(key(0)), "u0 used: now the newest");
+        cache.insert("new", key(99));
+        assert_eq!(cache.0.len(), CERT_CACHE, "bounded");
+        assert_eq!(cache.get("u1"), None, "the least recently used went");
+        assert!(cache.get("u0").is_some() && cache.get("new").is_some());
+    }
+
+    #[test]
+    fn fetches_are_paced() {
+        let mut budget = FetchBudget {
+            tokens: f64::from(FETCH_BURST),
+            at: Instant::now(),
+        };
+        for _ in 0..FETCH_BURST {
+            assert!(budget.take());
+        }
+        assert!(!budget.take(), "the burst is spent");
+        budget.at -= FETCH_EVERY;
+        assert!(budget.take(), "one more after FETCH_EVERY");
+        assert!(!budget.take());
     }
 
     #[test]
