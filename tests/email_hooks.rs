@@ -289,6 +289,27 @@ async fn ses_notification_exposing_many_recipients_is_recorded_before_the_ok() {
 }
 
 #[tokio::test]
+async fn notifications_arriving_together_on_a_cold_cache_fetch_the_certificate_once() {
+    let h = hooked().await;
+    // SNS posts with many connections at once: every request misses the empty cache together,
+    // and must not each spend the fetch budget on the same certificate.
+    let posts = (0..16).map(|i| {
+        let message = ses_event(
+            &format!("0100-cold-{i}"),
+            "news@corp.example",
+            &recipients(3),
+            "Hi",
+            "c",
+        );
+        h.post_sns(h.sns.notification(TOPIC, &message, 2, Utc::now()))
+    });
+    for (status, answer) in futures_util::future::join_all(posts).await {
+        assert_eq!(status, 200, "{answer}");
+    }
+    assert_eq!(h.sns.cert_fetches(), 1);
+}
+
+#[tokio::test]
 async fn ses_subscription_is_confirmed_through_the_subscribe_url() {
     let h = hooked().await;
     let (status, answer) = h.post_sns(h.sns.subscription_confirmation(TOPIC)).await;

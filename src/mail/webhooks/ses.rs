@@ -228,6 +228,9 @@ pub struct Ses {
     /// The RSA public keys of the certificates fetched.
     certs: Mutex<CertCache>,
     fetches: Mutex<FetchBudget>,
+    /// Held while a certificate is fetched: the many requests SNS sends at once on a cold cache
+    /// wait for one fetch instead of each spending the budget on the same certificate.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 /// An SNS message whose signature verified.
@@ -579,6 +582,7 @@ impl Ses {
                 tokens: f64::from(FETCH_BURST),
                 at: Instant::now(),
             }),
+            fetching: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -747,6 +751,11 @@ impl Ses {
 
     /// The key of the certificate at `url`: from the cache, else fetched (within the budget).
     async fn signing_key(&self, url: &Url) -> Result<Arc<Vec<u8>>, HookError> {
+        if let Some(key) = self.certs.lock().expect("cert cache").get(url.as_str()) {
+            return Ok(key);
+        }
+        let _one_at_a_time = self.fetching.lock().await;
+        // Another request may have fetched it while this one waited.
         if let Some(key) = self.certs.lock().expect("cert cache").get(url.as_str()) {
             return Ok(key);
         }
