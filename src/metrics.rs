@@ -62,6 +62,11 @@ pub struct ProviderReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabel {
+    pub listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: String,
 }
@@ -101,6 +106,10 @@ pub struct Metrics {
     /// SMTP journal connections and commands refused: `peer` (outside `allow_from`), `auth`
     /// (wrong credentials), `sessions` (over `max_sessions`), `timeout` (transaction_timeout).
     journal_refused: Family<ReasonLabel, Counter>,
+    /// Provider events already accepted once (a retry or a replay): answered 200, not judged.
+    webhook_duplicates: Family<ProviderLabel, Counter>,
+    /// Connections answered 503 because their listener was at `max_connections`.
+    connections_refused: Family<ListenerLabel, Counter>,
     // Scrape-time values.
     incidents: Family<StateLabel, Gauge>,
     outbox_depth: Gauge,
@@ -141,6 +150,8 @@ impl Metrics {
             webhook_summaries: Family::default(),
             webhook_rejected: Family::default(),
             journal_refused: Family::default(),
+            webhook_duplicates: Family::default(),
+            connections_refused: Family::default(),
             incidents: Family::default(),
             outbox_depth: Gauge::default(),
             outbox_oldest_age_seconds: Gauge::default(),
@@ -219,6 +230,16 @@ impl Metrics {
             "journal_refused",
             "SMTP journal refusals by reason (peer, auth, sessions, timeout)",
             m.journal_refused.clone(),
+        );
+        registry.register(
+            "webhook_duplicates",
+            "Provider events already accepted once (retries, replays): answered 200, not judged again",
+            m.webhook_duplicates.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "Connections refused because their listener was at general.max_connections",
+            m.connections_refused.clone(),
         );
         registry.register("incidents", "Incidents by state", m.incidents.clone());
         registry.register(
@@ -339,6 +360,22 @@ impl Metrics {
         self.journal_refused
             .get_or_create(&ReasonLabel {
                 reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn webhook_duplicates(&self, provider: &str, events: usize) {
+        self.webhook_duplicates
+            .get_or_create(&ProviderLabel {
+                provider: provider.into(),
+            })
+            .inc_by(events as u64);
+    }
+
+    pub fn connection_refused(&self, listener: &str) {
+        self.connections_refused
+            .get_or_create(&ListenerLabel {
+                listener: listener.into(),
             })
             .inc();
     }

@@ -39,26 +39,33 @@ fn exposed_finding() -> Outcome {
     }
 }
 
-/// A leak as the journal reports it; `proven`: the message proved its origin.
-fn proven_leak(proven: bool) -> Outcome {
-    let mut o = exposed_finding();
-    if let Some(f) = &mut o.finding {
-        f.evidence = Evidence::Mail(MailEvidence {
-            sender: "mailer@corp.example".into(),
-            subject: "Your statement".into(),
-            message_id: "batch-1@mailer.corp.example".into(),
-            campaign: None,
-            messages: 1,
-            exposed: 1000,
-            domains: 40,
-            recipients: 1,
-            largest: 1000,
-            samples: Vec::new(),
-            estimated: false,
-            origin_proven: proven,
-        });
+/// An exposure found in a message from `account`, whose input proved its origin or not.
+fn exposed_mail(account: &str, origin_proven: bool) -> Outcome {
+    Outcome {
+        finding: Some(Finding {
+            rule: Rule::ExposedRecipients,
+            severity: Severity::Critical,
+            account: account.into(),
+            object: "news@corp.example".into(),
+            evidence: Evidence::Mail(MailEvidence {
+                sender: "news@corp.example".into(),
+                subject: "Spring sale".into(),
+                message_id: format!("<{account}-1@corp.example>"),
+                campaign: None,
+                messages: 1,
+                exposed: 30,
+                domains: 3,
+                recipients: 30,
+                largest: 30,
+                samples: vec!["c***@example.net".into()],
+                estimated: false,
+                origin_proven,
+            }),
+            changed_at: None,
+            seen_at: Utc::now(),
+        }),
+        writes: Vec::new(),
     }
-    o
 }
 
 async fn open_exposed(app: &TestApp) -> u64 {
@@ -260,15 +267,15 @@ async fn auto_pause_pauses_the_mailer_when_exposed_recipients_opens() {
     let store = Store::open(dir.path()).unwrap();
     let mailer = Arc::new(Mailer::new(kill_switch(&mailer_fake, true)).unwrap());
     let incidents = Incidents::new(store.clone(), Arc::default()).with_auto_pause(Some(mailer));
-    // A message that did not prove where it came from opens the incident but never presses.
-    let mut forged = proven_leak(false);
-    if let Some(f) = &mut forged.finding {
-        f.object = "forger@corp.example".into();
-    }
-    let Recorded::Opened(_) = incidents.record(&forged).await.unwrap() else {
+    // Mail whose origin is not proven (a URL secret, not a signature) does not press it.
+    let Recorded::Opened(unproven) = incidents
+        .record(&exposed_mail("mailgun", false))
+        .await
+        .unwrap()
+    else {
         panic!("not opened")
     };
-    let Recorded::Opened(id) = incidents.record(&proven_leak(true)).await.unwrap() else {
+    let Recorded::Opened(id) = incidents.record(&exposed_mail("ses", true)).await.unwrap() else {
         panic!("not opened")
     };
     mailer_fake
@@ -316,8 +323,13 @@ async fn auto_pause_pauses_the_mailer_when_exposed_recipients_opens() {
         "tocsin"
     );
     assert_eq!(mailer_fake.requests(), 2);
+    assert_eq!(
+        PauseState::of(&store.incident(unproven).unwrap().unwrap()),
+        PauseState::None,
+        "the unproven exposure was left to a responder"
+    );
     // Another rule does not pause.
-    let mut other = proven_leak(true);
+    let mut other = exposed_mail("ses", true);
     if let Some(f) = &mut other.finding {
         f.rule = Rule::UnapprovedBulk;
     }

@@ -21,7 +21,6 @@ use tocsin::{
         Email, Secret,
         email::{SendGridHook, SesHook},
     },
-    mail::webhooks::ses::TYPE_HEADER,
     store::Store,
 };
 use tocsin_fakes::{
@@ -143,6 +142,7 @@ async fn measure_all(quick: bool) {
             max_age: Duration::from_secs(3600),
             campaign_tag: "campaign".into(),
             max_body: 1024 * 1024,
+            certificates: Vec::new(),
         }),
         sendgrid: Some(SendGridHook {
             name: "sendgrid".into(),
@@ -201,7 +201,7 @@ async fn measure_all(quick: bool) {
                         "bench",
                     );
                     let body = sns.notification(TOPIC, &msg, 2, Utc::now());
-                    (vec![(TYPE_HEADER, "Notification".to_owned())], body)
+                    (FakeSns::headers(&body), body)
                 })
                 .collect::<Vec<_>>()
         })

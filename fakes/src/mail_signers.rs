@@ -74,7 +74,8 @@ pub fn sendgrid_events(
                     "smtp-id": format!("<msg{m}.{}@sendgrid.example>", at.timestamp_micros()),
                     "event": kind,
                     "category": [category],
-                    "sg_event_id": format!("ev{m}-{r}-{kind}"),
+                    // Unique per event, as SendGrid's are: a batch sent again repeats them.
+                    "sg_event_id": format!("ev{m}-{r}-{kind}-{}", at.timestamp_micros()),
                     "sg_message_id": format!("msg{m}.filter0001"),
                 }));
             }

@@ -50,7 +50,22 @@ use tokio_rustls::{
 
 pub const REGION: &str = "us-east-1";
 pub const HOST: &str = "sns.us-east-1.amazonaws.com";
-pub const CERT_PATH: &str = "/SimpleNotificationService-fake0123456789.pem";
+/// S3 virtual hosts whose names begin like an SNS host's: whoever owns a bucket named `sns`
+/// can serve a certificate there. The fake answers for them too (its TLS certificate names
+/// them, and [`FakeSns::client`] resolves them here), as that bucket's owner would: a
+/// subscriber that fetches from them is fooled, and a test can tell.
+pub const S3_HOSTS: [&str; 3] = [
+    "sns.s3.amazonaws.com",
+    "sns.s3-accelerate.amazonaws.com",
+    "sns.s3-us-west-2.amazonaws.com",
+];
+/// The path SNS serves its signing certificates under: `SimpleNotificationService-` and the
+/// certificate's hex digest.
+pub const CERT_PATH: &str = "/SimpleNotificationService-f00dfacec0ffee0123456789abcdef01.pem";
+/// The headers SNS sends with every message it posts to an HTTP(S) subscriber.
+pub const TYPE_HEADER: &str = "x-amz-sns-message-type";
+pub const MESSAGE_ID_HEADER: &str = "x-amz-sns-message-id";
+pub const TOPIC_HEADER: &str = "x-amz-sns-topic-arn";
 
 #[derive(Default)]
 struct Seen {
@@ -90,7 +105,11 @@ impl FakeSns {
             .push(DnType::CommonName, "tocsin test CA");
         let ca = ca_params.self_signed(&ca_key).map_err(cert_err)?;
         let tls_key = KeyPair::generate().map_err(cert_err)?;
-        let tls_cert = CertificateParams::new(vec![HOST.to_owned()])
+        let names = std::iter::once(HOST)
+            .chain(S3_HOSTS)
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        let tls_cert = CertificateParams::new(names)
             .map_err(cert_err)?
             .signed_by(&tls_key, &ca, &ca_key)
             .map_err(cert_err)?;
@@ -173,13 +192,17 @@ impl FakeSns {
         self.addr
     }
 
-    /// A client for `App::with_sns_client`: the SNS host resolves to this fake, and the fake's
-    /// CA is trusted. https only, no redirects, like the daemon's own.
+    /// A client for `App::with_sns_client`: the SNS host (and the S3 look-alikes) resolve to
+    /// this fake, and the fake's CA is trusted. https only, no redirects, like the daemon's own.
     pub fn client(&self) -> reqwest::Client {
-        reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .https_only(true)
             .redirect(reqwest::redirect::Policy::none())
-            .resolve(HOST, self.addr)
+            .resolve(HOST, self.addr);
+        for host in S3_HOSTS {
+            builder = builder.resolve(host, self.addr);
+        }
+        builder
             .add_root_certificate(
                 reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("our own CA"),
             )
@@ -241,6 +264,17 @@ impl FakeSns {
         body.to_string()
     }
 
+    /// The headers SNS sends with a message (`body`, as JSON): its type, id and topic.
+    pub fn headers(body: &str) -> Vec<(&'static str, String)> {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        vec![
+            (TYPE_HEADER, field("Type")),
+            (MESSAGE_ID_HEADER, field("MessageId")),
+            (TOPIC_HEADER, field("TopicArn")),
+        ]
+    }
+
     /// Signs `body` (an SNS message as JSON) in place, as SNS does.
     pub fn sign_into(&self, body: &mut serde_json::Value, version: u8) {
         body["Signature"] = "".into();
@@ -292,7 +326,7 @@ async fn confirm(
 /// The string SNS signs, laid out as its documentation says: the message's keys for its type,
 /// in byte order, each as `Key\nValue\n`; a key the message lacks (a notification's `Subject`)
 /// is left out.
-fn string_to_sign(message: &serde_json::Value) -> String {
+pub fn string_to_sign(message: &serde_json::Value) -> String {
     let keys: &[&str] = match message["Type"].as_str() {
         Some("Notification") => &[
             "Message",

@@ -2,4 +2,5 @@
 //! binary, so it links once.
 
 mod mastodon;
+mod providers;
 mod telegram;

@@ -26,7 +26,22 @@ pub fn summary(config: &Config) -> String {
     let g = &config.general;
     let t = &config.telegram;
     out.push_str(&format!("state dir     {}\n", g.state_dir.display()));
-    out.push_str(&format!("http listen   {} (api token set)\n", g.listen));
+    out.push_str(&format!(
+        "http listen   {} (api token set) · API, /healthz, /readyz, /metrics · at most {} connections\n",
+        g.listen, g.max_connections
+    ));
+    let webhooks = config.email.as_ref().is_some_and(|e| e.has_webhooks());
+    match g.hooks_listen {
+        Some(addr) => out.push_str(&format!(
+            "hooks listen  {addr} · /hooks/* and /healthz only{} · at most {} connections\n",
+            if webhooks { "" } else { " (no webhook configured)" },
+            g.max_connections
+        )),
+        None if webhooks => out.push_str(
+            "hooks listen  on http listen, beside /metrics and /readyz (general.hooks_listen serves them apart)\n",
+        ),
+        None => {}
+    }
     out.push_str(&format!(
         "telegram      {} chat {} · {} responder(s): {}\n",
         t.api_url,
@@ -201,6 +216,9 @@ mod tests {
         let (full, _key) = full_example();
         let full = summary(&full);
         for line in [
+            "hooks listen  0.0.0.0:8443 · /hooks/* and /healthz only",
+            "1 pinned cert(s), nothing fetched",
+            "POST /hooks/mailgun · basic auth as mailgun",
             "audit         workspace · google workspace",
             "kill switch   POST mailer.internal.example.com",
             "POST /hooks/sendgrid",
@@ -210,6 +228,21 @@ mod tests {
             assert!(full.contains(line), "{line}: {full}");
         }
         assert!(!full.contains("/admin/pause"), "{full}");
+        assert!(
+            good.contains("http listen   127.0.0.1:8080") && !good.contains("hooks listen"),
+            "{good}"
+        );
+        let on_main = summary(
+            &Config::parse(
+                &format!("{GOOD}\n[email.mailgun]\nsigning_key = \"k\"\npassword = \"p\"\n"),
+                "t.toml",
+            )
+            .unwrap(),
+        );
+        assert!(
+            on_main.contains("hooks listen  on http listen, beside /metrics and /readyz"),
+            "{on_main}"
+        );
         let channels = summary(&Config::parse(&format!("{GOOD}{CHANNELS}"), "t.toml").unwrap());
         assert!(channels.contains("pagerduty ops"), "{channels}");
         assert!(!channels.contains("s3cret") && !channels.contains("0123456789abcdef"));

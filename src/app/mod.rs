@@ -1,7 +1,7 @@
 //! Start-up and shutdown: build everything that can fail first, then run.
 //!
-//! [`App::build`] opens the store and binds the listener (port 0 works; the bound address is
-//! kept), so a bad state dir or a taken port stops start-up with a clear error before any
+//! [`App::build`] opens the store and binds the listeners (port 0 works; the bound addresses
+//! are kept), so a bad state dir or a taken port stops start-up with a clear error before any
 //! polling begins. [`App::run_until`] runs the tasks until the given token is cancelled, then
 //! lets sources stop between polls, the pipeline commit what it already received, and the outbox
 //! worker finish the send in flight.
@@ -19,7 +19,7 @@ use crate::{
     bot::{self, BotContext},
     config::{Config, Email},
     contain::mailer::Mailer,
-    http::{self, HttpState, health::Readiness, hooks::Hooks},
+    http::{self, HttpState, Serves, health::Readiness, hooks::Hooks},
     incidents::{Incidents, PagingPolicy, PauseMailer, escalation},
     mail::{
         self, journal,
@@ -73,6 +73,8 @@ pub struct App {
     store: Store,
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
+    /// `general.hooks_listen`, bound, when set: the webhooks are served there alone.
+    hooks_listener: Option<(tokio::net::TcpListener, SocketAddr)>,
     health: Health,
     /// Fetches SNS signing certificates and confirms subscriptions; see [`App::with_sns_client`].
     sns_client: Option<reqwest::Client>,
@@ -110,6 +112,18 @@ impl App {
         let addr = listener
             .local_addr()
             .map_err(|source| AppError::Bind { addr, source })?;
+        let hooks_listener = match config.general.hooks_listen {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| AppError::Bind { addr, source })?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|source| AppError::Bind { addr, source })?;
+                Some((listener, bound))
+            }
+            None => None,
+        };
         let journal = match config.email.as_ref().and_then(|e| e.journal.as_ref()) {
             Some(j) => {
                 let listener = journal::bind(j).await.map_err(|source| AppError::Bind {
@@ -129,6 +143,7 @@ impl App {
             store,
             listener,
             addr,
+            hooks_listener,
             health: Health::default(),
             sns_client: None,
             journal,
@@ -147,6 +162,12 @@ impl App {
     /// Where the HTTP server really listens.
     pub fn http_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the webhooks are really served: `general.hooks_listen` when set, else
+    /// [`App::http_addr`].
+    pub fn hooks_addr(&self) -> SocketAddr {
+        self.hooks_listener.as_ref().map_or(self.addr, |(_, a)| *a)
     }
 
     pub fn store(&self) -> &Store {
@@ -169,6 +190,7 @@ impl App {
             store,
             listener,
             addr,
+            hooks_listener,
             health,
             sns_client,
             journal: journal_listener,
@@ -395,6 +417,7 @@ impl App {
             tg.long_poll,
             shutdown.clone(),
         ));
+        let webhook_inbox = hooks.as_ref().map(|h| h.inbox.health());
         let readiness = Readiness {
             store: store.clone(),
             metrics: metrics.clone(),
@@ -403,6 +426,7 @@ impl App {
             outbox_max_age: OUTBOX_MAX_AGE,
             telegram_down: telegram_status,
             has_fallback,
+            webhook_inbox,
         };
         let http_state = HttpState {
             store: store.clone(),
@@ -420,10 +444,32 @@ impl App {
             rejected: metrics.refusals.api_rejected.clone(),
             hooks,
         };
+        let max_connections = config.general.max_connections;
+        if let Some((hooks_listener, hooks_addr)) = hooks_listener {
+            let app = http::router(http_state.clone(), Serves::Hooks);
+            let stop = shutdown.clone();
+            tracing::info!(addr = %hooks_addr, "provider webhooks served apart");
+            tasks.spawn(http::serve(
+                hooks_listener,
+                app,
+                max_connections,
+                Serves::Hooks,
+                metrics.clone(),
+                async move { stop.cancelled().await },
+            ));
+        }
+        let main = Serves::Main {
+            hooks: config.general.hooks_listen.is_none(),
+        };
         let http_stop = shutdown.clone();
-        let server = tasks.spawn(http::serve(listener, http_state, async move {
-            http_stop.cancelled().await
-        }));
+        let server = tasks.spawn(http::serve(
+            listener,
+            http::router(http_state, main),
+            max_connections,
+            main,
+            metrics.clone(),
+            async move { http_stop.cancelled().await },
+        ));
         tasks.close();
         tracing::info!(%addr, accounts = config.accounts.len(), "tocsin running");
 

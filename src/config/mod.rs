@@ -244,9 +244,19 @@ pub struct General {
     /// Directory of the sled database; created if missing.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
-    /// Address of the HTTP server (webhooks, approvals API, /healthz). Port 0 picks a free port.
+    /// Address of the HTTP server: the operator API, `/healthz`, `/readyz`, `/metrics`, and the
+    /// provider webhooks unless `hooks_listen` is set. Port 0 picks a free port.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Where the provider webhooks (`/hooks/*`, with `/healthz`) are served instead, so that the
+    /// listener the providers must reach from the internet serves nothing else: `/metrics` and
+    /// `/readyz` say which accounts are watched and when nobody is being paged.
+    #[serde(default)]
+    pub hooks_listen: Option<SocketAddr>,
+    /// Connections each HTTP listener serves at once; more are answered 503 and closed, so a
+    /// flood of idle connections cannot take every file descriptor. Default 512.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     /// Bearer token that guards `/api/v1`.
     pub api_token: Secret,
     /// How long one platform API call may take before it counts as a failed poll. A hanging
@@ -285,6 +295,9 @@ fn default_state_dir() -> PathBuf {
 }
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_max_connections() -> usize {
+    512
 }
 fn default_api_url() -> Url {
     Url::parse("https://api.telegram.org").expect("constant URL")

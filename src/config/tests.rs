@@ -28,7 +28,27 @@ fn good_config_parses_with_defaults() {
     let c = Config::parse(GOOD, "t.toml").unwrap();
     assert_eq!(c.accounts[0].poll_interval, Duration::from_secs(120));
     assert_eq!(c.general.listen.port(), 8080);
+    assert_eq!(
+        c.general.hooks_listen, None,
+        "webhooks on `listen` by default"
+    );
+    assert_eq!(c.general.max_connections, 512);
     assert_eq!(c.telegram.api_url.as_str(), "https://api.telegram.org/");
+}
+
+#[test]
+fn listener_keys_are_checked() {
+    let general = |extra: &str| GOOD.replacen("[general]\n", &format!("[general]\n{extra}\n"), 1);
+    let c = Config::parse(&general("hooks_listen = \"0.0.0.0:8443\""), "t.toml").unwrap();
+    assert_eq!(c.general.hooks_listen.unwrap().port(), 8443);
+    for (extra, key) in [
+        ("max_connections = 0", "general.max_connections"),
+        ("hooks_listen = \"127.0.0.1:8080\"", "general.hooks_listen"),
+        ("hooks_listen = \"nowhere\"", "general.hooks_listen"),
+    ] {
+        let e = err(&general(extra));
+        assert_eq!(e.key(), Some(key), "{extra}: {e}");
+    }
 }
 
 #[test]
@@ -104,6 +124,14 @@ pub(crate) fn full_example() -> (Config, tempfile::NamedTempFile) {
         .replace("env:TOCSIN_BLUESKY_APP_PASSWORD", "app-pass")
         .replace("env:TOCSIN_SENDGRID_VERIFICATION_KEY", "sendgrid-key")
         .replace("env:TOCSIN_MAILGUN_SIGNING_KEY", "k")
+        .replace("env:TOCSIN_MAILGUN_WEBHOOK_PASSWORD", "mp")
+        .replace(
+            "file:/etc/tocsin/sns/",
+            &format!(
+                "file:{}/tests/fixtures/providers/sns/certs/",
+                env!("CARGO_MANIFEST_DIR")
+            ),
+        )
         .replace("env:TOCSIN_POSTMARK_WEBHOOK_PASSWORD", "p")
         .replace("env:TOCSIN_JOURNAL_PASSWORD", "journal-pass");
     // A real certificate and key: the journal's STARTTLS is built from them (`app::check`).
@@ -149,6 +177,9 @@ fn the_embedded_example_parses_when_its_secrets_are_set() {
         Duration::from_secs(300)
     );
     assert_eq!(email.mailgun.as_ref().unwrap().name, "mailgun");
+    assert_eq!(email.mailgun.as_ref().unwrap().password.expose(), "mp");
+    assert_eq!(email.ses.as_ref().unwrap().certificates.len(), 1);
+    assert!(c.general.hooks_listen.is_some());
     assert_eq!(email.postmark.as_ref().unwrap().username, "postmark");
     let sky = c.account("bluesky-main").expect("the Bluesky example");
     assert_eq!(sky.platform, Platform::Bluesky);
@@ -199,15 +230,23 @@ fn email_webhook_errors_name_the_key() {
             "email.ses.topic_arns[0]",
         ),
         (
-            "[email.mailgun]\nsigning_key = \"k\"\nmax_body = 10\n",
+            "[email.mailgun]\nsigning_key = \"k\"\npassword = \"p\"\nmax_body = 10\n",
             "email.mailgun.max_body",
+        ),
+        (
+            "[email.mailgun]\nsigning_key = \"k\"\n",
+            "email.mailgun.password",
+        ),
+        (
+            "[email.mailgun]\nsigning_key = \"k\"\npassword = \"p\"\nusername = \"\"\n",
+            "email.mailgun.username",
         ),
         (
             "[email.postmark]\nusername = \"a:b\"\npassword = \"p\"\n",
             "email.postmark.username",
         ),
         (
-            "[email.mailgun]\nsigning_key = \"k\"\ntolerence = \"1m\"\n",
+            "[email.mailgun]\nsigning_key = \"k\"\npassword = \"p\"\ntolerence = \"1m\"\n",
             "email.mailgun",
         ),
     ];

@@ -11,6 +11,9 @@ use super::{
 };
 use crate::model::Severity;
 
+/// More connections than this per listener would outgrow any file-descriptor limit.
+const MAX_CONNECTIONS: usize = 65_536;
+
 impl Config {
     /// Defaults that depend on another key (an account's `base_url` on its platform).
     pub(super) fn fill_defaults(&mut self) -> Result<(), ConfigError> {
@@ -37,6 +40,21 @@ impl Config {
 
     /// Checks what serde cannot: cross-field rules and ranges.
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=MAX_CONNECTIONS).contains(&self.general.max_connections) {
+            return Err(ConfigError::invalid(
+                "general.max_connections",
+                format!("between 1 and {MAX_CONNECTIONS}"),
+            ));
+        }
+        if let Some(hooks) = self.general.hooks_listen
+            && hooks == self.general.listen
+            && hooks.port() != 0
+        {
+            return Err(ConfigError::invalid(
+                "general.hooks_listen",
+                "must differ from general.listen (leave it out to serve the webhooks there)",
+            ));
+        }
         if self.telegram.chat_id == 0 {
             return Err(ConfigError::invalid(
                 "telegram.chat_id",

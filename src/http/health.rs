@@ -1,6 +1,7 @@
 //! `/healthz` says the process answers; `/readyz` says tocsin is actually watching and paging:
 //! the store answers, the bot reached Telegram recently, every source polled within its grace
-//! period, and the page queue is moving. The JSON body names what is wrong, so an orchestrator's
+//! period, the page queue is moving, and the webhook inbox (when webhooks are configured) can
+//! write. The JSON body names what is wrong, so an orchestrator's
 //! event log tells the operator where to look.
 
 use std::{
@@ -34,6 +35,8 @@ pub struct Readiness {
     pub telegram_down: crate::notify::TelegramStatus,
     /// Whether a fallback channel is paged about it.
     pub has_fallback: bool,
+    /// The webhook inbox's writer, when any provider webhook is configured.
+    pub webhook_inbox: Option<crate::mail::webhooks::InboxHealth>,
 }
 
 impl Readiness {
@@ -98,6 +101,9 @@ impl Readiness {
             Ok(_) => None,
         };
         put("outbox".into(), outbox);
+        if let Some(inbox) = &self.webhook_inbox {
+            put("webhook_inbox".into(), inbox.problem());
+        }
         (ready, json!({ "ready": ready, "checks": checks }))
     }
 

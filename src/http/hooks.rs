@@ -1,10 +1,13 @@
 //! The provider event webhooks: `POST /hooks/{ses,sendgrid,mailgun,postmark}`, each present
-//! when its `[email.*]` table is.
+//! when its `[email.*]` table is (on `general.hooks_listen` when set).
 //!
-//! Every handler does the same four steps: read the body up to the provider's `max_body` (413),
-//! let the provider verify its signature and only then parse (401 / 400 naming the field),
-//! commit the summaries to the durable inbox, and answer 200 once they are on disk. Each refusal
-//! is counted in `tocsin_webhook_rejected_total{provider,reason}`; nothing refused is stored.
+//! Every handler does the same five steps: check the headers that say the request is the
+//! provider's (401 before a byte of the body is read), read the body up to the provider's
+//! `max_body` (413), let the provider verify its signature and only then parse (401 / 400
+//! naming the field), commit the new deliveries to the durable inbox, and answer 200 once they
+//! are on disk; deliveries the inbox already holds are answered 200 too and counted in
+//! `tocsin_webhook_duplicates_total{provider}`. Each refusal is counted in
+//! `tocsin_webhook_rejected_total{provider,reason}`; nothing refused is stored.
 
 use std::sync::Arc;
 
@@ -55,6 +58,19 @@ pub fn routes(hooks: &Hooks) -> Router<HttpState> {
     r
 }
 
+/// The answer to a refused request, counted and logged.
+fn refuse(hooks: &Hooks, provider: &str, e: &HookError) -> Response {
+    let status = match e {
+        HookError::Refused { .. } => StatusCode::UNAUTHORIZED,
+        HookError::Malformed { .. } => StatusCode::BAD_REQUEST,
+        HookError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let reason = e.reason();
+    hooks.metrics.webhook_rejected(provider, reason);
+    tracing::warn!(provider, reason, error = %e, "webhook request refused");
+    (status, Json(json!({ "error": e.to_string() }))).into_response()
+}
+
 /// The body, or the 413 that refuses it. A declared length over the limit is refused before a
 /// byte is read.
 async fn read_body(
@@ -91,52 +107,66 @@ async fn finish(
     account: &str,
     verdict: Result<Accepted, HookError>,
 ) -> Response {
-    let refuse = |status: StatusCode, reason: &str, message: String| {
-        hooks.metrics.webhook_rejected(provider, reason);
-        tracing::warn!(provider, reason, error = %message, "webhook request refused");
-        (status, Json(json!({ "error": message }))).into_response()
-    };
     let accepted = match verdict {
         Ok(a) => a,
-        Err(e) => {
-            let status = match &e {
-                HookError::Refused { .. } => StatusCode::UNAUTHORIZED,
-                HookError::Malformed { .. } => StatusCode::BAD_REQUEST,
-                HookError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            };
-            return refuse(status, e.reason(), e.to_string());
-        }
+        Err(e) => return refuse(hooks, provider, &e),
     };
-    if accepted.mails.is_empty() && accepted.token.is_none() {
+    if accepted.deliveries.is_empty() && accepted.token.is_none() {
         return (StatusCode::OK, Json(json!({ "accepted": 0 }))).into_response();
     }
     match hooks.inbox.record(account, accepted).await {
-        Ok(n) => {
-            hooks.metrics.webhook_accepted(provider, n);
-            (StatusCode::OK, Json(json!({ "accepted": n }))).into_response()
+        Ok(r) => {
+            hooks.metrics.webhook_accepted(provider, r.accepted);
+            if r.duplicates > 0 {
+                hooks.metrics.webhook_duplicates(provider, r.duplicates);
+                tracing::info!(
+                    provider,
+                    duplicates = r.duplicates,
+                    "events already accepted once answered 200 and not judged again"
+                );
+            }
+            (
+                StatusCode::OK,
+                Json(json!({ "accepted": r.accepted, "duplicates": r.duplicates })),
+            )
+                .into_response()
         }
         Err(InboxError::Replayed) => refuse(
-            StatusCode::UNAUTHORIZED,
-            "replayed",
-            "refused (replayed): this token was already accepted".into(),
+            hooks,
+            provider,
+            &HookError::refused(
+                crate::mail::webhooks::Refusal::Replayed,
+                "this token was already used by another event",
+            ),
         ),
         Err(e) => refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            format!("cannot record the events now: {e}"),
+            hooks,
+            provider,
+            &HookError::Unavailable(format!("cannot record the events now: {e}")),
         ),
     }
 }
 
+/// The configured webhook of one provider, or the 404 of a route that is not.
+macro_rules! hook_of {
+    ($s:expr, $field:ident) => {{
+        let Some(hooks) = $s.hooks.as_deref() else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        let Some((hook, limit)) = &hooks.$field else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        (hooks, hook, *limit)
+    }};
+}
+
 async fn ses(State(s): State<HttpState>, req: Request) -> Response {
-    let Some(hooks) = s.hooks.as_deref() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let Some((hook, limit)) = &hooks.ses else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
+    let (hooks, hook, limit) = hook_of!(s, ses);
     let (parts, body) = req.into_parts();
-    let body = match read_body(hooks, "ses", &parts.headers, body, *limit).await {
+    if let Err(e) = hook.precheck(&parts.headers) {
+        return refuse(hooks, "ses", &e);
+    }
+    let body = match read_body(hooks, "ses", &parts.headers, body, limit).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -145,14 +175,12 @@ async fn ses(State(s): State<HttpState>, req: Request) -> Response {
 }
 
 async fn sendgrid(State(s): State<HttpState>, req: Request) -> Response {
-    let Some(hooks) = s.hooks.as_deref() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let Some((hook, limit)) = &hooks.sendgrid else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
+    let (hooks, hook, limit) = hook_of!(s, sendgrid);
     let (parts, body) = req.into_parts();
-    let body = match read_body(hooks, "sendgrid", &parts.headers, body, *limit).await {
+    if let Err(e) = hook.precheck(&parts.headers) {
+        return refuse(hooks, "sendgrid", &e);
+    }
+    let body = match read_body(hooks, "sendgrid", &parts.headers, body, limit).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -171,14 +199,12 @@ async fn sendgrid(State(s): State<HttpState>, req: Request) -> Response {
 }
 
 async fn mailgun(State(s): State<HttpState>, req: Request) -> Response {
-    let Some(hooks) = s.hooks.as_deref() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let Some((hook, limit)) = &hooks.mailgun else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
+    let (hooks, hook, limit) = hook_of!(s, mailgun);
     let (parts, body) = req.into_parts();
-    let body = match read_body(hooks, "mailgun", &parts.headers, body, *limit).await {
+    if let Err(e) = hook.precheck(&parts.headers) {
+        return refuse(hooks, "mailgun", &e);
+    }
+    let body = match read_body(hooks, "mailgun", &parts.headers, body, limit).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -187,14 +213,12 @@ async fn mailgun(State(s): State<HttpState>, req: Request) -> Response {
 }
 
 async fn postmark(State(s): State<HttpState>, req: Request) -> Response {
-    let Some(hooks) = s.hooks.as_deref() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let Some((hook, limit)) = &hooks.postmark else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
+    let (hooks, hook, limit) = hook_of!(s, postmark);
     let (parts, body) = req.into_parts();
-    let body = match read_body(hooks, "postmark", &parts.headers, body, *limit).await {
+    if let Err(e) = hook.precheck(&parts.headers) {
+        return refuse(hooks, "postmark", &e);
+    }
+    let body = match read_body(hooks, "postmark", &parts.headers, body, limit).await {
         Ok(b) => b,
         Err(r) => return r,
     };

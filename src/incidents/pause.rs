@@ -157,19 +157,21 @@ pub trait PauseMailer: Send + Sync {
 impl Incidents {
     /// `auto_pause`: a newly opened `email.exposed_recipients` incident pauses the mailer at
     /// once, in its own task (the pipeline keeps judging meanwhile); recorded like a press, by
-    /// `tocsin`. Only when the message proved its origin: whoever can forge one must not be
-    /// able to stop the company's mail; an unproven one waits for a responder's press.
-    pub(super) fn auto_pause_if_due(&self, id: u64, f: &Finding) {
+    /// `tocsin`. Only when the message that opened it came from an input that proved its origin
+    /// (`MailEvidence::origin_proven`): whoever merely knows a webhook URL's secret must not be
+    /// able to stop the company's mail; a responder still can, with the button.
+    pub(super) fn auto_pause_if_due(&self, id: u64, finding: &Finding) {
         let Some(mailer) = self.auto_pause.clone() else {
             return;
         };
-        if f.rule != Rule::ExposedRecipients {
+        if finding.rule != Rule::ExposedRecipients {
             return;
         }
-        if !matches!(&f.evidence, Evidence::Mail(m) if m.origin_proven) {
-            tracing::info!(
+        if !matches!(&finding.evidence, Evidence::Mail(m) if m.origin_proven) {
+            tracing::warn!(
                 incident = id,
-                "auto-pause not made: the message did not prove its origin"
+                account = %finding.account,
+                "auto_pause withheld: the message's origin is not proven; a responder can pause"
             );
             return;
         }

@@ -18,8 +18,8 @@ use crate::{
 };
 
 /// Parses the keys the mail components parse when they are built (a Google service account,
-/// the SendGrid verification key), so that `check-config` and start-up refuse a bad one with
-/// its config key.
+/// the SendGrid verification key, pinned SNS certificates), so that `check-config` and
+/// start-up refuse a bad one with its config key.
 pub fn check(email: &Email) -> Result<(), ConfigError> {
     for (i, g) in email.google.iter().enumerate() {
         audit::google::ServiceAccount::parse(g.service_account.expose()).map_err(|e| {
@@ -34,6 +34,12 @@ pub fn check(email: &Email) -> Result<(), ConfigError> {
     if let Some(s) = &email.sendgrid {
         webhooks::sendgrid::parse_public_key(s.public_key.expose())
             .map_err(|e| ConfigError::invalid("email.sendgrid.public_key", e))?;
+    }
+    if let Some(s) = &email.ses {
+        for (i, pem) in s.certificates.iter().enumerate() {
+            webhooks::ses::Pinned::parse(pem.expose(), chrono::Utc::now())
+                .map_err(|e| ConfigError::invalid(format!("email.ses.certificates[{i}]"), e))?;
+        }
     }
     Ok(())
 }

@@ -100,9 +100,10 @@ pub struct MailSummary {
     /// than are kept).
     #[serde(default)]
     pub envelope_unlisted: u64,
-    /// Whether the feed proved where the message came from: the journal's peer in `allow_from`
-    /// (and AUTH when configured), a provider's signature. Only such findings press the kill
-    /// switch by themselves (`auto_pause`): a forged message must not stop the company's mail.
+    /// The input proved who sent it: a signature only the provider can make (SES through SNS,
+    /// SendGrid's ECDSA), or a journal peer in `allow_from` (and AUTH when configured). Only such
+    /// mail may press the kill switch by itself (`auto_pause`): a shared secret in a URL (Mailgun,
+    /// Postmark) tells who may post, not that the mail service did.
     #[serde(default)]
     pub origin_proven: bool,
 }

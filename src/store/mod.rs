@@ -14,8 +14,9 @@
 //!   - `mute/` + account → [`Mute`];
 //!   - `held/` + incident id: incidents whose page a mute held back.
 //! - `mail_inbox`: mail summaries accepted by the provider webhooks and not yet judged
-//!   (`e/` + seq), and the replay tokens those webhooks must not accept twice (`t/` + provider
-//!   + token); see [`mail_inbox`]. Outside [`Store::transact`]: written by one batch per commit.
+//!   (`e/` + seq), the keys of the deliveries already accepted (`d/` + digest, with an expiry
+//!   index `x/`), and the Mailgun tokens not to accept twice (`t/` + hook + token); see
+//!   [`mail_inbox`]. Outside [`Store::transact`]: written by one batch per commit.
 //!
 //! The store's jobs, one file each: `approvals` (the approved log and its indexes), the
 //! incident records and mutes (`incidents`), the `outbox`, the timeline chain
@@ -107,6 +108,8 @@ pub struct Store {
     /// taking writes after one, so nothing is recorded until a restart: the daemon must say so
     /// loudly rather than log and carry on (see `notify::store_alarm`).
     write_fault: Arc<Mutex<Option<WriteFault>>>,
+    /// Inbox writes still to refuse, for fault injection ([`Store::fail_inbox_writes`]).
+    inbox_faults: Arc<std::sync::atomic::AtomicU32>,
 }
 
 /// A write the state database could not make.
@@ -186,6 +189,7 @@ impl Store {
             mail_queue: t("mail_queue")?,
             routes: Arc::default(),
             write_fault: Arc::default(),
+            inbox_faults: Arc::default(),
             db,
         };
         store.migrate_outbox()?;

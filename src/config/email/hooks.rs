@@ -30,6 +30,11 @@ pub struct SesHook {
     /// Largest request body accepted (bytes). Default 1 MiB (SNS messages are at most 256 KiB).
     #[serde(default = "default_small_body")]
     pub max_body: usize,
+    /// Signing certificates (PEM, usually `file:/path/SimpleNotificationService-….pem`) for a
+    /// deployment that cannot reach AWS: when any is set, only these verify messages and no
+    /// certificate is ever fetched. An expired one is trusted as configured, with a warning.
+    #[serde(default)]
+    pub certificates: Vec<Secret>,
 }
 
 /// SendGrid's signed Event Webhook: ECDSA P-256 over timestamp + body.
@@ -48,7 +53,8 @@ pub struct SendGridHook {
     pub max_body: usize,
 }
 
-/// Mailgun's signed webhooks: HMAC-SHA256 of timestamp + token with the webhook signing key.
+/// Mailgun's signed webhooks: HMAC-SHA256 of timestamp + token with the webhook signing key,
+/// plus basic auth in the webhook's URL (the HMAC does not cover the event).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MailgunHook {
@@ -56,6 +62,13 @@ pub struct MailgunHook {
     pub name: String,
     /// The HTTP webhook signing key (Mailgun: Sending → Webhooks).
     pub signing_key: Secret,
+    /// The user name written into the webhook's URL (`https://USER:PASSWORD@HOST/hooks/mailgun`).
+    /// Default `mailgun`.
+    #[serde(default = "default_mailgun")]
+    pub username: String,
+    /// The password written into the webhook's URL: a secret only that URL carries, so that
+    /// another holder of the account-wide signing key cannot post events here.
+    pub password: Secret,
     /// Signed timestamps further than this from now are stale; tokens are remembered this long
     /// so a replay inside the window is refused too. Default "5m".
     #[serde(default = "default_tolerance", deserialize_with = "duration")]
@@ -109,6 +122,17 @@ pub(super) fn default_batch_body() -> usize {
 
 /// Bodies below this cannot hold one event; above this is not a webhook.
 pub(super) const BODY_RANGE: std::ops::RangeInclusive<usize> = 1024..=64 * 1024 * 1024;
+
+/// A user name that fits in a URL's basic auth.
+fn check_user(key: &str, username: &str) -> Result<(), ConfigError> {
+    if username.is_empty() || username.contains(':') {
+        return Err(ConfigError::invalid(
+            format!("email.{key}.username"),
+            "a non-empty user name without `:`",
+        ));
+    }
+    Ok(())
+}
 
 impl Email {
     /// Whether any provider webhook is configured.
@@ -170,15 +194,11 @@ impl Email {
         }
         if let Some(m) = &self.mailgun {
             check("mailgun", &m.name, m.max_body)?;
+            check_user("mailgun", &m.username)?;
         }
         if let Some(p) = &self.postmark {
             check("postmark", &p.name, p.max_body)?;
-            if p.username.is_empty() || p.username.contains(':') {
-                return Err(ConfigError::invalid(
-                    "email.postmark.username",
-                    "a non-empty user name without `:`",
-                ));
-            }
+            check_user("postmark", &p.username)?;
         }
         Ok(())
     }
@@ -187,8 +207,13 @@ impl Email {
     pub(super) fn summary_hooks(&self, out: &mut String) {
         if let Some(s) = &self.ses {
             out.push_str(&format!(
-                "webhook       {} · POST /hooks/ses · SNS signature v1/v2, cert from sns.*.amazonaws.com · topics: {} · max age {}{}\n",
+                "webhook       {} · POST /hooks/ses · SNS signature v1/v2, {} · topics: {} · max age {}{}\n",
                 s.name,
+                if s.certificates.is_empty() {
+                    "cert fetched from sns.<region>.amazonaws.com".to_owned()
+                } else {
+                    format!("{} pinned cert(s), nothing fetched", s.certificates.len())
+                },
                 s.topic_arns.join(", "),
                 humantime::format_duration(s.max_age),
                 if s.confirm_subscriptions { " · confirms subscriptions" } else { "" }
@@ -203,8 +228,9 @@ impl Email {
         }
         if let Some(m) = &self.mailgun {
             out.push_str(&format!(
-                "webhook       {} · POST /hooks/mailgun · HMAC-SHA256 signing key set · tolerance {} · tokens never accepted twice\n",
+                "webhook       {} · POST /hooks/mailgun · basic auth as {} · HMAC-SHA256 signing key set · tolerance {} · tokens never reused\n",
                 m.name,
+                m.username,
                 humantime::format_duration(m.tolerance)
             ));
         }

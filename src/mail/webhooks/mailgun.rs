@@ -2,11 +2,17 @@
 //!
 //! Mailgun puts its signature in the body: `{"signature": {timestamp, token, signature},
 //! "event-data": {…}}`, the signature being hex HMAC-SHA256 of `timestamp` + `token` under the
-//! webhook signing key. So the body's JSON is read twice: first only the `signature` object (the
-//! event data is skipped unread), then, once the HMAC holds (compared in constant time), the
-//! timestamp is within the window, and the token was never seen, the event. The token is
-//! remembered in sled in the same commit as the event, for twice the window, so a replay of a
-//! captured request is refused even inside the window.
+//! webhook signing key. That HMAC does not cover the event: whoever sees one signed request (any
+//! other consumer of the account-wide key) could post an event of their own under it. So the
+//! webhook's URL carries a secret of ours as basic auth (`https://user:password@host/…`),
+//! checked in constant time before the body is read. Then the body's JSON is read twice: first
+//! only the `signature` object (the event data is skipped unread), then, once the HMAC holds
+//! (compared in constant time) and the timestamp is within the window, the event. The event is
+//! a [`Delivery`] named by its `event-data.id`; the token is remembered in the same commit, and
+//! a different event under a token already used is refused.
+//!
+//! A shared secret says who may post, not that Mailgun sent it: Mailgun's events never set
+//! `origin_proven`, so they never press the kill switch on their own.
 
 use axum::http::HeaderMap;
 use chrono::{DateTime, TimeZone, Utc};
@@ -15,7 +21,9 @@ use serde::Deserialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::{Accepted, HookError, Refusal, address, addresses, parse_json};
+use super::{
+    Accepted, BasicAuth, Delivery, HookError, Refusal, address, addresses, keep_until, parse_json,
+};
 use crate::{
     config::{Secret, email::MailgunHook},
     model::MailSummary,
@@ -25,6 +33,7 @@ use crate::{
 pub struct Mailgun {
     pub name: String,
     key: Secret,
+    auth: BasicAuth,
     tolerance: chrono::Duration,
 }
 
@@ -50,52 +59,74 @@ enum StrOrNum {
 #[derive(Deserialize)]
 struct Body {
     #[serde(rename = "event-data")]
-    event_data: EventData,
+    event_data: Event,
 }
 
-#[derive(Deserialize)]
-struct EventData {
-    event: String,
+/// One Mailgun event (a webhook's `event-data`, an item of the Events API), as its
+/// documentation describes it; what the summary reads and what a responder may want to see.
+#[derive(Debug, Deserialize)]
+pub struct Event {
+    pub event: String,
     #[serde(default)]
-    id: Option<String>,
+    pub id: Option<String>,
+    /// Seconds since the epoch, with a fraction.
     #[serde(default)]
-    timestamp: Option<f64>,
+    pub timestamp: Option<f64>,
     #[serde(default)]
-    recipient: Option<String>,
+    pub recipient: Option<String>,
     #[serde(default)]
-    tags: Vec<String>,
+    pub tags: Vec<String>,
+    /// Failures: `permanent` or `temporary`.
     #[serde(default)]
-    envelope: Option<MgEnvelope>,
+    pub severity: Option<String>,
     #[serde(default)]
-    message: Option<Message>,
+    pub reason: Option<String>,
+    #[serde(rename = "delivery-status", default)]
+    pub delivery_status: Option<DeliveryStatus>,
+    #[serde(default)]
+    pub envelope: Option<MgEnvelope>,
+    #[serde(default)]
+    pub message: Option<Message>,
 }
 
-#[derive(Deserialize)]
-struct MgEnvelope {
+#[derive(Debug, Deserialize)]
+pub struct DeliveryStatus {
     #[serde(default)]
-    sender: Option<String>,
+    pub code: Option<i64>,
     #[serde(default)]
-    targets: Option<String>,
+    pub message: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(rename = "retry-seconds", default)]
+    pub retry_seconds: Option<u64>,
 }
 
-#[derive(Deserialize)]
-struct Message {
+#[derive(Debug, Deserialize)]
+pub struct MgEnvelope {
     #[serde(default)]
-    headers: Headers,
+    pub sender: Option<String>,
+    #[serde(default)]
+    pub targets: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
-struct Headers {
+#[derive(Debug, Deserialize)]
+pub struct Message {
     #[serde(default)]
-    to: Option<String>,
+    pub headers: Headers,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct Headers {
     #[serde(default)]
-    cc: Option<String>,
+    pub to: Option<String>,
     #[serde(default)]
-    from: Option<String>,
+    pub cc: Option<String>,
     #[serde(default)]
-    subject: Option<String>,
+    pub from: Option<String>,
+    #[serde(default)]
+    pub subject: Option<String>,
     #[serde(rename = "message-id", default)]
-    message_id: Option<String>,
+    pub message_id: Option<String>,
 }
 
 /// The hex HMAC-SHA256 Mailgun sends for `timestamp` + `token`.
@@ -106,21 +137,107 @@ pub fn sign(key: &str, timestamp: &str, token: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// Whether `signature` is Mailgun's for `timestamp` + `token` under `key` (constant time).
+pub fn verify(key: &str, timestamp: &str, token: &str, signature: &str) -> bool {
+    let expected = sign(key, timestamp, token);
+    let given = signature.trim().to_ascii_lowercase();
+    bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
+}
+
+impl Event {
+    /// Parses an `event-data` object.
+    pub fn parse(data: &[u8]) -> Result<Event, HookError> {
+        parse_json(data)
+    }
+
+    /// The message it is about: its `Message-Id` header, without angle brackets.
+    pub fn message_id(&self) -> Option<String> {
+        let headers = self.message.as_ref().map(|m| &m.headers)?;
+        headers
+            .message_id
+            .as_deref()
+            .map(|id| id.trim_matches(['<', '>', ' ']).to_owned())
+    }
+
+    /// The event's own name: `id`, else what identifies it without one (the message, the
+    /// event, the recipient and the time; older events carry no id).
+    pub fn key(&self) -> String {
+        match &self.id {
+            Some(id) if !id.is_empty() => id.clone(),
+            _ => format!(
+                "{}\0{}\0{}\0{}",
+                self.message_id().unwrap_or_default(),
+                self.event,
+                self.recipient.as_deref().unwrap_or_default(),
+                self.timestamp.unwrap_or_default()
+            ),
+        }
+    }
+
+    /// The summary the email rules judge. Not `origin_proven`: see the module's comment.
+    pub fn summary(self) -> MailSummary {
+        let message_id = self.message_id();
+        let headers = self.message.map(|m| m.headers).unwrap_or_default();
+        let mut visible = headers.to.as_deref().map(addresses).unwrap_or_default();
+        visible.extend(headers.cc.as_deref().map(addresses).unwrap_or_default());
+        let envelope: Vec<String> = match (&self.envelope, &self.recipient) {
+            (
+                Some(MgEnvelope {
+                    targets: Some(t), ..
+                }),
+                _,
+            ) => addresses(t),
+            (_, Some(r)) => vec![r.trim().to_lowercase()],
+            _ => Vec::new(),
+        };
+        let from = headers.from.as_deref().map(address).unwrap_or_default();
+        let sender = self
+            .envelope
+            .as_ref()
+            .and_then(|en| en.sender.as_deref())
+            .map(address)
+            .unwrap_or_else(|| from.clone());
+        MailSummary {
+            feed: "mailgun".into(),
+            message_id: message_id.or(self.id).unwrap_or_default(),
+            sender,
+            from,
+            subject: headers.subject.unwrap_or_default(),
+            visible,
+            envelope,
+            campaign: self.tags.into_iter().next(),
+            sent_at: self
+                .timestamp
+                .and_then(|t| Utc.timestamp_millis_opt((t * 1000.0) as i64).single()),
+            origin_proven: false,
+            ..MailSummary::default()
+        }
+    }
+}
+
 impl Mailgun {
     pub fn new(config: &MailgunHook) -> Result<Mailgun, String> {
         Ok(Mailgun {
             name: config.name.clone(),
             key: config.signing_key.clone(),
+            auth: BasicAuth::new(&config.username, &config.password),
             tolerance: chrono::Duration::from_std(config.tolerance).map_err(|e| e.to_string())?,
         })
     }
 
+    /// What can be checked before the body is read: the URL's credentials.
+    pub fn precheck(&self, headers: &HeaderMap) -> Result<(), HookError> {
+        self.auth.check(headers)
+    }
+
+    /// Checks the URL's credentials, then the signature, then parses, as of `now`.
     pub fn accept(
         &self,
-        _headers: &HeaderMap,
+        headers: &HeaderMap,
         body: &[u8],
         now: DateTime<Utc>,
     ) -> Result<Accepted, HookError> {
+        self.precheck(headers)?;
         // Only the signature object: a body that is not even JSON has no signature to check.
         let envelope: Envelope = serde_json::from_slice(body)
             .map_err(|_| HookError::refused(Refusal::Missing, "no signature object in the body"))?;
@@ -131,9 +248,7 @@ impl Mailgun {
             StrOrNum::Str(s) => s.clone(),
             StrOrNum::Num(n) => n.to_string(),
         };
-        let expected = sign(self.key.expose(), &ts, &signed.token);
-        let given = signed.signature.trim().to_ascii_lowercase();
-        if !bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
+        if !verify(self.key.expose(), &ts, &signed.token, &signed.signature) {
             return Err(HookError::refused(
                 Refusal::BadSignature,
                 "the signature does not match the signing key",
@@ -152,55 +267,21 @@ impl Mailgun {
                 format!("signed at {at}, outside the tolerance"),
             ));
         }
-        let body: Body = parse_json(body)?;
-        let e = body.event_data;
-        let headers = e.message.map(|m| m.headers).unwrap_or_default();
-        let mut visible = headers.to.as_deref().map(addresses).unwrap_or_default();
-        visible.extend(headers.cc.as_deref().map(addresses).unwrap_or_default());
-        let envelope: Vec<String> = match (&e.envelope, &e.recipient) {
-            (
-                Some(MgEnvelope {
-                    targets: Some(t), ..
-                }),
-                _,
-            ) => addresses(t),
-            (_, Some(r)) => vec![r.trim().to_lowercase()],
-            _ => Vec::new(),
-        };
-        let from = headers.from.as_deref().map(address).unwrap_or_default();
-        let sender = e
-            .envelope
-            .as_ref()
-            .and_then(|en| en.sender.as_deref())
-            .map(address)
-            .unwrap_or_else(|| from.clone());
-        let message_id = headers
-            .message_id
-            .or(e.id)
-            .unwrap_or_default()
-            .trim_matches(['<', '>', ' '])
-            .to_owned();
-        if e.event.is_empty() {
+        let event = parse_json::<Body>(body)?.event_data;
+        if event.event.is_empty() {
             return Err(HookError::malformed("event-data.event", "empty"));
         }
-        let mail = MailSummary {
-            feed: "mailgun".into(),
-            message_id,
-            sender,
-            from,
-            subject: headers.subject.unwrap_or_default(),
-            visible,
-            envelope,
-            campaign: e.tags.into_iter().next(),
-            sent_at: e
-                .timestamp
-                .and_then(|t| Utc.timestamp_millis_opt((t * 1000.0) as i64).single()),
-            ..MailSummary::default()
-        };
-        let keep = now + self.tolerance * 2;
+        let window = self.tolerance * 2;
         Ok(Accepted {
-            mails: vec![mail],
-            token: Some((token_key(&self.name, &signed.token), keep.timestamp())),
+            deliveries: vec![Delivery {
+                key: event.key(),
+                mail: event.summary(),
+                keep_until: keep_until(now, None, window),
+            }],
+            token: Some((
+                token_key(&self.name, &signed.token),
+                (now + window).timestamp(),
+            )),
         })
     }
 }

@@ -2,19 +2,27 @@
 //!
 //! SNS signs each message with RSA (SignatureVersion 1: SHA1withRSA, 2: SHA256withRSA) over a
 //! canonical string of its fields, with the key of the certificate at `SigningCertURL`. The
-//! signature lives inside the JSON body, so the envelope's flat string fields are read first;
-//! the SES event inside `Message` is parsed only after the signature verified. Before anything
-//! is fetched, the topic must be in `topic_arns` and the certificate URL (and a subscription's
-//! `SubscribeURL`) must be https on `sns.<region>.amazonaws.com[.cn]`; the certificate is fetched
-//! over TLS from that host (that TLS connection is what vouches for it) and cached by URL.
+//! signature lives inside the JSON body, so before the body is read the request must name its
+//! message type and an allowed topic in its headers (`x-amz-sns-message-type`,
+//! `x-amz-sns-topic-arn`, which SNS always sends); then the envelope's flat string fields are
+//! read, and the SES event inside `Message` is parsed only after the signature verified.
+//!
+//! Before anything is fetched, the certificate URL must be
+//! `https://sns.<region>.amazonaws.com[.cn]/SimpleNotificationService-<hex>.pem` with a real
+//! region name (a looser host check lets S3 virtual hosts such as `sns.s3.amazonaws.com`
+//! through, and whoever owns the bucket `sns` could sign). The certificate is fetched over TLS
+//! from that host (that TLS connection is what vouches for it), at most [`FETCH_BURST`] at once
+//! and one per [`FETCH_EVERY`] after that, and kept in a cache of [`CERT_CACHE`] entries (least
+//! recently used out). A deployment that cannot reach AWS pins the certificates instead
+//! (`certificates`): then only those are used and nothing is ever fetched.
 //!
 //! The client that fetches is injectable ([`Ses::new`]'s `fetch`) so the tests can point the SNS
-//! host name at a loopback TLS fake with their own CA; the host check itself is not configurable.
+//! host name at a loopback TLS fake with their own CA; the URL check itself is not configurable.
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use axum::http::HeaderMap;
@@ -27,11 +35,25 @@ use serde::Deserialize;
 use url::Url;
 use x509_cert::{Certificate, der::DecodePem};
 
-use super::{Accepted, HookError, Refusal, address, addresses};
+use super::{Accepted, Delivery, HookError, Refusal, address, addresses, header, keep_until};
 use crate::{config::email::SesHook, model::MailSummary};
 
 /// The header SNS names the message type in.
 pub const TYPE_HEADER: &str = "x-amz-sns-message-type";
+/// The header SNS names the topic in.
+pub const TOPIC_HEADER: &str = "x-amz-sns-topic-arn";
+/// Signing certificates kept, by URL. SNS signs with one certificate per region at a time.
+pub const CERT_CACHE: usize = 16;
+/// Certificate fetches allowed at once, and the pace after that: a stream of messages naming
+/// new certificate URLs must not turn tocsin into a fetcher for whoever sends them.
+pub const FETCH_BURST: u32 = 4;
+pub const FETCH_EVERY: Duration = Duration::from_secs(15);
+
+const MESSAGE_TYPES: [&str; 3] = [
+    "Notification",
+    "SubscriptionConfirmation",
+    "UnsubscribeConfirmation",
+];
 
 /// The SNS envelope: every field is a string; `Message` stays unparsed until verified.
 #[derive(Deserialize)]
@@ -55,8 +77,47 @@ struct Envelope {
     subscribe_url: Option<String>,
 }
 
+/// Directions in AWS region names (`us-east-1`, `ap-southeast-2`, `us-gov-west-1`).
+const DIRECTIONS: [&str; 9] = [
+    "east",
+    "west",
+    "north",
+    "south",
+    "central",
+    "northeast",
+    "northwest",
+    "southeast",
+    "southwest",
+];
+
+/// Whether `s` is shaped like an AWS region: a two-letter area, an optional partition
+/// (`gov`, `iso`, `isob`, `isoe`, `isof`), a direction and a number. `s3`, `s3-accelerate`
+/// and `s3-us-west-2` (S3's virtual hosts under amazonaws.com) are not.
+pub fn is_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    let (area, rest) = match parts.split_first() {
+        Some(x) => x,
+        None => return false,
+    };
+    let (number, middle) = match rest.split_last() {
+        Some(x) => x,
+        None => return false,
+    };
+    let area_ok = area.len() == 2 && area.bytes().all(|b| b.is_ascii_lowercase());
+    let number_ok = (1..=2).contains(&number.len()) && number.bytes().all(|b| b.is_ascii_digit());
+    let middle_ok = match middle {
+        [direction] => DIRECTIONS.contains(direction),
+        [partition, direction] => {
+            ["gov", "iso", "isob", "isoe", "isof"].contains(partition)
+                && DIRECTIONS.contains(direction)
+        }
+        _ => false,
+    };
+    area_ok && number_ok && middle_ok
+}
+
 /// What an SNS-host URL must look like before it is fetched: https, no credentials, default
-/// port, host `sns.<region>.amazonaws.com` or `sns.<region>.amazonaws.com.cn`.
+/// port, host `sns.<region>.amazonaws.com` (or `.amazonaws.com.cn` for the China regions).
 pub fn check_sns_url(field: &str, raw: &str) -> Result<Url, HookError> {
     let refuse = |why: &str| HookError::refused(Refusal::CertUrl, format!("{field} {why}"));
     let url = Url::parse(raw).map_err(|_| refuse("is not a URL"))?;
@@ -70,19 +131,40 @@ pub fn check_sns_url(field: &str, raw: &str) -> Result<Url, HookError> {
         return Err(refuse("names a port"));
     }
     let host = url.host_str().unwrap_or_default();
-    let region = host
-        .strip_prefix("sns.")
-        .and_then(|h| {
-            h.strip_suffix(".amazonaws.com")
-                .or_else(|| h.strip_suffix(".amazonaws.com.cn"))
-        })
+    let region =
+        host.strip_prefix("sns.")
+            .and_then(|h| match h.strip_suffix(".amazonaws.com.cn") {
+                Some(r) => r.starts_with("cn-").then_some(r),
+                None => h
+                    .strip_suffix(".amazonaws.com")
+                    .filter(|r| !r.starts_with("cn-")),
+            });
+    if !region.is_some_and(is_region) {
+        return Err(refuse(
+            "is not on an SNS host (sns.<region>.amazonaws.com with a real region)",
+        ));
+    }
+    Ok(url)
+}
+
+/// [`check_sns_url`] for `SigningCertURL`, whose path must also be SNS's certificate file
+/// (`/SimpleNotificationService-<hex>.pem`, no query).
+pub fn check_cert_url(raw: &str) -> Result<Url, HookError> {
+    let url = check_sns_url("SigningCertURL", raw)?;
+    let hex = url
+        .path()
+        .strip_prefix("/SimpleNotificationService-")
+        .and_then(|p| p.strip_suffix(".pem"))
         .unwrap_or_default();
-    let region_ok = !region.is_empty()
-        && region
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !region_ok {
-        return Err(refuse("is not on an SNS host (sns.<region>.amazonaws.com)"));
+    if hex.is_empty()
+        || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(HookError::refused(
+            Refusal::CertUrl,
+            "SigningCertURL is not an SNS certificate (/SimpleNotificationService-<hex>.pem)",
+        ));
     }
     Ok(url)
 }
@@ -141,8 +223,113 @@ pub struct Ses {
     max_age: chrono::Duration,
     campaign_tag: String,
     fetch: reqwest::Client,
-    /// The RSA public keys (PKCS#1 DER) of the certificates fetched, by URL.
-    certs: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    /// The configured certificates: when any is, only they are used and nothing is fetched.
+    pinned: Vec<Pinned>,
+    /// The RSA public keys of the certificates fetched.
+    certs: Mutex<CertCache>,
+    fetches: Mutex<FetchBudget>,
+    /// Held while a certificate is fetched: the many requests SNS sends at once on a cold cache
+    /// wait for one fetch instead of each spending the budget on the same certificate.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+/// An SNS message whose signature verified.
+#[derive(Debug, Clone)]
+pub struct SnsMessage {
+    /// `Notification`, `SubscriptionConfirmation` or `UnsubscribeConfirmation`.
+    pub kind: String,
+    pub message_id: String,
+    pub topic_arn: String,
+    pub subject: Option<String>,
+    /// For SES, the event's JSON ([`SesEvent::parse`]).
+    pub message: String,
+    pub timestamp: DateTime<Utc>,
+    /// A subscription request's URL, checked to be on an SNS host.
+    pub subscribe_url: Option<Url>,
+}
+
+/// A signing certificate pinned in the configuration.
+pub struct Pinned {
+    /// Its subject and, for a `file:` entry, the file: what the logs name it by.
+    pub name: String,
+    /// The RSA public key (PKCS#1 DER).
+    key: Vec<u8>,
+    /// Its `notAfter`, when that has passed: trusted as configured, but said at start.
+    pub expired: Option<DateTime<Utc>>,
+}
+
+/// Reads a certificate as SNS serves it (PEM) into its RSA public key; the error says what is
+/// wrong with it.
+fn rsa_key(pem: &str) -> Result<(Certificate, Vec<u8>), String> {
+    let cert = Certificate::from_pem(pem.trim().as_bytes())
+        .map_err(|e| format!("not a PEM certificate ({e})"))?;
+    let spki = &cert.tbs_certificate.subject_public_key_info;
+    // rsaEncryption: the only key type SNS signs with.
+    if spki.algorithm.oid.to_string() != "1.2.840.113549.1.1.1" {
+        return Err("not an RSA key".into());
+    }
+    let key = spki.subject_public_key.raw_bytes().to_vec();
+    Ok((cert, key))
+}
+
+impl Pinned {
+    /// Parses a pinned certificate (PEM); `now` decides whether it has expired.
+    pub fn parse(pem: &str, now: DateTime<Utc>) -> Result<Pinned, String> {
+        let (cert, key) = rsa_key(pem)?;
+        let not_after = cert.tbs_certificate.validity.not_after.to_unix_duration();
+        let not_after = DateTime::from_timestamp(not_after.as_secs() as i64, 0);
+        Ok(Pinned {
+            name: cert.tbs_certificate.subject.to_string(),
+            key,
+            expired: not_after.filter(|t| *t < now),
+        })
+    }
+}
+
+/// The RSA public keys (PKCS#1 DER) of fetched certificates by URL, at most [`CERT_CACHE`],
+/// most recently used last: a stream of messages naming new URLs evicts the oldest, it does not
+/// grow the cache.
+#[derive(Default)]
+struct CertCache(Vec<(String, Arc<Vec<u8>>)>);
+
+impl CertCache {
+    fn get(&mut self, url: &str) -> Option<Arc<Vec<u8>>> {
+        let i = self.0.iter().position(|(u, _)| u == url)?;
+        let hit = self.0.remove(i);
+        let key = hit.1.clone();
+        self.0.push(hit);
+        Some(key)
+    }
+
+    fn insert(&mut self, url: &str, key: Arc<Vec<u8>>) {
+        self.0.retain(|(u, _)| u != url);
+        if self.0.len() >= CERT_CACHE {
+            self.0.remove(0);
+        }
+        self.0.push((url.to_owned(), key));
+    }
+}
+
+/// The pace of certificate fetches: a bucket of [`FETCH_BURST`] refilled one per
+/// [`FETCH_EVERY`].
+struct FetchBudget {
+    tokens: f64,
+    at: Instant,
+}
+
+impl FetchBudget {
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() / FETCH_EVERY.as_secs_f64();
+        self.tokens = (self.tokens + refill).min(f64::from(FETCH_BURST));
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// The client used to fetch signing certificates and confirm subscriptions when none is
@@ -158,204 +345,122 @@ pub fn default_fetch_client() -> Result<reqwest::Client, reqwest::Error> {
 
 // ---- the SES event inside `Message` ------------------------------------------------------
 
-#[derive(Deserialize)]
+/// An SES event as SES publishes it to SNS (event publishing: `eventType`) or as its older
+/// feedback notifications say it (`notificationType`). Only what the summary reads and what
+/// responders may want to see is kept.
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SesEvent {
+pub struct SesEvent {
     #[serde(default)]
-    event_type: Option<String>,
+    pub event_type: Option<String>,
     #[serde(default)]
-    notification_type: Option<String>,
-    mail: Mail,
+    pub notification_type: Option<String>,
+    pub mail: Mail,
+    #[serde(default)]
+    pub bounce: Option<Bounce>,
+    #[serde(default)]
+    pub complaint: Option<Complaint>,
+    #[serde(default)]
+    pub delivery: Option<SesDelivery>,
+    #[serde(default)]
+    pub reject: Option<Reject>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Mail {
+pub struct Mail {
     #[serde(default)]
-    timestamp: Option<DateTime<Utc>>,
+    pub timestamp: Option<DateTime<Utc>>,
     #[serde(default)]
-    source: String,
-    message_id: String,
+    pub source: String,
+    pub message_id: String,
     #[serde(default)]
-    destination: Vec<String>,
+    pub destination: Vec<String>,
     #[serde(default)]
-    headers_truncated: bool,
+    pub headers_truncated: bool,
     #[serde(default)]
-    headers: Vec<Header>,
+    pub headers: Vec<Header>,
     #[serde(default)]
-    common_headers: CommonHeaders,
+    pub common_headers: CommonHeaders,
     #[serde(default)]
-    tags: HashMap<String, Vec<String>>,
+    pub tags: HashMap<String, Vec<String>>,
 }
 
-#[derive(Deserialize)]
-struct Header {
-    name: String,
-    value: String,
+#[derive(Debug, Deserialize)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct CommonHeaders {
+pub struct CommonHeaders {
     #[serde(default)]
-    from: Vec<String>,
+    pub from: Vec<String>,
     #[serde(default)]
-    to: Vec<String>,
+    pub to: Vec<String>,
     #[serde(default)]
-    cc: Vec<String>,
+    pub cc: Vec<String>,
     #[serde(default)]
-    subject: Option<String>,
+    pub subject: Option<String>,
     #[serde(default)]
-    message_id: Option<String>,
+    pub message_id: Option<String>,
 }
 
-impl Ses {
-    pub fn new(config: &SesHook, fetch: reqwest::Client) -> Result<Ses, String> {
-        Ok(Ses {
-            name: config.name.clone(),
-            topics: config.topic_arns.clone(),
-            confirm: config.confirm_subscriptions,
-            max_age: chrono::Duration::from_std(config.max_age).map_err(|e| e.to_string())?,
-            campaign_tag: config.campaign_tag.clone(),
-            fetch,
-            certs: Mutex::default(),
-        })
-    }
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bounce {
+    pub bounce_type: String,
+    #[serde(default)]
+    pub bounce_sub_type: Option<String>,
+    #[serde(default)]
+    pub bounced_recipients: Vec<BouncedRecipient>,
+}
 
-    pub async fn accept(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-        now: DateTime<Utc>,
-    ) -> Result<Accepted, HookError> {
-        let e: Envelope = serde_json::from_slice(body).map_err(|err| {
-            HookError::refused(
-                Refusal::Missing,
-                format!("not a signed SNS message ({err})"),
-            )
-        })?;
-        if let Some(t) = headers.get(TYPE_HEADER).and_then(|v| v.to_str().ok())
-            && t != e.kind
-        {
-            return Err(HookError::refused(
-                Refusal::BadSignature,
-                format!("{TYPE_HEADER} {t:?} differs from the signed Type"),
-            ));
-        }
-        if !self.topics.contains(&e.topic_arn) {
-            return Err(HookError::refused(
-                Refusal::Topic,
-                format!("topic {} is not in topic_arns", e.topic_arn),
-            ));
-        }
-        let cert_url = check_sns_url("SigningCertURL", &e.signing_cert_url)?;
-        let subscribe_url = match (&e.kind[..], &e.subscribe_url) {
-            ("SubscriptionConfirmation", Some(u)) => Some(check_sns_url("SubscribeURL", u)?),
-            ("SubscriptionConfirmation", None) => {
-                return Err(HookError::refused(
-                    Refusal::BadSignature,
-                    "a subscription confirmation without SubscribeURL",
-                ));
-            }
-            _ => None,
-        };
-        let signed = canonical(&e)?;
-        let sig = STANDARD.decode(e.signature.trim()).map_err(|_| {
-            HookError::refused(Refusal::BadSignature, "the signature is not base64")
-        })?;
-        let key = self.signing_key(&cert_url).await?;
-        let alg = match e.signature_version.as_str() {
-            "1" => &RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
-            "2" => &RSA_PKCS1_2048_8192_SHA256,
-            v => {
-                return Err(HookError::refused(
-                    Refusal::BadSignature,
-                    format!("unknown SignatureVersion {v:?}"),
-                ));
-            }
-        };
-        let verified = UnparsedPublicKey::new(alg, key.as_slice()).verify(signed.as_bytes(), &sig);
-        verified.map_err(|_| {
-            HookError::refused(
-                Refusal::BadSignature,
-                "the signature does not verify with the signing certificate",
-            )
-        })?;
-        let at = DateTime::parse_from_rfc3339(&e.timestamp)
-            .map_err(|_| HookError::refused(Refusal::BadSignature, "Timestamp is not RFC 3339"))?
-            .with_timezone(&Utc);
-        if now - at > self.max_age {
-            return Err(HookError::refused(
-                Refusal::Stale,
-                format!("sent at {at}, older than max_age"),
-            ));
-        }
-        match e.kind.as_str() {
-            "Notification" => Ok(Accepted {
-                mails: vec![self.summarize(&e.message)?],
-                token: None,
-            }),
-            "SubscriptionConfirmation" => {
-                if self.confirm {
-                    let url = subscribe_url.expect("checked above");
-                    let answer = self.fetch.get(url).send().await.map_err(|err| {
-                        HookError::Unavailable(format!("cannot confirm the subscription: {err}"))
-                    })?;
-                    if !answer.status().is_success() {
-                        return Err(HookError::Unavailable(format!(
-                            "SNS answered {} to the subscription confirmation",
-                            answer.status()
-                        )));
-                    }
-                    tracing::info!(topic = %e.topic_arn, "SNS subscription confirmed");
-                } else {
-                    tracing::warn!(topic = %e.topic_arn, "SNS subscription request not confirmed: confirm_subscriptions is off");
-                }
-                Ok(Accepted::default())
-            }
-            _ => {
-                tracing::warn!(topic = %e.topic_arn, "SNS says this endpoint was unsubscribed");
-                Ok(Accepted::default())
-            }
-        }
-    }
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BouncedRecipient {
+    pub email_address: String,
+    #[serde(default)]
+    pub status: Option<String>,
+}
 
-    async fn signing_key(&self, url: &Url) -> Result<Arc<Vec<u8>>, HookError> {
-        if let Some(k) = self.certs.lock().expect("cert cache").get(url.as_str()) {
-            return Ok(k.clone());
-        }
-        let unavailable =
-            |what: String| HookError::Unavailable(format!("signing certificate {url}: {what}"));
-        let answer = self
-            .fetch
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
-        if !answer.status().is_success() {
-            return Err(unavailable(format!("answered {}", answer.status())));
-        }
-        let pem = answer
-            .text()
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
-        let cert = Certificate::from_pem(pem.as_bytes())
-            .map_err(|e| unavailable(format!("not a PEM certificate ({e})")))?;
-        let spki = &cert.tbs_certificate.subject_public_key_info;
-        // rsaEncryption: the only key type SNS signs with.
-        if spki.algorithm.oid.to_string() != "1.2.840.113549.1.1.1" {
-            return Err(unavailable("not an RSA key".into()));
-        }
-        let key = spki.subject_public_key.raw_bytes().to_vec();
-        let key = Arc::new(key);
-        self.certs
-            .lock()
-            .expect("cert cache")
-            .insert(url.as_str().to_owned(), key.clone());
-        Ok(key)
-    }
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Complaint {
+    #[serde(default)]
+    pub complained_recipients: Vec<Recipient>,
+    #[serde(default)]
+    pub complaint_feedback_type: Option<String>,
+}
 
-    fn summarize(&self, message: &str) -> Result<MailSummary, HookError> {
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recipient {
+    pub email_address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SesDelivery {
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    #[serde(default)]
+    pub smtp_response: Option<String>,
+    #[serde(default)]
+    pub processing_time_millis: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Reject {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl SesEvent {
+    /// Parses the SES event that is an SNS notification's `Message`; the error names the field
+    /// (under `Message.`).
+    pub fn parse(message: &str) -> Result<SesEvent, HookError> {
         let de = &mut serde_json::Deserializer::from_str(message);
         let ev: SesEvent = serde_path_to_error::deserialize(de).map_err(|err| {
             let path = err.path().to_string();
@@ -372,7 +477,22 @@ impl Ses {
                 "neither eventType nor notificationType",
             ));
         }
-        let m = ev.mail;
+        Ok(ev)
+    }
+
+    /// `Send`, `Delivery`, `Bounce`…: the event type, or the notification type of the older
+    /// feedback notifications.
+    pub fn kind(&self) -> &str {
+        self.event_type
+            .as_deref()
+            .or(self.notification_type.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// The summary the email rules judge; `campaign_tag` names the SES tag holding the
+    /// campaign. SES events are signed by SNS: their origin is proven.
+    pub fn summary(self, campaign_tag: &str) -> MailSummary {
+        let m = self.mail;
         let header_addrs = |name: &str| -> Vec<String> {
             m.headers
                 .iter()
@@ -407,7 +527,7 @@ impl Ses {
             .first()
             .map(|f| address(f))
             .unwrap_or_default();
-        Ok(MailSummary {
+        MailSummary {
             feed: "ses".into(),
             message_id: m
                 .common_headers
@@ -424,13 +544,254 @@ impl Ses {
             subject: m.common_headers.subject.unwrap_or_default(),
             visible,
             envelope: m.destination.iter().map(|d| address(d)).collect(),
-            campaign: m
-                .tags
-                .get(&self.campaign_tag)
-                .and_then(|v| v.first().cloned()),
+            campaign: m.tags.get(campaign_tag).and_then(|v| v.first().cloned()),
             sent_at: m.timestamp,
+            origin_proven: true,
             ..MailSummary::default()
+        }
+    }
+}
+
+impl Ses {
+    /// The webhook of `config`; `fetch` fetches certificates and confirms subscriptions.
+    /// Pinned certificates are parsed here: the error names the entry.
+    pub fn new(config: &SesHook, fetch: reqwest::Client) -> Result<Ses, String> {
+        let now = Utc::now();
+        let mut pinned = Vec::with_capacity(config.certificates.len());
+        for (i, pem) in config.certificates.iter().enumerate() {
+            let p =
+                Pinned::parse(pem.expose(), now).map_err(|e| format!("certificates[{i}]: {e}"))?;
+            if let Some(at) = p.expired {
+                tracing::warn!(
+                    certificate = %p.name,
+                    expired = %at,
+                    "a pinned SNS signing certificate has expired; it is trusted as configured"
+                );
+            }
+            pinned.push(p);
+        }
+        Ok(Ses {
+            name: config.name.clone(),
+            topics: config.topic_arns.clone(),
+            confirm: config.confirm_subscriptions,
+            max_age: chrono::Duration::from_std(config.max_age).map_err(|e| e.to_string())?,
+            campaign_tag: config.campaign_tag.clone(),
+            fetch,
+            pinned,
+            certs: Mutex::default(),
+            fetches: Mutex::new(FetchBudget {
+                tokens: f64::from(FETCH_BURST),
+                at: Instant::now(),
+            }),
+            fetching: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// What can be checked before the body is read: SNS names the message type and the topic
+    /// in its headers, and the topic must be one of ours.
+    pub fn precheck(&self, headers: &HeaderMap) -> Result<(), HookError> {
+        let Some(kind) = header(headers, TYPE_HEADER) else {
+            return Err(HookError::refused(
+                Refusal::Missing,
+                format!("no {TYPE_HEADER} header: not an SNS request"),
+            ));
+        };
+        if !MESSAGE_TYPES.contains(&kind) {
+            return Err(HookError::refused(
+                Refusal::Missing,
+                format!("{TYPE_HEADER} {kind:?} is not an SNS message type"),
+            ));
+        }
+        let Some(topic) = header(headers, TOPIC_HEADER) else {
+            return Err(HookError::refused(
+                Refusal::Missing,
+                format!("no {TOPIC_HEADER} header: not an SNS request"),
+            ));
+        };
+        if !self.topics.iter().any(|t| t == topic) {
+            return Err(HookError::refused(
+                Refusal::Topic,
+                format!("topic {topic} is not in topic_arns"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Verifies one SNS request as of `now` (published vectors carry old timestamps: the clock
+    /// is the caller's): the headers, the certificate URL, the signature (with the pinned
+    /// certificates, or the one fetched from the URL), the age. Nothing of `Message` is read.
+    pub async fn verify(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<SnsMessage, HookError> {
+        self.precheck(headers)?;
+        let e: Envelope = serde_json::from_slice(body).map_err(|err| {
+            HookError::refused(
+                Refusal::Missing,
+                format!("not a signed SNS message ({err})"),
+            )
+        })?;
+        for (name, signed) in [(TYPE_HEADER, &e.kind), (TOPIC_HEADER, &e.topic_arn)] {
+            if header(headers, name) != Some(signed.as_str()) {
+                return Err(HookError::refused(
+                    Refusal::BadSignature,
+                    format!("{name} differs from the signed message"),
+                ));
+            }
+        }
+        let cert_url = check_cert_url(&e.signing_cert_url)?;
+        let subscribe_url = match (&e.kind[..], &e.subscribe_url) {
+            ("SubscriptionConfirmation", Some(u)) => Some(check_sns_url("SubscribeURL", u)?),
+            ("SubscriptionConfirmation", None) => {
+                return Err(HookError::refused(
+                    Refusal::BadSignature,
+                    "a subscription confirmation without SubscribeURL",
+                ));
+            }
+            _ => None,
+        };
+        let signed = canonical(&e)?;
+        let sig = STANDARD.decode(e.signature.trim()).map_err(|_| {
+            HookError::refused(Refusal::BadSignature, "the signature is not base64")
+        })?;
+        let alg = match e.signature_version.as_str() {
+            "1" => &RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+            "2" => &RSA_PKCS1_2048_8192_SHA256,
+            v => {
+                return Err(HookError::refused(
+                    Refusal::BadSignature,
+                    format!("unknown SignatureVersion {v:?}"),
+                ));
+            }
+        };
+        let verifies = |key: &[u8]| {
+            UnparsedPublicKey::new(alg, key)
+                .verify(signed.as_bytes(), &sig)
+                .is_ok()
+        };
+        let verified = if self.pinned.is_empty() {
+            verifies(&self.signing_key(&cert_url).await?)
+        } else {
+            self.pinned.iter().any(|p| verifies(&p.key))
+        };
+        if !verified {
+            return Err(HookError::refused(
+                Refusal::BadSignature,
+                if self.pinned.is_empty() {
+                    "the signature does not verify with the signing certificate"
+                } else {
+                    "the signature does not verify with any pinned certificate"
+                },
+            ));
+        }
+        let at = DateTime::parse_from_rfc3339(&e.timestamp)
+            .map_err(|_| HookError::refused(Refusal::BadSignature, "Timestamp is not RFC 3339"))?
+            .with_timezone(&Utc);
+        if now - at > self.max_age {
+            return Err(HookError::refused(
+                Refusal::Stale,
+                format!("sent at {at}, older than max_age"),
+            ));
+        }
+        Ok(SnsMessage {
+            kind: e.kind,
+            message_id: e.message_id,
+            topic_arn: e.topic_arn,
+            subject: e.subject,
+            message: e.message,
+            timestamp: at,
+            subscribe_url,
+        })
+    }
+
+    /// Verifies, then acts as of `now`: a notification's SES event is parsed into a delivery
+    /// named by the SNS `MessageId` (SNS keeps it when it retries); a subscription request for
+    /// an allowed topic is confirmed.
+    pub async fn accept(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Accepted, HookError> {
+        let m = self.verify(headers, body, now).await?;
+        match m.kind.as_str() {
+            "Notification" => Ok(Accepted {
+                deliveries: vec![Delivery {
+                    mail: SesEvent::parse(&m.message)?.summary(&self.campaign_tag),
+                    key: m.message_id,
+                    keep_until: keep_until(now, Some(m.timestamp), self.max_age),
+                }],
+                token: None,
+            }),
+            "SubscriptionConfirmation" => {
+                if self.confirm {
+                    let url = m.subscribe_url.expect("checked when verified");
+                    let answer = self.fetch.get(url).send().await.map_err(|err| {
+                        HookError::Unavailable(format!("cannot confirm the subscription: {err}"))
+                    })?;
+                    if !answer.status().is_success() {
+                        return Err(HookError::Unavailable(format!(
+                            "SNS answered {} to the subscription confirmation",
+                            answer.status()
+                        )));
+                    }
+                    tracing::info!(topic = %m.topic_arn, "SNS subscription confirmed");
+                } else {
+                    tracing::warn!(topic = %m.topic_arn, "SNS subscription request not confirmed: confirm_subscriptions is off");
+                }
+                Ok(Accepted::default())
+            }
+            _ => {
+                tracing::warn!(topic = %m.topic_arn, "SNS says this endpoint was unsubscribed");
+                Ok(Accepted::default())
+            }
+        }
+    }
+
+    /// The key of the certificate at `url`: from the cache, else fetched (within the budget).
+    async fn signing_key(&self, url: &Url) -> Result<Arc<Vec<u8>>, HookError> {
+        if let Some(key) = self.certs.lock().expect("cert cache").get(url.as_str()) {
+            return Ok(key);
+        }
+        let _one_at_a_time = self.fetching.lock().await;
+        // Another request may have fetched it while this one waited.
+        if let Some(key) = self.certs.lock().expect("cert cache").get(url.as_str()) {
+            return Ok(key);
+        }
+        let unavailable =
+            |what: String| HookError::Unavailable(format!("signing certificate {url}: {what}"));
+        if !self.fetches.lock().expect("fetch budget").take() {
+            return Err(unavailable(
+                "not fetched: too many certificate fetches; SNS will retry".into(),
+            ));
+        }
+        let answer = self
+            .fetch
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        if !answer.status().is_success() {
+            return Err(unavailable(format!("answered {}", answer.status())));
+        }
+        let pem = answer
+            .text()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let (_, key) = rsa_key(&pem).map_err(unavailable)?;
+        let key = Arc::new(key);
+        self.certs
+            .lock()
+            .expect("cert cache")
+            .insert(url.as_str(), key.clone());
+        Ok(key)
+    }
+
+    /// How many certificates are cached (bounded by [`CERT_CACHE`]).
+    pub fn cached_certificates(&self) -> usize {
+        self.certs.lock().expect("cert cache").0.len()
     }
 }
 
@@ -444,6 +805,8 @@ mod tests {
             "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem",
             "https://sns.cn-north-1.amazonaws.com.cn/x.pem",
             "https://sns.eu-west-3.amazonaws.com:443/x.pem",
+            "https://sns.us-gov-west-1.amazonaws.com/x.pem",
+            "https://sns.ap-southeast-4.amazonaws.com/x.pem",
         ] {
             assert!(check_sns_url("SigningCertURL", ok).is_ok(), "{ok}");
         }
@@ -457,10 +820,68 @@ mod tests {
             "https://user:pw@sns.us-east-1.amazonaws.com/x.pem",
             "https://sns.us_east.amazonaws.com/x.pem",
             "https://127.0.0.1/x.pem",
+            // S3 virtual hosts: the bucket `sns` answers there, and anyone can own it.
+            "https://sns.s3.amazonaws.com/x.pem",
+            "https://sns.s3-accelerate.amazonaws.com/x.pem",
+            "https://sns.s3-us-west-2.amazonaws.com/x.pem",
+            "https://sns.s3.dualstack.us-east-1.amazonaws.com/x.pem",
+            "https://sns.us-east-1.amazonaws.com.cn/x.pem",
+            "https://sns.cn-north-1.amazonaws.com/x.pem",
+            "https://sns.xx-nowhere-1.amazonaws.com/x.pem",
         ] {
             let err = check_sns_url("SigningCertURL", bad).unwrap_err();
             assert_eq!(err.reason(), "cert_url", "{bad}");
         }
+    }
+
+    #[test]
+    fn certificate_urls_name_an_sns_certificate() {
+        check_cert_url(
+            "https://sns.us-east-2.amazonaws.com/SimpleNotificationService-7ff5318490ec183fbaddaa2a969abfda.pem",
+        )
+        .unwrap();
+        for bad in [
+            "https://sns.us-east-1.amazonaws.com/x.pem",
+            "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-.pem",
+            "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-zz.pem",
+            "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-ab.pem?x=1",
+            "https://sns.us-east-1.amazonaws.com/other/SimpleNotificationService-ab.pem",
+        ] {
+            assert_eq!(
+                check_cert_url(bad).unwrap_err().reason(),
+                "cert_url",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_certificate_cache_keeps_the_most_recently_used() {
+        let mut cache = CertCache::default();
+        let key = |n: u8| Arc::new(vec![n]);
+        for n in 0..CERT_CACHE as u8 {
+            cache.insert(&format!("u{n}"), key(n));
+        }
+        assert_eq!(cache.get("u0"), Some(key(0)), "u0 used: now the newest");
+        cache.insert("new", key(99));
+        assert_eq!(cache.0.len(), CERT_CACHE, "bounded");
+        assert_eq!(cache.get("u1"), None, "the least recently used went");
+        assert!(cache.get("u0").is_some() && cache.get("new").is_some());
+    }
+
+    #[test]
+    fn fetches_are_paced() {
+        let mut budget = FetchBudget {
+            tokens: f64::from(FETCH_BURST),
+            at: Instant::now(),
+        };
+        for _ in 0..FETCH_BURST {
+            assert!(budget.take());
+        }
+        assert!(!budget.take(), "the burst is spent");
+        budget.at -= FETCH_EVERY;
+        assert!(budget.take(), "one more after FETCH_EVERY");
+        assert!(!budget.take());
     }
 
     #[test]
