@@ -31,7 +31,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Play a takeover against fake platforms on 127.0.0.1 and print the timeline.
-    Demo,
+    Demo {
+        /// Leave out one step of the story (`approval`: the announcement is not pre-approved),
+        /// so a test can see the demo fail when what it shows does not happen.
+        #[arg(long, hide = true, value_enum)]
+        omit: Option<demo::Step>,
+    },
     /// Run the daemon. SIGHUP reloads the config; SIGTERM/SIGINT stop it.
     Run {
         #[arg(long, default_value = "config/tocsin.toml")]
@@ -238,13 +243,22 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = matches!(
         cli.command,
-        Cmd::Demo
+        Cmd::Demo { .. }
             | Cmd::CheckConfig { .. }
             | Cmd::Log { .. }
             | Cmd::Init { .. }
             | Cmd::Healthcheck { .. }
     );
-    telemetry::init(if quiet { "warn" } else { "info" });
+    if let Cmd::Demo { .. } = cli.command {
+        // The daemon's own log lines would land in the middle of the story: they go to a file.
+        let log = demo::log_path();
+        if let Err(e) = telemetry::init_file(&log, "info") {
+            eprintln!("error: {}: {e}", log.display());
+            return ExitCode::FAILURE;
+        }
+    } else {
+        telemetry::init(if quiet { "warn" } else { "info" });
+    }
     match run(cli.command).await {
         Ok(code) => code,
         Err(e) => {
@@ -256,8 +270,8 @@ async fn main() -> ExitCode {
 
 async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        Cmd::Demo => {
-            let report = demo::run().await?;
+        Cmd::Demo { omit } => {
+            let report = demo::run(omit).await;
             print!("{report}");
             Ok(if report.passed() {
                 ExitCode::SUCCESS

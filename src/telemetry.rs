@@ -32,3 +32,15 @@ pub fn init(default_filter: &str) {
     let _ =
         tracing::subscriber::set_global_default(subscriber(default_filter, json, std::io::stderr));
 }
+
+/// Installs the global subscriber writing JSON lines to `path` (created or truncated): for
+/// `tocsin demo`, whose story is the terminal's output.
+pub fn init_file(path: &std::path::Path, default_filter: &str) -> std::io::Result<()> {
+    let file = std::fs::File::create(path)?;
+    let _ = tracing::subscriber::set_global_default(subscriber(
+        default_filter,
+        true,
+        std::sync::Mutex::new(file),
+    ));
+    Ok(())
+}

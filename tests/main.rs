@@ -11,6 +11,7 @@ mod channels;
 mod cli;
 mod crash;
 mod delivery;
+mod demo;
 mod disk;
 mod email_audit;
 mod email_hooks;

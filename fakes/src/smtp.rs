@@ -236,9 +236,12 @@ pub fn leaky_message(from: &str, to: &[String], subject: &str, message_id: &str)
         }
         m.push_str(&chunk.join(", "));
     }
+    // Dated now, as a mailer stamps what it sends: the page's "after the message's time"
+    // then measures the journal, not the age of a fixture.
+    let date = chrono::Utc::now().to_rfc2822();
     m.push_str(&format!(
         "\r\nSubject: {subject}\r\nMessage-ID: <{message_id}>\r\nX-Campaign-Id: launch\r\n\
-         Date: Tue, 24 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n\
+         Date: {date}\r\nMIME-Version: 1.0\r\n\
          Content-Type: text/plain; charset=utf-8\r\n\r\n\
          Dear customer,\r\nyour account statement is ready.\r\n"
     ));

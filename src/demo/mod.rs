@@ -28,13 +28,13 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use tocsin::App;
-use tocsin::model::{Incident, State};
+use tocsin::model::{Incident, Rule, State};
 use tocsin_fakes::loopback_config;
 use tocsin_fakes::m365::{FakeM365, exchange_record};
 use tocsin_fakes::mailer::FakeMailer;
 use tocsin_fakes::mastodon::{FakeMastodon, ProfileUpdate, status_html};
 use tocsin_fakes::smtp::{SmtpClient, customers, leaky_message};
-use tocsin_fakes::telegram::{FakeBotApi, FakeUser};
+use tocsin_fakes::telegram::{FakeBotApi, FakeUser, SentMessage};
 
 const CHAT: i64 = tocsin_fakes::ONCALL_CHAT;
 const ACCOUNT_ID: &str = "109302";
@@ -48,14 +48,39 @@ const M365_TENANT: &str = "7e1c7c3a-58c2-4a9e-9d1b-2f0ad2c6c0de";
 const M365_CLIENT: &str = "0b4e2b6e-1d2f-4a53-9c3c-6a1f4f0b9e11";
 const M365_SECRET: &str = "demo-m365-secret";
 
-pub async fn run() -> Result<Report, DemoError> {
+/// A step of the story that `--omit` leaves out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Step {
+    /// The social team's pre-approval of the announcement: then the announcement pages.
+    Approval,
+}
+
+/// Where the daemon's log lines go while the story is told: `TOCSIN_DEMO_LOG`, else
+/// `tocsin-demo.log` in the temporary directory.
+pub fn log_path() -> std::path::PathBuf {
+    std::env::var_os("TOCSIN_DEMO_LOG")
+        .map(Into::into)
+        .unwrap_or_else(|| std::env::temp_dir().join("tocsin-demo.log"))
+}
+
+/// Plays the story. A step that did not happen is a failed check in the report, which is
+/// printed whatever happened (so a stall shows how far the story got).
+pub async fn run(omit: Option<Step>) -> Report {
     let mut report = Report {
+        log: log_path(),
         lines: vec![],
         latencies: vec![],
         incidents: vec![],
         final_pages: vec![],
         checks: vec![],
     };
+    if let Err(e) = story(omit, &mut report).await {
+        report.check(&format!("the story went to its end ({e})"), false);
+    }
+    report
+}
+
+async fn story(omit: Option<Step>, report: &mut Report) -> Result<(), DemoError> {
     let started = Instant::now();
     let say = |report: &mut Report, line: String| {
         report
@@ -79,7 +104,7 @@ pub async fn run() -> Result<Report, DemoError> {
         .map_err(setup("starting the fake Bot API"))?;
     let state = tempfile::tempdir().map_err(setup("creating a temporary state dir"))?;
     say(
-        &mut report,
+        report,
         format!(
             "fake Mastodon on {}, fake Bot API on {}, state in {}",
             masto.url(),
@@ -141,7 +166,7 @@ pub async fn run() -> Result<Report, DemoError> {
     let shutdown = CancellationToken::new();
     let daemon = tokio::spawn(app.run_until(shutdown.clone()));
     say(
-        &mut report,
+        report,
         format!(
             "tocsin running: HTTP on {api}, polling every {}ms",
             POLL.as_millis()
@@ -161,55 +186,61 @@ pub async fn run() -> Result<Report, DemoError> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     say(
-        &mut report,
+        report,
         "first poll done: 1 old post recorded as history, profile baselined".into(),
     );
 
     // The social team pre-approves the announcement, then it is published.
     let announcement = "Our Q4 update is out: https://example.com/q4";
-    let resp = reqwest::Client::new()
-        .post(format!("{api}/api/v1/approvals"))
-        .bearer_auth(API_TOKEN)
-        .json(&serde_json::json!({ "account": "mastodon-main", "text": announcement, "by": "social-team" }))
-        .send()
-        .await?;
-    report.check(
-        "approval API answers 201",
-        resp.status() == reqwest::StatusCode::CREATED,
-    );
-    say(
-        &mut report,
-        format!("POST /api/v1/approvals → {}", resp.status()),
-    );
+    if omit == Some(Step::Approval) {
+        say(report, "(the pre-approval is left out)".into());
+    } else {
+        let resp = reqwest::Client::new()
+            .post(format!("{api}/api/v1/approvals"))
+            .bearer_auth(API_TOKEN)
+            .json(&serde_json::json!({ "account": "mastodon-main", "text": announcement, "by": "social-team" }))
+            .send()
+            .await?;
+        report.check(
+            "approval API answers 201",
+            resp.status() == reqwest::StatusCode::CREATED,
+        );
+        say(
+            report,
+            format!("POST /api/v1/approvals → {}", resp.status()),
+        );
+    }
     masto.publish(ACCOUNT_ID, &status_html(announcement));
-    say(
-        &mut report,
-        format!("published approved post: {announcement:?}"),
-    );
+    say(report, format!("published approved post: {announcement:?}"));
     let polls = health.snapshot()["mastodon-main"].polls;
     wait_for(
         || health.snapshot()["mastodon-main"].polls >= polls + 2,
         "two polls after the announcement",
     )
     .await?;
-    report.check("approved post: no page", bot_api.sent().is_empty());
+    report.check(
+        "approved post: no incident, no page",
+        store.incidents()?.is_empty() && bot_api.sent().is_empty(),
+    );
     say(
-        &mut report,
+        report,
         format!("two polls later: {} page(s) sent", bot_api.sent().len()),
     );
 
     // The takeover: a rogue post, then the bio and website link changed.
     let rogue = masto.publish(ACCOUNT_ID, &status_html("🎉 giveaway! send 1 BTC to bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh and get 2 back: https://examp1e-giveaway.example/claim"));
     let rogue_at = Instant::now();
-    say(&mut report, format!("ROGUE post {rogue} published"));
-    wait_for(|| !bot_api.sent().is_empty(), "the rogue post's page").await?;
-    let page1 = bot_api.sent()[0].clone();
+    say(report, format!("ROGUE post {rogue} published"));
+    let (rogue_incident, page1) = page_of(&store, &bot_api, Rule::UnapprovedPost, |i| {
+        i.object == rogue
+    })
+    .await?;
     let rogue_latency = page1.received_instant.duration_since(rogue_at);
     report
         .latencies
         .push(("rogue post → page".into(), rogue_latency));
     say(
-        &mut report,
+        report,
         format!(
             "PAGE 1 (message {}) after {} ms",
             page1.message_id,
@@ -229,15 +260,17 @@ pub async fn run() -> Result<Report, DemoError> {
         },
     );
     let profile_at = Instant::now();
-    say(&mut report, "PROFILE changed: bio and website link".into());
-    wait_for(|| bot_api.sent().len() >= 2, "the profile change's page").await?;
-    let page2 = bot_api.sent()[1].clone();
+    say(report, "PROFILE changed: bio and website link".into());
+    let (profile_incident, page2) = page_of(&store, &bot_api, Rule::ProfileChanged, |i| {
+        i.object == "profile"
+    })
+    .await?;
     let profile_latency = page2.received_instant.duration_since(profile_at);
     report
         .latencies
         .push(("bio/link change → page".into(), profile_latency));
     say(
-        &mut report,
+        report,
         format!(
             "PAGE 2 (message {}) after {} ms",
             page2.message_id,
@@ -260,8 +293,6 @@ pub async fn run() -> Result<Report, DemoError> {
         first_name: "Alice".into(),
         username: Some("alice_oncall".into()),
     };
-    let rogue_incident = incident_for(&store, |i| i.object == rogue)?;
-    let profile_incident = incident_for(&store, |i| i.object == "profile")?;
     bot_api.press_button(
         CHAT,
         &outsider,
@@ -274,7 +305,7 @@ pub async fn run() -> Result<Report, DemoError> {
         .clone()
         .unwrap_or_default();
     say(
-        &mut report,
+        report,
         format!("outsider @mallory pressed Approve on #{rogue_incident}: {refusal:?}"),
     );
     report.check("outsider refused", refusal.starts_with("Refused"));
@@ -292,7 +323,7 @@ pub async fn run() -> Result<Report, DemoError> {
     )
     .await?;
     say(
-        &mut report,
+        report,
         format!("@alice_oncall pressed Ack on #{rogue_incident}"),
     );
     // …and takes the giveaway down from the chat.
@@ -322,7 +353,7 @@ pub async fn run() -> Result<Report, DemoError> {
     report.check("the rogue post is deleted on Mastodon", taken_down);
     report.check("the timeline records the takedown", timeline_says);
     say(
-        &mut report,
+        report,
         format!(
             "@alice_oncall pressed Take down on #{rogue_incident}: fake Mastodon has post {rogue}: {}; timeline: takedown_result deleted = {timeline_says}; resolved (contained)",
             !taken_down
@@ -340,7 +371,7 @@ pub async fn run() -> Result<Report, DemoError> {
     )
     .await?;
     say(
-        &mut report,
+        report,
         format!("@alice_oncall pressed Approve on #{profile_incident}"),
     );
     wait_for(
@@ -355,7 +386,7 @@ pub async fn run() -> Result<Report, DemoError> {
         "the pages edited in place",
     )
     .await?;
-    say(&mut report, "both pages edited in place".into());
+    say(report, "both pages edited in place".into());
 
     // The approved bio is the new baseline: more polls, no new page.
     let polls = health.snapshot()["mastodon-main"].polls;
@@ -366,7 +397,7 @@ pub async fn run() -> Result<Report, DemoError> {
     .await?;
     report.check("exactly two pages sent", bot_api.sent().len() == 2);
     say(
-        &mut report,
+        report,
         format!("two polls later: still {} pages", bot_api.sent().len()),
     );
 
@@ -387,17 +418,16 @@ pub async fn run() -> Result<Report, DemoError> {
     )]);
     let forward_at = Instant::now();
     say(
-        &mut report,
+        report,
         "MICROSOFT 365: Set-Mailbox forwards ceo@example.com out of the company".into(),
     );
-    wait_for(|| bot_api.sent().len() >= 3, "the forwarding's page").await?;
-    let page3 = bot_api.sent()[2].clone();
+    let (_, page3) = page_of(&store, &bot_api, Rule::RiskySetting, |_| true).await?;
     let forward_latency = page3.received_instant.duration_since(forward_at);
     report
         .latencies
         .push(("mailbox forwarding → page".into(), forward_latency));
     say(
-        &mut report,
+        report,
         format!(
             "PAGE 3 (message {}) after {} ms",
             page3.message_id,
@@ -405,9 +435,8 @@ pub async fn run() -> Result<Report, DemoError> {
         ),
     );
     report.check(
-        "forwarding paged as mailbox.risky_setting",
-        page3.text.contains("mailbox.risky_setting")
-            && page3.text.contains("forwarding out of domain"),
+        "the forwarding's page says forwarding out of domain",
+        page3.text.contains("forwarding out of domain"),
     );
     let polls = health.snapshot()[M365_FEED].polls;
     wait_for(
@@ -422,7 +451,7 @@ pub async fn run() -> Result<Report, DemoError> {
         .await
         .map_err(setup("connecting to the journal listener"))?;
     say(
-        &mut report,
+        report,
         format!("MTA connected to the journal listener on {journal}"),
     );
     let customers_1 = customers(1, 1000, 40);
@@ -433,7 +462,6 @@ pub async fn run() -> Result<Report, DemoError> {
         "Your monthly statement",
         "batch-1@exchange.example",
     );
-    let pages_before = bot_api.sent().len();
     let batch_at = Instant::now();
     let reply = smtp
         .send(sender, &customers_1, &batch)
@@ -441,21 +469,21 @@ pub async fn run() -> Result<Report, DemoError> {
         .map_err(setup("journaling the first batch"))?;
     report.check("journal listener answers 250", reply.code == 250);
     say(
-        &mut report,
+        report,
         format!(
             "LEAKY batch 1 journaled: 1,000 recipients, all visible in To: → {} {}",
             reply.code,
             reply.text.trim()
         ),
     );
-    wait_for(|| bot_api.sent().len() > pages_before, "the leak's page").await?;
-    let page4 = bot_api.sent()[pages_before].clone();
+    let (leak_incident, page4) =
+        page_of(&store, &bot_api, Rule::ExposedRecipients, |_| true).await?;
     let leak_latency = page4.received_instant.duration_since(batch_at);
     report
         .latencies
         .push(("leaky batch sent → page".into(), leak_latency));
     say(
-        &mut report,
+        report,
         format!(
             "PAGE 4 (message {}) after {} ms: {}",
             page4.message_id,
@@ -485,7 +513,6 @@ pub async fn run() -> Result<Report, DemoError> {
             .is_some_and(|m| m.to_string().contains("Pause mailer")),
     );
     // Containment: the responder pauses the mailer before the second batch goes out.
-    let leak_incident = incident_for(&store, |i| i.rule == tocsin::model::Rule::ExposedRecipients)?;
     let press_at = Instant::now();
     bot_api.press_button(
         CHAT,
@@ -497,7 +524,7 @@ pub async fn run() -> Result<Report, DemoError> {
     let paused_after = press_at.elapsed();
     let pause = mailer.pauses().remove(0);
     say(
-        &mut report,
+        report,
         format!(
             "@alice_oncall pressed Pause mailer on #{leak_incident}: the mailer got {} {} {} ms after the press",
             pause.method,
@@ -531,7 +558,6 @@ pub async fn run() -> Result<Report, DemoError> {
             .is_some_and(|m| m.text.contains("Mailer: PAUSED"))
     };
     wait_for(shows_paused, "the leak's page showing the mailer paused").await?;
-    report.check("the leak's page shows the mailer paused", shows_paused());
     let _ = smtp.quit().await;
 
     shutdown.cancel();
@@ -539,7 +565,7 @@ pub async fn run() -> Result<Report, DemoError> {
     let verify = store.verify_log()?;
     report.check("approved log verifies", verify.is_ok());
     say(
-        &mut report,
+        report,
         format!(
             "approved log: {} entries, chain ok = {}",
             verify.entries,
@@ -549,7 +575,7 @@ pub async fn run() -> Result<Report, DemoError> {
     let timeline = store.verify_timeline()?;
     report.check("incident timeline chain verifies", timeline.is_ok());
     say(
-        &mut report,
+        report,
         format!(
             "incident timeline: {} chained events, chain ok = {}",
             timeline.entries,
@@ -569,23 +595,49 @@ pub async fn run() -> Result<Report, DemoError> {
     }
     masto.shutdown();
     bot_api.shutdown();
-    Ok(report)
+    Ok(())
 }
 
 fn store_state(store: &tocsin::store::Store, id: u64) -> Option<State> {
     store.incident(id).ok().flatten().map(|i| i.state)
 }
 
-fn incident_for(
+/// Waits for the page of the incident of `rule` that `f` picks: the incident as the store
+/// holds it, with the message its page points to, which must name the rule. Pages are told
+/// apart by what they are about, never by the order they arrived in.
+async fn page_of(
     store: &tocsin::store::Store,
+    bot_api: &FakeBotApi,
+    rule: Rule,
     f: impl Fn(&Incident) -> bool,
-) -> Result<u64, DemoError> {
-    store
-        .incidents()?
-        .into_iter()
-        .find(|i| f(i))
-        .map(|i| i.id)
-        .ok_or_else(|| DemoError::Stalled("the expected incident is missing".into()))
+) -> Result<(u64, SentMessage), DemoError> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let paged = store.incidents()?.into_iter().find_map(|i| {
+            let page = i.page.as_ref()?;
+            (i.rule == rule && f(&i)).then_some((i.id, page.message_id))
+        });
+        if let Some((id, message_id)) = paged
+            && let Some(m) = bot_api
+                .sent()
+                .into_iter()
+                .find(|m| m.message_id == message_id)
+        {
+            if !m.text.contains(rule.as_str()) {
+                return Err(DemoError::Stalled(format!(
+                    "the page of #{id} does not name {rule}: {:?}",
+                    m.text
+                )));
+            }
+            return Ok((id, m));
+        }
+        if Instant::now() > deadline {
+            return Err(DemoError::Stalled(format!(
+                "timed out after {WAIT:?} waiting for the page of a {rule} incident"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 async fn wait_for(f: impl Fn() -> bool, what: &str) -> Result<(), DemoError> {

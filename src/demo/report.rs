@@ -8,6 +8,8 @@ use super::POLL;
 
 /// What the demo saw, printed at the end.
 pub struct Report {
+    /// Where the daemon's log lines went.
+    pub(super) log: std::path::PathBuf,
     pub(super) lines: Vec<String>,
     pub(super) latencies: Vec<(String, Duration)>,
     pub(super) incidents: Vec<Incident>,
@@ -78,7 +80,7 @@ impl fmt::Display for Report {
                 if let Some(ms) = action["since_detect_ms"].as_i64() {
                     what += &format!(" ({ms} ms after detection");
                     if let Some(c) = action["since_change_ms"].as_i64() {
-                        what += &format!(", {c} ms after the post's timestamp");
+                        what += &format!(", {c} ms after the change's own time");
                     }
                     what.push(')');
                 }
@@ -127,6 +129,7 @@ impl fmt::Display for Report {
             } else {
                 "demo FAILED"
             }
-        )
+        )?;
+        writeln!(f, "(the daemon's log: {})", self.log.display())
     }
 }
