@@ -3,14 +3,32 @@
 use std::{
     path::Path,
     process::{Child, Command, Stdio},
+    sync::Mutex,
     time::Duration,
 };
 
+/// Every figure printed so far, by name (`metric`, or `metric[provider]`), for the gate.
+static FIGURES: Mutex<Vec<(String, f64)>> = Mutex::new(Vec::new());
+
 pub fn emit(metric: &str, value: f64, unit: &str) {
+    record(metric, value);
     println!(
         "{}",
         serde_json::json!({ "metric": metric, "value": (value * 1000.0).round() / 1000.0, "unit": unit })
     );
+}
+
+/// Keeps a figure for [`figures`]; `emit` does it, sections printing their own lines call it.
+pub fn record(name: &str, value: f64) {
+    FIGURES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((name.to_owned(), value));
+}
+
+/// The figures printed by the sections run so far.
+pub fn figures() -> Vec<(String, f64)> {
+    FIGURES.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// The `p`th percentile (0–100) of `samples`, nearest rank.

@@ -6,6 +6,7 @@
 //! smoke run, as in CI), or name sections: `cargo bench --bench e2e -- startup polled`.
 
 mod common;
+mod gate;
 mod idle;
 mod jetstream;
 mod polled;
@@ -46,5 +47,9 @@ fn main() {
         if wanted.is_empty() || wanted.contains(name) {
             run(quick);
         }
+    }
+    // A figure ten times worse than its threshold for this profile fails the run (and CI).
+    if !gate::check(&common::figures()) {
+        std::process::exit(1);
     }
 }

@@ -36,6 +36,7 @@ fn emit_stats(metric: &str, mut samples: Vec<f64>) {
         ("p99", at(0.99)),
         ("max", samples[n - 1]),
     ] {
+        crate::common::record(&format!("{metric}_{name}"), v);
         println!(
             "{}",
             serde_json::json!({ "metric": format!("{metric}_{name}"), "value": (v * 100.0).round() / 100.0, "unit": "ms", "n": n })

@@ -37,6 +37,7 @@ const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:ses-events";
 const BATCH: usize = 1000;
 
 fn emit(metric: &str, value: f64, unit: &str, provider: &str) {
+    crate::common::record(&format!("{metric}[{provider}]"), value);
     println!(
         "{}",
         serde_json::json!({ "metric": metric, "value": value.round(), "unit": unit, "provider": provider })
