@@ -263,7 +263,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 }
 
 #[tokio::test]
-async fn the_850000_address_message_is_paged_with_the_daemon_under_300_mb() {
+async fn the_850000_address_message_and_a_rogue_post_at_once_both_page_on_time_under_300_mb() {
     let (masto, bot, dir) = fakes().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -280,6 +280,13 @@ async fn the_850000_address_message_is_paged_with_the_daemon_under_300_mb() {
     );
     let daemon = Daemon::spawn(&config, "info", &[]);
     daemon.http_addr().await;
+    // The account's history is read before the takeover starts.
+    let statuses = format!("/api/v1/accounts/{ACCOUNT_ID}/statuses");
+    until(
+        || masto.request_count(&statuses) >= 2,
+        "the first polls of the account",
+    )
+    .await;
     let before = peak_rss_kib(daemon.pid());
     let (_, message) = huge_leak(850_000);
     assert!(message.len() > 14_000_000, "{} bytes", message.len());
@@ -287,9 +294,43 @@ async fn the_850000_address_message_is_paged_with_the_daemon_under_300_mb() {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut c = SmtpClient::connect(addr).await.unwrap();
     let rcpt = vec!["journal@exchange.example".to_string()];
-    let reply = c.send(SENDER, &rcpt, &message).await.unwrap();
+    // The takeover and the leak at the same moment: the rogue post is published as the 14 MB
+    // starts to stream, and its page must leave as it would on a quiet day.
+    let send = tokio::spawn(async move {
+        let reply = c.send(SENDER, &rcpt, &message).await.unwrap();
+        (c, reply)
+    });
+    let rogue_at = std::time::Instant::now();
+    masto.publish(
+        ACCOUNT_ID,
+        "<p>Send 1 BTC, get 2 back: https://scam.example/claim</p>",
+    );
+    let rogue_page = loop {
+        if let Some(m) = bot
+            .sent()
+            .into_iter()
+            .find(|m| m.text.contains("scam.example"))
+        {
+            break m.received_instant.duration_since(rogue_at);
+        }
+        assert!(
+            rogue_at.elapsed() < Duration::from_secs(30),
+            "no page for the rogue post; log:\n{}",
+            daemon.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    eprintln!(
+        "rogue post published with the 850,000-address message: paged after {} ms",
+        rogue_page.as_millis()
+    );
+    // One 150 ms poll, the judging, and at most one pacing second behind another page.
+    assert!(
+        rogue_page < Duration::from_millis(1500),
+        "the rogue post's page took {rogue_page:?} beside the leak"
+    );
+    let (c, reply) = send.await.unwrap();
     assert_eq!(reply.code, 250, "{reply:?}");
-    drop(message);
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let page = loop {
         if let Some(m) = bot.sent().into_iter().find(|m| m.text.contains("exposed")) {
