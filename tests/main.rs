@@ -8,6 +8,7 @@ mod blind;
 mod bluesky;
 mod bot;
 mod channels;
+mod claims;
 mod cli;
 mod crash;
 mod delivery;

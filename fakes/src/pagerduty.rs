@@ -9,7 +9,7 @@
 use std::{
     collections::VecDeque,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -26,7 +26,10 @@ use serde_json::{Value, json};
 struct Inner {
     events: Vec<Value>,
     requests: usize,
-    failures: VecDeque<u16>,
+    /// When each request arrived, to time the sender's retries.
+    arrivals: Vec<Instant>,
+    /// Forced answers: the status and the `Retry-After` seconds to send with it.
+    failures: VecDeque<(u16, Option<u64>)>,
 }
 
 /// Handle to a running fake; clones share one server.
@@ -83,9 +86,28 @@ impl FakePagerDuty {
         self.inner.lock().unwrap().requests
     }
 
+    /// When each request arrived, whatever the answer.
+    pub fn arrivals(&self) -> Vec<Instant> {
+        self.inner.lock().unwrap().arrivals.clone()
+    }
+
     /// Answers the next request with `status` (429, 500, 400…) instead of processing it.
     pub fn fail_next(&self, status: u16) {
-        self.inner.lock().unwrap().failures.push_back(status);
+        self.inner
+            .lock()
+            .unwrap()
+            .failures
+            .push_back((status, None));
+    }
+
+    /// Like [`fail_next`](Self::fail_next), with a `Retry-After: secs` header, as PagerDuty
+    /// sends with its 429 when an integration is over its rate.
+    pub fn fail_next_retry_after(&self, status: u16, secs: u64) {
+        self.inner
+            .lock()
+            .unwrap()
+            .failures
+            .push_back((status, Some(secs)));
     }
 
     pub async fn wait_until(&self, timeout: Duration, f: impl Fn(&Self) -> bool) -> bool {
@@ -147,14 +169,21 @@ pub fn validate(event: &Value) -> Vec<String> {
 async fn enqueue(State(inner): State<Arc<Mutex<Inner>>>, body: Bytes) -> Response {
     let mut inner = inner.lock().unwrap();
     inner.requests += 1;
-    match inner.failures.pop_front() {
-        Some(429) => return (StatusCode::TOO_MANY_REQUESTS, "").into_response(),
-        Some(400) => return invalid(vec!["forced by the test".into()]),
-        Some(s) => {
-            let status = StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return (status, "").into_response();
+    inner.arrivals.push(Instant::now());
+    if let Some((status, after)) = inner.failures.pop_front() {
+        let mut response = match status {
+            400 => invalid(vec!["forced by the test".into()]),
+            s => {
+                let status = StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                (status, "").into_response()
+            }
+        };
+        if let Some(secs) = after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
-        None => {}
+        return response;
     }
     let Ok(event) = serde_json::from_slice::<Value>(&body) else {
         return invalid(vec!["Event object is not valid JSON".into()]);
