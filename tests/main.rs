@@ -20,6 +20,7 @@ mod faults;
 mod fuzz_corpus;
 mod kill_switch;
 mod lifecycle;
+mod mail_flood;
 mod mastodon_stream;
 mod pages;
 mod paging;
