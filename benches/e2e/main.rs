@@ -7,6 +7,7 @@
 
 mod common;
 mod idle;
+mod isolation;
 mod jetstream;
 mod polled;
 mod push;
@@ -22,6 +23,7 @@ const SECTIONS: &[(&str, Section)] = &[
     ("jetstream", jetstream::run),
     ("smtp", smtp::run),
     ("webhooks", webhooks::run),
+    ("isolation", isolation::run),
     ("startup", startup::run),
     ("idle", idle::run),
 ];
