@@ -174,7 +174,7 @@ impl Hooked {
 
     fn inbox(&self) -> Vec<InboxRecord> {
         self.store
-            .inbox_after(0)
+            .inbox_after(0, usize::MAX)
             .unwrap()
             .into_iter()
             .map(|(_, r)| r)

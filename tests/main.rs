@@ -24,6 +24,7 @@ mod journal_guard;
 mod kill_switch;
 mod lifecycle;
 mod listeners;
+mod mail_flood;
 mod mastodon_stream;
 mod mta_postfix;
 mod pages;

@@ -43,6 +43,7 @@ const THRESHOLDS: &[(&str, Better, f64, f64)] = &[
     ("idle.rss_peak", Better::Lower, 100.0, 30.0),
     ("idle.cpu", Better::Lower, 10.0, 1.0),
     ("idle.shutdown_after_sigterm", Better::Lower, 200.0, 50.0),
+    ("isolation.flooded.judged.p99", Better::Lower, 300.0, 250.0),
 ];
 
 /// Prints one verdict line per figure that has a threshold; whether all of them held.

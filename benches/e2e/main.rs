@@ -8,6 +8,7 @@
 mod common;
 mod gate;
 mod idle;
+mod isolation;
 mod jetstream;
 mod polled;
 mod push;
@@ -23,6 +24,7 @@ const SECTIONS: &[(&str, Section)] = &[
     ("jetstream", jetstream::run),
     ("smtp", smtp::run),
     ("webhooks", webhooks::run),
+    ("isolation", isolation::run),
     ("startup", startup::run),
     ("idle", idle::run),
 ];

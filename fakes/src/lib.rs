@@ -3,6 +3,7 @@
 //! drive them; they never bind or call any other address.
 
 pub mod bluesky;
+pub mod flood;
 pub mod google;
 pub mod m365;
 pub mod mail_signers;

@@ -7,6 +7,7 @@
 //! worker finish the send in flight.
 
 pub mod check;
+mod lanes;
 mod pipeline;
 
 use std::{collections::HashSet, net::SocketAddr, path::Path, sync::Arc, time::Duration};
@@ -45,8 +46,6 @@ use crate::{
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 /// A page queued longer than this means delivery is stuck: not ready.
 const OUTBOX_MAX_AGE: Duration = Duration::from_secs(120);
-/// Observations buffered between the sources and detect.
-const PIPELINE_DEPTH: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -226,7 +225,9 @@ impl App {
 
         // Stops what produces work first; the outbox worker and HTTP server stop on `shutdown`.
         let sources_stop = shutdown.child_token();
-        let (tx, rx) = mpsc::channel(PIPELINE_DEPTH);
+        // Two lanes into detect: the social watchers send to one, the mail inputs to the other.
+        let (social_tx, social_rx) = mpsc::channel(lanes::SOCIAL_DEPTH);
+        let (mail_tx, mail_rx) = mpsc::channel(lanes::MAIL_DEPTH);
         let http_client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(config.general.source_timeout)
@@ -234,14 +235,18 @@ impl App {
             .build()?;
         let source_ctx = SourceContext {
             store: store.clone(),
-            out: tx.clone(),
+            out: social_tx,
             health: health.clone(),
             shutdown: sources_stop.clone(),
             http: http_client.clone(),
         };
+        let mail_ctx = SourceContext {
+            out: mail_tx,
+            ..source_ctx.clone()
+        };
         let mut channel_routes = std::collections::HashMap::new();
-        // Every context holds a sender of the pipeline: each is dropped once its watchers are
-        // built, so that the pipeline ends when the watchers do.
+        // Every context holds a sender of a lane: each is dropped once its watchers are built,
+        // so that each lane ends when its watchers do.
         let watchers = platforms::watch_all(&mut WatchContext {
             config: &config,
             source: source_ctx.clone(),
@@ -250,12 +255,13 @@ impl App {
         for source in watchers {
             tasks.spawn(source);
         }
-        for feed in mail::build_feeds(config.email.as_ref(), &source_ctx) {
+        for feed in mail::build_feeds(config.email.as_ref(), &mail_ctx) {
             tasks.spawn(feed);
         }
         let hooks = match config.email.as_ref().filter(|e| e.has_webhooks()) {
             Some(email) => {
-                let (inbox, writer) = Inbox::start(store.clone(), tx.clone(), shutdown.clone());
+                let (inbox, writer) =
+                    Inbox::start(store.clone(), mail_ctx.out.clone(), shutdown.clone());
                 tasks.spawn(writer);
                 Some(Arc::new(build_hooks(
                     email,
@@ -270,7 +276,7 @@ impl App {
             journal_listener,
             config.email.as_ref().and_then(|e| e.journal.clone()),
         ) {
-            let ctx = source_ctx.clone();
+            let ctx = mail_ctx.clone();
             let queued = Arc::new(Notify::new());
             let committer = journal::Committer::spawn(store.clone(), queued.clone(), &tasks);
             tasks.spawn(journal::feed(
@@ -291,14 +297,15 @@ impl App {
             tasks.spawn(journal::serve(listener, j, parts, ctx));
         }
         drop(source_ctx);
-        drop(tx);
-        let email_rules = Arc::new(config.email.clone().unwrap_or_default());
-        tasks.spawn(pipeline::run(
-            rx,
-            incidents.clone(),
-            email_rules,
-            metrics.clone(),
-        ));
+        drop(mail_ctx);
+        let judge = pipeline::Judge {
+            incidents: incidents.clone(),
+            email_rules: Arc::new(config.email.clone().unwrap_or_default()),
+            metrics: metrics.clone(),
+        };
+        let priority = Arc::new(lanes::Priority::default());
+        tasks.spawn(pipeline::social(social_rx, judge.clone(), priority.clone()));
+        tasks.spawn(pipeline::mail(mail_rx, judge, priority.clone()));
         tasks.spawn(pipeline::release_held(incidents.clone(), shutdown.clone()));
         if let Some(email) = &config.email {
             tasks.spawn(crate::incidents::prune_loop(
@@ -312,6 +319,7 @@ impl App {
             incidents.clone(),
             health.clone(),
             graces,
+            priority,
             shutdown.clone(),
         ));
         if let Some(policy) = config.escalation.clone() {

@@ -1,10 +1,11 @@
 //! The loops that carry findings into incidents: observations from the watchers through
-//! detect, the blind-spot rule over the watchers' health, and pages that mutes held back.
+//! detect (in two lanes, see [`super::lanes`]), the blind-spot rule over the watchers' health,
+//! and pages that mutes held back.
 
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -19,16 +20,21 @@ use crate::{
     watch::Health,
 };
 
-/// Sources → detect → incidents, one observation at a time so that an account's observations
-/// are judged in the order they were seen.
-pub(super) async fn run(
-    mut rx: mpsc::Receiver<Observation>,
-    incidents: Incidents,
-    email_rules: Arc<Email>,
-    metrics: Arc<Metrics>,
-) {
-    let store = incidents.store().clone();
-    while let Some(obs) = rx.recv().await {
+use super::lanes::{Lane, MAIL_BURST, MAIL_SHARE, MailBudget, PATIENCE, Priority};
+
+/// What both lanes judge with: detect, then incidents, on the shared store.
+#[derive(Clone)]
+pub(super) struct Judge {
+    pub(super) incidents: Incidents,
+    pub(super) email_rules: Arc<Email>,
+    pub(super) metrics: Arc<Metrics>,
+}
+
+impl Judge {
+    /// Sources → detect → incidents for one observation; a checkpoint is persisted, since
+    /// everything its source sent before it (in the same lane) has been committed.
+    async fn observe(&self, lane: Lane, obs: Observation) {
+        let store = self.incidents.store();
         let kind = match &obs.kind {
             ObservationKind::Post(_) => "post",
             ObservationKind::Profile(_) => "profile",
@@ -38,7 +44,7 @@ pub(super) async fn run(
             ObservationKind::Audit(_) => "audit",
             ObservationKind::Checkpoint { .. } => "checkpoint",
         };
-        metrics.observation(&obs.account, kind);
+        self.metrics.observation(&obs.account, kind);
         if let ObservationKind::Checkpoint { cursor, value } = &obs.kind {
             // A source's first cursor (Mastodon's origin: "everything up to here is history")
             // is made durable at once. Left to sled's periodic flush, a crash right after the
@@ -51,16 +57,16 @@ pub(super) async fn run(
                 other => other,
             };
             if let Err(e) = persisted {
-                tracing::error!(error = %e, cursor, "cannot persist a source cursor");
+                tracing::error!(error = %e, cursor, lane = lane.as_str(), "cannot persist a source cursor");
             }
-            continue;
+            return;
         }
-        let result = match detect::evaluate(&store, &email_rules, &obs) {
+        let result = match detect::evaluate(store, &self.email_rules, &obs) {
             Ok(outcome) => {
                 if let Some(f) = &outcome.finding {
-                    metrics.finding(f.rule.as_str());
+                    self.metrics.finding(f.rule.as_str());
                 }
-                incidents.record(&outcome).await
+                self.incidents.record(&outcome).await
             }
             Err(e) => Err(e),
         };
@@ -78,9 +84,49 @@ pub(super) async fn run(
             Ok(_) => {}
             // Not marking the post seen means the next poll judges it again: retried, not lost.
             Err(e) => {
-                tracing::error!(account = %obs.account, error = %e, "cannot record an observation")
+                tracing::error!(account = %obs.account, lane = lane.as_str(), error = %e, "cannot record an observation")
             }
         });
+    }
+}
+
+/// The social lane: posts, profiles and admin lists, one observation at a time so that an
+/// account's observations are judged in the order they were seen. It holds a [`Priority`]
+/// claim from the moment it has work until its channel is empty.
+pub(super) async fn social(
+    mut rx: mpsc::Receiver<Observation>,
+    judge: Judge,
+    priority: Arc<Priority>,
+) {
+    while let Some(obs) = rx.recv().await {
+        let _claim = priority.claim();
+        judge.observe(Lane::Social, obs).await;
+        while let Ok(obs) = rx.try_recv() {
+            judge.observe(Lane::Social, obs).await;
+        }
+    }
+}
+
+/// The mail lane: the journal, the webhooks and the audit feeds, in order. Before each
+/// observation it lets the social lane go first and waits for its [`MailBudget`].
+pub(super) async fn mail(
+    mut rx: mpsc::Receiver<Observation>,
+    judge: Judge,
+    priority: Arc<Priority>,
+) {
+    let mut budget = MailBudget::new(MAIL_SHARE, MAIL_BURST, Instant::now());
+    while let Some(obs) = rx.recv().await {
+        priority.idle(PATIENCE).await;
+        let wait = budget.wait(Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+            // The social lane may have had work meanwhile.
+            priority.idle(PATIENCE).await;
+        }
+        let started = Instant::now();
+        judge.observe(Lane::Mail, obs).await;
+        let now = Instant::now();
+        budget.spend(now - started, now);
     }
 }
 
@@ -107,11 +153,13 @@ pub(super) async fn release_held(incidents: Incidents, shutdown: CancellationTok
 const BLIND_CHECK: Duration = Duration::from_millis(250);
 
 /// Applies the blind-spot rule to every source until shutdown: opens `monitor.blind` for a
-/// source that cannot see its account, resolves it once the source sees again.
+/// source that cannot see its account, resolves it once the source sees again. A blind spot is
+/// social-lane work: the mail lane waits while one is recorded.
 pub(super) async fn watch_blind(
     incidents: Incidents,
     health: Health,
     sources: Vec<(String, Duration)>,
+    priority: Arc<Priority>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -125,7 +173,10 @@ pub(super) async fn watch_blind(
             let Some(h) = snapshot.get(account) else {
                 continue;
             };
-            match blind::evaluate(incidents.store(), account, h, *grace, now) {
+            let verdict = blind::evaluate(incidents.store(), account, h, *grace, now);
+            let _claim = matches!(verdict, Ok(Verdict::Blind(_) | Verdict::Recovered { .. }))
+                .then(|| priority.claim());
+            match verdict {
                 Err(e) => tracing::error!(error = %e, "cannot read the monitor.blind incident"),
                 Ok(Verdict::Blind(outcome)) => match incidents.record(&outcome).await {
                     Ok(recorded) => tracing::warn!(account, ?recorded, "source is blind"),

@@ -107,11 +107,16 @@ impl Store {
     }
 
     /// Records after `after`, in order: what the pipeline has not judged yet.
-    pub fn inbox_after(&self, after: u64) -> Result<Vec<(u64, InboxRecord)>, StoreError> {
+    pub fn inbox_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, InboxRecord)>, StoreError> {
         let mut out = Vec::new();
         for item in self
             .mail_inbox
             .range(event_key(after + 1)..event_key(u64::MAX))
+            .take(limit)
         {
             let (k, v) = item?;
             if !k.starts_with(EVENT) {
@@ -243,7 +248,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.inbox_last_seq().unwrap(), 2);
-        let pending = store.inbox_after(0).unwrap();
+        let pending = store.inbox_after(0, usize::MAX).unwrap();
         assert_eq!(pending, vec![(1, a.clone()), (2, b.clone())]);
         assert!(store.inbox_token_seen(&key, 99).unwrap());
         assert!(!store.inbox_token_seen(&key, 100).unwrap(), "expired");
@@ -262,7 +267,7 @@ mod tests {
             })
             .await
             .unwrap();
-        assert!(store.inbox_after(0).unwrap().is_empty());
+        assert!(store.inbox_after(0, usize::MAX).unwrap().is_empty());
         assert_eq!(store.inbox_last_seq().unwrap(), 2, "from the checkpoint");
         assert_eq!(store.inbox_forget_tokens(100).unwrap(), 1);
         assert!(!store.inbox_token_seen(&key, 0).unwrap());
@@ -309,6 +314,6 @@ mod tests {
         assert!(store.inbox_apply(&batch).is_err());
         assert_eq!(store.mail_inbox.len(), 0, "nothing written");
         store.inbox_commit(&batch).await.unwrap();
-        assert_eq!(store.inbox_after(0).unwrap().len(), 1);
+        assert_eq!(store.inbox_after(0, usize::MAX).unwrap().len(), 1);
     }
 }

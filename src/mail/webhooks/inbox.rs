@@ -1,7 +1,9 @@
 //! The inbox: what makes a webhook's 2xx mean "on disk". One writer takes every request waiting,
 //! drops the deliveries it has already accepted (by their keys), checks replay tokens, writes
-//! summaries, keys and tokens in one batch and one flush, answers, then feeds the pipeline
-//! behind its checkpoint.
+//! summaries, keys and tokens in one batch and one flush, and answers. A feeder reads what was
+//! committed back from the tree and hands it to the mail lane behind its checkpoint, at the
+//! lane's pace: a lane slowed by its budget lengthens the queue on disk, never the webhooks'
+//! answers.
 //!
 //! A store error is answered 503 (the provider retries) and never stops the writer: it marks
 //! [`InboxHealth`] failing (`/readyz` shows it), tries an empty write again with backoff, and
@@ -14,7 +16,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{Accepted, fold};
@@ -55,6 +57,8 @@ pub(super) struct Commit {
 /// Requests waiting at once are committed together: one batch, one flush. The cap keeps one
 /// commit's latency bounded under a flood.
 pub(super) const MAX_GROUP_RECORDS: usize = 50_000;
+/// Records handed to the lane per read of the tree: a backlog is read a slice at a time.
+const FEED_SLICE: usize = 1024;
 /// How often expired replay tokens and delivery keys are dropped.
 pub(super) const FORGET_EVERY: Duration = Duration::from_secs(60);
 /// The first wait before an empty write tries the store again after a failure; doubled on
@@ -173,14 +177,15 @@ async fn writer(
     shutdown: CancellationToken,
     health: InboxHealth,
 ) {
+    // The last seq committed, for the feeder.
+    let (committed, watched) = watch::channel(0u64);
     let run = async {
         let mut backoff = FIRST_BACKOFF;
-        // What an earlier run accepted and the pipeline did not judge goes first.
-        let (mut seqs, pending) = loop {
+        let mut seqs = loop {
             let start = || -> Result<_, StoreError> {
                 let judged = store.inbox_checkpoint()?;
                 let next = store.inbox_last_seq()? + 1;
-                Ok((Seqs { next, judged }, store.inbox_after(judged)?))
+                Ok(Seqs { next, judged })
             };
             match start() {
                 Ok(s) => break s,
@@ -192,16 +197,8 @@ async fn writer(
             }
         };
         health.recovered();
-        if !pending.is_empty() {
-            tracing::info!(
-                events = pending.len(),
-                "mail events accepted before the restart handed to the pipeline"
-            );
-            let last = pending.last().map_or(seqs.judged, |(seq, _)| *seq);
-            if !forward(&out, pending.into_iter().map(|(_, r)| r), last).await {
-                return;
-            }
-        }
+        // What an earlier run accepted and the pipeline did not judge is fed first.
+        committed.send_replace(seqs.next - 1);
         let mut forgot_at = tokio::time::Instant::now();
         loop {
             let first = if health.failing() {
@@ -243,7 +240,7 @@ async fn writer(
                     Err(_) => break,
                 }
             }
-            let (records, last, result) = commit(&store, group, &mut seqs).await;
+            let (written, result) = commit(&store, group, &mut seqs).await;
             match result {
                 Ok(()) => {
                     health.recovered();
@@ -254,8 +251,8 @@ async fn writer(
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
-            if !records.is_empty() && !forward(&out, records.into_iter(), last).await {
-                return;
+            if written {
+                committed.send_replace(seqs.next - 1);
             }
             if forgot_at.elapsed() >= FORGET_EVERY {
                 forgot_at = tokio::time::Instant::now();
@@ -270,19 +267,74 @@ async fn writer(
     };
     tokio::select! {
         _ = shutdown.cancelled() => {}
-        () = run => if !shutdown.is_cancelled() {
-            health.fail("the writer stopped: the pipeline is gone");
+        () = run => {
+            if !shutdown.is_cancelled() {
+                health.fail("the writer stopped");
+            }
+        }
+        () = feed(&store, &out, watched, &health) => {
+            if !shutdown.is_cancelled() {
+                health.fail("the writer stopped: the pipeline is gone");
+            }
         }
     }
 }
 
-/// Commits one group of requests: the records written (to hand to the pipeline, with the last
-/// seq), and whether the store took the write. Every request of the group is answered here.
+/// Hands what the writer committed to the lane, read back from the tree a slice at a time,
+/// each slice followed by the checkpoint that lets the lane mark it judged. Returns when the
+/// lane is gone.
+async fn feed(
+    store: &Store,
+    out: &mpsc::Sender<Observation>,
+    mut committed: watch::Receiver<u64>,
+    health: &InboxHealth,
+) {
+    let mut backoff = FIRST_BACKOFF;
+    let mut fed = loop {
+        match store.inbox_checkpoint() {
+            Ok(judged) => break judged,
+            Err(e) => {
+                health.fail(&e.to_string());
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    };
+    loop {
+        while *committed.borrow_and_update() <= fed {
+            if committed.changed().await.is_err() {
+                return;
+            }
+        }
+        let slice = match store.inbox_after(fed, FEED_SLICE) {
+            Ok(slice) => slice,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the webhook inbox; trying again");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        backoff = FIRST_BACKOFF;
+        let Some(&(last, _)) = slice.last() else {
+            // Committed past what the tree holds: nothing more to read until the next commit.
+            fed = *committed.borrow();
+            continue;
+        };
+        if !forward(out, slice.into_iter().map(|(_, r)| r), last).await {
+            return;
+        }
+        fed = last;
+    }
+}
+
+/// Commits one group of requests: whether records were written (for the feeder), and whether
+/// the store took the write. Every request of the group is answered here.
 async fn commit(
     store: &Store,
     group: Vec<Commit>,
     seqs: &mut Seqs,
-) -> (Vec<InboxRecord>, u64, Result<(), StoreError>) {
+) -> (bool, Result<(), StoreError>) {
     let fail_all = |group: Vec<(Commit, Recorded)>, e: &StoreError| {
         let msg = e.to_string();
         for (c, _) in group {
@@ -311,7 +363,7 @@ async fn commit(
                         answered.push((c, recorded));
                         answered.extend(group.map(|c| (c, Recorded::default())));
                         fail_all(answered, &e);
-                        return (Vec::new(), seqs.judged, Err(e));
+                        return (false, Err(e));
                     }
                 }
             };
@@ -333,7 +385,7 @@ async fn commit(
                         answered.push((c, recorded));
                         answered.extend(group.map(|c| (c, Recorded::default())));
                         fail_all(answered, &e);
-                        return (Vec::new(), seqs.judged, Err(e));
+                        return (false, Err(e));
                     }
                 };
             if used {
@@ -359,7 +411,7 @@ async fn commit(
         Ok(d) => d,
         Err(e) => {
             fail_all(answered, &e);
-            return (Vec::new(), seqs.judged, Err(e));
+            return (false, Err(e));
         }
     };
     let batch = InboxBatch {
@@ -373,24 +425,23 @@ async fn commit(
         // Nothing was written: the requests are refused and retried by their providers.
         tracing::error!(error = %e, "cannot commit webhook events");
         fail_all(answered, &e);
-        return (Vec::new(), seqs.judged, Err(e));
+        return (false, Err(e));
     }
     // Written: the seqs are taken whatever the flush says, and the records go to the
     // pipeline, since their keys are in the tree with them (a retry will find them).
     let count = records.len() as u64;
     seqs.judged = done_upto.max(seqs.judged);
-    let last = seqs.next + count - 1;
     seqs.next += count;
     drop(batch);
     if let Err(e) = store.flush().await {
         tracing::error!(error = %e, "webhook events written but not flushed");
         fail_all(answered, &e);
-        return (records, last, Err(e));
+        return (count > 0, Err(e));
     }
     for (c, recorded) in answered {
         let _ = c.done.send(Ok(recorded));
     }
-    (records, last, Ok(()))
+    (count > 0, Ok(()))
 }
 
 /// Hands records to the pipeline, then the checkpoint that lets it mark them judged.
