@@ -44,3 +44,43 @@ async fn pagerduty_retry_after_is_waited_out_before_the_retry() {
     assert!(waited < Duration::from_secs(5), "retried after {waited:?}");
     app.stop().await;
 }
+
+/// README, Mastodon: "`X-RateLimit-*` headers are honoured": at zero remaining the next poll
+/// waits for the window's reset instead of earning a 429, and polling resumes after it.
+#[tokio::test]
+async fn mastodon_at_zero_remaining_waits_for_the_reset_without_a_429() {
+    let app = spawn_app().await;
+    // A new window of two requests, reset 3 s from now: the next poll spends it.
+    let before = app.masto.requests().len();
+    app.masto.set_rate_limit(2, Duration::from_secs(3));
+    let window_start = std::time::Instant::now();
+    until(
+        || app.masto.requests().len() >= before + 2,
+        "the window's two requests",
+    )
+    .await;
+    let post = app.publish("giveaway! send 1 BTC https://evil.example/claim");
+    until(
+        || app.incident_by_object(&post).is_some(),
+        "the rogue post judged after the reset",
+    )
+    .await;
+    let judged_after = window_start.elapsed();
+    assert_eq!(
+        app.masto.over_limit(),
+        0,
+        "a request was sent over the limit"
+    );
+    assert!(
+        judged_after >= Duration::from_secs(3),
+        "judged {judged_after:?} after the window opened: the limit was not waited for"
+    );
+    assert!(judged_after < Duration::from_secs(6), "{judged_after:?}");
+    app.wait_polls(2).await;
+    assert_eq!(
+        app.masto.over_limit(),
+        0,
+        "a request was sent over the limit"
+    );
+    app.stop().await;
+}

@@ -61,6 +61,7 @@ pub(super) async fn handle(
         });
         let rate = inner.rate.take(Instant::now());
         let forced = if rate.exceeded {
+            inner.over_limit += 1;
             None
         } else {
             inner.failures.pop_front()

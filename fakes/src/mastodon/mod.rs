@@ -122,6 +122,8 @@ struct Inner {
     /// Streaming refuses connections (503) while set: an outage of the streaming server.
     streaming_down: bool,
     rate: RateWindow,
+    /// Requests answered 429 because they were over the window's limit.
+    over_limit: usize,
     requests: Vec<RecordedRequest>,
 }
 
@@ -220,6 +222,7 @@ impl FakeMastodon {
                     start: Instant::now(),
                     used: 0,
                 },
+                over_limit: 0,
                 requests: Vec::new(),
             }),
             first_served: Mutex::new(HashMap::new()),
@@ -565,6 +568,11 @@ impl FakeMastodon {
 
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.lock().requests.clone()
+    }
+
+    /// Requests answered 429 because their window's limit was spent (forced 429s not counted).
+    pub fn over_limit(&self) -> usize {
+        self.lock().over_limit
     }
 
     /// Stops accepting connections and lets the server task end once open ones close.
