@@ -103,6 +103,7 @@ pub struct Metrics {
     outbox_depth: Gauge,
     outbox_oldest_age_seconds: Gauge,
     polls: Family<AccountLabel, Gauge>,
+    judged_polls: Family<AccountLabel, Gauge>,
     poll_errors: Family<AccountLabel, Gauge>,
     rate_limit_remaining: Family<AccountLabel, Gauge>,
     unauthorized_actions: Gauge,
@@ -141,6 +142,7 @@ impl Metrics {
             outbox_depth: Gauge::default(),
             outbox_oldest_age_seconds: Gauge::default(),
             polls: Family::default(),
+            judged_polls: Family::default(),
             poll_errors: Family::default(),
             rate_limit_remaining: Family::default(),
             unauthorized_actions: Gauge::default(),
@@ -226,6 +228,11 @@ impl Metrics {
             "source_polls",
             "Polls per source since start",
             m.polls.clone(),
+        );
+        registry.register(
+            "source_judged_polls",
+            "Polls per source whose observations the pipeline has all committed",
+            m.judged_polls.clone(),
         );
         registry.register(
             "source_poll_errors",
@@ -354,6 +361,9 @@ impl Metrics {
         for (account, h) in self.health.snapshot() {
             let label = AccountLabel { account };
             self.polls.get_or_create(&label).set(h.polls as i64);
+            self.judged_polls
+                .get_or_create(&label)
+                .set(h.judged_polls as i64);
             self.poll_errors.get_or_create(&label).set(h.errors as i64);
             if let Some(rl) = &h.rate_limit {
                 self.rate_limit_remaining

@@ -32,6 +32,7 @@ use crate::{
         },
     },
     metrics::Metrics,
+    model::SharedClock,
     notify::{
         self, Fallback, PagerDuty, TelegramPager, TelegramStatus, TelegramWatch, Webhook,
         heartbeat::{self, HeartbeatContext},
@@ -78,6 +79,8 @@ pub struct App {
     sns_client: Option<reqwest::Client>,
     /// The SMTP journal listener, bound with the HTTP one so port 0 is known before running.
     journal: Option<(tokio::net::TcpListener, SocketAddr)>,
+    /// What time it is for what is due at a time of day; see [`App::with_clock`].
+    clock: SharedClock,
 }
 
 impl App {
@@ -132,7 +135,15 @@ impl App {
             health: Health::default(),
             sns_client: None,
             journal,
+            clock: crate::model::clock::system_clock(),
         })
+    }
+
+    /// Replaces the system clock for what is due at a time of day (the daily summary): tests
+    /// put the daemon at the hour they need instead of waiting for it.
+    pub fn with_clock(mut self, clock: SharedClock) -> App {
+        self.clock = clock;
+        self
     }
 
     /// Replaces the client the SES webhook fetches SNS signing certificates with. Only the
@@ -172,6 +183,7 @@ impl App {
             health,
             sns_client,
             journal: journal_listener,
+            clock,
         } = self;
         let tasks = TaskTracker::new();
         let mailer = match config.email.as_ref().and_then(|e| e.kill_switch.clone()) {
@@ -356,6 +368,7 @@ impl App {
                 chat_id: tg.chat_id,
                 store: store.clone(),
                 metrics: metrics.clone(),
+                clock: clock.clone(),
             };
             tasks.spawn(heartbeat::run(ctx, shutdown.clone()));
         }

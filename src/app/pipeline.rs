@@ -53,6 +53,7 @@ pub(super) async fn run(
             if let Err(e) = persisted {
                 tracing::error!(error = %e, cursor, "cannot persist a source cursor");
             }
+            metrics.health().judged(&obs.account);
             continue;
         }
         let result = match detect::evaluate(&store, &email_rules, &obs) {
@@ -81,6 +82,9 @@ pub(super) async fn run(
                 tracing::error!(account = %obs.account, error = %e, "cannot record an observation")
             }
         });
+        // Committed (or failed, judged again on the next poll): a poll is judged once all of
+        // the observations it sent are.
+        metrics.health().judged(&obs.account);
     }
 }
 
