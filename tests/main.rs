@@ -23,6 +23,7 @@ mod lifecycle;
 mod mastodon_stream;
 mod pages;
 mod paging;
+mod stuck_pages;
 mod takedown;
 mod telegram_channel;
 mod x;

@@ -383,6 +383,7 @@ impl App {
             accounts: Arc::new(config.accounts.clone()),
             http: http_client.clone(),
             channels: Arc::new(channel_routes),
+            metrics: metrics.clone(),
         };
         // Replies go through the short-timeout bot; only getUpdates uses the long one.
         tasks.spawn(bot::run(

@@ -228,6 +228,25 @@ impl TestApp {
         (status, resp.json().await.unwrap_or_default())
     }
 
+    /// One series of `/metrics` (`name` with its labels as printed), 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.api))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    }
+
     /// `POST` of a JSON body on the API with the token.
     pub async fn api_post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         let resp = reqwest::Client::new()
