@@ -83,6 +83,16 @@ fn website(app: &TestApp, url: &str) {
 /// How long after `committed` the chat got `page`, and how many other page requests reached
 /// the chat in between: the pacing slots it waited for.
 fn delay(app: &TestApp, committed: DateTime<Utc>, page: &SentMessage) -> (Duration, usize) {
+    arrival(app, committed, page.received_at, &page.text)
+}
+
+/// [`delay`] of a request that reached the chat at `at` with `text`.
+fn arrival(
+    app: &TestApp,
+    committed: DateTime<Utc>,
+    at: DateTime<Utc>,
+    text: &str,
+) -> (Duration, usize) {
     let others = app
         .bot
         .calls()
@@ -92,11 +102,11 @@ fn delay(app: &TestApp, committed: DateTime<Utc>, page: &SentMessage) -> (Durati
                 .iter()
                 .any(|m| c.method.eq_ignore_ascii_case(m))
                 && c.received_at > committed
-                && c.received_at < page.received_at
-                && c.params["text"].as_str() != Some(page.text.as_str())
+                && c.received_at < at
+                && c.params["text"].as_str() != Some(text)
         })
         .count();
-    let d = (page.received_at - committed).to_std().unwrap_or_default();
+    let d = (at - committed).to_std().unwrap_or_default();
     (d, others)
 }
 
@@ -150,6 +160,33 @@ async fn a_page_whose_edits_are_refused_holds_no_other_page_and_ends_as_a_dead_l
         "the first page is still failing when the second arrives"
     );
 
+    // Later, with the failing page's next try seconds away (its lane backs off 4 s after the
+    // third refusal), the other incident's update goes before that try, not after it.
+    until(
+        || app.bot.request_count("editMessageText") >= 3,
+        "the third refused edit",
+    )
+    .await;
+    bio(&app, "<p>Send your coins elsewhere</p>");
+    let edited = || {
+        app.bot
+            .edits()
+            .into_iter()
+            .find(|e| e.message_id == page.message_id && e.text.contains("elsewhere"))
+    };
+    until(|| edited().is_some(), "the other incident's edit").await;
+    let edit = edited().unwrap();
+    let changed = app.incident_by_object("profile").unwrap().updated_at;
+    let (took, others) = arrival(&app, changed, edit.received_at, &edit.text);
+    eprintln!(
+        "its edit {} ms after it was committed, {others} request(s) of the failing page in between",
+        took.as_millis()
+    );
+    assert_eq!(
+        others, 0,
+        "the edit did not wait for the failing page's next try"
+    );
+
     // The failing page is retried with backoff, then given up: a dead letter in its
     // timeline, counted, and paged to the fallback; never again in anyone's way.
     until(
@@ -168,11 +205,15 @@ async fn a_page_whose_edits_are_refused_holds_no_other_page_and_ends_as_a_dead_l
         "the dead letter",
     )
     .await;
-    assert_eq!(
-        app.bot.request_count("editMessageText"),
-        ATTEMPTS as usize,
-        "bounded retries"
-    );
+    let tries = app
+        .bot
+        .calls()
+        .into_iter()
+        .filter(|c| {
+            c.method.eq_ignore_ascii_case("editMessageText") && c.params["message_id"] == msg
+        })
+        .count();
+    assert_eq!(tries, ATTEMPTS as usize, "bounded retries");
     assert_eq!(app.metric("tocsin_page_dead_letters_total").await, 1.0);
     until(
         || {
