@@ -71,6 +71,16 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabel {
+    pub method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
 /// Refusal counters owned by the bot and the HTTP server; read at scrape time.
 #[derive(Clone, Debug, Default)]
 pub struct Refusals {
@@ -88,6 +98,12 @@ pub struct Metrics {
     findings: Family<RuleLabel, Counter>,
     pages_delivered: Counter,
     page_failures: Family<ReasonLabel, Counter>,
+    /// Successes whose body was not what the Bot API method documents, by method.
+    page_unexpected_answers: Family<MethodLabel, Counter>,
+    /// Pages and messages Telegram's worker gave up on (paged to the fallbacks instead).
+    page_dead_letters: Counter,
+    /// Updates from `getUpdates` that could not be parsed, by update kind.
+    bot_updates_unparsed: Family<KindLabel, Counter>,
     /// Queued → confirmed by Telegram.
     page_delivery_seconds: Histogram,
     /// Platform timestamp of the change → page confirmed (posts, where the platform says when).
@@ -115,6 +131,7 @@ pub struct Metrics {
     outbox_depth: Gauge,
     outbox_oldest_age_seconds: Gauge,
     polls: Family<AccountLabel, Gauge>,
+    judged_polls: Family<AccountLabel, Gauge>,
     poll_errors: Family<AccountLabel, Gauge>,
     rate_limit_remaining: Family<AccountLabel, Gauge>,
     unauthorized_actions: Gauge,
@@ -140,6 +157,9 @@ impl Metrics {
             findings: Family::default(),
             pages_delivered: Counter::default(),
             page_failures: Family::default(),
+            page_unexpected_answers: Family::default(),
+            page_dead_letters: Counter::default(),
+            bot_updates_unparsed: Family::default(),
             page_delivery_seconds: Histogram::new(latency_buckets()),
             change_to_page_seconds: Histogram::new(latency_buckets()),
             detect_to_page_seconds: Histogram::new(latency_buckets()),
@@ -156,6 +176,7 @@ impl Metrics {
             outbox_depth: Gauge::default(),
             outbox_oldest_age_seconds: Gauge::default(),
             polls: Family::default(),
+            judged_polls: Family::default(),
             poll_errors: Family::default(),
             rate_limit_remaining: Family::default(),
             unauthorized_actions: Gauge::default(),
@@ -180,6 +201,21 @@ impl Metrics {
             "page_failures",
             "Failed delivery attempts by kind",
             m.page_failures.clone(),
+        );
+        registry.register(
+            "page_unexpected_answers",
+            "Bot API successes whose body is not what the method documents, taken as delivered",
+            m.page_unexpected_answers.clone(),
+        );
+        registry.register(
+            "page_dead_letters",
+            "Pages and messages Telegram's worker gave up on after its retries (paged to the fallbacks)",
+            m.page_dead_letters.clone(),
+        );
+        registry.register(
+            "bot_updates_unparsed",
+            "Updates from getUpdates that could not be parsed, by kind",
+            m.bot_updates_unparsed.clone(),
         );
         registry.register(
             "page_delivery_seconds",
@@ -258,6 +294,11 @@ impl Metrics {
             m.polls.clone(),
         );
         registry.register(
+            "source_judged_polls",
+            "Polls per source whose observations the pipeline has all committed",
+            m.judged_polls.clone(),
+        );
+        registry.register(
             "source_poll_errors",
             "Failed polls per source since start",
             m.poll_errors.clone(),
@@ -320,6 +361,26 @@ impl Metrics {
             })
             .inc();
         self.channel_failed(crate::store::TELEGRAM, reason);
+    }
+
+    /// Telegram answered success with a body the method does not document.
+    pub fn page_unexpected_answer(&self, method: &str) {
+        self.page_unexpected_answers
+            .get_or_create(&MethodLabel {
+                method: method.into(),
+            })
+            .inc();
+    }
+
+    pub fn page_dead_letter(&self) {
+        self.page_dead_letters.inc();
+    }
+
+    /// An update the bot could not parse.
+    pub fn update_unparsed(&self, kind: &str) {
+        self.bot_updates_unparsed
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
     }
 
     pub fn channel_delivered(&self, channel: &str) {
@@ -408,6 +469,9 @@ impl Metrics {
         for (account, h) in self.health.snapshot() {
             let label = AccountLabel { account };
             self.polls.get_or_create(&label).set(h.polls as i64);
+            self.judged_polls
+                .get_or_create(&label)
+                .set(h.judged_polls as i64);
             self.poll_errors.get_or_create(&label).set(h.errors as i64);
             if let Some(rl) = &h.rate_limit {
                 self.rate_limit_remaining

@@ -50,15 +50,13 @@ async fn ack_command_from_a_responder_moves_the_incident_and_edits_the_page() {
         "the reply",
     )
     .await;
+    let s = app.settle(1).await;
     assert_eq!(
-        app.bot
-            .sent()
-            .iter()
-            .filter(|m| m.reply_markup.is_some())
-            .count(),
+        s.pages_with("social.unapproved_post").len(),
         1,
         "edited, not re-sent"
     );
+    assert_eq!(s.edits.len(), 1, "one edit for one ack: {:?}", s.edits);
     app.stop().await;
 }
 
@@ -104,6 +102,11 @@ async fn outsiders_other_chats_and_forged_buttons_are_refused() {
         .collect();
     assert_eq!(answers[0], "Refused: user 666 is not an on-call responder.");
     assert_eq!(answers[1], "Refused: this button is not one of tocsin's.");
+    // Every press and command handled, everything queued sent: a refused action that went
+    // through anyway would show in the store, and its page edit in the chat.
+    let s = app.settle(1).await;
+    assert_eq!(s.sent.len(), 3, "the page and two replies: {:?}", s.sent);
+    assert!(s.edits.is_empty(), "the page is unchanged: {:?}", s.edits);
     let inc = app.store.incident(id).unwrap().unwrap();
     assert_eq!(inc.state, State::Open, "nothing changed");
     assert_eq!(

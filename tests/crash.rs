@@ -51,13 +51,19 @@ async fn sigkill_mid_burst_loses_no_page_and_sends_none_more_than_twice() {
         let nanos = clock.subsec_nanos() as u64 + run * 7919;
         tokio::time::sleep(Duration::from_millis(nanos % (POSTS as u64 * 1000))).await;
         drop(daemon); // SIGKILL
-        let _daemon = Daemon::spawn(&config, "warn", &[]);
+        let daemon = Daemon::spawn(&config, "warn,tocsin::app=info", &[]);
         until(
             || markers.iter().all(|m| pages_with(&bot, m) >= 1),
             "every page after the restart",
         )
         .await;
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Counted once the restarted daemon has judged its polls and sent everything it
+        // queued: a page sent a third time would be in the chat by then.
+        let remote = quiet::Remote {
+            api: daemon.http_addr().await,
+            bot: &bot,
+        };
+        quiet::settle(&remote, ACCOUNT, 2).await;
         for m in &markers {
             let n = pages_with(&bot, m);
             assert!((1..=2).contains(&n), "{m} paged {n} times");
@@ -75,9 +81,14 @@ async fn sigkill_mid_burst_loses_no_page_and_sends_none_more_than_twice() {
 async fn pages_queued_during_a_bot_api_outage_arrive_in_order_afterwards() {
     let outage = Duration::from_secs(env_or("TOCSIN_OUTAGE_SECS", 12));
     let app = spawn_app_with(|c| c.grouping.window = Duration::ZERO).await;
-    let port = app.bot.url().port().unwrap();
-    app.bot.shutdown(); // connections refused from now on
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every request breaks off from now on; the fake keeps its port for when it is back.
+    app.bot.set_down(true);
+    let calls = app.bot.request_count("getUpdates");
+    until(
+        || app.bot.request_count("getUpdates") > calls,
+        "the bot meeting the outage",
+    )
+    .await;
     for k in 0..3 {
         app.publish(&format!("outage post {k}: send 1 BTC"));
         tokio::time::sleep(Duration::from_millis(400)).await;
@@ -89,7 +100,8 @@ async fn pages_queued_during_a_bot_api_outage_arrive_in_order_afterwards() {
     .await;
     tokio::time::sleep(outage.saturating_sub(Duration::from_millis(1500))).await;
 
-    let bot = FakeBotApi::start_on(BOT_TOKEN, port).await.unwrap();
+    app.bot.set_down(false);
+    let bot = &app.bot;
     let back = Instant::now();
     until(
         || {

@@ -149,11 +149,37 @@ async fn reminders_repeat_until_ack_and_escalate_to_the_next_tier() {
         "the ack",
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let acked_at = app
+        .store
+        .incident(id)
+        .unwrap()
+        .unwrap()
+        .timeline
+        .iter()
+        .find(|e| e.action == Action::Acked)
+        .unwrap()
+        .at;
+    // Every reminder queued before the ack has gone out or was dropped once the ack landed.
+    app.settle(1).await;
     let after_ack = reminders().len();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Later than any reminder would be due, everything queued is sent again: none more.
+    let due = chrono::Duration::from_std(policy().renotify_after * 3).unwrap();
+    until(
+        || chrono::Utc::now() > acked_at + due,
+        "past the next reminder's time",
+    )
+    .await;
+    app.settle(1).await;
     assert_eq!(reminders().len(), after_ack, "no reminder after the ack");
     let inc = app.store.incident(id).unwrap().unwrap();
+    assert!(
+        inc.timeline
+            .iter()
+            .filter(|e| matches!(e.action, Action::Reminded { .. }))
+            .all(|e| e.at <= acked_at),
+        "none queued after the ack: {:?}",
+        inc.timeline
+    );
     let reminded = inc
         .timeline
         .iter()

@@ -148,18 +148,14 @@ async fn readyz_follows_the_sources_and_metrics_move() {
     )
     .await;
     // The fake shows the edit before the daemon has read Telegram's answer and counted the
-    // delivery: take "before" once the queue is empty and the count has settled.
-    let mut before = scrape().await;
-    loop {
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        let again = scrape().await;
-        let settled = again["tocsin_outbox_depth"] == 0.0
-            && again["tocsin_pages_delivered_total"] == before["tocsin_pages_delivered_total"];
-        before = again;
-        if settled {
-            break;
-        }
-    }
+    // delivery: take "before" once the polls are judged and the queue is empty (a delivery is
+    // counted before its entry leaves the queue).
+    let remote = quiet::Remote {
+        api: base.clone(),
+        bot: &bot,
+    };
+    quiet::settle(&remote, ACCOUNT, 1).await;
+    let before = scrape().await;
     assert_eq!(before["tocsin_incidents{state=\"open\"}"], 0.0);
     let profiles = format!("tocsin_observations_total{{account=\"{ACCOUNT}\",kind=\"profile\"}}");
     masto.publish(ACCOUNT_ID, &status_html("send 1 BTC now"));
@@ -168,7 +164,7 @@ async fn readyz_follows_the_sources_and_metrics_move() {
         "the page",
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    quiet::settle(&remote, ACCOUNT, 1).await;
     let after = scrape().await;
     let grew = |name: &str| after[name] - before.get(name).copied().unwrap_or(0.0);
     assert!(after[&profiles] > before[&profiles], "observations grow");

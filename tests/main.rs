@@ -30,6 +30,7 @@ mod mta_postfix;
 mod pages;
 mod paging;
 mod provider_vectors;
+mod stuck_pages;
 mod takedown;
 mod telegram_channel;
 mod x;

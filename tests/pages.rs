@@ -8,19 +8,26 @@ use crate::support::*;
 #[tokio::test]
 async fn history_is_not_paged_and_unapproved_post_pages_once_with_buttons() {
     let app = spawn_app().await;
+    let history = app.settle(1).await;
     assert!(
-        app.bot.sent().is_empty(),
+        history.incidents.is_empty() && history.sent.is_empty(),
         "posts from before the first poll must not page"
     );
+    history.assert_not_mentioned("An old post from before tocsin", "history is not paged");
 
     let id = app.publish("giveaway! send 1 BTC to bc1qexample https://evil.example/claim");
     until(|| !app.bot.sent().is_empty(), "the page").await;
-    app.wait_polls(3).await;
-    let sent = app.bot.sent();
+    let s = app.settle(3).await;
+    let sent = s.sent.clone();
     assert_eq!(
         sent.len(),
         1,
         "one page for one rogue post, however many polls see it"
+    );
+    assert!(
+        s.edits.is_empty(),
+        "nothing changed, nothing edited: {:?}",
+        s.edits
     );
     let page = &sent[0];
     assert_eq!(page.chat_id, CHAT);
@@ -58,16 +65,36 @@ async fn pre_approved_post_does_not_page_but_a_swapped_link_does() {
     let app = spawn_app().await;
     let text = "Our Q4 update is out: https://example.com/q4";
     assert_eq!(app.approve_text(text).await.status(), 201);
-    app.publish(text);
-    app.wait_polls(3).await;
-    assert!(app.bot.sent().is_empty(), "an approved post must not page");
+    let approved = app.publish(text);
+    let s = app.settle(2).await;
+    s.assert_not_held(&approved, "an approved post must not page");
+    s.assert_not_mentioned("example.com/q4", "an approved post must not page");
+    assert!(s.sent.is_empty(), "an approved post must not page");
 
-    app.publish("Our Q4 update is out: https://examp1e.example/q4");
+    let swapped = app.publish("Our Q4 update is out: https://examp1e.example/q4");
     until(
         || app.bot.sent().len() == 1,
         "the page for the swapped link",
     )
     .await;
+    let page = &app.bot.sent()[0];
+    assert!(
+        page.text.contains("social.unapproved_post")
+            && page.text.contains("https://examp1e.example/q4")
+            && page.text.contains(&format!("Post {swapped}")),
+        "the page names the post and its link: {}",
+        page.text
+    );
+    let s = app.settle(2).await;
+    s.assert_not_held(&approved, "the approved post stays out of the incident");
+    let members: Vec<_> = s
+        .holding(&swapped)
+        .expect("the swapped post's incident")
+        .members
+        .iter()
+        .map(|m| m.object.clone())
+        .collect();
+    assert_eq!(members, vec![swapped], "only the swapped post is in it");
     app.stop().await;
 }
 
@@ -77,8 +104,9 @@ async fn edit_of_a_known_post_pages() {
     let text = "Maintenance tonight at 22:00 UTC";
     assert_eq!(app.approve_text(text).await.status(), 201);
     let id = app.publish(text);
-    app.wait_polls(2).await;
-    assert!(app.bot.sent().is_empty());
+    let s = app.settle(2).await;
+    s.assert_not_held(&id, "an approved post must not page");
+    assert!(s.sent.is_empty(), "{:?}", s.sent);
 
     app.masto.edit(
         &id,
@@ -147,11 +175,15 @@ async fn bio_change_pages_and_approve_makes_it_the_baseline() {
         "page edit",
     )
     .await;
-    app.wait_polls(3).await;
-    assert_eq!(
-        app.bot.sent().len(),
-        1,
-        "an approved bio must not page again"
+    let s = app.settle(3).await;
+    assert_eq!(s.sent.len(), 1, "an approved bio must not page again");
+    assert_eq!(s.incidents.len(), 1, "no other incident: {:?}", s.incidents);
+    assert!(
+        s.edits
+            .last()
+            .is_some_and(|e| e.text.contains("RESOLVED (approved)")),
+        "the last edit is the approval: {:?}",
+        s.edits.last()
     );
     assert!(app.store.verify_log().unwrap().is_ok());
     app.stop().await;

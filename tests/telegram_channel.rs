@@ -157,12 +157,11 @@ async fn a_title_change_and_a_new_admin_page() {
         "approved",
     )
     .await;
-    app.wait_polls(3).await;
-    let admin_incidents = app
-        .store
-        .incidents()
-        .unwrap()
-        .into_iter()
+    // The channel's own polls, judged: not the other account's.
+    let s = quiet::settle(&app, NAME, 3).await;
+    let admin_incidents = s
+        .incidents
+        .iter()
         .filter(|i| i.rule == Rule::AdminChanged)
         .count();
     assert_eq!(admin_incidents, 1);

@@ -67,10 +67,9 @@ async fn spawn_with_x(x: &FakeX, tweak: impl FnOnce(&mut tocsin::Config)) -> Tes
     app
 }
 
+/// Waits until `n` more polls of the X account are judged.
 async fn wait_x_polls(app: &TestApp, n: u64) {
-    let polls = || app.health.snapshot().get(X_NAME).map_or(0, |h| h.polls);
-    let target = polls() + n;
-    until(|| polls() >= target, "x polls").await;
+    app.wait_judged(X_NAME, n).await;
 }
 
 fn x_incidents(app: &TestApp, rule: Rule) -> Vec<Incident> {
@@ -90,8 +89,9 @@ fn paged(app: &TestApp, needle: &str) -> bool {
 async fn a_rogue_post_pages_with_its_real_link_and_history_does_not() {
     let x = fake_x().await;
     let app = spawn_with_x(&x, |_| {}).await;
+    let history = quiet::settle(&app, X_NAME, 1).await;
     assert!(
-        x_incidents(&app, Rule::UnapprovedPost).is_empty(),
+        history.incidents.is_empty() && history.sent.is_empty(),
         "history is not paged"
     );
     let id = x.publish(X_ID, "Free crypto for followers https://evil.example/claim");
@@ -142,8 +142,12 @@ async fn a_rogue_post_pages_with_its_real_link_and_history_does_not() {
         )
         .await;
     assert_eq!(status, 201);
-    x.publish(X_ID, "Launch day https://example.com/launch");
-    wait_x_polls(&app, 3).await;
+    let launch = x.publish(X_ID, "Launch day https://example.com/launch");
+    // Judged while the rogue posts' burst is still open: a wrongly flagged post would join
+    // it rather than open an incident of its own, so the burst's members are read too.
+    let s = quiet::settle(&app, X_NAME, 3).await;
+    s.assert_not_held(&launch, "an approved post must not page");
+    s.assert_not_mentioned("example.com/launch", "an approved post must not page");
     assert_eq!(x_incidents(&app, Rule::UnapprovedPost).len(), 1);
     // Every timeline request asked for what the comparison needs.
     let call = x
@@ -174,11 +178,9 @@ async fn an_edit_pages_as_post_edited_on_the_original() {
         .await;
     assert_eq!(status, 201);
     let original = x.publish(X_ID, "Our Q4 report https://example.com/q4");
-    wait_x_polls(&app, 3).await;
-    assert!(
-        x_incidents(&app, Rule::UnapprovedPost).is_empty(),
-        "approved"
-    );
+    let s = quiet::settle(&app, X_NAME, 3).await;
+    s.assert_not_held(&original, "approved");
+    assert!(s.sent.is_empty(), "approved: {:?}", s.sent);
     let edited = x.edit(&original, "Our Q4 report https://evil.example/q4");
     until(
         || !x_incidents(&app, Rule::PostEdited).is_empty(),

@@ -8,7 +8,7 @@ use teloxide::types::{
 };
 use teloxide::utils::command::BotCommands;
 use teloxide::{ApiError, RequestError};
-use tocsin_fakes::telegram::{Failure, FakeBotApi, FakeUser};
+use tocsin_fakes::telegram::{EditRefusal, Failure, FakeBotApi, FakeUser, PollMode};
 
 const TOKEN: &str = "123456:test-token";
 const GROUP: i64 = -1_001_234_567_890;
@@ -468,4 +468,135 @@ async fn shutdown_refuses_new_connections() {
         fresh.get_me().await,
         Err(RequestError::Network(_))
     ));
+}
+
+#[tokio::test]
+async fn a_null_result_carries_the_request_out_and_fails_teloxide_parsing() {
+    let (fake, bot) = setup().await;
+    let sent = bot.send_message(ChatId(GROUP), "before").await.unwrap();
+    fake.fail_next("editMessageText", Failure::NullResult);
+    let edited = bot.edit_message_text(ChatId(GROUP), sent.id, "after").await;
+    match edited {
+        Err(RequestError::InvalidJson { raw, .. }) => {
+            assert_eq!(&*raw, r#"{"ok":true,"result":null}"#)
+        }
+        other => panic!("expected an unparsable success, got {other:?}"),
+    }
+    assert_eq!(fake.message(GROUP, sent.id.0).unwrap().text, "after");
+}
+
+#[tokio::test]
+async fn edit_refusals_answer_as_the_bot_api_does_for_one_message_only() {
+    let (fake, bot) = setup().await;
+    let a = bot.send_message(ChatId(GROUP), "a").await.unwrap();
+    let b = bot.send_message(ChatId(GROUP), "b").await.unwrap();
+    for (refusal, expected) in [
+        (EditRefusal::NotFound, ApiError::MessageToEditNotFound),
+        (EditRefusal::CantBeEdited, ApiError::MessageCantBeEdited),
+        (EditRefusal::IdInvalid, ApiError::MessageIdInvalid),
+        (EditRefusal::NotAuthor, ApiError::MessageCantBeEdited),
+    ] {
+        fake.fail_edits_of(GROUP, a.id.0, Failure::EditRefused(refusal));
+        let r = bot.edit_message_text(ChatId(GROUP), a.id, "a2").await;
+        assert_eq!(api_error(r), expected);
+        // Another message of the chat is editable all along.
+        let text = format!("b {refusal:?}");
+        bot.edit_message_text(ChatId(GROUP), b.id, text)
+            .await
+            .unwrap();
+    }
+    fake.clear_failures();
+    bot.edit_message_text(ChatId(GROUP), a.id, "a3")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn content_refusals_and_standing_failures() {
+    let (fake, bot) = setup().await;
+    fake.fail_next("sendMessage", Failure::EntityError);
+    let r = bot.send_message(ChatId(GROUP), "x").await;
+    assert!(matches!(api_error(r), ApiError::CantParseEntities(_)));
+    fake.fail_always("SendMessage", Failure::TooLong);
+    for _ in 0..2 {
+        let r = bot.send_message(ChatId(GROUP), "x").await;
+        assert_eq!(api_error(r), ApiError::MessageIsTooLong);
+    }
+    fake.clear_failures();
+    bot.send_message(ChatId(GROUP), "x").await.unwrap();
+}
+
+#[tokio::test]
+async fn an_immediate_get_updates_ignores_its_timeout() {
+    let (fake, bot) = setup().await;
+    fake.set_poll_mode(PollMode::Immediate);
+    let started = std::time::Instant::now();
+    let updates = bot.get_updates().timeout(5).await.unwrap();
+    assert!(updates.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(fake.call_times("getupdates").len(), 1);
+}
+
+#[tokio::test]
+async fn a_press_without_chat_instance_is_unparsed_by_teloxide_yet_answerable() {
+    let (fake, bot) = setup().await;
+    let msg = bot
+        .send_message(ChatId(GROUP), "page")
+        .reply_markup(keyboard())
+        .await
+        .unwrap();
+    let query = fake.press_button_without_chat_instance(GROUP, &alice(), msg.id.0, "ack:1");
+    let updates = bot.get_updates().timeout(1).await.unwrap();
+    let UpdateKind::Error(raw) = &updates[0].kind else {
+        panic!("teloxide parsed it: {:?}", updates[0].kind)
+    };
+    assert_eq!(raw["callback_query"]["id"], query.as_str());
+    assert!(raw["callback_query"].get("chat_instance").is_none());
+    bot.answer_callback_query(teloxide::types::CallbackQueryId(query.clone()))
+        .text("could not read this press")
+        .await
+        .unwrap();
+    assert_eq!(fake.callback_answers()[0].callback_query_id, query);
+}
+
+#[tokio::test]
+async fn replies_are_recorded_and_a_missing_target_needs_allow_sending_without_reply() {
+    let (fake, bot) = setup().await;
+    let page = bot.send_message(ChatId(GROUP), "page").await.unwrap();
+    let reply = teloxide::types::ReplyParameters::new(page.id).allow_sending_without_reply();
+    bot.send_message(ChatId(GROUP), "ring")
+        .reply_parameters(reply)
+        .await
+        .unwrap();
+    let ring = fake.sent().pop().unwrap();
+    assert_eq!(ring.reply_to, Some(page.id.0));
+    assert!(ring.allow_sending_without_reply);
+    let gone = teloxide::types::ReplyParameters::new(MessageId(999));
+    let r = bot
+        .send_message(ChatId(GROUP), "to nothing")
+        .reply_parameters(gone.clone())
+        .await;
+    assert!(matches!(r, Err(RequestError::Api(_))), "{r:?}");
+    bot.send_message(ChatId(GROUP), "to nothing")
+        .reply_parameters(gone.allow_sending_without_reply())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn down_breaks_every_request_and_keeps_the_port() {
+    let (fake, bot) = setup().await;
+    fake.set_down(true);
+    assert!(matches!(
+        bot.send_message(ChatId(GROUP), "x").await,
+        Err(RequestError::Network(_))
+    ));
+    assert!(fake.sent().is_empty(), "nothing done");
+    fake.set_down(false);
+    bot.send_message(ChatId(GROUP), "x").await.unwrap();
+    assert_eq!(fake.sent().len(), 1);
 }

@@ -33,6 +33,7 @@ use crate::{
         },
     },
     metrics::Metrics,
+    model::SharedClock,
     notify::{
         self, Fallback, PagerDuty, TelegramPager, TelegramStatus, TelegramWatch, Webhook,
         heartbeat::{self, HeartbeatContext},
@@ -79,6 +80,8 @@ pub struct App {
     sns_client: Option<reqwest::Client>,
     /// The SMTP journal listener, bound with the HTTP one so port 0 is known before running.
     journal: Option<(tokio::net::TcpListener, SocketAddr)>,
+    /// What time it is for what is due at a time of day; see [`App::with_clock`].
+    clock: SharedClock,
 }
 
 impl App {
@@ -146,7 +149,15 @@ impl App {
             health: Health::default(),
             sns_client: None,
             journal,
+            clock: crate::model::clock::system_clock(),
         })
+    }
+
+    /// Replaces the system clock for what is due at a time of day (the daily summary): tests
+    /// put the daemon at the hour they need instead of waiting for it.
+    pub fn with_clock(mut self, clock: SharedClock) -> App {
+        self.clock = clock;
+        self
     }
 
     /// Replaces the client the SES webhook fetches SNS signing certificates with. Only the
@@ -193,6 +204,7 @@ impl App {
             health,
             sns_client,
             journal: journal_listener,
+            clock,
         } = self;
         let tasks = TaskTracker::new();
         let mailer = match config.email.as_ref().and_then(|e| e.kill_switch.clone()) {
@@ -402,6 +414,7 @@ impl App {
                 chat_id: tg.chat_id,
                 store: store.clone(),
                 metrics: metrics.clone(),
+                clock: clock.clone(),
             };
             tasks.spawn(heartbeat::run(ctx, shutdown.clone()));
         }
@@ -416,6 +429,7 @@ impl App {
             accounts: Arc::new(config.accounts.clone()),
             http: http_client.clone(),
             channels: Arc::new(channel_routes),
+            metrics: metrics.clone(),
         };
         // Replies go through the short-timeout bot; only getUpdates uses the long one.
         tasks.spawn(bot::run(

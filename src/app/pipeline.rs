@@ -59,6 +59,7 @@ impl Judge {
             if let Err(e) = persisted {
                 tracing::error!(error = %e, cursor, lane = lane.as_str(), "cannot persist a source cursor");
             }
+            self.metrics.health().judged(&obs.account);
             return;
         }
         let result = match detect::evaluate(store, &self.email_rules, &obs) {
@@ -87,6 +88,9 @@ impl Judge {
                 tracing::error!(account = %obs.account, lane = lane.as_str(), error = %e, "cannot record an observation")
             }
         });
+        // Committed (or failed, judged again on the next poll): a poll is judged once all of
+        // the observations it sent are.
+        self.metrics.health().judged(&obs.account);
     }
 }
 

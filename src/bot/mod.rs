@@ -62,9 +62,24 @@ pub struct BotContext {
     /// Watched Telegram channels (chat id → their source): channel posts, edits and membership
     /// changes arrive through this bot's `getUpdates` and are handed over here.
     pub channels: Arc<std::collections::HashMap<i64, mpsc::Sender<ChannelUpdate>>>,
+    /// Counts the updates that could not be parsed.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 const OFFSET_CURSOR: &str = "telegram:update_offset";
+/// The shortest time between two `getUpdates` calls when one came back early and empty: a
+/// server that ignores `timeout` must not turn the loop into a busy one (at most two a second).
+pub const MIN_POLL_GAP: Duration = Duration::from_millis(500);
+/// The update kinds counted by name; anything else is counted as `other`.
+const KINDS: &[&str] = &[
+    "message",
+    "edited_message",
+    "channel_post",
+    "edited_channel_post",
+    "callback_query",
+    "my_chat_member",
+    "chat_member",
+];
 
 /// A command or button press, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,6 +264,67 @@ async fn on_callback(bot: &Bot, ctx: &BotContext, q: &CallbackQuery) {
     }
 }
 
+/// An update teloxide could not parse (it keeps the raw JSON): logged, counted, and, for a
+/// button press whose id can still be read, answered, so the responder knows the press did
+/// nothing and what to do instead.
+async fn on_unparsed(bot: &Bot, ctx: &BotContext, id: u32, raw: &serde_json::Value) {
+    let key = raw
+        .as_object()
+        .and_then(|o| o.keys().find(|k| *k != "update_id"))
+        .map_or("unknown", String::as_str);
+    let body = &raw[key];
+    // Parse the body alone again, for the reason: teloxide keeps only the raw value.
+    let error = match key {
+        "callback_query" => serde_json::from_value::<CallbackQuery>(body.clone()).err(),
+        "message" | "edited_message" | "channel_post" | "edited_channel_post" => {
+            serde_json::from_value::<Message>(body.clone()).err()
+        }
+        "my_chat_member" | "chat_member" => {
+            serde_json::from_value::<teloxide::types::ChatMemberUpdated>(body.clone()).err()
+        }
+        _ => None,
+    }
+    .map_or_else(
+        || "unknown or unreadable update".to_owned(),
+        |e| e.to_string(),
+    );
+    let kind = KINDS
+        .iter()
+        .find(|k| **k == key)
+        .copied()
+        .unwrap_or("other");
+    ctx.metrics.update_unparsed(kind);
+    tracing::warn!(
+        update_id = id,
+        kind = key,
+        error,
+        "update could not be parsed; skipped"
+    );
+    if key != "callback_query" {
+        return;
+    }
+    let Some(query) = body["id"].as_str() else {
+        return;
+    };
+    let incident = body["data"]
+        .as_str()
+        .and_then(|d| d.split_once(':'))
+        .and_then(|(_, n)| n.parse::<u64>().ok());
+    let text = match incident {
+        Some(n) => {
+            format!("tocsin could not read this press — use /ack {n} (or the command you meant)")
+        }
+        None => "tocsin could not read this press — use /ack N".to_owned(),
+    };
+    let answered = bot
+        .answer_callback_query(teloxide::types::CallbackQueryId(query.to_owned()))
+        .text(text)
+        .await;
+    if let Err(e) = answered {
+        tracing::warn!(error = %e, "could not answer an unreadable button press");
+    }
+}
+
 /// Hands a channel update to the channel's source; updates of channels nobody watches are
 /// dropped (the bot may be an admin elsewhere).
 async fn to_channel(ctx: &BotContext, chat: ChatId, update: ChannelUpdate) {
@@ -279,6 +355,7 @@ pub async fn run(
         .unwrap_or(0);
     let mut failures = 0u32;
     loop {
+        let started = tokio::time::Instant::now();
         let request = updates
             .get_updates()
             .offset(offset)
@@ -296,6 +373,13 @@ pub async fn run(
             r = request.send() => r,
         };
         let wait = match result {
+            // Back at once with nothing, whatever `timeout` asked: wait before asking again.
+            Ok(updates) if updates.is_empty() => {
+                failures = 0;
+                ctx.last_ok
+                    .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
+                MIN_POLL_GAP.saturating_sub(started.elapsed())
+            }
             Ok(updates) => {
                 failures = 0;
                 ctx.last_ok
@@ -320,6 +404,7 @@ pub async fn run(
                             let u = ChannelUpdate::Member(Box::new(c.clone()));
                             to_channel(&ctx, c.chat.id, u).await;
                         }
+                        UpdateKind::Error(raw) => on_unparsed(&bot, &ctx, update.id.0, raw).await,
                         _ => {}
                     }
                     offset = update.id.0 as i32 + 1;

@@ -12,7 +12,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{PagingPolicy, Recorded, save_and_page_unless_muted};
+use super::{PagingPolicy, Recorded, ring_if_risen, save_and_page_unless_muted};
 use crate::{
     detect::{Write, email::SAMPLES},
     model::{Evidence, Finding, Incident, Rule, State, dedup_key},
@@ -114,6 +114,7 @@ pub(super) fn upsert(
         return Ok(recorded);
     };
     let counted = count(tx, inc.id, writes)?;
+    let before = inc.severity;
     join(&mut inc, f.rule, new, counted);
     inc.severity = inc.severity.max(f.severity);
     inc.evidence_digest = inc.evidence.digest();
@@ -122,6 +123,7 @@ pub(super) fn upsert(
     // Approve covers what the voter saw; a grown burst needs new votes.
     inc.votes.clear();
     save_and_page_unless_muted(tx, &inc, now, policy)?;
+    ring_if_risen(tx, &mut inc, before, f.rule, now, policy)?;
     Ok(Recorded::Updated(inc.id))
 }
 

@@ -28,8 +28,8 @@ use tokio::sync::Notify;
 use crate::{
     detect::Outcome,
     model::{
-        Action, Actor, Evidence, Finding, GROUP_WINDOW, Incident, Member, PageRef, Rule, State,
-        TimelineEvent, dedup_key, groups,
+        Action, Actor, Evidence, Finding, GROUP_WINDOW, Incident, Member, PageRef, Rule, Severity,
+        State, TimelineEvent, dedup_key, groups,
     },
     store::{Lift, Store, StoreError, TELEGRAM, TimelineEntry, Tx, TxResult, abort},
 };
@@ -237,11 +237,13 @@ impl Incidents {
 
     /// Records that the channel confirmed the incident's page, answering the queued entries
     /// `seqs` (all taken before the page was rendered, so none asks for a later state).
+    /// `resent`: the page went out as a new message in place of the old one, and why.
     pub async fn delivered(
         &self,
         seqs: &[u64],
         incident_id: u64,
         page: PageRef,
+        resent: Option<&str>,
     ) -> Result<Option<Incident>, StoreError> {
         let now = Utc::now();
         let incident = self.store.transact(|tx| {
@@ -263,6 +265,9 @@ impl Incidents {
                         since_detect_ms,
                     },
                 )?;
+            } else if let Some(reason) = resent {
+                let reason = reason.to_owned();
+                inc.event(tx, now, "telegram", Action::Repaged { reason })?;
             }
             inc.page = Some(page.clone());
             tx.put_incident(&inc)?;
@@ -270,6 +275,56 @@ impl Incidents {
         })?;
         self.store.flush().await?;
         Ok(incident)
+    }
+
+    /// A channel gave up on the queued entries `seqs` of an incident after `attempts`: they
+    /// leave its queue, the incident's timeline says so, and every fallback channel is paged
+    /// in the same transaction. Returns how many fallback channels were paged (0: nobody).
+    pub async fn dead_letter(
+        &self,
+        channel: &str,
+        seqs: &[u64],
+        incident_id: u64,
+        attempts: u32,
+        error: &str,
+    ) -> Result<usize, StoreError> {
+        let now = Utc::now();
+        let paged = self.store.transact(|tx| {
+            for seq in seqs {
+                tx.remove_page(channel, *seq)?;
+            }
+            let Some(mut inc) = tx.incident(incident_id)? else {
+                return Ok(0);
+            };
+            let action = Action::DeadLettered {
+                channel: channel.to_owned(),
+                attempts,
+                error: error.to_owned(),
+            };
+            inc.event(tx, now, "tocsin", action)?;
+            tx.put_incident(&inc)?;
+            tx.enqueue_fallbacks(&inc, now)
+        })?;
+        self.store.flush().await?;
+        if paged > 0 {
+            self.wake.notify_one();
+        }
+        Ok(paged)
+    }
+
+    /// Sends the incident's current state to the on-call chat as a new message, which becomes
+    /// its page; the message there now is left as it is. For a page that can no longer be
+    /// edited, or that a responder acted on after it went stale: the new message rings, an
+    /// edit would not. Queued like any page, so it keeps the incident's order and the pacing.
+    pub async fn repost_page(&self, id: u64) -> Result<(), ActionError> {
+        let now = Utc::now();
+        self.store.transact(|tx| match tx.incident(id).lift()? {
+            Some(_) => tx.enqueue_repost(id, now).lift().map(drop),
+            None => abort(ActionError::NotFound(id)),
+        })?;
+        self.store.flush().await?;
+        self.wake.notify_one();
+        Ok(())
     }
 
     /// Drops a queued page: its incident no longer exists, the channel confirmed it, or the
@@ -360,6 +415,47 @@ pub(super) fn save_and_page_unless_muted(
     }
 }
 
+/// A finding that raised a live incident's severity, or one of another rule that joined it,
+/// queues a message replying to the page besides the edit: editing a message makes no phone
+/// ring, and a takeover joining a lesser incident must wake someone. Growth at the same
+/// severity stays an edit. Held back like the page while the account is muted.
+pub(super) fn ring_if_risen(
+    tx: &Tx<'_>,
+    inc: &mut Incident,
+    before: Severity,
+    rule: Rule,
+    now: DateTime<Utc>,
+    policy: &PagingPolicy,
+) -> TxResult<()> {
+    if (inc.severity <= before && rule == inc.rule) || muted(tx, inc, now, policy)? {
+        return Ok(());
+    }
+    let what = if rule == inc.rule {
+        format!(
+            "severity rose from {} to {}",
+            before.as_str().to_uppercase(),
+            inc.severity.as_str().to_uppercase()
+        )
+    } else {
+        format!(
+            "a {rule} finding joined it ({})",
+            inc.severity.as_str().to_uppercase()
+        )
+    };
+    let text = format!(
+        "🔺 Incident #{}: {what} — {} on {}. The page above is updated; press Ack there or send /ack {}.",
+        inc.id, inc.rule, inc.account, inc.id
+    );
+    tx.enqueue_ring(inc.id, text, now)?;
+    let action = Action::Rang {
+        from: before,
+        to: inc.severity,
+        rule,
+    };
+    inc.event(tx, now, "tocsin", action)?;
+    tx.put_incident(inc)
+}
+
 fn group_key(account: &str, rule: Rule) -> String {
     format!("group\0{account}\0{}", rule.as_str())
 }
@@ -403,6 +499,7 @@ pub(super) fn upsert(
             if let Some(m) = inc.members.iter_mut().find(|m| m.object == f.object) {
                 *m = member(f);
             }
+            let before = inc.severity;
             inc.evidence = f.evidence.clone();
             inc.evidence_digest = digest;
             inc.severity = inc.severity.max(f.severity);
@@ -412,6 +509,7 @@ pub(super) fn upsert(
             inc.votes.clear();
             inc.event(tx, now, "tocsin", Action::Updated)?;
             save_and_page_unless_muted(tx, &inc, now, policy)?;
+            ring_if_risen(tx, &mut inc, before, f.rule, now, policy)?;
             return Ok(Recorded::Updated(inc.id));
         }
     }
@@ -423,6 +521,7 @@ pub(super) fn upsert(
                     && (now - inc.updated_at).to_std().unwrap_or_default() <= group_window
             });
         if let Some(mut inc) = burst {
+            let before = inc.severity;
             inc.members.push(member(f));
             inc.evidence = f.evidence.clone();
             inc.evidence_digest = digest;
@@ -432,6 +531,7 @@ pub(super) fn upsert(
             inc.votes.clear();
             inc.event(tx, now, "tocsin", Action::Updated)?;
             save_and_page_unless_muted(tx, &inc, now, policy)?;
+            ring_if_risen(tx, &mut inc, before, f.rule, now, policy)?;
             tx.index_incident(&key, inc.id)?;
             return Ok(Recorded::Updated(inc.id));
         }

@@ -135,6 +135,25 @@ pub enum Action {
         detail: String,
         paused: bool,
     },
+    /// The severity rose, or a finding of another rule joined: a message replying to the page
+    /// was queued besides the edit, because an edit makes no phone ring.
+    Rang {
+        from: Severity,
+        to: Severity,
+        /// The rule of the finding that joined.
+        rule: Rule,
+    },
+    /// The page was sent again as a new message, which is the incident's page from now on
+    /// (the old one could not be edited, or a responder acted on a stale one).
+    Repaged {
+        reason: String,
+    },
+    /// A channel gave up on a page after its retries; the fallback channels were paged instead.
+    DeadLettered {
+        channel: String,
+        attempts: u32,
+        error: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +171,10 @@ pub struct PageRef {
     pub message_id: i32,
     /// Digest of the text and buttons Telegram confirmed, to skip edits that change nothing.
     pub rendered: String,
+    /// When this message was sent (rather than edited into its state): a message sent after a
+    /// rise was queued already rang for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

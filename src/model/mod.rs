@@ -4,12 +4,14 @@
 //! and the store persists them; each of those rooms imports its vocabulary from here, so none
 //! needs to reach up into another. This module imports only external crates.
 
+pub mod clock;
 mod distinct;
 mod finding;
 mod incident;
 mod observation;
 mod rule;
 
+pub use clock::{Clock, SharedClock, SystemClock};
 pub use distinct::{AddressKey, Distinct, EXACT_LIMIT};
 
 pub use finding::*;

@@ -11,7 +11,12 @@ use chrono::{DateTime, NaiveTime, Utc};
 use teloxide::{prelude::*, types::ChatId};
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Heartbeat, metrics::Metrics, model::Incident, store::Store};
+use crate::{
+    config::Heartbeat,
+    metrics::Metrics,
+    model::{Incident, SharedClock},
+    store::Store,
+};
 
 /// Where the time of the last daily summary is kept, so a restart does not send it twice.
 pub const SUMMARY_CURSOR: &str = "heartbeat/daily_summary";
@@ -25,6 +30,8 @@ pub struct HeartbeatContext {
     pub chat_id: i64,
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    /// What time it is: the daily summary is due at a time of day.
+    pub clock: SharedClock,
 }
 
 pub async fn run(ctx: HeartbeatContext, shutdown: CancellationToken) {
@@ -61,7 +68,7 @@ pub async fn run(ctx: HeartbeatContext, shutdown: CancellationToken) {
             return;
         };
         loop {
-            if let Err(e) = summary_if_due(&ctx, at, Utc::now()).await {
+            if let Err(e) = summary_if_due(&ctx, at, ctx.clock.now()).await {
                 tracing::warn!(error = %e, "daily summary not sent; will try again");
             }
             tokio::time::sleep(SUMMARY_CHECK).await;

@@ -2,11 +2,13 @@
 //!
 //! One worker per channel, each taking only its own queue (a key range of the `outbox` tree),
 //! oldest page first, so every channel sees incidents in the order they were found and a slow
-//! or broken channel never holds back another. A failed delivery stays at the head of its
-//! queue: Telegram's `retry_after` and a fallback's `Retry-After` are obeyed, other failures
-//! back off exponentially (Telegram up to 8 s, so
-//! the queue drains within seconds after an outage; fallbacks up to a minute). On shutdown the send in flight finishes and the rest
-//! stays queued for the next start.
+//! or broken channel never holds back another. Telegram's worker keeps one lane per incident
+//! ([`per_incident`]): a page that keeps failing backs off on its own and ends as a dead letter paged
+//! to the fallbacks, never in the way of another incident's page. A fallback's failed delivery
+//! stays at the head of its queue. Telegram's `retry_after` and a fallback's `Retry-After` are
+//! obeyed, other failures back off exponentially (Telegram up to 8 s, so the queue drains
+//! within seconds after an outage; fallbacks up to a minute). On shutdown the sends in flight
+//! finish and the rest stays queued for the next start.
 //!
 //! Telegram is the primary channel, so its worker also watches its own failures: when pages
 //! cannot reach the chat (token revoked, bot removed, chat gone, or any failure lasting longer
@@ -15,6 +17,7 @@
 
 pub mod heartbeat;
 pub mod pagerduty;
+pub mod per_incident;
 pub mod store_alarm;
 pub mod telegram;
 pub mod webhook;
@@ -33,15 +36,13 @@ use crate::{
     detect::Outcome,
     incidents::Incidents,
     metrics::Metrics,
-    model::{
-        Action, Actor, Evidence, Finding, Incident, Resolution, Rule, Severity, State, dedup_key,
-    },
+    model::{Actor, Evidence, Finding, Incident, Resolution, Rule, Severity, State, dedup_key},
     store::{Store, StoreError, TELEGRAM},
 };
 
 pub use pagerduty::PagerDuty;
 
-pub use telegram::{DeliveryError, Pacer, TelegramPager};
+pub use telegram::{Delivered, DeliveryError, How, Pacer, TelegramPager};
 
 pub use webhook::Webhook;
 
@@ -104,6 +105,15 @@ struct Outage {
 }
 
 impl Outage {
+    fn new(watch: TelegramWatch) -> Outage {
+        Outage {
+            watch,
+            failing_since: None,
+            declared: false,
+            last_log: None,
+        }
+    }
+
     async fn failed(&mut self, incidents: &Incidents, e: &DeliveryError) {
         let (since, since_utc) = *self
             .failing_since
@@ -185,6 +195,7 @@ impl Outage {
     }
 }
 
+/// Telegram's worker (see [`per_incident`]): one lane per incident, paced, until shutdown.
 pub async fn run(
     pager: TelegramPager,
     incidents: Incidents,
@@ -193,115 +204,17 @@ pub async fn run(
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    let store = incidents.store().clone();
-    let mut failures = 0u32;
-    let mut pacer = Pacer::default();
-    let mut outage = Outage {
+    let updates_ok = metrics.refusals.bot_last_ok.clone();
+    per_incident::run(per_incident::Worker {
+        pager,
+        incidents,
+        metrics,
         watch,
-        failing_since: None,
-        declared: false,
-        last_log: None,
-    };
-    while !shutdown.is_cancelled() {
-        let (seq, entry, incident) =
-            match next_page(&store, &incidents, TELEGRAM, &wake, &shutdown).await {
-                Next::Page(seq, entry, inc) => (seq, entry, inc),
-                Next::Again => continue,
-                Next::Stop => return,
-            };
-        // Every update queued for this incident so far is answered by delivering its state
-        // now. Collected before the incident is read again: each entry is written in the same
-        // transaction as the change it announces, so the state read next includes them all.
-        let seqs = match store.outbox_seqs_for(entry.incident_id) {
-            Ok(seqs) if entry.reminder.is_none() && !seqs.is_empty() => seqs,
-            _ => vec![seq],
-        };
-        let (seqs, incident) = match store.incident(entry.incident_id) {
-            Ok(Some(inc)) => (seqs, Box::new(inc)),
-            // Unreadable now: answer only the head with what was read before.
-            _ => (vec![seq], incident),
-        };
-        if let Some(reminder) = &entry.reminder {
-            // Acked or resolved since it was queued: the reminder has nothing left to say.
-            if incident.state != State::Open {
-                let _ = incidents.discard_page(TELEGRAM, seq);
-                continue;
-            }
-            let wait = pacer.wait(Instant::now());
-            if !wait.is_zero() && !pause(&shutdown, wait).await {
-                return;
-            }
-            let result = pager.remind(&incident, reminder).await;
-            pacer.sent(Instant::now());
-            let wait = match result {
-                Ok(()) => {
-                    failures = 0;
-                    metrics.page_delivered(
-                        (Utc::now() - entry.enqueued_at).num_milliseconds() as f64 / 1000.0,
-                        None,
-                    );
-                    if let Err(e) = incidents.discard_page(TELEGRAM, seq) {
-                        tracing::error!(error = %e, "reminder sent but not removed from the outbox");
-                    }
-                    outage.recovered(&incidents).await;
-                    continue;
-                }
-                Err(e) => {
-                    outage.failed(&incidents, &e).await;
-                    failure_wait(&e, &mut failures, &metrics)
-                }
-            };
-            if !pause(&shutdown, wait).await {
-                return;
-            }
-            continue;
-        }
-        let needs_message = !pager.is_current(&incident);
-        if needs_message {
-            let wait = pacer.wait(Instant::now());
-            if !wait.is_zero() && !pause(&shutdown, wait).await {
-                return;
-            }
-        }
-        let span = tracing::info_span!("incident", id = incident.id, page_seq = seq);
-        let result = pager.deliver(&incident).instrument(span).await;
-        if needs_message {
-            pacer.sent(Instant::now());
-        }
-        let wait = match result {
-            Ok(page) => {
-                failures = 0;
-                let age_ms = (Utc::now() - entry.enqueued_at).num_milliseconds();
-                let first = incident.page.is_none();
-                match incidents.delivered(&seqs, incident.id, page).await {
-                    Ok(updated) => {
-                        let paged = updated
-                            .filter(|_| first)
-                            .and_then(|inc| first_page_latency(&inc));
-                        metrics.page_delivered(age_ms as f64 / 1000.0, paged);
-                        tracing::info!(
-                            incident = incident.id,
-                            queued_ms = age_ms,
-                            first,
-                            "page delivered"
-                        );
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "page delivered but not recorded; it will be re-checked")
-                    }
-                }
-                outage.recovered(&incidents).await;
-                continue;
-            }
-            Err(e) => {
-                outage.failed(&incidents, &e).await;
-                failure_wait(&e, &mut failures, &metrics)
-            }
-        };
-        if !pause(&shutdown, wait).await {
-            return;
-        }
-    }
+        updates_ok,
+        wake,
+        shutdown,
+    })
+    .await;
 }
 
 /// Why a fallback channel did not take an event.
@@ -358,7 +271,7 @@ pub async fn run_fallback(
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
         let (seq, incident) = match next_page(&store, &incidents, &name, &wake, &shutdown).await {
-            Next::Page(seq, _, inc) => (seq, inc),
+            Next::Page(seq, inc) => (seq, inc),
             Next::Again => continue,
             Next::Stop => return,
         };
@@ -399,7 +312,7 @@ pub async fn run_fallback(
 }
 
 enum Next {
-    Page(u64, crate::store::OutboxEntry, Box<Incident>),
+    Page(u64, Box<Incident>),
     /// Nothing to send yet, or a page was dropped: look again.
     Again,
     Stop,
@@ -433,7 +346,7 @@ async fn next_page(
         return Next::Again;
     };
     match store.incident(entry.incident_id) {
-        Ok(Some(inc)) => Next::Page(seq, entry, Box::new(inc)),
+        Ok(Some(inc)) => Next::Page(seq, Box::new(inc)),
         Ok(None) => {
             tracing::warn!(
                 seq,
@@ -453,42 +366,6 @@ async fn next_page(
             }
         }
     }
-}
-
-/// How long to wait after a failed delivery; counts it.
-fn failure_wait(e: &DeliveryError, failures: &mut u32, metrics: &Metrics) -> Duration {
-    match e {
-        DeliveryError::RetryAfter(d) => {
-            metrics.page_failed("retry_after");
-            tracing::warn!(retry_after_s = d.as_secs(), "telegram flood control");
-            *d
-        }
-        e => {
-            *failures += 1;
-            metrics.page_failed(match e {
-                DeliveryError::Refused(_) => "refused",
-                DeliveryError::Unreachable(_) => "unreachable",
-                _ => "transient",
-            });
-            let d = backoff(*failures);
-            tracing::warn!(error = %e, failures = *failures, retry_in_ms = d.as_millis() as u64, "page not delivered; kept queued");
-            d
-        }
-    }
-}
-
-/// Seconds from the change (if the platform dated it) and from detection to the first page.
-fn first_page_latency(inc: &Incident) -> Option<(Option<f64>, f64)> {
-    inc.timeline.iter().rev().find_map(|e| match e.action {
-        Action::Paged {
-            since_change_ms,
-            since_detect_ms,
-        } => Some((
-            since_change_ms.map(|ms| ms as f64 / 1000.0),
-            since_detect_ms as f64 / 1000.0,
-        )),
-        _ => None,
-    })
 }
 
 fn backoff(failures: u32) -> Duration {

@@ -3,7 +3,10 @@
 //! Pages are plain text (no parse mode), so post text chosen by an attacker cannot break the
 //! markup or hide part of the page. The text is cut to stay under Telegram's 4,096 characters.
 
-use std::time::Duration;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use teloxide::{
     ApiError, RequestError,
@@ -23,13 +26,19 @@ const BURST_IDS: usize = 5;
 /// What one evidence excerpt may take, so the rest of the page always fits.
 const EXCERPT: usize = 1200;
 
-/// Why a page was not delivered this time. Every kind leaves it queued.
+/// Why a page was not delivered this time. Every kind leaves it queued; the worker decides
+/// how long to wait and when to give up (`notify::per_incident`).
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
+    /// Flood control: the whole chat waits.
     #[error("telegram asked to wait {0:?}")]
     RetryAfter(Duration),
+    /// The request or Telegram failed (network, 5xx, an answer that is not the Bot API's):
+    /// the next attempt may work, and other pages may fail the same way.
     #[error("telegram request failed: {0}")]
     Transient(String),
+    /// Telegram refused this request (a 4xx not about the chat or the token): about this
+    /// page, not the chat.
     #[error("telegram refused the page: {0}")]
     Refused(String),
     /// Pages cannot reach anyone until an operator acts: token revoked, bot removed from the
@@ -338,30 +347,34 @@ fn excerpt(s: &str) -> String {
 /// Telegram's per-chat flood limits: about one message per second in a chat, and at most 20 per
 /// minute in a group. Edits count too. Waiting here costs a second; a 429 costs far more (and
 /// slows every later page), so pages are paced before sending rather than after being refused.
+///
+/// Several incidents' deliveries may be under way at once, so a slot is reserved when a
+/// delivery is handed out ([`Pacer::reserve`]), possibly in the future: the order of
+/// reservations is the order of the requests.
 #[derive(Debug, Default)]
 pub struct Pacer {
-    recent: std::collections::VecDeque<std::time::Instant>,
+    recent: std::collections::VecDeque<Instant>,
 }
 
 pub const MIN_SPACING: Duration = Duration::from_secs(1);
 pub const PER_MINUTE: usize = 20;
+const MINUTE: Duration = Duration::from_secs(60);
 
 impl Pacer {
     /// How long to wait before the next message may go.
-    pub fn wait(&mut self, now: std::time::Instant) -> Duration {
-        let minute = Duration::from_secs(60);
+    pub fn wait(&mut self, now: Instant) -> Duration {
         while self
             .recent
             .front()
-            .is_some_and(|t| now.duration_since(*t) >= minute)
+            .is_some_and(|t| now.saturating_duration_since(*t) >= MINUTE)
         {
             self.recent.pop_front();
         }
         let spacing = self.recent.back().map_or(Duration::ZERO, |last| {
-            MIN_SPACING.saturating_sub(now.duration_since(*last))
+            (*last + MIN_SPACING).saturating_duration_since(now)
         });
         let window = if self.recent.len() >= PER_MINUTE {
-            minute.saturating_sub(now.duration_since(self.recent[self.recent.len() - PER_MINUTE]))
+            (self.recent[self.recent.len() - PER_MINUTE] + MINUTE).saturating_duration_since(now)
         } else {
             Duration::ZERO
         };
@@ -369,13 +382,177 @@ impl Pacer {
     }
 
     /// Records a message sent at `now`.
-    pub fn sent(&mut self, now: std::time::Instant) {
+    pub fn sent(&mut self, now: Instant) {
         self.recent.push_back(now);
         if self.recent.len() > PER_MINUTE {
             self.recent.pop_front();
         }
     }
+
+    /// Takes the next free slot at or after `now` and returns it.
+    pub fn reserve(&mut self, now: Instant) -> Instant {
+        let at = now + self.wait(now);
+        self.sent(at);
+        at
+    }
 }
+
+/// The last line of pacing, right before each request leaves: a request starts at least
+/// [`MIN_SPACING`] after the previous one started and after its answer came, whatever the slot
+/// each was given. The time between a slot and the request (reading and rendering the
+/// incident) varies, and so does the time a request takes to reach Telegram: spacing counted
+/// from the answer holds at Telegram's end too. A hung request holds nobody past its start's
+/// spacing. Shared by every delivery of the chat; requests pass in turn.
+#[derive(Clone, Debug, Default)]
+pub struct Gate {
+    /// Held while waiting, so requests pass in the order they came.
+    turn: Arc<tokio::sync::Mutex<()>>,
+    /// The latest start or answer of a request.
+    last: Arc<std::sync::Mutex<Option<Instant>>>,
+    /// Already passed ([`Gate::passed`]): the request leaves at once.
+    open: bool,
+}
+
+impl Gate {
+    /// Waits for this request's turn and returns a gate it leaves through at once, still
+    /// counted: for a request judged once more right before it leaves.
+    pub async fn passed(&self) -> Gate {
+        self.pass().await;
+        Gate {
+            open: true,
+            ..self.clone()
+        }
+    }
+
+    /// Sends one request through the gate.
+    pub async fn request<R: IntoFuture>(&self, request: R) -> R::Output {
+        self.pass().await;
+        let answer = request.await;
+        self.mark();
+        answer
+    }
+
+    async fn pass(&self) {
+        if self.open {
+            self.mark();
+            return;
+        }
+        let _turn = self.turn.lock().await;
+        while let Some(at) = self.next() {
+            tokio::time::sleep_until(at.into()).await;
+        }
+        self.mark();
+    }
+
+    /// When the next request may leave, if not yet.
+    fn next(&self) -> Option<Instant> {
+        let last = *self.last.lock().expect("gate lock");
+        last.map(|t| t + MIN_SPACING)
+            .filter(|at| *at > Instant::now())
+    }
+
+    fn mark(&self) {
+        let now = Instant::now();
+        let mut last = self.last.lock().expect("gate lock");
+        *last = Some(last.map_or(now, |t| t.max(now)));
+    }
+}
+
+/// How a page reached the chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum How {
+    /// It already showed the incident as it is: nothing was sent.
+    Unchanged,
+    /// The page was edited in place.
+    Edited,
+    /// Sent as the incident's first message.
+    Sent,
+    /// Sent as a new message in place of the old page, for this reason.
+    Resent(String),
+}
+
+/// A page Telegram took.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub page: PageRef,
+    pub how: How,
+    /// Telegram answered success with something else than the method documents (the method):
+    /// taken as delivered, with a warning.
+    pub unexpected: Option<&'static str>,
+    /// Telegram refused the text for its content and the plain-text rendering went instead.
+    pub plain: Option<String>,
+}
+
+/// How Telegram answered one request, sorted by what it means for the page.
+enum Answer<T> {
+    Done(T),
+    /// `"ok": true` with a result that is not what the method documents (`null`, `true`, …):
+    /// Telegram did it; the raw answer is kept for what can be read from it.
+    Unexpected(serde_json::Value),
+    /// `message is not modified`: the chat already shows it.
+    NotModified,
+    /// The edit will never be applied: the message was deleted, is too old, is not ours.
+    EditRefused(String),
+    /// The text was refused for its content (markup, length).
+    ContentRefused(String),
+    Failed(DeliveryError),
+}
+
+fn answer<T>(result: Result<T, RequestError>) -> Answer<T> {
+    match result {
+        Ok(v) => Answer::Done(v),
+        Err(RequestError::InvalidJson { raw, source }) => {
+            match serde_json::from_str::<serde_json::Value>(&raw) {
+                Ok(v) if v["ok"] == serde_json::Value::Bool(true) => Answer::Unexpected(v),
+                _ => Answer::Failed(DeliveryError::Transient(format!(
+                    "invalid answer: {source}"
+                ))),
+            }
+        }
+        Err(RequestError::Api(ApiError::MessageNotModified)) => Answer::NotModified,
+        Err(RequestError::Api(
+            e @ (ApiError::MessageToEditNotFound
+            | ApiError::MessageCantBeEdited
+            | ApiError::MessageIdInvalid),
+        )) => Answer::EditRefused(e.to_string()),
+        Err(RequestError::Api(ApiError::Unknown(text)))
+            if text.contains("MESSAGE_AUTHOR_REQUIRED") =>
+        {
+            Answer::EditRefused(text)
+        }
+        Err(RequestError::Api(
+            e @ (ApiError::CantParseEntities(_)
+            | ApiError::MessageIsTooLong
+            | ApiError::EditedMessageIsTooLong),
+        )) => Answer::ContentRefused(e.to_string()),
+        Err(e) => Answer::Failed(classify(e)),
+    }
+}
+
+/// The plain-text fallback of a page whose text Telegram refused for its content: characters
+/// that only format or steer text (controls, zero-width and direction marks) removed, and cut
+/// to [`PLAIN_LIMIT`] bytes, the strictest reading of "4,096 characters".
+pub fn plain_text(text: &str) -> String {
+    let clean: String = text
+        .chars()
+        .filter(|c| {
+            *c == '\n'
+                || !(c.is_control()
+                    || matches!(*c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'))
+        })
+        .collect();
+    if clean.len() <= PLAIN_LIMIT {
+        return clean;
+    }
+    let mut end = PLAIN_LIMIT - '…'.len_utf8();
+    while !clean.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &clean[..end])
+}
+
+/// The plain-text fallback's length in bytes.
+pub const PLAIN_LIMIT: usize = MAX_TEXT;
 
 /// Sends pages to the on-call chat.
 #[derive(Clone)]
@@ -401,25 +578,68 @@ impl TelegramPager {
     }
 
     /// Sends a reminder: to the on-call chat as a reply to the page, and to the tier's chat.
+    /// Returns the method whose answer was unexpected, if one was.
     pub async fn remind(
         &self,
         inc: &Incident,
         reminder: &crate::store::Reminder,
-    ) -> Result<(), DeliveryError> {
-        let mut msg = self.bot.send_message(self.chat, reminder.text.clone());
-        if let Some(page) = &inc.page {
-            let reply = teloxide::types::ReplyParameters::new(MessageId(page.message_id))
-                .allow_sending_without_reply();
-            msg = msg.reply_parameters(reply);
-        }
-        msg.await.map_err(classify)?;
+        gate: &Gate,
+    ) -> Result<Option<&'static str>, DeliveryError> {
+        let unexpected = self.reply(inc, &reminder.text, gate).await?;
         if let Some(chat) = reminder.extra_chat.filter(|c| *c != self.chat.0) {
-            self.bot
+            // Another chat: the on-call chat's pacing does not hold between the two.
+            let sent = self
+                .bot
                 .send_message(ChatId(chat), reminder.text.clone())
-                .await
-                .map_err(classify)?;
+                .await;
+            match answer(sent) {
+                Answer::Done(_) => {}
+                Answer::Unexpected(_) => return Ok(Some("sendMessage")),
+                Answer::Failed(e) => return Err(e),
+                Answer::NotModified | Answer::EditRefused(_) | Answer::ContentRefused(_) => {
+                    return Err(DeliveryError::Refused(
+                        "the tier's chat refused the reminder".into(),
+                    ));
+                }
+            }
         }
-        Ok(())
+        Ok(unexpected)
+    }
+
+    /// Sends `text` to the on-call chat as a reply to the incident's page, so that it notifies
+    /// (an edit does not) and shows what it is about; sent even if the page was deleted.
+    /// Returns the method whose answer was unexpected, if one was.
+    pub async fn reply(
+        &self,
+        inc: &Incident,
+        text: &str,
+        gate: &Gate,
+    ) -> Result<Option<&'static str>, DeliveryError> {
+        let send = |text: String| {
+            let mut msg = self.bot.send_message(self.chat, text);
+            if let Some(page) = inc.page.as_ref().filter(|p| p.message_id != 0) {
+                let reply = teloxide::types::ReplyParameters::new(MessageId(page.message_id))
+                    .allow_sending_without_reply();
+                msg = msg.reply_parameters(reply);
+            }
+            gate.request(msg)
+        };
+        match answer(send(text.to_owned()).await) {
+            Answer::Done(_) => Ok(None),
+            Answer::Unexpected(_) => Ok(Some("sendMessage")),
+            Answer::ContentRefused(_) => match answer(send(plain_text(text)).await) {
+                Answer::Done(_) => Ok(None),
+                Answer::Unexpected(_) => Ok(Some("sendMessage")),
+                Answer::Failed(e) => Err(e),
+                _ => Err(DeliveryError::Refused(
+                    "the plain-text message was refused too".into(),
+                )),
+            },
+            Answer::Failed(e) => Err(e),
+            Answer::NotModified | Answer::EditRefused(_) => Err(DeliveryError::Refused(
+                "unexpected refusal of a new message".into(),
+            )),
+        }
     }
 
     /// Whether the chat already shows the incident as it is now (no message needed).
@@ -430,45 +650,129 @@ impl TelegramPager {
     }
 
     /// Brings the incident's page up to date: sends it the first time, edits it afterwards.
+    /// An edit Telegram will never apply (the page was deleted, is too old or not the bot's)
+    /// sends the current state as a new message instead, as [`TelegramPager::resend`] does.
     /// Returns where the page is once Telegram confirmed it.
-    pub async fn deliver(&self, inc: &Incident) -> Result<PageRef, DeliveryError> {
+    pub async fn deliver(&self, inc: &Incident, gate: &Gate) -> Result<Delivered, DeliveryError> {
         let r = render_page(inc, self.pause_button);
-        if let Some(page) = &inc.page {
-            if page.rendered == r.digest {
-                return Ok(page.clone());
-            }
+        let Some(page) = &inc.page else {
+            return self.send(&r, How::Sent, gate).await;
+        };
+        if page.rendered == r.digest {
+            return Ok(Delivered {
+                page: page.clone(),
+                how: How::Unchanged,
+                unexpected: None,
+                plain: None,
+            });
+        }
+        // 0: a send whose answer did not say where the message is; it cannot be edited.
+        if page.message_id == 0 {
+            return self
+                .send(
+                    &r,
+                    How::Resent("the page's message id is unknown".into()),
+                    gate,
+                )
+                .await;
+        }
+        let edited = |text: String| {
             let edit = self
                 .bot
-                .edit_message_text(
-                    ChatId(page.chat_id),
-                    MessageId(page.message_id),
-                    r.text.clone(),
-                )
-                .reply_markup(r.buttons.clone())
-                .await;
-            match edit {
-                Ok(_) | Err(RequestError::Api(ApiError::MessageNotModified)) => {
-                    return Ok(PageRef {
-                        rendered: r.digest,
-                        ..page.clone()
-                    });
-                }
-                // Someone deleted the page: post it again rather than lose it.
-                Err(RequestError::Api(ApiError::MessageToEditNotFound)) => {}
-                Err(e) => return Err(classify(e)),
-            }
+                .edit_message_text(ChatId(page.chat_id), MessageId(page.message_id), text)
+                .reply_markup(r.buttons.clone());
+            gate.request(edit)
+        };
+        let done = |unexpected, plain| Delivered {
+            page: PageRef {
+                rendered: r.digest.clone(),
+                ..page.clone()
+            },
+            how: How::Edited,
+            unexpected,
+            plain,
+        };
+        match answer(edited(r.text.clone()).await) {
+            Answer::Done(_) | Answer::NotModified => Ok(done(None, None)),
+            Answer::Unexpected(_) => Ok(done(Some("editMessageText"), None)),
+            Answer::EditRefused(why) => self.send(&r, How::Resent(why), gate).await,
+            Answer::ContentRefused(why) => match answer(edited(plain_text(&r.text)).await) {
+                Answer::Done(_) | Answer::NotModified => Ok(done(None, Some(why))),
+                Answer::Unexpected(_) => Ok(done(Some("editMessageText"), Some(why))),
+                Answer::EditRefused(gone) => self.send(&r, How::Resent(gone), gate).await,
+                Answer::ContentRefused(again) => Err(DeliveryError::Refused(format!(
+                    "the plain-text page was refused too: {again}"
+                ))),
+                Answer::Failed(e) => Err(e),
+            },
+            Answer::Failed(e) => Err(e),
         }
-        let sent = self
-            .bot
-            .send_message(self.chat, r.text)
-            .reply_markup(r.buttons)
-            .await
-            .map_err(classify)?;
-        Ok(PageRef {
-            chat_id: sent.chat.id.0,
-            message_id: sent.id.0,
-            rendered: r.digest,
-        })
+    }
+
+    /// Sends the incident's current state as a new message, which becomes its page (record it
+    /// with `Incidents::delivered`); the message in the chat now is left as it is. A new
+    /// message rings where an edit would not.
+    pub async fn resend(
+        &self,
+        inc: &Incident,
+        reason: &str,
+        gate: &Gate,
+    ) -> Result<Delivered, DeliveryError> {
+        let r = render_page(inc, self.pause_button);
+        self.send(&r, How::Resent(reason.to_owned()), gate).await
+    }
+
+    /// Sends a rendered page as a new message; refused for its content, sends the plain-text
+    /// rendering instead.
+    async fn send(&self, r: &Rendered, how: How, gate: &Gate) -> Result<Delivered, DeliveryError> {
+        let send = |text: String| {
+            let msg = self
+                .bot
+                .send_message(self.chat, text)
+                .reply_markup(r.buttons.clone());
+            gate.request(msg)
+        };
+        let page = |message_id: i32| PageRef {
+            chat_id: self.chat.0,
+            message_id,
+            rendered: r.digest.clone(),
+            sent_at: Some(chrono::Utc::now()),
+        };
+        // Where an unexpected answer still says where the message is, the page can be edited
+        // later; otherwise the next update sends a new one.
+        let unexpected_at = |v: &serde_json::Value| {
+            v["result"]["message_id"]
+                .as_i64()
+                .and_then(|id| i32::try_from(id).ok())
+                .unwrap_or(0)
+        };
+        let delivered = |message_id, unexpected, plain| Delivered {
+            page: page(message_id),
+            how: how.clone(),
+            unexpected,
+            plain,
+        };
+        match answer(send(r.text.clone()).await) {
+            Answer::Done(m) => Ok(delivered(m.id.0, None, None)),
+            Answer::Unexpected(v) => Ok(delivered(unexpected_at(&v), Some("sendMessage"), None)),
+            Answer::ContentRefused(why) => match answer(send(plain_text(&r.text)).await) {
+                Answer::Done(m) => Ok(delivered(m.id.0, None, Some(why))),
+                Answer::Unexpected(v) => {
+                    Ok(delivered(unexpected_at(&v), Some("sendMessage"), Some(why)))
+                }
+                Answer::ContentRefused(again) => Err(DeliveryError::Refused(format!(
+                    "the plain-text page was refused too: {again}"
+                ))),
+                Answer::Failed(e) => Err(e),
+                Answer::NotModified | Answer::EditRefused(_) => Err(DeliveryError::Refused(
+                    "unexpected refusal of a new message".into(),
+                )),
+            },
+            Answer::Failed(e) => Err(e),
+            Answer::NotModified | Answer::EditRefused(_) => Err(DeliveryError::Refused(
+                "unexpected refusal of a new message".into(),
+            )),
+        }
     }
 }
 
@@ -487,16 +791,26 @@ fn classify(e: RequestError) -> DeliveryError {
             DeliveryError::Unreachable("chat not found (400): check telegram.chat_id".into())
         }
         RequestError::Api(e) => {
-            let text = e.to_string();
+            // Descriptions teloxide does not know come as they were sent.
+            let text = match e {
+                ApiError::Unknown(text) => text,
+                e => e.to_string(),
+            };
             if text.starts_with("Forbidden") || text.starts_with("Unauthorized") {
                 DeliveryError::Unreachable(format!(
                     "the bot was removed from the chat or blocked (403): {text}"
                 ))
+            } else if text.starts_with("Internal Server Error")
+                || text.starts_with("Bad Gateway")
+                || text.starts_with("Gateway")
+                || text.starts_with("Service Unavailable")
+            {
+                DeliveryError::Transient(text)
             } else {
                 DeliveryError::Refused(text)
             }
         }
-        RequestError::MigrateToChatId(id) => DeliveryError::Refused(format!(
+        RequestError::MigrateToChatId(id) => DeliveryError::Unreachable(format!(
             "the chat became a supergroup: set telegram.chat_id = {}",
             id.0
         )),

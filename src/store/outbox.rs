@@ -21,6 +21,21 @@ pub struct OutboxEntry {
     /// the page up to date.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reminder: Option<Reminder>,
+    /// A message replying to the page, sent besides the edit so that phones ring: the
+    /// severity rose or a finding of another rule joined. Not dropped by an ack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ring: Option<String>,
+    /// Bring the page up to date as a new message that becomes the incident's page, rather
+    /// than by editing the one in the chat.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repost: bool,
+}
+
+impl OutboxEntry {
+    /// Asks for the page to be brought up to date (sent or edited), not for a message of its own.
+    pub fn is_page(&self) -> bool {
+        self.reminder.is_none() && self.ring.is_none()
+    }
 }
 
 fn telegram() -> String {
@@ -54,6 +69,18 @@ pub struct Reminder {
     /// Another chat that gets it too (an escalation tier's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra_chat: Option<i64>,
+}
+
+/// "Bring incident N's page in `channel` up to date."
+fn page_entry(incident_id: u64, channel: &str, at: DateTime<Utc>) -> OutboxEntry {
+    OutboxEntry {
+        incident_id,
+        enqueued_at: at,
+        channel: channel.to_owned(),
+        reminder: None,
+        ring: None,
+        repost: false,
+    }
 }
 
 fn outbox_key(channel: &str, seq: u64) -> Vec<u8> {
@@ -122,19 +149,29 @@ impl Store {
         }
     }
 
+    /// Every page waiting on `channel`, oldest first.
+    pub fn outbox_entries(&self, channel: &str) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
+        let prefix = outbox_prefix(channel);
+        let mut out = Vec::new();
+        for item in self.outbox.scan_prefix(&prefix) {
+            let (k, v) = item?;
+            out.push((
+                from_be("outbox", &k[prefix.len()..])?,
+                decode("outbox", &v)?,
+            ));
+        }
+        Ok(out)
+    }
+
     /// Every queued page update of one incident on Telegram. They all ask for the same thing —
     /// bring its page up to date — so one delivery of the current state answers all of them.
     pub fn outbox_seqs_for(&self, incident_id: u64) -> Result<Vec<u64>, StoreError> {
-        let prefix = outbox_prefix(TELEGRAM);
-        let mut seqs = Vec::new();
-        for item in self.outbox.scan_prefix(&prefix) {
-            let (k, v) = item?;
-            let entry: OutboxEntry = decode("outbox", &v)?;
-            if entry.incident_id == incident_id && entry.reminder.is_none() {
-                seqs.push(from_be("outbox", &k[prefix.len()..])?);
-            }
-        }
-        Ok(seqs)
+        Ok(self
+            .outbox_entries(TELEGRAM)?
+            .into_iter()
+            .filter(|(_, e)| e.incident_id == incident_id && e.is_page())
+            .map(|(seq, _)| seq)
+            .collect())
     }
 
     /// Whether a reminder for the incident is still waiting: the next one is not queued behind
@@ -175,18 +212,50 @@ impl Tx<'_> {
             .map(|r| r.channel.as_str());
         let mut n = 0;
         for channel in telegram.into_iter().chain(fallbacks) {
-            let seq = self.next(OUTBOX_SEQ)?;
-            let entry = OutboxEntry {
-                incident_id: inc.id,
-                enqueued_at: at,
-                channel: channel.to_owned(),
-                reminder: None,
-            };
-            self.outbox
-                .insert(outbox_key(channel, seq), encode(&entry))?;
+            self.enqueue(channel, page_entry(inc.id, channel, at))?;
             n += 1;
         }
         Ok(n)
+    }
+
+    /// Queues the incident's page on every fallback channel, whatever its severities: Telegram
+    /// gave up on it, and that is what fallbacks are for. Returns how many.
+    pub fn enqueue_fallbacks(&self, inc: &Incident, at: DateTime<Utc>) -> TxResult<usize> {
+        for route in self.routes {
+            self.enqueue(&route.channel, page_entry(inc.id, &route.channel, at))?;
+        }
+        Ok(self.routes.len())
+    }
+
+    /// Asks Telegram's worker to send the incident's current state as a new message, which
+    /// becomes its page; the message in the chat now is left as it is.
+    pub fn enqueue_repost(&self, incident_id: u64, at: DateTime<Utc>) -> TxResult<u64> {
+        self.enqueue(
+            TELEGRAM,
+            OutboxEntry {
+                repost: true,
+                ..page_entry(incident_id, TELEGRAM, at)
+            },
+        )
+    }
+
+    /// Queues a message replying to the incident's page in the on-call chat, besides the page
+    /// update: Telegram only (the fallbacks get the page itself, with its new severity).
+    pub fn enqueue_ring(&self, incident_id: u64, text: String, at: DateTime<Utc>) -> TxResult<u64> {
+        self.enqueue(
+            TELEGRAM,
+            OutboxEntry {
+                ring: Some(text),
+                ..page_entry(incident_id, TELEGRAM, at)
+            },
+        )
+    }
+
+    fn enqueue(&self, channel: &str, entry: OutboxEntry) -> TxResult<u64> {
+        let seq = self.next(OUTBOX_SEQ)?;
+        self.outbox
+            .insert(outbox_key(channel, seq), encode(&entry))?;
+        Ok(seq)
     }
 
     /// Queues a reminder message for the incident: Telegram only, since a reminder is a new
@@ -197,16 +266,13 @@ impl Tx<'_> {
         reminder: Reminder,
         at: DateTime<Utc>,
     ) -> TxResult<u64> {
-        let seq = self.next(OUTBOX_SEQ)?;
-        let entry = OutboxEntry {
-            incident_id,
-            enqueued_at: at,
-            channel: TELEGRAM.into(),
-            reminder: Some(reminder),
-        };
-        self.outbox
-            .insert(outbox_key(TELEGRAM, seq), encode(&entry))?;
-        Ok(seq)
+        self.enqueue(
+            TELEGRAM,
+            OutboxEntry {
+                reminder: Some(reminder),
+                ..page_entry(incident_id, TELEGRAM, at)
+            },
+        )
     }
 
     /// Removes a page the channel confirmed (or refused for good).

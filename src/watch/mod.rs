@@ -40,6 +40,9 @@ pub struct SourceHealth {
     pub last_error: Option<(DateTime<Utc>, String)>,
     pub rate_limit: Option<RateBudget>,
     pub polls: u64,
+    /// Polls whose observations the pipeline has all judged and committed: what "the source
+    /// looked, and nothing came of it" can be concluded from (tests, `/metrics`).
+    pub judged_polls: u64,
     pub errors: u64,
     /// When the source was started: a source that never succeeds is blind from here.
     pub watching_since: Option<DateTime<Utc>>,
@@ -49,6 +52,36 @@ pub struct SourceHealth {
     pub refused: bool,
     /// The account's push stream, for sources that have one (Bluesky's Jetstream).
     pub stream: Option<StreamHealth>,
+    /// How far the pipeline is with the account's observations.
+    #[serde(skip)]
+    pub judging: Judging,
+}
+
+/// Observations of an account sent into the pipeline and judged by it, and the polls waiting
+/// for theirs.
+#[derive(Debug, Clone, Default)]
+pub struct Judging {
+    emitted: u64,
+    judged: u64,
+    /// For each poll not yet judged, how many observations had been sent when it ended.
+    pending_polls: std::collections::VecDeque<u64>,
+}
+
+impl SourceHealth {
+    /// A poll ended: it is judged once every observation sent so far is.
+    fn poll_ended(&mut self) {
+        self.polls += 1;
+        self.judging.pending_polls.push_back(self.judging.emitted);
+        self.advance();
+    }
+
+    fn advance(&mut self) {
+        let j = &mut self.judging;
+        while j.pending_polls.front().is_some_and(|m| *m <= j.judged) {
+            j.pending_polls.pop_front();
+            self.judged_polls += 1;
+        }
+    }
 }
 
 /// A push stream's state. The poller keeps running while it is down, but events then arrive a
@@ -87,7 +120,7 @@ impl Health {
         h.last_success = Some(Utc::now());
         h.failing_since = None;
         h.refused = false;
-        h.polls += 1;
+        h.poll_ended();
         if rate_limit.is_some() {
             h.rate_limit = rate_limit;
         }
@@ -108,11 +141,27 @@ impl Health {
         h.failing_since.get_or_insert(now);
         h.refused = refused;
         h.last_error = Some((now, error));
-        h.polls += 1;
+        h.poll_ended();
         h.errors += 1;
         if rate_limit.is_some() {
             h.rate_limit = rate_limit;
         }
+    }
+
+    /// An observation of `account` is about to enter the pipeline. Counted before it is sent,
+    /// so a poll that ends after it waits for it to be judged.
+    pub fn emitted(&self, account: &str) {
+        let mut map = self.0.lock().expect("health lock");
+        map.entry(account.to_owned()).or_default().judging.emitted += 1;
+    }
+
+    /// The pipeline committed its verdict on one observation of `account` (observations of an
+    /// account are judged in the order they were sent).
+    pub fn judged(&self, account: &str) {
+        let mut map = self.0.lock().expect("health lock");
+        let h = map.entry(account.to_owned()).or_default();
+        h.judging.judged += 1;
+        h.advance();
     }
 
     /// An app-wide budget (X: one per app and endpoint) shown on every account that spends it.
@@ -182,6 +231,7 @@ impl SourceContext {
             seen_at: Utc::now(),
             kind,
         };
+        self.health.emitted(account);
         self.out.send(obs).await.is_ok()
     }
 

@@ -2,10 +2,16 @@
 
 pub mod daemon;
 pub mod postfix;
+pub mod quiet;
 
 use std::time::{Duration, Instant};
 
-use tocsin::{App, Config, model::Incident, store::Store, watch::Health};
+use tocsin::{
+    App, Config,
+    model::{Incident, SharedClock},
+    store::Store,
+    watch::Health,
+};
 use tocsin_fakes::{
     loopback_config,
     mastodon::{FakeMastodon, status_html},
@@ -75,6 +81,18 @@ pub async fn spawn_app() -> TestApp {
 
 /// [`spawn_app`] with the config adjusted first (escalation, grouping, …).
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let (masto, bot, state) = fakes_with_history().await;
+    start_with(masto, bot, state, tweak).await
+}
+
+/// [`spawn_app_with`], the daemon reading the time of day from `clock`.
+pub async fn spawn_app_at(tweak: impl FnOnce(&mut Config), clock: SharedClock) -> TestApp {
+    let (masto, bot, state) = fakes_with_history().await;
+    start_at(masto, bot, state, tweak, Some(clock)).await
+}
+
+/// The watched account with one post from before tocsin, a Bot API, and a state dir.
+async fn fakes_with_history() -> (FakeMastodon, FakeBotApi, tempfile::TempDir) {
     let masto = FakeMastodon::start().await.unwrap();
     masto.add_account(
         ACCOUNT_ID,
@@ -85,8 +103,35 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     );
     masto.publish(ACCOUNT_ID, &status_html("An old post from before tocsin"));
     let bot = FakeBotApi::start(BOT_TOKEN).await.unwrap();
-    let state = tempfile::tempdir().unwrap();
-    start_with(masto, bot, state, tweak).await
+    (masto, bot, tempfile::tempdir().unwrap())
+}
+
+/// A clock the test sets and moves: the daemon's time of day, whatever the real one.
+#[derive(Debug, Clone)]
+pub struct TestClock(std::sync::Arc<std::sync::Mutex<chrono::DateTime<chrono::Utc>>>);
+
+impl TestClock {
+    /// Stopped at `rfc3339` until moved.
+    pub fn at(rfc3339: &str) -> TestClock {
+        let t = chrono::DateTime::parse_from_rfc3339(rfc3339)
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        TestClock(std::sync::Arc::new(std::sync::Mutex::new(t)))
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+
+    pub fn shared(&self) -> SharedClock {
+        std::sync::Arc::new(self.clone())
+    }
+}
+
+impl tocsin::model::Clock for TestClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        *self.0.lock().unwrap()
+    }
 }
 
 /// Starts the daemon on existing fakes and state (used for restarts too).
@@ -96,9 +141,23 @@ pub async fn start_with(
     state: tempfile::TempDir,
     tweak: impl FnOnce(&mut Config),
 ) -> TestApp {
+    start_at(masto, bot, state, tweak, None).await
+}
+
+/// [`start_with`] with the daemon reading the time of day from `clock`.
+pub async fn start_at(
+    masto: FakeMastodon,
+    bot: FakeBotApi,
+    state: tempfile::TempDir,
+    tweak: impl FnOnce(&mut Config),
+    clock: Option<SharedClock>,
+) -> TestApp {
     let mut config = config(state.path(), &bot, &masto);
     tweak(&mut config);
-    let app = App::build(config).await.unwrap();
+    let mut app = App::build(config).await.unwrap();
+    if let Some(clock) = clock {
+        app = app.with_clock(clock);
+    }
     let api = format!("http://{}", app.http_addr());
     let journal = app.journal_addr();
     let store = app.store().clone();
@@ -121,11 +180,23 @@ pub async fn start_with(
 }
 
 impl TestApp {
-    /// Waits until `n` more polls have completed.
+    /// Waits until `n` more polls of the watched account have been judged: their observations
+    /// committed (or refused) by the pipeline, not just queued for it.
     pub async fn wait_polls(&self, n: u64) {
-        let polls = |h: &Health| h.snapshot().get(ACCOUNT).map_or(0, |s| s.polls);
-        let target = polls(&self.health) + n;
-        until(|| polls(&self.health) >= target, "polls").await;
+        self.wait_judged(ACCOUNT, n).await;
+    }
+
+    /// Waits until `n` more polls of `account` have been judged.
+    pub async fn wait_judged(&self, account: &str, n: u64) {
+        let judged = |h: &Health| h.snapshot().get(account).map_or(0, |s| s.judged_polls);
+        let target = judged(&self.health) + n;
+        until(|| judged(&self.health) >= target, "judged polls").await;
+    }
+
+    /// Proves the daemon judged `polls` more polls of the watched account and sent (or dropped)
+    /// everything it queued, then reads what it did: see [`quiet`].
+    pub async fn settle(&self, polls: u64) -> quiet::Settled {
+        quiet::settle(self, ACCOUNT, polls).await
     }
 
     pub fn incident_by_object(&self, object: &str) -> Option<Incident> {
@@ -156,6 +227,25 @@ impl TestApp {
             .unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or_default())
+    }
+
+    /// One series of `/metrics` (`name` with its labels as printed), 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.api))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0)
     }
 
     /// `POST` of a JSON body on the API with the token.

@@ -55,6 +55,8 @@ impl FakeBotApi {
                 parse_mode: None,
                 reply_markup: None,
                 disable_notification: false,
+                reply_to: None,
+                allow_sending_without_reply: false,
                 received_at: date,
                 received_instant: Instant::now(),
             },

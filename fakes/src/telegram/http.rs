@@ -94,18 +94,35 @@ pub(super) async fn handle(
     tracing::debug!(method, ?params, "fake Bot API request");
     let forced = {
         let mut inner = shared.lock();
+        if inner.down {
+            return broken_response();
+        }
         inner.calls.push(RecordedCall {
             method: method.to_owned(),
             params: Value::Object(params.0.clone()),
             received_at: Utc::now(),
         });
+        let edited = match method_key.as_str() {
+            "editmessagetext" | "editmessagereplymarkup" => params
+                .chat_id()
+                .ok()
+                .zip(params.message_id().ok())
+                .and_then(|key| inner.message_faults.get(&key).cloned()),
+            _ => None,
+        };
         inner
             .failures
             .get_mut(&method_key)
             .and_then(VecDeque::pop_front)
+            .or(edited)
+            .or_else(|| inner.standing.get(&method_key).cloned())
     };
-    let accept_then_reset = matches!(forced, Some(Failure::ResetAfterAccept));
-    if let Some(failure) = forced.filter(|_| !accept_then_reset) {
+    // These are answers to a request the server carried out: the method runs first.
+    let carried_out = matches!(
+        forced,
+        Some(Failure::ResetAfterAccept | Failure::NullResult)
+    );
+    if let Some(failure) = forced.clone().filter(|_| !carried_out) {
         return forced_response(&shared, failure).await;
     }
     let result = match method_key.as_str() {
@@ -134,10 +151,16 @@ pub(super) async fn handle(
         }
         _ => Err(ApiError::new(404, "Not Found")),
     };
-    match result {
-        _ if accept_then_reset => broken_response(),
-        Ok(result) => json_response(StatusCode::OK, &json!({"ok": true, "result": result})),
-        Err(error) => error.into_response(),
+    if shared.lock().down {
+        return broken_response();
+    }
+    match (result, forced) {
+        (Ok(_), Some(Failure::NullResult)) => {
+            json_response(StatusCode::OK, &json!({"ok": true, "result": null}))
+        }
+        (_, Some(Failure::ResetAfterAccept)) => broken_response(),
+        (Ok(result), _) => json_response(StatusCode::OK, &json!({"ok": true, "result": result})),
+        (Err(error), _) => error.into_response(),
     }
 }
 
@@ -158,7 +181,13 @@ pub(super) async fn forced_response(shared: &Shared, failure: Failure) -> Respon
             }
             ApiError::new(500, "Internal Server Error").into_response()
         }
-        Failure::Reset | Failure::ResetAfterAccept => broken_response(),
+        Failure::EditRefused(why) => ApiError::bad_request(why.description()).into_response(),
+        Failure::EntityError => ApiError::bad_request(
+            "Bad Request: can't parse entities: Can't find end of the entity starting at byte offset 12",
+        )
+        .into_response(),
+        Failure::TooLong => ApiError::bad_request("Bad Request: message is too long").into_response(),
+        Failure::Reset | Failure::ResetAfterAccept | Failure::NullResult => broken_response(),
     }
 }
 

@@ -52,6 +52,8 @@ pub(super) async fn get_updates(shared: &Shared, params: &Params) -> Result<Valu
     };
     // Like Telegram, a newer poll terminates an older one still waiting.
     shared.updates.notify_waiters();
+    let immediate = shared.lock().poll_mode == PollMode::Immediate;
+    let timeout = if immediate { 0 } else { timeout };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
     let mut shutdown = shared.shutdown.subscribe();
     loop {
@@ -60,6 +62,9 @@ pub(super) async fn get_updates(shared: &Shared, params: &Params) -> Result<Valu
         notified.as_mut().enable();
         {
             let mut inner = shared.lock();
+            if inner.down {
+                return ok(json!([]));
+            }
             if inner.poll_generation != generation {
                 return Err(ApiError::new(409, CONFLICT));
             }
@@ -111,7 +116,16 @@ pub(super) fn send_message(shared: &Shared, params: &Params) -> Result<Value, Ap
     let parse_mode = params.string("parse_mode").filter(|m| !m.is_empty());
     let rendered = render(&text, parse_mode.as_deref(), params)?;
     let markup = reply_markup(params)?;
+    let (reply_to, allow_sending_without_reply) = reply_target(params)?;
     let mut inner = shared.lock();
+    if let Some(to) = reply_to
+        && !allow_sending_without_reply
+        && !inner.messages.contains_key(&(chat_id, to))
+    {
+        return Err(ApiError::bad_request(
+            "Bad Request: message to be replied not found",
+        ));
+    }
     let message_id = next_message_id(&mut inner, chat_id);
     let now = Utc::now();
     let record = SentMessage {
@@ -122,6 +136,8 @@ pub(super) fn send_message(shared: &Shared, params: &Params) -> Result<Value, Ap
         parse_mode,
         reply_markup: markup.clone(),
         disable_notification: params.flag("disable_notification"),
+        reply_to,
+        allow_sending_without_reply,
         received_at: now,
         received_instant: Instant::now(),
     };
@@ -138,6 +154,28 @@ pub(super) fn send_message(shared: &Shared, params: &Params) -> Result<Value, Ap
     inner.messages.insert((chat_id, message_id), stored);
     inner.sent.push(record);
     ok(message)
+}
+
+/// The message a send replies to: `reply_parameters` (Bot API 7.0) or the older
+/// `reply_to_message_id` and `allow_sending_without_reply`.
+fn reply_target(params: &Params) -> Result<(Option<i32>, bool), ApiError> {
+    let invalid = || ApiError::bad_request("Bad Request: can't parse reply parameters JSON object");
+    if let Some(p) = params.json("reply_parameters").map_err(|()| invalid())? {
+        let id = p
+            .get("message_id")
+            .and_then(Value::as_i64)
+            .ok_or_else(invalid)?;
+        let allow = p
+            .get("allow_sending_without_reply")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        return Ok((i32::try_from(id).ok(), allow));
+    }
+    let id = params.int("reply_to_message_id")?;
+    Ok((
+        id.and_then(|id| i32::try_from(id).ok()),
+        params.flag("allow_sending_without_reply"),
+    ))
 }
 
 pub(super) fn edit_message(

@@ -88,6 +88,51 @@ pub enum Failure {
     /// The request is carried out (a message stored), then the connection breaks before the
     /// answer arrives: the client cannot know it worked, and a retry sends it twice.
     ResetAfterAccept,
+    /// The request is carried out, and the answer is `{"ok":true,"result":null}` instead of
+    /// what the method documents: what a Bot API emulator that cuts corners answers.
+    NullResult,
+    /// An edit refused for good, with the description the real Bot API gives for the case.
+    EditRefused(EditRefusal),
+    /// `can't parse entities`: the server refused the text's markup.
+    EntityError,
+    /// `message is too long`: the server counted more than it accepts.
+    TooLong,
+}
+
+/// Why Telegram will never apply an edit to a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EditRefusal {
+    /// A responder deleted the message.
+    NotFound,
+    /// Too old, or of a kind that cannot be edited.
+    CantBeEdited,
+    /// The id names no message of the chat.
+    IdInvalid,
+    /// The message is not the bot's own.
+    NotAuthor,
+}
+
+impl EditRefusal {
+    /// The description the Bot API answers with.
+    pub fn description(self) -> &'static str {
+        match self {
+            EditRefusal::NotFound => "Bad Request: message to edit not found",
+            EditRefusal::CantBeEdited | EditRefusal::NotAuthor => {
+                "Bad Request: message can't be edited"
+            }
+            EditRefusal::IdInvalid => "Bad Request: MESSAGE_ID_INVALID",
+        }
+    }
+}
+
+/// How `getUpdates` treats its `timeout`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PollMode {
+    /// As Telegram: hold the request until an update arrives or the timeout passes.
+    #[default]
+    LongPoll,
+    /// Answer at once with whatever is queued, an empty list included, ignoring `timeout`.
+    Immediate,
 }
 
 /// A response body that fails at once, so the client sees the connection break mid-answer.
@@ -129,6 +174,12 @@ pub struct SentMessage {
     pub parse_mode: Option<String>,
     pub reply_markup: Option<Value>,
     pub disable_notification: bool,
+    /// `reply_parameters.message_id` (or the older `reply_to_message_id`), when the message
+    /// was sent as a reply.
+    pub reply_to: Option<i32>,
+    /// `reply_parameters.allow_sending_without_reply`: sent even if the message it replies to
+    /// is gone.
+    pub allow_sending_without_reply: bool,
     pub received_at: DateTime<Utc>,
     pub received_instant: Instant,
 }
@@ -211,6 +262,13 @@ struct Inner {
     calls: Vec<RecordedCall>,
     counts: HashMap<String, usize>,
     failures: HashMap<String, VecDeque<Failure>>,
+    /// Failures answered to every request of a method until cleared.
+    standing: HashMap<String, Failure>,
+    /// Failures answered to every edit of one message until cleared.
+    message_faults: HashMap<(i64, i32), Failure>,
+    poll_mode: PollMode,
+    /// Every request breaks off unanswered (an outage), the listener kept.
+    down: bool,
     commands: Option<Value>,
     channels: HashMap<i64, FakeChannel>,
 }
@@ -371,6 +429,8 @@ impl FakeBotApi {
                 parse_mode: None,
                 reply_markup: None,
                 disable_notification: false,
+                reply_to: None,
+                allow_sending_without_reply: false,
                 received_at: now,
                 received_instant: Instant::now(),
             },
@@ -393,6 +453,30 @@ impl FakeBotApi {
         message_id: i32,
         data: &str,
     ) -> String {
+        self.queue_press(chat_id, from, message_id, data, true)
+    }
+
+    /// [`FakeBotApi::press_button`] as a Bot API emulator sends it: without the
+    /// `chat_instance` field Telegram always includes, which strict clients fail to parse.
+    /// The query can still be answered. Returns the query id.
+    pub fn press_button_without_chat_instance(
+        &self,
+        chat_id: i64,
+        from: &FakeUser,
+        message_id: i32,
+        data: &str,
+    ) -> String {
+        self.queue_press(chat_id, from, message_id, data, false)
+    }
+
+    fn queue_press(
+        &self,
+        chat_id: i64,
+        from: &FakeUser,
+        message_id: i32,
+        data: &str,
+        chat_instance: bool,
+    ) -> String {
         let mut inner = self.lock();
         inner.next_callback_seq += 1;
         let query_id = format!(
@@ -408,13 +492,15 @@ impl FakeBotApi {
                 "date": 0,
             }),
         };
-        let query = json!({
+        let mut query = json!({
             "id": query_id,
             "from": from.json(),
             "message": message,
-            "chat_instance": format!("{}", (chat_id as u64) ^ 0x5bd1_e995_u64),
             "data": data,
         });
+        if chat_instance {
+            query["chat_instance"] = json!(format!("{}", (chat_id as u64) ^ 0x5bd1_e995_u64));
+        }
         inner.open_queries.insert(query_id.clone(), false);
         self.enqueue(&mut inner, "callback_query", "callback_query", query);
         drop(inner);
@@ -445,6 +531,55 @@ impl FakeBotApi {
             .entry(method.to_ascii_lowercase())
             .or_default()
             .push_back(failure);
+    }
+
+    /// Answers every request of `method` (case-insensitive) with `failure` until
+    /// [`FakeBotApi::clear_failures`]; failures queued with `fail_next` come first.
+    pub fn fail_always(&self, method: &str, failure: Failure) {
+        self.lock()
+            .standing
+            .insert(method.to_ascii_lowercase(), failure);
+    }
+
+    /// Answers every edit (`editMessageText`, `editMessageReplyMarkup`) of one message with
+    /// `failure` until [`FakeBotApi::clear_failures`]: one page that cannot be updated while
+    /// every other message works.
+    pub fn fail_edits_of(&self, chat_id: i64, message_id: i32, failure: Failure) {
+        self.lock()
+            .message_faults
+            .insert((chat_id, message_id), failure);
+    }
+
+    /// Ends every standing failure (`fail_always`, `fail_edits_of`) and drops queued ones.
+    pub fn clear_failures(&self) {
+        let mut inner = self.lock();
+        inner.standing.clear();
+        inner.message_faults.clear();
+        inner.failures.clear();
+    }
+
+    /// An outage while `down`: every request (long polls under way included) breaks off
+    /// without an answer and without effect, while the listener keeps its port, so the Bot API
+    /// comes back where the daemon looks for it.
+    pub fn set_down(&self, down: bool) {
+        self.lock().down = down;
+        self.shared.updates.notify_waiters();
+    }
+
+    /// How `getUpdates` treats its `timeout` from now on.
+    pub fn set_poll_mode(&self, mode: PollMode) {
+        self.lock().poll_mode = mode;
+        self.shared.updates.notify_waiters();
+    }
+
+    /// When each request of `method` (case-insensitive) arrived, oldest first.
+    pub fn call_times(&self, method: &str) -> Vec<DateTime<Utc>> {
+        self.lock()
+            .calls
+            .iter()
+            .filter(|c| c.method.eq_ignore_ascii_case(method))
+            .map(|c| c.received_at)
+            .collect()
     }
 
     /// Requests received for `method` (case-insensitive), whatever their outcome.
