@@ -233,7 +233,7 @@ fn flood(w: &Watched) -> Vec<Flood> {
 /// under the flood as idle. Its page then waits for Telegram's per-chat pacing, which the
 /// flood's own burst page (edited as the burst grows) also draws on: printed, not asserted here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_mail_flood_does_not_delay_judging_a_rogue_post() {
+async fn a_mail_flood_does_not_delay_judging_or_paging_a_rogue_post() {
     let w = start().await;
     let mut idle = Vec::new();
     for i in 0..3 {
@@ -286,6 +286,14 @@ async fn a_mail_flood_does_not_delay_judging_a_rogue_post() {
         assert!(
             l.recorded <= Duration::from_millis(1000).max(worst_idle * 4),
             "a rogue post waited {:?} to be judged under the mail flood (idle: {idle:?})",
+            l.recorded
+        );
+        // Paged within Telegram's pacing of the judging: the flood's own burst pages are
+        // edited as they grow, and an edit never takes a slot ahead of a new page.
+        assert!(
+            l.paged <= l.recorded + Duration::from_millis(2500),
+            "a rogue post's page waited {:?} behind the flood's pages (judged in {:?})",
+            l.paged,
             l.recorded
         );
     }

@@ -300,7 +300,12 @@ fn dispatch(w: &Worker, st: &mut Lanes) -> Option<Instant> {
             order.push(e.incident_id);
         }
     }
-    for id in order {
+    // First pages, rings and reminders are handed out before edits of pages already in the
+    // chat: an edit only refreshes what responders already see.
+    for (edits, id) in [false, true]
+        .into_iter()
+        .flat_map(|edits| order.iter().map(move |id| (edits, *id)))
+    {
         if st.tasks.len() >= IN_FLIGHT {
             break;
         }
@@ -358,6 +363,22 @@ fn dispatch(w: &Worker, st: &mut Lanes) -> Option<Instant> {
             Job::Page { repost, .. } => *repost || !w.pager.is_current(&incident),
             Job::Remind { .. } | Job::Ring { .. } => true,
         };
+        let edit = needs_slot
+            && matches!(&job, Job::Page { repost: false, .. })
+            && incident.page.is_some();
+        if edit != edits {
+            continue;
+        }
+        // An edit takes a slot only when one is free now and the minute keeps its reserve:
+        // it never books the future ahead of a page found meanwhile. Its entries stay queued,
+        // and the one edit made later shows the state of then.
+        if edit {
+            let wait = st.pacer.wait_edit(now);
+            if !wait.is_zero() {
+                earliest(&mut next, now + wait);
+                continue;
+            }
+        }
         match pass {
             Pass::Probe(_) => ch.probing = true,
             Pass::Retry(_) => ch.retrying = true,

@@ -358,11 +358,25 @@ pub struct Pacer {
 
 pub const MIN_SPACING: Duration = Duration::from_secs(1);
 pub const PER_MINUTE: usize = 20;
+/// Slots of each minute that edits of pages already in the chat never take: kept for first
+/// pages, rings and reminders, so that a burst edited as it grows (a mail flood) cannot spend
+/// the chat's minute before the next incident's page.
+pub const KEPT_FOR_NEW: usize = 5;
 const MINUTE: Duration = Duration::from_secs(60);
 
 impl Pacer {
     /// How long to wait before the next message may go.
     pub fn wait(&mut self, now: Instant) -> Duration {
+        self.wait_within(now, PER_MINUTE)
+    }
+
+    /// How long an edit of a page already in the chat waits: it may not take the minute's
+    /// last [`KEPT_FOR_NEW`] slots.
+    pub fn wait_edit(&mut self, now: Instant) -> Duration {
+        self.wait_within(now, PER_MINUTE - KEPT_FOR_NEW)
+    }
+
+    fn wait_within(&mut self, now: Instant, per_minute: usize) -> Duration {
         while self
             .recent
             .front()
@@ -373,8 +387,8 @@ impl Pacer {
         let spacing = self.recent.back().map_or(Duration::ZERO, |last| {
             (*last + MIN_SPACING).saturating_duration_since(now)
         });
-        let window = if self.recent.len() >= PER_MINUTE {
-            (self.recent[self.recent.len() - PER_MINUTE] + MINUTE).saturating_duration_since(now)
+        let window = if self.recent.len() >= per_minute {
+            (self.recent[self.recent.len() - per_minute] + MINUTE).saturating_duration_since(now)
         } else {
             Duration::ZERO
         };
