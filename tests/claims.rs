@@ -7,9 +7,9 @@ use tocsin::{
     Config,
     config::{PagerDutyChannel, Secret},
 };
-use tocsin_fakes::pagerduty::FakePagerDuty;
+use tocsin_fakes::{mastodon::status_html, pagerduty::FakePagerDuty, telegram::FakeUser};
 
-use crate::support::*;
+use crate::support::{daemon, *};
 
 const ROUTING_KEY: &str = "0123456789abcdef0123456789abcdef";
 
@@ -83,4 +83,88 @@ async fn mastodon_at_zero_remaining_waits_for_the_reset_without_a_429() {
         "a request was sent over the limit"
     );
     app.stop().await;
+}
+
+/// README, SIGHUP: the reload reopens "the new accounts, chat and responders": after it, pages
+/// go to the new chat, and only the new responders may act.
+#[tokio::test]
+async fn sighup_moves_pages_to_the_new_chat_and_hands_the_buttons_to_the_new_responders() {
+    const NEW_CHAT: i64 = -1_009_990_001;
+    let (masto, bot, dir) = daemon::fakes().await;
+    let config = daemon::write_config(dir.path(), &bot, &masto, "");
+    let daemon = daemon::Daemon::spawn(&config, "info", &[]);
+    daemon.http_addr().await;
+    let statuses = format!("/api/v1/accounts/{ACCOUNT_ID}/statuses");
+    until(|| masto.request_count(&statuses) >= 2, "the first polls").await;
+    let text = std::fs::read_to_string(&config).unwrap();
+    let moved = text
+        .replace(
+            &format!("chat_id = {CHAT}"),
+            &format!("chat_id = {NEW_CHAT}"),
+        )
+        .replace("responders = [111]", "responders = [222]");
+    assert_ne!(moved, text, "the config names the chat and the responder");
+    std::fs::write(&config, moved).unwrap();
+    daemon.signal("HUP");
+    until(
+        || daemon.log_text().contains("configuration reloaded"),
+        "the reload",
+    )
+    .await;
+
+    masto.publish(
+        ACCOUNT_ID,
+        &status_html("send 1 BTC to get 2 https://evil.example"),
+    );
+    until(|| !bot.sent().is_empty(), "the page").await;
+    let page = bot.sent()[0].clone();
+    assert_eq!(
+        page.chat_id, NEW_CHAT,
+        "paged to the chat of before the reload"
+    );
+    let id: u64 = page
+        .text
+        .split("Incident #")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("an incident number on the page: {}", page.text));
+
+    // The responder of before the reload is an outsider now: refused, the page unchanged.
+    bot.press_button(
+        NEW_CHAT,
+        &responder(),
+        page.message_id,
+        &format!("ack:{id}"),
+    );
+    until(
+        || bot.callback_answers().len() == 1,
+        "the answer to the old responder",
+    )
+    .await;
+    let refusal = bot.callback_answers()[0].text.clone().unwrap_or_default();
+    assert!(refusal.starts_with("Refused"), "{refusal}");
+    let new_responder = FakeUser::new(222, "Bob", Some("bob_oncall"));
+    bot.press_button(
+        NEW_CHAT,
+        &new_responder,
+        page.message_id,
+        &format!("ack:{id}"),
+    );
+    until(
+        || {
+            bot.message(NEW_CHAT, page.message_id)
+                .is_some_and(|m| m.text.contains("ACKED"))
+        },
+        "the ack of the new responder",
+    )
+    .await;
+    let answer = bot.callback_answers()[1].text.clone().unwrap_or_default();
+    assert!(!answer.starts_with("Refused"), "{answer}");
+    assert!(
+        bot.sent().iter().all(|m| m.chat_id == NEW_CHAT),
+        "nothing went to the old chat: {:?}",
+        bot.sent().iter().map(|m| m.chat_id).collect::<Vec<_>>()
+    );
+    let _ = (masto, dir);
 }
