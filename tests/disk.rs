@@ -38,8 +38,9 @@ async fn a_disk_that_fills_while_running_alerts_and_loses_nothing() {
         "the first polls",
     )
     .await;
-    // A burst bigger than the disk: the scam posts of a takeover.
-    let ids: Vec<String> = (0..40)
+    // A burst bigger than the disk: the scam posts of a takeover, two and a half pages of the
+    // API's 40, so the restart has to read on from a cursor inside the burst.
+    let ids: Vec<String> = (0..100)
         .map(|k| {
             masto.publish(
                 ACCOUNT_ID,
