@@ -29,7 +29,8 @@ fn pages_with(bot: &FakeBotApi, marker: &str) -> usize {
 async fn sigkill_mid_burst_loses_no_page_and_sends_none_more_than_twice() {
     const POSTS: usize = 4;
     let runs = env_or("TOCSIN_CRASH_RUNS", 3);
-    let (mut delivered, mut duplicates) = (0, 0);
+    let (mut committed, mut delivered, mut duplicates, mut mid_burst) = (0, 0, 0, 0);
+    let mut before_kill = Vec::new();
     for run in 0..runs {
         let (masto, bot, dir) = fakes().await;
         // One page per post, so every kill can land between pages.
@@ -50,7 +51,13 @@ async fn sigkill_mid_burst_loses_no_page_and_sends_none_more_than_twice() {
             .unwrap();
         let nanos = clock.subsec_nanos() as u64 + run * 7919;
         tokio::time::sleep(Duration::from_millis(nanos % (POSTS as u64 * 1000))).await;
+        // What the chat had when the kill landed: 0 or all of them is a kill outside the burst.
+        let seen = markers.iter().filter(|m| pages_with(&bot, m) >= 1).count();
         drop(daemon); // SIGKILL
+        before_kill.push(seen);
+        if (1..POSTS).contains(&seen) {
+            mid_burst += 1;
+        }
         let daemon = Daemon::spawn(&config, "warn,tocsin::app=info", &[]);
         until(
             || markers.iter().all(|m| pages_with(&bot, m) >= 1),
@@ -64,6 +71,20 @@ async fn sigkill_mid_burst_loses_no_page_and_sends_none_more_than_twice() {
             bot: &bot,
         };
         quiet::settle(&remote, ACCOUNT, 2).await;
+        // Committed: the incidents the store holds for the burst, read through the API.
+        let incidents: serde_json::Value = reqwest::Client::new()
+            .get(format!("{}/api/v1/incidents", remote.api))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let text = incidents.to_string();
+        let stored = markers.iter().filter(|m| text.contains(m.as_str())).count();
+        assert_eq!(stored, POSTS, "every post of the burst is an incident");
+        committed += stored;
         for m in &markers {
             let n = pages_with(&bot, m);
             assert!((1..=2).contains(&n), "{m} paged {n} times");
@@ -72,8 +93,9 @@ async fn sigkill_mid_burst_loses_no_page_and_sends_none_more_than_twice() {
         }
     }
     eprintln!(
-        "crash runs: {runs}, pages committed: {}, delivered: {delivered}, duplicates: {duplicates}",
-        runs as usize * POSTS
+        "crash runs: {runs}, killed mid-burst: {mid_burst} (pages in the chat at each kill: \
+         {before_kill:?} of {POSTS}), incidents committed: {committed}, pages delivered: \
+         {delivered}, duplicates: {duplicates}"
     );
 }
 
