@@ -13,8 +13,7 @@ use tocsin::{
         email::{MailgunHook, PostmarkHook, SendGridHook, SesHook},
     },
     incidents::PauseState,
-    mail::webhooks::Inbox,
-    model::{ObservationKind, Rule},
+    model::Rule,
     store::{
         Store,
         mail_inbox::{CURSOR, InboxRecord},
@@ -48,7 +47,13 @@ struct Hooked {
     sns: FakeSns,
     sendgrid: SendGridSigner,
     shutdown: CancellationToken,
-    _state: tempfile::TempDir,
+    /// Stops the daemon when the test lets go of it.
+    _stop: tokio_util::sync::DropGuard,
+    /// The running daemon, awaited by [`Hooked::restart`].
+    handle: Option<tokio::task::JoinHandle<Result<(), tocsin::AppError>>>,
+    /// As built, for a restart on the same state.
+    config: Config,
+    state: tempfile::TempDir,
     _fakes: (FakeMastodon, FakeBotApi),
 }
 
@@ -98,32 +103,60 @@ async fn hooked_with(tweak: impl FnOnce(&mut Config)) -> Hooked {
         ..Default::default()
     });
     tweak(&mut config);
-    let app = App::build(config)
+    start(config, state, sns, sendgrid, (masto, bot)).await
+}
+
+/// Builds and runs the daemon on `config`, whose state is in `state`.
+async fn start(
+    config: Config,
+    state: tempfile::TempDir,
+    sns: FakeSns,
+    sendgrid: SendGridSigner,
+    fakes: (FakeMastodon, FakeBotApi),
+) -> Hooked {
+    let app = App::build(config.clone())
         .await
         .unwrap()
         .with_sns_client(sns.client());
     let url = format!("http://{}", app.http_addr());
     let store = app.store().clone();
     let shutdown = CancellationToken::new();
-    tokio::spawn(app.run_until(shutdown.clone()));
+    let handle = tokio::spawn(app.run_until(shutdown.clone()));
     Hooked {
         url,
         store,
         sns,
         sendgrid,
+        _stop: shutdown.clone().drop_guard(),
         shutdown,
-        _state: state,
-        _fakes: (masto, bot),
-    }
-}
-
-impl Drop for Hooked {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+        handle: Some(handle),
+        config,
+        state,
+        _fakes: fakes,
     }
 }
 
 impl Hooked {
+    /// Stops the daemon, lets `while_down` do what it wants to the store, and starts a new one
+    /// on the same state and config.
+    async fn restart(mut self, while_down: impl FnOnce(&Store)) -> Hooked {
+        self.shutdown.cancel();
+        self.handle.take().unwrap().await.unwrap().unwrap();
+        while_down(&self.store);
+        // The state dir is locked while any handle on it lives.
+        let Hooked {
+            store,
+            sns,
+            sendgrid,
+            config,
+            state,
+            _fakes,
+            ..
+        } = self;
+        drop(store);
+        start(config, state, sns, sendgrid, _fakes).await
+    }
+
     async fn post(
         &self,
         path: &str,
@@ -673,39 +706,20 @@ async fn accepted_events_not_yet_judged_are_judged_after_a_restart() {
     assert_eq!(h.post("/hooks/sendgrid", &headers, body).await.0, 200);
     h.judged().await;
     let last = h.store.inbox_last_seq().unwrap();
-    // As if the daemon died after the 200 but before judging: rewind the pipeline's checkpoint,
-    // stop, and start a new inbox writer on the same store.
-    h.store.set_cursor(CURSOR, "0").unwrap();
-    h.shutdown.cancel();
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let (inbox, writer) = Inbox::start(h.store.clone(), tx, CancellationToken::new());
-    tokio::spawn(writer);
-    let mut mails = 0;
-    loop {
-        let obs = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-            .await
-            .expect("the backlog is handed over")
-            .expect("the writer runs");
-        match obs.kind {
-            ObservationKind::Mail(m) => {
-                assert_eq!(obs.account, "sendgrid");
-                assert_eq!(m.feed, "sendgrid");
-                mails += 1;
-            }
-            ObservationKind::Checkpoint { cursor, value } => {
-                assert_eq!(cursor, CURSOR);
-                assert_eq!(
-                    value,
-                    last.to_string(),
-                    "the checkpoint follows the backlog"
-                );
-                break;
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert_eq!(mails, 10);
-    drop(inbox);
+    // As if the daemon died after the 200 but before judging: the pipeline's checkpoint is
+    // rewound while it is down, and a new daemon starts on the same state.
+    let h = h
+        .restart(|store| store.set_cursor(CURSOR, "0").unwrap())
+        .await;
+    h.judged().await;
+    assert_eq!(h.store.inbox_checkpoint().unwrap(), last);
+    // Judged by the new daemon (its counters start at zero): the ten events, once each.
+    support::quiet::until_async(
+        || async { judged_mails(&h, "sendgrid").await >= 10.0 },
+        "the backlog judged",
+    )
+    .await;
+    assert_eq!(judged_mails(&h, "sendgrid").await, 10.0);
 }
 
 /// Counts of what the pipeline judged from a webhook's account.

@@ -11,7 +11,7 @@ use tocsin::{
 use tocsin_fakes::smtp::{SmtpClient, TestCert, customers, leaky_message};
 use tokio::io::AsyncReadExt;
 
-use crate::support::{daemon::*, *};
+use crate::support::{daemon::*, quiet::until_async, *};
 
 const SENDER: &str = "mailer@exchange.example";
 const USER: &str = "postfix";
@@ -231,17 +231,6 @@ async fn sessions_are_capped_and_an_unterminated_data_times_out() {
     assert_eq!(again.command("EHLO mta.example").await.unwrap().code, 250);
     first.quit().await.unwrap();
     app.stop().await;
-}
-
-async fn until_async<F: std::future::Future<Output = bool>>(f: impl Fn() -> F, what: &str) {
-    let deadline = std::time::Instant::now() + WAIT;
-    while !f().await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// The BitMEX attack's size: 850,000 addresses (14 MB) in `To:`, folded ten to a line.
