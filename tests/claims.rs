@@ -168,3 +168,38 @@ async fn sighup_moves_pages_to_the_new_chat_and_hands_the_buttons_to_the_new_res
     );
     let _ = (masto, dir);
 }
+
+/// The first cursor of a source ("everything up to here is history") is flushed at once, not
+/// left to sled's periodic flush: killed right after its first poll, the restarted daemon does
+/// not poll for the first time again, which would take a post published meanwhile for history.
+#[tokio::test]
+async fn a_kill_right_after_the_first_poll_does_not_turn_the_next_post_into_history() {
+    let (masto, bot, dir) = daemon::fakes().await;
+    let config = daemon::write_config(dir.path(), &bot, &masto, "");
+    let daemon = daemon::Daemon::spawn(&config, "info,tocsin::app::pipeline=debug", &[]);
+    let origin = format!("mastodon:{ACCOUNT}:origin");
+    until(
+        || {
+            daemon
+                .log_text()
+                .lines()
+                .any(|l| l.contains("a source's first cursor made durable") && l.contains(&origin))
+        },
+        "the first poll's cursor made durable",
+    )
+    .await;
+    // Killed well inside sled's 200 ms flush period.
+    drop(daemon);
+    let rogue = masto.publish(ACCOUNT_ID, &status_html("send 1 BTC while tocsin was down"));
+    let daemon = daemon::Daemon::spawn(&config, "info", &[]);
+    until(
+        || {
+            bot.sent()
+                .iter()
+                .any(|m| m.text.contains("while tocsin was down"))
+        },
+        "the post published while tocsin was down, paged",
+    )
+    .await;
+    let _ = (rogue, daemon, dir);
+}

@@ -56,8 +56,12 @@ impl Judge {
                 Ok(()) if first => store.flush().await,
                 other => other,
             };
-            if let Err(e) = persisted {
-                tracing::error!(error = %e, cursor, lane = lane.as_str(), "cannot persist a source cursor");
+            match persisted {
+                Ok(()) if first => tracing::debug!(cursor, "a source's first cursor made durable"),
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, cursor, lane = lane.as_str(), "cannot persist a source cursor")
+                }
             }
             self.metrics.health().judged(&obs.account);
             return;
