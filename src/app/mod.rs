@@ -7,6 +7,7 @@
 //! worker finish the send in flight.
 
 pub mod check;
+pub mod integrity;
 mod pipeline;
 
 use std::{collections::HashSet, net::SocketAddr, path::Path, sync::Arc, time::Duration};
@@ -34,6 +35,7 @@ use crate::{
     metrics::Metrics,
     notify::{
         self, Fallback, PagerDuty, TelegramPager, TelegramStatus, TelegramWatch, Webhook,
+        heads::HeadsPublisher,
         heartbeat::{self, HeartbeatContext},
     },
     platforms::{self, WatchContext},
@@ -78,6 +80,8 @@ pub struct App {
     sns_client: Option<reqwest::Client>,
     /// The SMTP journal listener, bound with the HTTP one so port 0 is known before running.
     journal: Option<(tokio::net::TcpListener, SocketAddr)>,
+    /// What verifying the store found before anything ran; paged and published by `run_until`.
+    integrity: integrity::StartCheck,
 }
 
 impl App {
@@ -96,13 +100,10 @@ impl App {
     /// the tasks around it are replaced.
     pub async fn build_with_store(config: Config, store: Store) -> Result<App, AppError> {
         check::check(&config)?;
-        let adopted = store.adopt_unchained_timelines()?;
-        if adopted > 0 {
-            tracing::info!(
-                events = adopted,
-                "incident timelines from an older build added to the timeline chain"
-            );
-        }
+        // Verified before anything can write: a record appended first would be signed on top
+        // of whatever an intruder left. Nothing missing from a chain is re-chained here.
+        store.set_signing_key(check::signing_key(&config)?.map(Arc::new));
+        let integrity = integrity::at_start(&store)?;
         let addr = config.general.listen;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -132,6 +133,7 @@ impl App {
             health: Health::default(),
             sns_client: None,
             journal,
+            integrity,
         })
     }
 
@@ -172,6 +174,7 @@ impl App {
             health,
             sns_client,
             journal: journal_listener,
+            integrity: start_check,
         } = self;
         let tasks = TaskTracker::new();
         let mailer = match config.email.as_ref().and_then(|e| e.kill_switch.clone()) {
@@ -281,19 +284,17 @@ impl App {
         }
 
         // One worker per channel, each woken by every queued page.
-        let fallbacks: Vec<(Fallback, Option<Vec<crate::model::Severity>>)> = config
+        let severities = config
             .channels
             .pagerduty
             .iter()
-            .map(|c| {
-                let ch = Fallback::PagerDuty(PagerDuty::new(c, http_client.clone()));
-                (ch, c.severities.clone())
-            })
-            .chain(config.channels.webhook.iter().map(|c| {
-                let ch = Fallback::Webhook(Webhook::new(c, http_client.clone()));
-                (ch, c.severities.clone())
-            }))
-            .collect();
+            .map(|c| c.severities.clone())
+            .chain(config.channels.webhook.iter().map(|c| c.severities.clone()));
+        let fallbacks: Vec<(Fallback, Option<Vec<crate::model::Severity>>)> =
+            fallback_channels(&config, &http_client)
+                .into_iter()
+                .zip(severities)
+                .collect();
         let routes: Vec<Route> = fallbacks
             .iter()
             .map(|(ch, severities)| Route {
@@ -342,6 +343,20 @@ impl App {
             wakes,
             shutdown.clone(),
         ));
+        let publisher = HeadsPublisher {
+            store: store.clone(),
+            bot: send_bot.clone(),
+            chat_id: tg.chat_id,
+            fallbacks: fallback_channels(&config, &http_client),
+        };
+        let publisher = Arc::new(publisher);
+        tasks.spawn(integrity::run(
+            incidents.clone(),
+            publisher.clone(),
+            config.general.publish_heads,
+            start_check,
+            shutdown.clone(),
+        ));
         tasks.spawn(notify::store_alarm::run(
             store.clone(),
             send_bot.clone(),
@@ -356,6 +371,7 @@ impl App {
                 chat_id: tg.chat_id,
                 store: store.clone(),
                 metrics: metrics.clone(),
+                heads: Some(publisher.clone()),
             };
             tasks.spawn(heartbeat::run(ctx, shutdown.clone()));
         }
@@ -481,6 +497,21 @@ fn build_hooks(
         mailgun,
         postmark,
     })
+}
+
+/// The fallback channels of the configuration, PagerDuty first, then webhooks.
+fn fallback_channels(config: &Config, http: &reqwest::Client) -> Vec<Fallback> {
+    let pagerduty = config
+        .channels
+        .pagerduty
+        .iter()
+        .map(|c| Fallback::PagerDuty(PagerDuty::new(c, http.clone())));
+    let webhook = config
+        .channels
+        .webhook
+        .iter()
+        .map(|c| Fallback::Webhook(Webhook::new(c, http.clone())));
+    pagerduty.chain(webhook).collect()
 }
 
 /// Every source (social accounts and mail audit feeds) with how long it may fail before it is
