@@ -209,6 +209,7 @@ mod tests {
             "POST /hooks/sendgrid",
             "x schedule",
             "email journal journal",
+            "chain heads   signed, public key MP73linpLLxD1pUGy7i5ajOduU57ismgq/h20yuqYsE=",
         ] {
             assert!(full.contains(line), "{line}: {full}");
         }

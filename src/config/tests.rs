@@ -104,7 +104,12 @@ pub(crate) fn full_example() -> (Config, tempfile::NamedTempFile) {
         .replace("env:TOCSIN_BLUESKY_APP_PASSWORD", "app-pass")
         .replace("env:TOCSIN_SENDGRID_VERIFICATION_KEY", "sendgrid-key")
         .replace("env:TOCSIN_MAILGUN_SIGNING_KEY", "k")
-        .replace("env:TOCSIN_POSTMARK_WEBHOOK_PASSWORD", "p");
+        .replace("env:TOCSIN_POSTMARK_WEBHOOK_PASSWORD", "p")
+        // A throwaway Ed25519 key (`tocsin keygen`), a test fixture only.
+        .replace(
+            "env:TOCSIN_SIGNING_KEY",
+            "MFECAQEwBQYDK2VwBCIEIMWPPWJt2FB+QD9hQUEtfQuwYrH8z4WmThC7kStIuX/dgSEAMP73linpLLxD1pUGy7i5ajOduU57ismgq/h20yuqYsE=",
+        );
     // The keys are parsed when their components are built (`app::check`), not at load.
     let key = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(key.path(), test_service_account()).unwrap();
