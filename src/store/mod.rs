@@ -121,9 +121,9 @@ pub struct Store {
     write_fault: Arc<Mutex<Option<WriteFault>>>,
     /// The signing key and whether the store may sign yet; read by every append.
     signing: Arc<Mutex<signing::Signing>>,
-    /// Held for reading by every transaction and for writing by [`Store::verify`]: the trees are
-    /// read one after the other, and an incident written between reading the chain and reading
-    /// the incidents would look like an edit.
+    /// Held for reading by every transaction and for writing by [`Store::verify`] when its
+    /// first pass found a problem: the trees are read one after the other, and an incident
+    /// written between reading the chain and reading the incidents would look like an edit.
     verify_gate: Arc<RwLock<()>>,
     /// What the last verification found; `/readyz` reports it.
     integrity: Arc<Mutex<Integrity>>,

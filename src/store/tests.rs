@@ -594,3 +594,89 @@ fn a_baseline_removed_from_the_index_is_caught() {
         vec!["baseline a/url: in the approved log but missing from the baselines".to_string()]
     );
 }
+
+/// What a verification costs and how long writes wait meanwhile, on a store of `POSTS` seen
+/// posts (100,000) and `APPROVALS` approved-log entries (10,000) with a write every
+/// `WRITE_EVERY_MS` (1000). A measurement, not a check:
+/// `cargo test --release --lib verify_cost -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn verify_cost_beside_writes() {
+    use std::{
+        sync::{
+            Arc,
+            atomic::{AtomicBool, Ordering},
+        },
+        time::{Duration, Instant},
+    };
+    let setting = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (posts, approvals) = (setting("POSTS", 100_000), setting("APPROVALS", 10_000));
+    let write_every = Duration::from_millis(setting("WRITE_EVERY_MS", 1000));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (text, _) = SigningKey::generate().unwrap();
+    store.set_signing_key(Some(Arc::new(SigningKey::parse(&text).unwrap())));
+    store.check_integrity().unwrap();
+    let now = Utc::now();
+    for chunk in 0..posts / 1000 {
+        store
+            .transact(|tx| {
+                for n in chunk * 1000..(chunk + 1) * 1000 {
+                    let seen = SeenPost {
+                        fingerprint: format!("fp{n}"),
+                        text: format!("post number {n}"),
+                        edited_at: None,
+                    };
+                    tx.put_seen_post(&format!("acct{}", n % 8), &n.to_string(), &seen, now)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    for chunk in 0..approvals / 1000 {
+        store
+            .transact(|tx| {
+                for n in chunk * 1000..(chunk + 1) * 1000 {
+                    tx.append_log(post("a", &format!("f{n}")), now)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut n, mut slowest) = (0u64, Duration::ZERO);
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                store
+                    .transact(|tx| tx.append_log(post("w", &format!("w{n}")), Utc::now()))
+                    .unwrap();
+                slowest = slowest.max(t.elapsed());
+                n += 1;
+                std::thread::sleep(write_every);
+            }
+            (n, slowest)
+        })
+    };
+    for _ in 0..3 {
+        let t = Instant::now();
+        let (v, _) = store.check_integrity().unwrap();
+        assert!(v.is_ok(), "{:?}", v.problems());
+        eprintln!(
+            "verified {} timeline events and {} log entries in {:?}",
+            v.timeline.entries,
+            v.log.entries,
+            t.elapsed()
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (n, slowest) = writer.join().unwrap();
+    eprintln!("{n} writes meanwhile, the slowest took {slowest:?}");
+}
