@@ -121,6 +121,9 @@ enum Cmd {
         #[command(subcommand)]
         command: LogCmd,
     },
+    /// Print a new Ed25519 key that signs the chain heads (for general.signing_key) and its
+    /// public half (for `tocsin log verify --public-key`).
+    Keygen,
 }
 
 #[derive(Subcommand)]
@@ -138,11 +141,29 @@ enum IncidentsCmd {
 
 #[derive(Subcommand)]
 enum LogCmd {
-    /// Check the hash chains of the approved log and the incident timeline (with the daemon
-    /// stopped).
+    /// Check the approved log, the incident timeline and everything they cover (with the daemon
+    /// stopped, or on a copy of the state dir).
     Verify {
         #[arg(long, default_value = "state")]
         state: PathBuf,
+        /// The public key `tocsin keygen` printed: the chain heads must be signed with it.
+        /// Without it an edit that recomputes every hash is not caught.
+        #[arg(long, env = "TOCSIN_PUBLIC_KEY")]
+        public_key: Option<tocsin::store::PublicKey>,
+        /// A head tocsin published (CHAIN:SEQ:HASH, as in the chat): the chain must still hold
+        /// it. Catches a chain cut back to an older signed head. Repeatable.
+        #[arg(long, value_name = "CHAIN:SEQ:HASH")]
+        expect_head: Vec<tocsin::store::ChainHead>,
+    },
+    /// Chain what an older build left unchained (incident timelines, seen posts, mutes) and
+    /// write the genesis record (with the daemon stopped). Refused once the store has one.
+    Adopt {
+        #[arg(long, default_value = "state")]
+        state: PathBuf,
+        /// Signs the heads too: the signing key as in the config (a literal, env:NAME or
+        /// file:/path).
+        #[arg(long, value_name = "SECRET")]
+        signing_key: Option<String>,
     },
 }
 
@@ -246,6 +267,7 @@ async fn main() -> ExitCode {
         Cmd::Demo { .. }
             | Cmd::CheckConfig { .. }
             | Cmd::Log { .. }
+            | Cmd::Keygen
             | Cmd::Init { .. }
             | Cmd::Healthcheck { .. }
     );
@@ -483,34 +505,73 @@ async fn run(cmd: Cmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Log {
-            command: LogCmd::Verify { state },
+            command:
+                LogCmd::Verify {
+                    state,
+                    public_key,
+                    expect_head,
+                },
         } => {
-            if !state.exists() {
-                bail!("no state database at {}", state.display());
-            }
-            let store = Store::open(&state).with_context(|| {
-                format!("opening {} (is the daemon still running?)", state.display())
-            })?;
-            // Both chains are always checked, so one report shows every problem.
-            let reports = [
-                ("approved log", "entries", store.verify_log()?),
-                ("incident timeline", "events", store.verify_timeline()?),
-            ];
-            for (name, unit, report) in &reports {
-                if report.is_ok() {
-                    println!("{name} ok: {} {unit}, head {}", report.entries, report.head);
-                } else {
-                    println!("{name} TAMPERED: {} {unit} checked", report.entries);
-                    for p in &report.problems {
-                        println!("  {p}");
-                    }
-                }
-            }
-            Ok(if reports.iter().all(|(_, _, r)| r.is_ok()) {
+            let store = open_state(&state)?;
+            let options = tocsin::store::VerifyOptions {
+                public_key,
+                expect: expect_head,
+            };
+            let verification = store.verify(&options)?;
+            print!("{}", cli::output::verification(&verification, public_key));
+            let never_signed = public_key.is_some()
+                && verification.signature == tocsin::store::SignatureCheck::NeverSigned;
+            Ok(if verification.is_ok() && !never_signed {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(3)
             })
         }
+        Cmd::Log {
+            command: LogCmd::Adopt { state, signing_key },
+        } => {
+            let key = signing_key
+                .map(|spec| {
+                    let secret =
+                        tocsin::config::Secret::resolve(&spec).map_err(anyhow::Error::msg)?;
+                    tocsin::store::SigningKey::parse(secret.expose())
+                        .context("reading --signing-key")
+                })
+                .transpose()?;
+            let store = open_state(&state)?;
+            let adopted = store.adopt(key.as_ref())?;
+            println!(
+                "adopted {} incident(s) ({} event(s)), {} seen post(s), {} mute(s); genesis record written{}",
+                adopted.incidents,
+                adopted.events,
+                adopted.seen_posts,
+                adopted.mutes,
+                if adopted.signed {
+                    "; heads signed"
+                } else {
+                    "; heads unsigned (the daemon signs them at its next start if it has a key)"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Keygen => {
+            let (secret, public) = tocsin::store::SigningKey::generate()?;
+            println!(
+                "# general.signing_key: keep it secret, outside the state dir (env: or file:)"
+            );
+            println!("signing_key = \"{secret}\"");
+            println!("# for `tocsin log verify --public-key`; published with the heads");
+            println!("public_key = \"{public}\"");
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// Opens the state database of a stopped daemon.
+fn open_state(state: &std::path::Path) -> anyhow::Result<Store> {
+    if !state.exists() {
+        bail!("no state database at {}", state.display());
+    }
+    Store::open(state)
+        .with_context(|| format!("opening {} (is the daemon still running?)", state.display()))
 }

@@ -7,6 +7,7 @@ mod api;
 mod blind;
 mod bluesky;
 mod bot;
+mod chains;
 mod channels;
 mod claims;
 mod cli;

@@ -174,6 +174,7 @@ async fn an_approved_post_deleted_is_recorded_or_paged_as_configured() {
                                 action: Action::ApprovedPostDeleted {
                                     post_id: post.clone(),
                                 },
+                                subject: None,
                             }
                     })
                 },

@@ -1,10 +1,13 @@
-//! A loopback stand-in for PagerDuty's Events API v2 (`POST /v2/enqueue`).
+//! A loopback stand-in for PagerDuty's Events API v2: alert events (`POST /v2/enqueue`) and
+//! change events (`POST /v2/change/enqueue`, informational: they page nobody).
 //!
 //! It checks events the way the real service does, so that an event PagerDuty would refuse
 //! fails in tests too: a 32-character `routing_key`, a known `event_action`, a `dedup_key`
 //! for acknowledge and resolve, and `summary`, `source` and a valid `severity` for a trigger.
 //! Accepted events answer 202 `{"status":"success","message":"Event processed","dedup_key":…}`
-//! and are recorded; forced failures (429, 500, 400) exercise the sender's retry rules.
+//! and are recorded; forced failures (429, 500, 400) exercise the sender's retry rules. A change
+//! event needs the `routing_key` and a `payload.summary` of at most 1024 characters; accepted
+//! ones answer 202 and are recorded apart from the alerts.
 
 use std::{
     collections::VecDeque,
@@ -25,6 +28,7 @@ use serde_json::{Value, json};
 #[derive(Default)]
 struct Inner {
     events: Vec<Value>,
+    changes: Vec<Value>,
     requests: usize,
     /// When each request arrived, to time the sender's retries.
     arrivals: Vec<Instant>,
@@ -46,6 +50,7 @@ impl FakePagerDuty {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = Router::new()
             .route("/v2/enqueue", post(enqueue))
+            .route("/v2/change/enqueue", post(change))
             .with_state(inner.clone());
         // Never stopped: the sender is dropped at once, so it serves until the runtime ends.
         super::spawn_server(
@@ -66,6 +71,11 @@ impl FakePagerDuty {
     /// Accepted events in arrival order.
     pub fn events(&self) -> Vec<Value> {
         self.inner.lock().unwrap().events.clone()
+    }
+
+    /// Accepted change events in arrival order.
+    pub fn changes(&self) -> Vec<Value> {
+        self.inner.lock().unwrap().changes.clone()
     }
 
     /// `(event_action, dedup_key)` of each accepted event.
@@ -200,6 +210,44 @@ async fn enqueue(State(inner): State<Arc<Mutex<Inner>>>, body: Bytes) -> Respons
     (
         StatusCode::ACCEPTED,
         Json(json!({"status": "success", "message": "Event processed", "dedup_key": dedup_key})),
+    )
+        .into_response()
+}
+
+/// What PagerDuty would refuse in a change event.
+pub fn validate_change(event: &Value) -> Vec<String> {
+    let mut errors = Vec::new();
+    match event["routing_key"].as_str() {
+        Some(k) if k.len() == 32 => {}
+        Some(_) => {
+            errors.push("Length of 'routing_key' is incorrect (should be 32 characters)".into())
+        }
+        None => errors.push("'routing_key' is missing or blank".into()),
+    }
+    match event["payload"]["summary"].as_str() {
+        None | Some("") => errors.push("'payload.summary' is missing or blank".into()),
+        Some(s) if s.chars().count() > 1024 => {
+            errors.push("'payload.summary' is longer than 1024 characters".into())
+        }
+        Some(_) => {}
+    }
+    errors
+}
+
+async fn change(State(inner): State<Arc<Mutex<Inner>>>, body: Bytes) -> Response {
+    let mut inner = inner.lock().unwrap();
+    inner.requests += 1;
+    let Ok(event) = serde_json::from_slice::<Value>(&body) else {
+        return invalid(vec!["Event object is not valid JSON".into()]);
+    };
+    let errors = validate_change(&event);
+    if !errors.is_empty() {
+        return invalid(errors);
+    }
+    inner.changes.push(event);
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"status": "success", "message": "Change event processed"})),
     )
         .into_response()
 }

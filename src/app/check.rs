@@ -10,14 +10,29 @@ use crate::{
     config::{Config, ConfigError, Platform},
     model::Severity,
     platforms,
+    store::SigningKey,
 };
 
 /// Parses what the components parse at start-up; the error names the config key.
 pub fn check(config: &Config) -> Result<(), ConfigError> {
+    signing_key(config)?;
     if let Some(email) = &config.email {
         crate::mail::check(email)?;
     }
     Ok(())
+}
+
+/// The key that signs the chain heads, if one is configured.
+pub fn signing_key(config: &Config) -> Result<Option<SigningKey>, ConfigError> {
+    config
+        .general
+        .signing_key
+        .as_ref()
+        .map(|k| {
+            SigningKey::parse(k.expose())
+                .map_err(|e| ConfigError::invalid("general.signing_key", e.to_string()))
+        })
+        .transpose()
 }
 
 /// What `check-config` prints: everything that will be watched and where pages go.
@@ -41,6 +56,16 @@ pub fn summary(config: &Config) -> String {
             "hooks listen  on http listen, beside /metrics and /readyz (general.hooks_listen serves them apart)\n",
         ),
         None => {}
+    }
+    let every = humantime::format_duration(g.publish_heads);
+    match signing_key(config) {
+        Ok(Some(key)) => out.push_str(&format!(
+            "chain heads   signed, public key {} · published every {every}\n",
+            key.public_key()
+        )),
+        _ => out.push_str(&format!(
+            "chain heads   UNSIGNED (no general.signing_key) · published every {every}\n"
+        )),
     }
     out.push_str(&format!(
         "telegram      {} chat {} · {} responder(s): {}\n",
@@ -224,6 +249,7 @@ mod tests {
             "POST /hooks/sendgrid",
             "x schedule",
             "email journal journal · SMTP on 127.0.0.1:2525 · from 10.0.5.0/24 · STARTTLS required · AUTH on (user postfix)",
+            "chain heads   signed, public key MP73linpLLxD1pUGy7i5ajOduU57ismgq/h20yuqYsE=",
         ] {
             assert!(full.contains(line), "{line}: {full}");
         }

@@ -7,6 +7,7 @@
 //! worker finish the send in flight.
 
 pub mod check;
+pub mod integrity;
 mod lanes;
 mod pipeline;
 
@@ -36,6 +37,7 @@ use crate::{
     model::SharedClock,
     notify::{
         self, Fallback, PagerDuty, TelegramPager, TelegramStatus, TelegramWatch, Webhook,
+        heads::HeadsPublisher,
         heartbeat::{self, HeartbeatContext},
     },
     platforms::{self, WatchContext},
@@ -82,6 +84,8 @@ pub struct App {
     journal: Option<(tokio::net::TcpListener, SocketAddr)>,
     /// What time it is for what is due at a time of day; see [`App::with_clock`].
     clock: SharedClock,
+    /// What verifying the store found before anything ran; paged and published by `run_until`.
+    integrity: integrity::StartCheck,
 }
 
 impl App {
@@ -100,13 +104,10 @@ impl App {
     /// the tasks around it are replaced.
     pub async fn build_with_store(config: Config, store: Store) -> Result<App, AppError> {
         check::check(&config)?;
-        let adopted = store.adopt_unchained_timelines()?;
-        if adopted > 0 {
-            tracing::info!(
-                events = adopted,
-                "incident timelines from an older build added to the timeline chain"
-            );
-        }
+        // Verified before anything can write: a record appended first would be signed on top
+        // of whatever an intruder left. Nothing missing from a chain is re-chained here.
+        store.set_signing_key(check::signing_key(&config)?.map(Arc::new));
+        let integrity = integrity::at_start(&store)?;
         let addr = config.general.listen;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -150,6 +151,7 @@ impl App {
             sns_client: None,
             journal,
             clock: crate::model::clock::system_clock(),
+            integrity,
         })
     }
 
@@ -205,6 +207,7 @@ impl App {
             sns_client,
             journal: journal_listener,
             clock,
+            integrity: start_check,
         } = self;
         let tasks = TaskTracker::new();
         let mailer = match config.email.as_ref().and_then(|e| e.kill_switch.clone()) {
@@ -339,19 +342,17 @@ impl App {
         }
 
         // One worker per channel, each woken by every queued page.
-        let fallbacks: Vec<(Fallback, Option<Vec<crate::model::Severity>>)> = config
+        let severities = config
             .channels
             .pagerduty
             .iter()
-            .map(|c| {
-                let ch = Fallback::PagerDuty(PagerDuty::new(c, http_client.clone()));
-                (ch, c.severities.clone())
-            })
-            .chain(config.channels.webhook.iter().map(|c| {
-                let ch = Fallback::Webhook(Webhook::new(c, http_client.clone()));
-                (ch, c.severities.clone())
-            }))
-            .collect();
+            .map(|c| c.severities.clone())
+            .chain(config.channels.webhook.iter().map(|c| c.severities.clone()));
+        let fallbacks: Vec<(Fallback, Option<Vec<crate::model::Severity>>)> =
+            fallback_channels(&config, &http_client)
+                .into_iter()
+                .zip(severities)
+                .collect();
         let routes: Vec<Route> = fallbacks
             .iter()
             .map(|(ch, severities)| Route {
@@ -400,6 +401,20 @@ impl App {
             wakes,
             shutdown.clone(),
         ));
+        let publisher = HeadsPublisher {
+            store: store.clone(),
+            bot: send_bot.clone(),
+            chat_id: tg.chat_id,
+            fallbacks: fallback_channels(&config, &http_client),
+        };
+        let publisher = Arc::new(publisher);
+        tasks.spawn(integrity::run(
+            incidents.clone(),
+            publisher.clone(),
+            config.general.publish_heads,
+            start_check,
+            shutdown.clone(),
+        ));
         tasks.spawn(notify::store_alarm::run(
             store.clone(),
             send_bot.clone(),
@@ -415,6 +430,7 @@ impl App {
                 store: store.clone(),
                 metrics: metrics.clone(),
                 clock: clock.clone(),
+                heads: Some(publisher.clone()),
             };
             tasks.spawn(heartbeat::run(ctx, shutdown.clone()));
         }
@@ -565,6 +581,21 @@ fn build_hooks(
         mailgun,
         postmark,
     })
+}
+
+/// The fallback channels of the configuration, PagerDuty first, then webhooks.
+fn fallback_channels(config: &Config, http: &reqwest::Client) -> Vec<Fallback> {
+    let pagerduty = config
+        .channels
+        .pagerduty
+        .iter()
+        .map(|c| Fallback::PagerDuty(PagerDuty::new(c, http.clone())));
+    let webhook = config
+        .channels
+        .webhook
+        .iter()
+        .map(|c| Fallback::Webhook(Webhook::new(c, http.clone())));
+    pagerduty.chain(webhook).collect()
 }
 
 /// Every source (social accounts and mail audit feeds) with how long it may fail before it is

@@ -133,3 +133,61 @@ pub(crate) fn status_line(a: &serde_json::Value) -> String {
     }
     line
 }
+
+/// What `tocsin log verify` prints: each chain, the signature, the store, every problem.
+pub(crate) fn verification(
+    v: &tocsin::store::Verification,
+    key: Option<tocsin::store::PublicKey>,
+) -> String {
+    use tocsin::store::SignatureCheck;
+    let mut out = String::new();
+    let chains = [
+        (
+            "approved log",
+            "entries",
+            &v.log,
+            v.heads.approved_log.as_ref(),
+            "approved_log",
+        ),
+        (
+            "incident timeline",
+            "events",
+            &v.timeline,
+            v.heads.timeline.as_ref(),
+            "timeline",
+        ),
+    ];
+    for (name, unit, report, end, chain) in chains {
+        if report.is_ok() {
+            let head = end.map_or_else(
+                || "empty".to_owned(),
+                |h| format!("head {chain}:{}:{}", h.seq, h.hash),
+            );
+            out += &format!("{name} ok: {} {unit}, {head}\n", report.entries);
+        } else {
+            out += &format!("{name} TAMPERED: {} {unit} checked\n", report.entries);
+            for p in &report.problems {
+                out += &format!("  {p}\n");
+            }
+        }
+    }
+    out += &match (&v.signature, key) {
+        (SignatureCheck::Valid, Some(k)) => format!("signature ok: the heads are signed by {k}\n"),
+        (SignatureCheck::Invalid(p), _) => format!("signature BAD: {p}\n"),
+        (SignatureCheck::NeverSigned, Some(_)) => {
+            "signature MISSING: the heads have never been signed (no general.signing_key was \
+             configured yet)\n"
+                .to_owned()
+        }
+        _ => "signature not checked: give --public-key; without it an edit that recomputes \
+              every hash is not caught\n"
+            .to_owned(),
+    };
+    if !v.store.is_empty() {
+        out += "store TAMPERED:\n";
+        for p in &v.store {
+            out += &format!("  {p}\n");
+        }
+    }
+    out
+}

@@ -263,6 +263,17 @@ pub struct General {
     /// API must turn into a failure (and, past the grace, `monitor.blind`), never a stuck source.
     #[serde(default = "default_source_timeout", deserialize_with = "duration")]
     pub source_timeout: Duration,
+    /// Ed25519 key that signs the heads of the approved log and the incident timeline (the
+    /// base64 PKCS#8 text `tocsin keygen` prints). Kept outside the state dir, so that someone
+    /// who can rewrite the sled file still cannot make an edit verify. Absent: the heads are
+    /// unsigned, tocsin warns and `/readyz` says `chain: unsigned`.
+    #[serde(default)]
+    pub signing_key: Option<Secret>,
+    /// How often the (signed) heads are published to the chat, every fallback channel and the
+    /// log, besides at start and in the daily summary: a copy out of the intruder's reach
+    /// that `tocsin log verify --expect-head` compares with. Default "1h".
+    #[serde(default = "default_publish_heads", deserialize_with = "duration")]
+    pub publish_heads: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -304,6 +315,9 @@ fn default_api_url() -> Url {
 }
 fn default_long_poll() -> Duration {
     Duration::from_secs(10)
+}
+fn default_publish_heads() -> Duration {
+    Duration::from_secs(3600)
 }
 fn default_source_timeout() -> Duration {
     Duration::from_secs(20)

@@ -133,7 +133,12 @@ pub(crate) fn full_example() -> (Config, tempfile::NamedTempFile) {
             ),
         )
         .replace("env:TOCSIN_POSTMARK_WEBHOOK_PASSWORD", "p")
-        .replace("env:TOCSIN_JOURNAL_PASSWORD", "journal-pass");
+        .replace("env:TOCSIN_JOURNAL_PASSWORD", "journal-pass")
+        // A throwaway Ed25519 key (`tocsin keygen`), a test fixture only.
+        .replace(
+            "env:TOCSIN_SIGNING_KEY",
+            "MFECAQEwBQYDK2VwBCIEIMWPPWJt2FB+QD9hQUEtfQuwYrH8z4WmThC7kStIuX/dgSEAMP73linpLLxD1pUGy7i5ajOduU57ismgq/h20yuqYsE=",
+        );
     // A real certificate and key: the journal's STARTTLS is built from them (`app::check`).
     let tls = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let escaped = |pem: String| pem.replace('\n', "\\n");

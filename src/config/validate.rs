@@ -75,6 +75,12 @@ impl Config {
                 return Err(ConfigError::invalid(key, "between 100ms and 5m"));
             }
         }
+        if self.general.publish_heads < Duration::from_millis(100) {
+            return Err(ConfigError::invalid(
+                "general.publish_heads",
+                "at least 100ms (default 1h)",
+            ));
+        }
         if self.telegram.long_poll > Duration::from_secs(50) {
             return Err(ConfigError::invalid("telegram.long_poll", "at most 50s"));
         }

@@ -67,7 +67,7 @@ impl Write {
                 account,
                 post_id,
                 seen,
-            } => tx.put_seen_post(account, post_id, seen),
+            } => tx.put_seen_post(account, post_id, seen, at),
             Write::Baseline {
                 account,
                 field,

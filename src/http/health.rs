@@ -1,7 +1,8 @@
 //! `/healthz` says the process answers; `/readyz` says tocsin is actually watching and paging:
-//! the store answers, the bot reached Telegram recently, every source polled within its grace
-//! period, the page queue is moving, and the webhook inbox (when webhooks are configured) can
-//! write. The JSON body names what is wrong, so an orchestrator's
+//! the store answers (and verifies against its chains), the bot reached Telegram recently,
+//! every source polled within its grace period, the page queue is moving, and the webhook inbox
+//! (when webhooks are configured) can write. The JSON body names what is wrong, so an
+//! orchestrator's
 //! event log tells the operator where to look.
 
 use std::{
@@ -19,7 +20,10 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::HttpState;
-use crate::{metrics::Metrics, store::Store};
+use crate::{
+    metrics::Metrics,
+    store::{Integrity, Store},
+};
 
 /// What readiness is judged against.
 pub struct Readiness {
@@ -104,7 +108,31 @@ impl Readiness {
         if let Some(inbox) = &self.webhook_inbox {
             put("webhook_inbox".into(), inbox.problem());
         }
-        (ready, json!({ "ready": ready, "checks": checks }))
+        // The chains: tampered fails readiness; unsigned is reported, but a daemon without a
+        // signing key still watches and pages, which is what readiness is about.
+        let mut warnings = Vec::new();
+        match self.store.integrity() {
+            Integrity::Tampered { problems, at } => put(
+                "chain".into(),
+                Some(format!(
+                    "tampered: the state database does not verify (since {at}): {}",
+                    crate::model::cut(&problems.join("; "), 500)
+                )),
+            ),
+            Integrity::Unsigned { .. } => {
+                checks.insert("chain".into(), json!("unsigned"));
+                warnings.push(json!(
+                    "chain: unsigned: no general.signing_key, so an edit of the state dir that \
+                     recomputes the hashes is not caught"
+                ));
+            }
+            Integrity::Verified { .. } | Integrity::Unverified => put("chain".into(), None),
+        }
+        let mut body = json!({ "ready": ready, "checks": checks });
+        if !warnings.is_empty() {
+            body["warnings"] = json!(warnings);
+        }
+        (ready, body)
     }
 
     fn metrics_health(&self) -> std::collections::BTreeMap<String, crate::watch::SourceHealth> {

@@ -29,9 +29,9 @@ use crate::{
     detect::Outcome,
     model::{
         Action, Actor, Evidence, Finding, GROUP_WINDOW, Incident, Member, PageRef, Rule, Severity,
-        State, TimelineEvent, dedup_key, groups,
+        State, TimelineEvent, dedup_key, group_key, groups,
     },
-    store::{Lift, Store, StoreError, TELEGRAM, TimelineEntry, Tx, TxResult, abort},
+    store::{Lift, Store, StoreError, Subject, TELEGRAM, TimelineEntry, Tx, TxResult, abort},
 };
 
 /// Writes an incident's timeline. Kept here rather than on the record in `model` because it
@@ -50,6 +50,7 @@ impl Timeline for Incident {
                 account: self.account.clone(),
                 who: who.into(),
                 action: action.clone(),
+                subject: Some(Subject::of(self)),
             },
             at,
         )?;
@@ -198,6 +199,7 @@ impl Incidents {
                         action: Action::ApprovedPostDeleted {
                             post_id: f.object.clone(),
                         },
+                        subject: None,
                     };
                     tx.append_timeline(entry, now)?;
                     Ok(Recorded::Noted)
@@ -379,6 +381,7 @@ fn account_event(
         account: account.to_owned(),
         who: who.to_string(),
         action,
+        subject: None,
     };
     tx.append_timeline(entry, at)?;
     Ok(())
@@ -392,9 +395,10 @@ fn save_and_page(tx: &Tx<'_>, inc: &Incident, now: DateTime<Utc>) -> TxResult<()
     Ok(())
 }
 
-/// Whether a page about this incident waits for its account's mute to end.
+/// Whether a page about this incident waits for its account's mute to end. A tampered store
+/// is never held back, whatever `paging.unmutable` says: a forged mute is one way to tamper.
 fn muted(tx: &Tx<'_>, inc: &Incident, now: DateTime<Utc>, policy: &PagingPolicy) -> TxResult<bool> {
-    if policy.unmutable.contains(&inc.rule) {
+    if inc.rule == Rule::StoreTampered || policy.unmutable.contains(&inc.rule) {
         return Ok(false);
     }
     Ok(tx.mute(&inc.account)?.is_some_and(|m| m.active(now)))
@@ -454,10 +458,6 @@ pub(super) fn ring_if_risen(
     };
     inc.event(tx, now, "tocsin", action)?;
     tx.put_incident(inc)
-}
-
-fn group_key(account: &str, rule: Rule) -> String {
-    format!("group\0{account}\0{}", rule.as_str())
 }
 
 fn member(f: &Finding) -> Member {

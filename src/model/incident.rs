@@ -124,6 +124,12 @@ pub enum Action {
     ApprovedPostDeleted {
         post_id: String,
     },
+    /// Account-level: a post was seen with this content. Chained because a seen post silences
+    /// the next sighting of the same content: a forged one would hide a rogue post.
+    PostSeen {
+        post_id: String,
+        fingerprint: String,
+    },
     /// Someone (a responder's press or command, or `auto_pause`) asked the mail kill switch to
     /// pause the mailer.
     PauseRequested,
@@ -328,8 +334,8 @@ impl Incident {
             object: object.into(),
             state: State::Open,
             resolution: None,
+            evidence_digest: evidence.digest(),
             evidence,
-            evidence_digest: String::new(),
             findings: 1,
             opened_at: now,
             changed_at: None,
@@ -350,6 +356,11 @@ impl Incident {
 
 pub fn dedup_key(account: &str, rule: Rule, object: &str) -> String {
     format!("{account}\0{}\0{object}", rule.as_str())
+}
+
+/// The index key of an account's live burst of a grouping rule.
+pub fn group_key(account: &str, rule: Rule) -> String {
+    format!("group\0{account}\0{}", rule.as_str())
 }
 
 /// The default burst window.

@@ -36,6 +36,10 @@ pub enum Rule {
     /// Forwarding out of domain, 2-step verification off, admin role granted, forwarding rule.
     #[serde(rename = "mailbox.risky_setting")]
     RiskySetting,
+    /// The state database does not verify against its signed chain heads: someone with the
+    /// state dir edited it, or a chain was deleted. Raised by `app`, never by a source.
+    #[serde(rename = "store.tampered")]
+    StoreTampered,
 }
 
 impl Rule {
@@ -52,6 +56,7 @@ impl Rule {
             Rule::UnapprovedBulk => "email.unapproved_bulk",
             Rule::SecurityNotice => "email.security_notice",
             Rule::RiskySetting => "mailbox.risky_setting",
+            Rule::StoreTampered => "store.tampered",
         }
     }
 }

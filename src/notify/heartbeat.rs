@@ -11,6 +11,7 @@ use chrono::{DateTime, NaiveTime, Utc};
 use teloxide::{prelude::*, types::ChatId};
 use tokio_util::sync::CancellationToken;
 
+use super::heads::{HeadsPublisher, Publication};
 use crate::{
     config::Heartbeat,
     metrics::Metrics,
@@ -32,6 +33,8 @@ pub struct HeartbeatContext {
     pub metrics: Arc<Metrics>,
     /// What time it is: the daily summary is due at a time of day.
     pub clock: SharedClock,
+    /// Publishes the chain heads; the summary carries them (with a signing key).
+    pub heads: Option<Arc<HeadsPublisher>>,
 }
 
 pub async fn run(ctx: HeartbeatContext, shutdown: CancellationToken) {
@@ -107,11 +110,22 @@ async fn summary_if_due(
     if last.is_some_and(|t| t >= due) {
         return Ok(());
     }
-    let text = summary_text(&ctx.store.incidents()?, now);
+    let mut text = summary_text(&ctx.store.incidents()?, now);
+    let heads = match &ctx.heads {
+        Some(_) => Some(Publication::now(&ctx.store, "daily summary", false)?),
+        None => None,
+    };
+    if let Some(p) = heads.as_ref().filter(|p| p.key.is_some()) {
+        text += "\n";
+        text += &p.text();
+    }
     ctx.bot
         .send_message(ChatId(ctx.chat_id), text)
         .await
         .map_err(SummaryError::Telegram)?;
+    if let (Some(publisher), Some(p)) = (&ctx.heads, &heads) {
+        publisher.beyond_chat(p).await;
+    }
     ctx.store.set_cursor(SUMMARY_CURSOR, &now.to_rfc3339())?;
     ctx.store.flush().await?;
     tracing::info!("daily summary sent");

@@ -15,6 +15,7 @@
 //! than `telegram.failure_grace`) it opens a `notify.telegram_down` incident, which the store
 //! routes to the fallback channels only, and resolves it on the next successful delivery.
 
+pub mod heads;
 pub mod heartbeat;
 pub mod pagerduty;
 pub mod per_incident;
@@ -254,6 +255,14 @@ impl Fallback {
         match self {
             Fallback::PagerDuty(c) => c.deliver(inc, store).await,
             Fallback::Webhook(c) => c.deliver(inc).await,
+        }
+    }
+
+    /// Sends a publication of the chain heads (see [`heads`]).
+    pub async fn publish_heads(&self, p: &heads::Publication) -> Result<(), ChannelError> {
+        match self {
+            Fallback::PagerDuty(c) => c.publish_heads(p).await,
+            Fallback::Webhook(c) => c.publish_heads(p).await,
         }
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::{ChannelError, incident_document, summary_line};
+use super::{ChannelError, heads::Publication, incident_document, summary_line};
 use crate::{
     config::{PagerDutyChannel, Secret},
     model::{Incident, Severity, State},
@@ -88,20 +88,27 @@ pub struct PagerDuty {
     channel: String,
     routing_key: Secret,
     endpoint: url::Url,
+    /// The Change Events endpoint (`/v2/change/enqueue`): what the chain heads are published
+    /// to, informational and never paging anyone.
+    change_endpoint: url::Url,
     http: reqwest::Client,
 }
 
 impl PagerDuty {
     pub fn new(config: &PagerDutyChannel, http: reqwest::Client) -> PagerDuty {
-        let mut endpoint = config.api_url.clone();
-        endpoint.set_path(&format!(
-            "{}/v2/enqueue",
-            config.api_url.path().trim_end_matches('/')
-        ));
+        let at = |path: &str| {
+            let mut url = config.api_url.clone();
+            url.set_path(&format!(
+                "{}{path}",
+                config.api_url.path().trim_end_matches('/')
+            ));
+            url
+        };
         PagerDuty {
             channel: format!("pagerduty:{}", config.name),
             routing_key: config.routing_key.clone(),
-            endpoint,
+            endpoint: at("/v2/enqueue"),
+            change_endpoint: at("/v2/change/enqueue"),
             http,
         }
     }
@@ -145,11 +152,30 @@ impl PagerDuty {
         event
     }
 
+    /// The chain heads as a change event: on the service's timeline, paging nobody.
+    pub async fn publish_heads(&self, p: &Publication) -> Result<(), ChannelError> {
+        let event = json!({
+            "routing_key": self.routing_key.expose(),
+            "payload": {
+                "summary": crate::model::cut(&p.summary(), 1024),
+                "source": "tocsin",
+                "timestamp": p.at.to_rfc3339(),
+                "custom_details": p.document(),
+            },
+        });
+        self.post(&self.change_endpoint, &event, "change").await
+    }
+
     async fn send(&self, action: EventAction, inc: &Incident) -> Result<(), ChannelError> {
+        self.post(&self.endpoint, &self.event(action, inc), action.as_str())
+            .await
+    }
+
+    async fn post(&self, url: &url::Url, event: &Value, what: &str) -> Result<(), ChannelError> {
         let resp = self
             .http
-            .post(self.endpoint.clone())
-            .json(&self.event(action, inc))
+            .post(url.clone())
+            .json(event)
             .send()
             .await
             .map_err(|e| ChannelError::Retry {
@@ -176,8 +202,7 @@ impl PagerDuty {
                 after,
             }),
             _ => Err(ChannelError::Rejected(format!(
-                "pagerduty refused the {} event ({status}): {body}",
-                action.as_str()
+                "pagerduty refused the {what} event ({status}): {body}"
             ))),
         }
     }

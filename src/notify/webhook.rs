@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use sha2::Sha256;
 
-use super::{ChannelError, incident_document, pagerduty::retry_after};
+use super::{ChannelError, heads::Publication, incident_document, pagerduty::retry_after};
 use crate::{
     config::{Secret, WebhookChannel},
     model::Incident,
@@ -68,6 +68,16 @@ impl Webhook {
 
     pub async fn deliver(&self, inc: &Incident) -> Result<(), ChannelError> {
         let body = serde_json::to_vec(&incident_document(inc)).expect("incidents serialize");
+        self.post(body, &format!("incident #{}", inc.id)).await
+    }
+
+    /// The chain heads as a `{"event": "chain_heads", …}` document, signed like a page.
+    pub async fn publish_heads(&self, p: &Publication) -> Result<(), ChannelError> {
+        let body = serde_json::to_vec(&p.document()).expect("documents serialize");
+        self.post(body, "the chain heads").await
+    }
+
+    async fn post(&self, body: Vec<u8>, what: &str) -> Result<(), ChannelError> {
         let timestamp = chrono::Utc::now().timestamp();
         let sig = signature(self.secret.expose().as_bytes(), timestamp, &body);
         let resp = self
@@ -98,8 +108,7 @@ impl Webhook {
                 after: retry_after(&resp),
             }),
             _ => Err(ChannelError::Rejected(format!(
-                "webhook refused incident #{} ({status})",
-                inc.id
+                "webhook refused {what} ({status})"
             ))),
         }
     }

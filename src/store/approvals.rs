@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::ConflictableTransactionError;
 
 use super::{
-    ApprovedEntry, HEAD, Head, Lift, LogRecord, Store, StoreError, Tx, TxResult, VerifyReport,
-    abort, be, chain, decode, encode, from_be, key2,
+    ApprovedEntry, Chain, HEAD, Head, Lift, LogRecord, Store, StoreError, TimelineEntry, Tx,
+    TxResult, VerifyReport, abort, be, chain, decode, encode, from_be, key2,
 };
-use crate::model::digest;
+use crate::model::{Action, digest};
 
 /// Why a revocation was refused; each maps to its own answer at the API.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,22 @@ pub struct SeenPost {
     pub text: String,
     #[serde(default)]
     pub edited_at: Option<DateTime<Utc>>,
+}
+
+/// Which post a seen-post record is about.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeenPostKey {
+    pub account: String,
+    pub post_id: String,
+}
+
+impl SeenPostKey {
+    pub fn new(account: &str, post_id: &str) -> SeenPostKey {
+        SeenPostKey {
+            account: account.to_owned(),
+            post_id: post_id.to_owned(),
+        }
+    }
 }
 
 /// The accepted value of a profile field.
@@ -160,7 +176,7 @@ impl Store {
         Ok(false)
     }
 
-    fn log_record(&self, seq: u64) -> Result<Option<LogRecord>, StoreError> {
+    pub(super) fn log_record(&self, seq: u64) -> Result<Option<LogRecord>, StoreError> {
         self.approved_log
             .get(be(seq))?
             .map(|v| decode("approved_log", &v))
@@ -177,8 +193,9 @@ impl Store {
     }
 
     /// Walks the chain from the first entry and checks every hash, the links between them, the
-    /// head, and that the indexes agree with the entries they were derived from.
-    pub fn verify_log(&self) -> Result<VerifyReport, StoreError> {
+    /// head, and that the indexes agree with the entries they were derived from (both ways).
+    /// Called by `verify`, which keeps transactions out meanwhile.
+    pub(super) fn log_report(&self) -> Result<VerifyReport, StoreError> {
         let mut walk = chain::ChainWalk::new("entry", "entry");
         let mut latest_baseline = std::collections::HashMap::new();
         // seq → index key of each approved post, and revoked seq → revoking seq.
@@ -226,10 +243,18 @@ impl Store {
             let (k, v) = item?;
             let value: BaselineValue = decode("baselines", &v)?;
             let name = String::from_utf8_lossy(&k).replace('\0', "/");
-            match latest_baseline.get(k.as_ref()) {
-                Some(d) if *d == value.digest && digest(&value.value) == value.digest => {}
+            match latest_baseline.remove(k.as_ref()) {
+                Some(d) if d == value.digest && digest(&value.value) == value.digest => {}
                 _ => problems.push(format!("baseline {name}: does not match the approved log")),
             }
+        }
+        // A baseline gone from the index makes the next snapshot of the account its "first"
+        // one, accepted as it is: whatever the profile says by then would never page.
+        for k in latest_baseline.keys() {
+            let name = String::from_utf8_lossy(k).replace('\0', "/");
+            problems.push(format!(
+                "baseline {name}: in the approved log but missing from the baselines"
+            ));
         }
         let mut indexed_revocations = std::collections::BTreeMap::new();
         for item in self.revoked.iter() {
@@ -283,6 +308,19 @@ impl Store {
         Ok(out)
     }
 
+    /// Every seen post with the fingerprint it was last seen with.
+    pub fn seen_posts(&self) -> Result<Vec<(SeenPostKey, String)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.seen_posts.iter() {
+            let (k, v) = item?;
+            let seen: SeenPost = decode("seen_posts", &v)?;
+            let k = String::from_utf8_lossy(&k);
+            let (account, post_id) = k.split_once('\0').unwrap_or((&k, ""));
+            out.push((SeenPostKey::new(account, post_id), seen.fingerprint));
+        }
+        Ok(out)
+    }
+
     pub fn seen_post(&self, account: &str, post_id: &str) -> Result<Option<SeenPost>, StoreError> {
         self.seen_posts
             .get(key2(account, post_id))?
@@ -331,7 +369,7 @@ impl Tx<'_> {
         let (seq, prev) = self.chain_next(HEAD)?;
         let record = LogRecord::new(seq, at, prev, entry);
         self.log.insert(&be(seq), encode(&record))?;
-        self.set_chain_head(HEAD, seq, &record.hash)?;
+        self.set_chain_head(Chain::ApprovedLog, seq, &record.hash)?;
         if let Some(key) = approved_post_key(&record.entry) {
             self.posts.insert(key, &be(seq))?;
         }
@@ -373,8 +411,27 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub fn put_seen_post(&self, account: &str, post_id: &str, seen: &SeenPost) -> TxResult<()> {
+    /// Records what a post looked like, and chains it: a seen post silences the next sighting of
+    /// the same content, so one written by hand would hide a rogue post (see `verify`).
+    pub fn put_seen_post(
+        &self,
+        account: &str,
+        post_id: &str,
+        seen: &SeenPost,
+        at: DateTime<Utc>,
+    ) -> TxResult<()> {
         self.seen.insert(key2(account, post_id), encode(seen))?;
+        let entry = TimelineEntry {
+            incident: None,
+            account: account.to_owned(),
+            who: "tocsin".into(),
+            action: Action::PostSeen {
+                post_id: post_id.to_owned(),
+                fingerprint: seen.fingerprint.clone(),
+            },
+            subject: None,
+        };
+        self.append_timeline(entry, at)?;
         Ok(())
     }
 }

@@ -4,12 +4,14 @@
 //! - `approved_log`: seq → [`LogRecord`], the hash chain; `approved_posts`, `baselines` and
 //!   `revoked` (revoked seq → seq of the revocation) are its indexes, written in the same
 //!   transaction as the entry they index.
-//! - `seen_posts`: account/post id → what the post looked like, to notice edits.
+//! - `seen_posts`: account/post id → what the post looked like, to notice edits. Every write is
+//!   also a `PostSeen` event of the timeline chain: a seen post silences the next sighting.
 //! - `cursors`: where each source and the bot stopped reading.
 //! - `incidents`, `incident_keys` (dedup key → id), `outbox` (pages not yet confirmed:
 //!   channel name, NUL, big-endian seq, so each channel's queue is one ordered key range).
-//! - `meta`: counters and the chains' heads, plus, by key prefix (one transaction can span at
-//!   most nine sled trees, and every tree is in [`Store::transact`]'s):
+//! - `meta`: counters, the chains' heads, the signed statement of both heads (`signed_heads`,
+//!   see [`signing`]) and the `genesis` record (see [`genesis`]), plus, by key prefix (one
+//!   transaction can span at most nine sled trees, and every tree is in [`Store::transact`]'s):
 //!   - `timeline/` + seq → [`TimelineRecord`], the incident timeline's hash chain;
 //!   - `mute/` + account → [`Mute`];
 //!   - `held/` + incident id: incidents whose page a mute held back.
@@ -20,8 +22,10 @@
 //!
 //! The store's jobs, one file each: `approvals` (the approved log and its indexes), the
 //! incident records and mutes (`incidents`), the `outbox`, the timeline chain
-//! ([`timeline_log`]), the mail queue and volume buckets (`mail`), the webhooks' [`mail_inbox`];
-//! this file opens the trees and runs [`Store::transact`].
+//! ([`timeline_log`]), the mail queue and volume buckets (`mail`), the webhooks' [`mail_inbox`],
+//! signing the heads ([`signing`]), the genesis record and adopting older stores ([`genesis`]),
+//! and checking everything against the chains ([`verify`]); this file opens the trees and runs
+//! [`Store::transact`].
 //!
 //! Writes that must stand or fall together (an incident, the page it causes, the seen-post record
 //! and approvals behind it) go through [`Store::transact`], one sled transaction over all trees.
@@ -29,12 +33,15 @@
 mod approvals;
 pub mod approved_log;
 mod chain;
+pub mod genesis;
 mod incidents;
 mod mail;
 pub use mail::Pruned;
 pub mod mail_inbox;
 mod outbox;
+pub mod signing;
 pub mod timeline_log;
+pub mod verify;
 
 use std::{
     path::Path,
@@ -48,13 +55,19 @@ use sled::{
     transaction::{ConflictableTransactionError, TransactionError, TransactionalTree},
 };
 
-pub use approvals::{BaselineValue, RevokeError, SeenPost};
+pub use approvals::{BaselineValue, RevokeError, SeenPost, SeenPostKey};
 
 pub use approved_log::{ApprovedEntry, GENESIS, LogRecord, VerifyReport, chain_hash};
 
 pub use outbox::{OutboxEntry, Reminder, Route};
 
-pub use timeline_log::{TimelineEntry, TimelineRecord, parse_since};
+pub use timeline_log::{Subject, TimelineEntry, TimelineRecord, parse_since};
+
+pub use genesis::{AdoptError, Adopted, Genesis};
+
+pub use signing::{Chain, ChainHead, HeadRef, Heads, KeyError, PublicKey, SignedHeads, SigningKey};
+
+pub use verify::{Integrity, SignatureCheck, Verification, VerifyOptions};
 
 use crate::model::Incident;
 
@@ -110,6 +123,16 @@ pub struct Store {
     write_fault: Arc<Mutex<Option<WriteFault>>>,
     /// Inbox writes still to refuse, for fault injection ([`Store::fail_inbox_writes`]).
     inbox_faults: Arc<std::sync::atomic::AtomicU32>,
+    /// The signing key and whether the store may sign yet; read by every append.
+    signing: Arc<Mutex<signing::Signing>>,
+    /// Held for reading by every transaction and for writing by [`Store::verify`] when its
+    /// first pass found a problem: the trees are read one after the other, and an incident
+    /// written between reading the chain and reading the incidents would look like an edit.
+    verify_gate: Arc<RwLock<()>>,
+    /// What the last verification found; `/readyz` reports it.
+    integrity: Arc<Mutex<Integrity>>,
+    /// The heads this process published last, one per chain.
+    published: Arc<Mutex<Vec<ChainHead>>>,
 }
 
 /// A write the state database could not make.
@@ -126,6 +149,16 @@ const TIMELINE_HEAD: &[u8] = b"timeline_head";
 const TIMELINE: &[u8] = b"timeline/";
 const MUTE: &[u8] = b"mute/";
 const HELD: &[u8] = b"held/";
+const SIGNED_HEADS: &[u8] = b"signed_heads";
+const GENESIS_KEY: &[u8] = b"genesis";
+
+/// Where a chain's head is kept in `meta`.
+fn head_key(chain: Chain) -> &'static [u8] {
+    match chain {
+        Chain::ApprovedLog => HEAD,
+        Chain::Timeline => TIMELINE_HEAD,
+    }
+}
 
 fn prefixed(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
     [prefix, rest].concat()
@@ -190,9 +223,14 @@ impl Store {
             routes: Arc::default(),
             write_fault: Arc::default(),
             inbox_faults: Arc::default(),
+            signing: Arc::default(),
+            verify_gate: Arc::default(),
+            integrity: Arc::default(),
+            published: Arc::default(),
             db,
         };
         store.migrate_outbox()?;
+        store.begin_if_new()?;
         Ok(store)
     }
 
@@ -245,11 +283,13 @@ impl Store {
             &self.meta,
         );
         let routes = self.routes.read().expect("routes lock").clone();
+        let _gate = self.verify_gate.read().unwrap_or_else(|p| p.into_inner());
         trees
             .transaction(
                 |(log, posts, baselines, revoked, seen, incidents, keys, outbox, meta)| {
                     let tx = Tx {
                         routes: &routes,
+                        signing: &self.signing,
                         log,
                         posts,
                         baselines,
@@ -286,6 +326,7 @@ impl Store {
 /// A transaction over every tree, with typed operations.
 pub struct Tx<'a> {
     routes: &'a [Route],
+    signing: &'a Mutex<signing::Signing>,
     log: &'a TransactionalTree,
     posts: &'a TransactionalTree,
     baselines: &'a TransactionalTree,
@@ -349,12 +390,60 @@ impl Tx<'_> {
         })
     }
 
-    /// Moves a chain's head to the record just written.
-    fn set_chain_head(&self, head_key: &[u8], seq: u64, hash_hex: &str) -> TxResult<()> {
+    /// Moves a chain's head to the record just written, and signs the new heads when the
+    /// statement it extends verifies (see [`signing`]).
+    fn set_chain_head(&self, chain: Chain, seq: u64, hash_hex: &str) -> TxResult<()> {
+        let before = self.heads()?;
         let mut hash = [0u8; 32];
         hex::decode_to_slice(hash_hex, &mut hash).expect("own hash is hex");
-        self.meta.insert(head_key, encode(&Head { seq, hash }))?;
+        self.meta
+            .insert(head_key(chain), encode(&Head { seq, hash }))?;
+        let mut after = before.clone();
+        after.set(
+            chain,
+            HeadRef {
+                seq,
+                hash: hash_hex.to_owned(),
+            },
+        );
+        let mut signing = self.signing.lock().unwrap_or_else(|p| p.into_inner());
+        if signing.key.is_none() || !signing.enabled {
+            return Ok(());
+        }
+        let stored: Option<SignedHeads> = self
+            .meta
+            .get(SIGNED_HEADS)?
+            .map(|v| decode("meta", &v))
+            .transpose()
+            .map_err(ConflictableTransactionError::Abort)?;
+        // Only on top of a statement that verifies and names exactly the heads being extended:
+        // anything else means the chain moved without the key, and signing now would vouch for
+        // it. Such a head stays unsigned, and verification keeps saying so.
+        let extends = stored.is_some_and(|s| s.heads == before && signing.verifies(&s));
+        if extends && let Some(signed) = signing.sign(after) {
+            self.meta.insert(SIGNED_HEADS, encode(&signed))?;
+        }
         Ok(())
+    }
+
+    /// Both chains' heads as they stand in this transaction.
+    fn heads(&self) -> TxResult<Heads> {
+        let read = |chain: Chain| -> TxResult<Option<HeadRef>> {
+            let head: Option<Head> = self
+                .meta
+                .get(head_key(chain))?
+                .map(|v| decode("meta", &v))
+                .transpose()
+                .map_err(ConflictableTransactionError::Abort)?;
+            Ok(head.map(|h| HeadRef {
+                seq: h.seq,
+                hash: hex::encode(h.hash),
+            }))
+        };
+        Ok(Heads {
+            approved_log: read(Chain::ApprovedLog)?,
+            timeline: read(Chain::Timeline)?,
+        })
     }
 }
 

@@ -53,9 +53,9 @@ pub struct Route {
 
 impl Route {
     /// Telegram being down is paged to every fallback whatever its severities: that is what
-    /// fallbacks are for.
+    /// fallbacks are for. So is a tampered store: the chat may be what the intruder watches.
     fn wants(&self, inc: &Incident) -> bool {
-        inc.rule == Rule::TelegramDown
+        matches!(inc.rule, Rule::TelegramDown | Rule::StoreTampered)
             || self
                 .severities
                 .as_ref()
@@ -172,6 +172,18 @@ impl Store {
             .filter(|(_, e)| e.incident_id == incident_id && e.is_page())
             .map(|(seq, _)| seq)
             .collect())
+    }
+
+    /// Incidents with a page update queued on Telegram (reminders aside).
+    pub fn queued_on_telegram(&self) -> Result<std::collections::HashSet<u64>, StoreError> {
+        let mut ids = std::collections::HashSet::new();
+        for v in self.outbox.scan_prefix(outbox_prefix(TELEGRAM)).values() {
+            let entry: OutboxEntry = decode("outbox", &v?)?;
+            if entry.reminder.is_none() {
+                ids.insert(entry.incident_id);
+            }
+        }
+        Ok(ids)
     }
 
     /// Whether a reminder for the incident is still waiting: the next one is not queued behind

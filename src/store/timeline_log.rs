@@ -4,13 +4,14 @@
 //! anyone with the sled file can rewrite ("the ack was at 03:10, not 03:40"). Every event is
 //! therefore also appended here, in the transaction that changes the incident, chained with the
 //! same scheme as the approved log ([`chain_hash`]), and `tocsin log verify` checks that each
-//! incident's stored timeline is exactly the chain's events for it.
+//! incident's stored timeline is exactly the chain's events for it, and that its state, who
+//! acted, its votes and what it is about are what those events say (see [`super::verify`]).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{approved_log::chain_hash, *};
-use crate::model::{Action, TimelineEvent};
+use crate::model::{Action, Severity, TimelineEvent, digest};
 
 /// What happened, to what. Account-level events (a mute) have no incident.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +22,31 @@ pub struct TimelineEntry {
     pub who: String,
     #[serde(flatten)]
     pub action: Action,
+    /// What the incident was about when the event was written; absent on account-level events
+    /// (and on events chained before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Subject>,
+}
+
+/// What an incident is about at one of its events: its severity (the approve quorum depends on
+/// it) and a digest of its rule, object, evidence and burst members. Chained with every event of
+/// the incident, so that an incident edited in place shows: a lowered severity that needs one
+/// responder fewer, an evidence digest copied from a future finding so that it is taken as
+/// "already judged", a burst member added so that the next Approve approves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subject {
+    pub severity: Severity,
+    pub digest: String,
+}
+
+impl Subject {
+    pub fn of(inc: &Incident) -> Subject {
+        let about = serde_json::json!([inc.rule, inc.object, inc.evidence_digest, inc.members]);
+        Subject {
+            severity: inc.severity,
+            digest: digest(&about.to_string()),
+        }
+    }
 }
 
 /// An event as stored in the chain; flat, so that `incidents export` prints one readable object
@@ -85,88 +111,12 @@ impl Store {
             .map(|v| decode("meta/timeline", &v?))
             .collect()
     }
-
-    /// Walks the timeline chain like [`Store::verify_log`] walks the approved log, then checks
-    /// that every incident's stored timeline is exactly the chain's events for it, in order: an
-    /// edit of either side shows up as a difference between them.
-    pub fn verify_timeline(&self) -> Result<VerifyReport, StoreError> {
-        let mut walk = chain::ChainWalk::new("timeline event", "event");
-        let mut per_incident: std::collections::BTreeMap<u64, Vec<_>> = Default::default();
-        for item in self.meta.scan_prefix(TIMELINE) {
-            let (k, v) = item?;
-            let seq = from_be("meta/timeline", &k[TIMELINE.len()..])?;
-            let Some((record, _)) = walk.step::<TimelineRecord>(seq, &v) else {
-                continue;
-            };
-            if let Some(id) = record.entry.incident {
-                per_incident.entry(id).or_default().push(record.as_event());
-            }
-        }
-        let head: Option<Head> = self
-            .meta
-            .get(TIMELINE_HEAD)?
-            .map(|v| decode("meta", &v))
-            .transpose()?;
-        walk.check_head("timeline head", head.map(|h| (h.seq, hex::encode(h.hash))));
-        let mut problems = std::mem::take(&mut walk.problems);
-        for item in self.incidents.iter() {
-            let (k, v) = item?;
-            let id = from_be("incidents", &k)?;
-            let chained = per_incident.remove(&id).unwrap_or_default();
-            match serde_json::from_slice::<Incident>(&v) {
-                Ok(inc) if inc.timeline == chained => {}
-                Ok(_) => problems.push(format!(
-                    "incident #{id}: its timeline does not match the timeline chain"
-                )),
-                Err(e) => problems.push(format!("incident #{id}: unreadable ({e})")),
-            }
-        }
-        for id in per_incident.keys() {
-            problems.push(format!(
-                "incident #{id}: in the timeline chain but missing from the incidents"
-            ));
-        }
-        Ok(VerifyReport {
-            entries: walk.walked(),
-            head: walk.head().to_owned(),
-            problems,
-        })
-    }
-
-    /// Chains the timelines of incidents recorded by a build without the timeline chain, once:
-    /// when there is no chain yet but there are incidents. From then on their events are checked
-    /// like any other; edits made before the upgrade cannot be found by anyone. Called at daemon
-    /// start, never by `log verify`, which must report an empty chain rather than adopt it.
-    pub fn adopt_unchained_timelines(&self) -> Result<u64, StoreError> {
-        if self.meta.contains_key(TIMELINE_HEAD)? || self.incidents.is_empty() {
-            return Ok(0);
-        }
-        let incidents = self.incidents()?;
-        self.transact(|tx| {
-            if tx.meta.get(TIMELINE_HEAD)?.is_some() {
-                return Ok(0);
-            }
-            let mut n = 0;
-            for inc in &incidents {
-                for e in &inc.timeline {
-                    let entry = TimelineEntry {
-                        incident: Some(inc.id),
-                        account: inc.account.clone(),
-                        who: e.who.clone(),
-                        action: e.action.clone(),
-                    };
-                    tx.append_timeline(entry, e.at)?;
-                    n += 1;
-                }
-            }
-            Ok(n)
-        })
-    }
 }
 
 impl Tx<'_> {
-    /// Appends an event to the timeline chain. Only `incidents::Timeline::event` and the mute
-    /// actions call this, so the chain and the incidents' own timelines are written together.
+    /// Appends an event to the timeline chain. Only `incidents::Timeline::event`, the
+    /// account-level events of `incidents` (mutes, noted deletions) and [`Tx::put_seen_post`]
+    /// call this, so the chain and what it covers are written together.
     pub fn append_timeline(
         &self,
         entry: TimelineEntry,
@@ -176,7 +126,7 @@ impl Tx<'_> {
         let record = TimelineRecord::new(seq, at, prev, entry);
         self.meta
             .insert(prefixed(TIMELINE, &be(seq)), encode(&record))?;
-        self.set_chain_head(TIMELINE_HEAD, seq, &record.hash)?;
+        self.set_chain_head(Chain::Timeline, seq, &record.hash)?;
         Ok(record)
     }
 }
@@ -208,6 +158,7 @@ mod tests {
             account: "main".into(),
             who: "alice (1)".into(),
             action: Action::Acked,
+            subject: None,
         };
         let r = TimelineRecord::new(0, Utc::now(), super::super::GENESIS.into(), entry);
         let json = serde_json::to_value(&r).unwrap();
