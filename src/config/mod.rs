@@ -26,7 +26,10 @@ pub use email::{
     NoticePattern, SecurityNotices,
 };
 
-pub use accounts::{Account, DEFAULT_JETSTREAM_URL, DEFAULT_PLC_URL, Platform, X_API_URL, XLimits};
+pub use accounts::{
+    Account, DEFAULT_APPVIEW_URL, DEFAULT_JETSTREAM_URL, DEFAULT_PLC_URL, Platform, X_API_URL,
+    XLimits,
+};
 
 pub use error::ConfigError;
 use error::{line_col, missing_field, with_suggestion};
