@@ -33,7 +33,7 @@ pub use accounts::{
 
 pub use error::ConfigError;
 use error::{line_col, missing_field, with_suggestion};
-use validate::check_http_url;
+use validate::{check_http_url, check_secret_url};
 
 pub use secret::Secret;
 
