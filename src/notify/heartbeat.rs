@@ -11,7 +11,10 @@ use chrono::{DateTime, NaiveTime, Utc};
 use teloxide::{prelude::*, types::ChatId};
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Heartbeat, metrics::Metrics, model::Incident, store::Store};
+use crate::{
+    config::Heartbeat, metrics::Metrics, model::Incident,
+    platforms::telegram_channel::api::redact_token, store::Store,
+};
 
 /// Where the time of the last daily summary is kept, so a restart does not send it twice.
 pub const SUMMARY_CURSOR: &str = "heartbeat/daily_summary";
@@ -78,8 +81,9 @@ pub async fn run(ctx: HeartbeatContext, shutdown: CancellationToken) {
 pub enum SummaryError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The Bot API's error, its text with the bot token taken out.
     #[error("telegram: {0}")]
-    Telegram(#[source] teloxide::RequestError),
+    Telegram(String),
 }
 
 /// Sends today's summary if its time has come and it was not sent since.
@@ -104,7 +108,10 @@ async fn summary_if_due(
     ctx.bot
         .send_message(ChatId(ctx.chat_id), text)
         .await
-        .map_err(SummaryError::Telegram)?;
+        .map_err(|e| {
+            let text = e.to_string();
+            SummaryError::Telegram(redact_token(&text, ctx.bot.token()))
+        })?;
     ctx.store.set_cursor(SUMMARY_CURSOR, &now.to_rfc3339())?;
     ctx.store.flush().await?;
     tracing::info!("daily summary sent");

@@ -38,6 +38,20 @@ pub enum DeliveryError {
     Unreachable(String),
 }
 
+impl DeliveryError {
+    /// The same error with the bot token taken out of its text: it becomes `/readyz`'s check,
+    /// the `notify.telegram_down` evidence sent to every fallback, and log lines.
+    fn redacted(self, token: &str) -> DeliveryError {
+        use crate::platforms::telegram_channel::api::redact_token;
+        match self {
+            DeliveryError::RetryAfter(d) => DeliveryError::RetryAfter(d),
+            DeliveryError::Transient(t) => DeliveryError::Transient(redact_token(&t, token)),
+            DeliveryError::Refused(t) => DeliveryError::Refused(redact_token(&t, token)),
+            DeliveryError::Unreachable(t) => DeliveryError::Unreachable(redact_token(&t, token)),
+        }
+    }
+}
+
 /// The text and buttons of an incident's page as it should look now.
 pub struct Rendered {
     pub text: String,
@@ -406,6 +420,15 @@ impl TelegramPager {
         inc: &Incident,
         reminder: &crate::store::Reminder,
     ) -> Result<(), DeliveryError> {
+        let sent = self.send_reminder(inc, reminder).await;
+        sent.map_err(|e| e.redacted(self.bot.token()))
+    }
+
+    async fn send_reminder(
+        &self,
+        inc: &Incident,
+        reminder: &crate::store::Reminder,
+    ) -> Result<(), DeliveryError> {
         let mut msg = self.bot.send_message(self.chat, reminder.text.clone());
         if let Some(page) = &inc.page {
             let reply = teloxide::types::ReplyParameters::new(MessageId(page.message_id))
@@ -432,6 +455,11 @@ impl TelegramPager {
     /// Brings the incident's page up to date: sends it the first time, edits it afterwards.
     /// Returns where the page is once Telegram confirmed it.
     pub async fn deliver(&self, inc: &Incident) -> Result<PageRef, DeliveryError> {
+        let delivered = self.send_or_edit(inc).await;
+        delivered.map_err(|e| e.redacted(self.bot.token()))
+    }
+
+    async fn send_or_edit(&self, inc: &Incident) -> Result<PageRef, DeliveryError> {
         let r = render_page(inc, self.pause_button);
         if let Some(page) = &inc.page {
             if page.rendered == r.digest {
