@@ -177,6 +177,8 @@ pub enum EndpointError {
     NotHttps { url: String },
     #[error("`{url}` is not on a public host ({why})")]
     NotPublic { url: String, why: &'static str },
+    #[error("`{url}` does not resolve: {detail}")]
+    Unresolved { url: String, detail: String },
 }
 
 /// The rule for every endpoint a platform takes from data an attacker may write (Bluesky: the
@@ -215,10 +217,7 @@ pub fn check_data_endpoint(account: &Account, url: &Url) -> Result<(), EndpointE
         Some(Host::Domain(name)) => {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
             if let Ok(ip) = name.parse::<IpAddr>() {
-                return match ip {
-                    IpAddr::V4(v4) => ipv4_scope(v4).map_or(Ok(()), not_public),
-                    IpAddr::V6(v6) => ipv6_scope(v6).map_or(Ok(()), not_public),
-                };
+                return ip_scope(ip).map_or(Ok(()), not_public);
             }
             let local_suffix = [".localhost", ".local", ".internal", ".home.arpa", ".lan"]
                 .iter()
@@ -231,6 +230,51 @@ pub fn check_data_endpoint(account: &Account, url: &Url) -> Result<(), EndpointE
                 Ok(())
             }
         }
+    }
+}
+
+/// [`check_data_endpoint`], then what the host name resolves to: a public-looking name whose
+/// addresses are loopback, private or link-local is refused as well. The HTTP client resolves
+/// the name again when it connects, so a name that changes its answer in between (DNS
+/// rebinding) is not caught here; Bluesky's takedown also pins the PDS itself.
+pub async fn check_data_endpoint_resolved(
+    account: &Account,
+    url: &Url,
+) -> Result<(), EndpointError> {
+    check_data_endpoint(account, url)?;
+    if account.allow_private_endpoints {
+        return Ok(());
+    }
+    let Some(Host::Domain(name)) = url.host() else {
+        return Ok(());
+    };
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addrs =
+        tokio::net::lookup_host((name, port))
+            .await
+            .map_err(|e| EndpointError::Unresolved {
+                url: url.to_string(),
+                detail: e.to_string(),
+            })?;
+    for addr in addrs {
+        if let Some(why) = ip_scope(addr.ip()) {
+            return Err(EndpointError::NotPublic {
+                url: url.to_string(),
+                why: match why {
+                    "loopback" => "its name resolves to loopback",
+                    "link-local" => "its name resolves to a link-local address",
+                    _ => "its name resolves to a non-public address",
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
+fn ip_scope(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => ipv4_scope(v4),
+        IpAddr::V6(v6) => ipv6_scope(v6),
     }
 }
 
@@ -338,6 +382,12 @@ account_id = "example.bsky.social"
                 "{private}"
             );
         }
+        // What a name resolves to is judged by the same rule.
+        assert_eq!(ip_scope("8.8.8.8".parse().unwrap()), None);
+        assert_eq!(
+            ip_scope("10.1.2.3".parse().unwrap()),
+            Some("a private address")
+        );
         let fakes = account(true);
         assert_eq!(
             check_data_endpoint(&fakes, &Url::parse("http://127.0.0.1:9/").unwrap()),

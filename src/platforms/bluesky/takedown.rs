@@ -4,7 +4,7 @@
 //! approved profile baseline. The DID document is read at press time and must still name that
 //! PDS: an account taken over at the platform and moved to the intruder's PDS would otherwise
 //! hand them the password and let them answer "not found" for a post that stays up. A PDS
-//! learned from data (the baseline) must also pass [`check_data_endpoint`].
+//! learned from data (the baseline) must also pass [`check_data_endpoint_resolved`].
 //!
 //! The record is looked up first because `deleteRecord` succeeds on a record that is not there:
 //! without the check a post someone else removed would read "deleted". A PDS's "not found" is
@@ -23,7 +23,10 @@ use super::{
     identity::{resolve_did, resolve_identity},
 };
 use crate::{
-    config::Account, model::TakedownOutcome, platforms::check_data_endpoint, watch::SourceError,
+    config::Account,
+    model::TakedownOutcome,
+    platforms::{check_data_endpoint, check_data_endpoint_resolved},
+    watch::SourceError,
 };
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +113,11 @@ pub async fn delete_post(
              approve the move or delete it by hand",
             identity.pds
         ));
+    }
+    if account.pds_url.is_none()
+        && let Err(e) = check_data_endpoint_resolved(account, &pds).await
+    {
+        return refused(format!("the approved PDS {e}"));
     }
     let url = |nsid: &str| xrpc_url(&pds, nsid);
 
@@ -214,5 +222,47 @@ async fn confirm_gone(
         Ok(Some(_)) => TakedownOutcome::AlreadyGone,
         Ok(None) => unconfirmed(format!("the AppView {appview} did not answer {nsid}")),
         Err(e) => unconfirmed(format!("the AppView {appview} could not confirm it ({e})")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(pds_url: Option<&str>) -> Account {
+        let mut a: Account = toml::from_str(
+            r#"
+name = "sky"
+platform = "bluesky"
+base_url = "https://bsky.social"
+account_id = "example.bsky.social"
+"#,
+        )
+        .unwrap();
+        a.pds_url = pds_url.map(|u| Url::parse(u).unwrap());
+        a
+    }
+
+    #[test]
+    fn the_pds_is_pinned_by_configuration_then_by_the_approved_baseline() {
+        let baseline = BTreeMap::from([(
+            "pds".to_owned(),
+            "https://morel.us-east.host.bsky.network".to_owned(),
+        )]);
+        let pinned = pinned_pds(&account(None), &baseline).unwrap();
+        assert!(same_endpoint(
+            &pinned,
+            &Url::parse("https://morel.us-east.host.bsky.network/").unwrap()
+        ));
+        let configured = account(Some("https://pds.example.com"));
+        assert_eq!(
+            pinned_pds(&configured, &baseline).unwrap().as_str(),
+            "https://pds.example.com/"
+        );
+        let none = pinned_pds(&account(None), &BTreeMap::new()).unwrap_err();
+        assert!(none.contains("no approved PDS"), "{none}");
+        let private = BTreeMap::from([("pds".to_owned(), "https://10.0.0.7".to_owned())]);
+        let refused = pinned_pds(&account(None), &private).unwrap_err();
+        assert!(refused.contains("not on a public host"), "{refused}");
     }
 }

@@ -35,7 +35,7 @@ use super::{
 use crate::{
     config::Account,
     model::ObservationKind,
-    platforms::check_data_endpoint,
+    platforms::check_data_endpoint_resolved,
     watch::{RateBudget, SourceContext, SourceError},
 };
 
@@ -156,7 +156,7 @@ pub(super) async fn poll(
     let did = watch.did.as_str();
     let identity = resolve_identity(http, &watch.account, did).await?;
     let pds = identity.pds.clone();
-    if let Err(e) = check_data_endpoint(&watch.account, &pds) {
+    if let Err(e) = check_data_endpoint_resolved(&watch.account, &pds).await {
         // The move is still reported (a profile drift, paged), from what was read before; the
         // new PDS is not called. Before a first full read there is nothing to report it with.
         let mut state = watch.state.lock().await;
