@@ -1,18 +1,18 @@
 //! Bluesky: identity from the DID document, posts and profile from the PDS, push from Jetstream,
 //! a dropped stream as `monitor.blind`, and takedown by `deleteRecord`.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use tocsin::{
     App,
     config::{Account, Platform, Secret},
-    model::{Evidence, Incident, Rule, Severity, State, TakedownOutcome},
-    platforms::bluesky::takedown::delete_post,
+    model::{Action, Evidence, Incident, Resolution, Rule, Severity, State, TakedownOutcome},
+    platforms::bluesky::{identity::resolve_identity, takedown::delete_post},
     store::Store,
     watch::Health,
 };
 use tocsin_fakes::{
-    bluesky::{FakeBluesky, blob},
+    bluesky::{AttackerPds, FakeBluesky, blob},
     loopback_config,
     mastodon::FakeMastodon,
     telegram::FakeBotApi,
@@ -50,6 +50,10 @@ fn account(sky: &FakeBluesky, poll: Duration) -> Account {
         grace: Some(Duration::from_secs(1)),
         plc_url: Some(sky.url()),
         jetstream_url: Some(sky.jetstream_url()),
+        pds_url: None,
+        appview_url: Some(sky.url()),
+        // The fakes are plain http on loopback.
+        allow_private_endpoints: true,
     }
 }
 
@@ -66,13 +70,22 @@ async fn fake() -> FakeBluesky {
 
 /// The daemon watching the Bluesky account only, first poll done and the stream connected.
 async fn spawn(poll: Duration) -> Sky {
+    let t = start(poll, |_| {}).await;
+    until(|| t.connected(), "the stream connected").await;
+    t
+}
+
+/// The daemon watching the Bluesky account, `tweak`ed, as soon as it runs.
+async fn start(poll: Duration, tweak: impl FnOnce(&mut Account)) -> Sky {
     let sky = fake().await;
     let masto = FakeMastodon::start().await.unwrap();
     let bot = FakeBotApi::start(BOT_TOKEN).await.unwrap();
     let state = tempfile::tempdir().unwrap();
     let text = loopback_config(state.path(), &bot, &masto, ACCOUNT_ID, API_TOKEN, POLL);
     let mut config = tocsin::Config::parse(&text, "loopback").unwrap();
-    config.accounts = vec![account(&sky, poll)];
+    let mut acct = account(&sky, poll);
+    tweak(&mut acct);
+    config.accounts = vec![acct];
     // One page per finding, so each test reads its own.
     config.grouping.window = Duration::ZERO;
     let app = App::build(config).await.unwrap();
@@ -80,7 +93,7 @@ async fn spawn(poll: Duration) -> Sky {
     let health = app.health().clone();
     let shutdown = CancellationToken::new();
     let handle = tokio::spawn(app.run_until(shutdown.clone()));
-    let t = Sky {
+    Sky {
         sky,
         bot,
         store,
@@ -89,9 +102,7 @@ async fn spawn(poll: Duration) -> Sky {
         handle,
         _state: state,
         _masto: masto,
-    };
-    until(|| t.connected(), "the stream connected").await;
-    t
+    }
 }
 
 impl Sky {
@@ -125,10 +136,56 @@ impl Sky {
         all.into_iter().filter(|i| i.rule == rule).collect()
     }
 
+    /// Publishes a rogue post, waits for its page; the incident and the page's message id.
+    async fn rogue(&self, text: &str) -> (Incident, i32) {
+        let rkey = self.sky.publish(DID, text);
+        let found = || {
+            self.incidents(Rule::UnapprovedPost)
+                .into_iter()
+                .find(|i| i.object == rkey && i.page.is_some())
+        };
+        until(|| found().is_some(), "the rogue post's page").await;
+        let inc = found().unwrap();
+        let msg = inc.page.as_ref().unwrap().message_id;
+        (inc, msg)
+    }
+
+    fn incident(&self, id: u64) -> Incident {
+        self.store.incident(id).unwrap().unwrap()
+    }
+
+    /// Presses Take down on the page and waits for the takedown's answers in the timeline.
+    async fn take_down(&self, inc: &Incident, msg: i32) -> Vec<TakedownOutcome> {
+        let before = results(&self.incident(inc.id)).len();
+        self.bot
+            .press_button(CHAT, &responder(), msg, &format!("takedown:{}", inc.id));
+        until(
+            || results(&self.incident(inc.id)).len() > before,
+            "the takedown's answer",
+        )
+        .await;
+        results(&self.incident(inc.id)).split_off(before)
+    }
+
     async fn stop(self) {
         self.shutdown.cancel();
         self.handle.await.unwrap().unwrap();
     }
+}
+
+fn results(inc: &Incident) -> Vec<TakedownOutcome> {
+    inc.timeline
+        .iter()
+        .filter_map(|e| match &e.action {
+            Action::TakedownResult { outcome, .. } => Some(outcome.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The approved baseline's PDS: the fake's.
+fn pinned(sky: &FakeBluesky) -> BTreeMap<String, String> {
+    BTreeMap::from([("pds".to_owned(), sky.url().to_string())])
 }
 
 /// Polls are an hour apart here: whatever pages came by push.
@@ -321,10 +378,11 @@ async fn takedown_deletes_reports_already_gone_and_a_refused_app_password() {
     let sky = fake().await;
     let http = reqwest::Client::new();
     let acct = account(&sky, POLL);
+    let baseline = pinned(&sky);
     let rkey = sky.publish(DID, "rogue");
 
     assert_eq!(
-        delete_post(&http, &acct, &rkey).await,
+        delete_post(&http, &acct, &rkey, &baseline).await,
         TakedownOutcome::Deleted
     );
     assert!(!sky.has_post(DID, &rkey));
@@ -337,13 +395,13 @@ async fn takedown_deletes_reports_already_gone_and_a_refused_app_password() {
     assert_eq!(delete.body.unwrap()["collection"], "app.bsky.feed.post");
 
     assert_eq!(
-        delete_post(&http, &acct, &rkey).await,
+        delete_post(&http, &acct, &rkey, &baseline).await,
         TakedownOutcome::AlreadyGone
     );
 
     let other = sky.publish(DID, "another rogue");
     sky.set_app_password(DID, None);
-    let outcome = delete_post(&http, &acct, &other).await;
+    let outcome = delete_post(&http, &acct, &other, &baseline).await;
     assert!(
         matches!(&outcome, TakedownOutcome::Forbidden { detail } if detail.contains("app password")),
         "{outcome:?}"
@@ -353,7 +411,110 @@ async fn takedown_deletes_reports_already_gone_and_a_refused_app_password() {
     let mut no_password = acct.clone();
     no_password.write_token = None;
     assert!(matches!(
-        delete_post(&http, &no_password, &other).await,
+        delete_post(&http, &no_password, &other, &baseline).await,
         TakedownOutcome::Failed { .. }
     ));
+}
+
+#[tokio::test]
+async fn a_pds_move_then_take_down_sends_nothing_to_the_new_pds_and_stays_open() {
+    let app = spawn(PUSH_ONLY).await;
+    let (inc, msg) = app.rogue("Free tokens at https://evil.example/claim").await;
+    // Taken over at the platform: the DID document now names the intruder's PDS, which
+    // collects passwords and answers RecordNotFound for everything.
+    let attacker = AttackerPds::start().await.unwrap();
+    app.sky.set_pds(DID, &attacker.url());
+    let drift = app.wait_page("pds:").await;
+    assert!(drift.contains(attacker.url().as_str()), "{drift}");
+
+    let outcomes = app.take_down(&inc, msg).await;
+    assert!(
+        matches!(&outcomes[..], [TakedownOutcome::Refused { detail }]
+            if detail.contains(attacker.url().as_str()) && detail.contains("approved")),
+        "{outcomes:?}"
+    );
+    assert!(attacker.passwords().is_empty(), "the app password leaked");
+    assert_eq!(
+        attacker.requests().len(),
+        0,
+        "nothing is sent to the new PDS: {:?}",
+        attacker.requests()
+    );
+    let now = app.incident(inc.id);
+    assert_ne!(now.state, State::Resolved, "not contained: {now:?}");
+    assert!(app.sky.has_post(DID, &inc.object), "the post is still up");
+    // The reason is on the page.
+    until(
+        || {
+            app.bot
+                .message(CHAT, msg)
+                .is_some_and(|m| m.text.contains("refused"))
+        },
+        "the refusal on the page",
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn record_not_found_is_gone_only_once_the_appview_agrees() {
+    let app = spawn(PUSH_ONLY).await;
+    let (inc, msg) = app.rogue("Claim your airdrop https://evil.example/a").await;
+    // The PDS says the record is not there; readers still see the post.
+    app.sky.hide_from_pds(DID, &inc.object);
+    let outcomes = app.take_down(&inc, msg).await;
+    assert!(
+        matches!(&outcomes[..], [TakedownOutcome::Unconfirmed { detail }]
+            if detail.contains("still shows it")),
+        "{outcomes:?}"
+    );
+    assert_ne!(app.incident(inc.id).state, State::Resolved);
+    assert!(app.sky.request_count("app.bsky.feed.getPosts") >= 1);
+
+    // Once the AppView no longer has it, the same answer from the PDS is confirmed.
+    app.sky.appview_catch_up(DID);
+    let outcomes = app.take_down(&inc, msg).await;
+    assert_eq!(outcomes, vec![TakedownOutcome::AlreadyGone]);
+    let now = app.incident(inc.id);
+    assert_eq!(now.state, State::Resolved);
+    assert_eq!(now.resolution, Some(Resolution::Contained));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_private_or_plain_http_pds_is_refused_without_allow_private_endpoints() {
+    let app = start(Duration::from_millis(200), |a| {
+        a.allow_private_endpoints = false;
+    })
+    .await;
+    // The DID document names http://127.0.0.1:PORT: neither https nor public.
+    let page = app.wait_page("monitor.blind").await;
+    assert!(page.contains("is not https"), "{page}");
+    for nsid in [
+        "com.atproto.sync.getRepoStatus",
+        "com.atproto.repo.getRecord",
+        "com.atproto.repo.listRecords",
+    ] {
+        assert_eq!(app.sky.request_count(nsid), 0, "{nsid} was called");
+    }
+    let strict = {
+        let mut a = account(&app.sky, POLL);
+        a.allow_private_endpoints = false;
+        a
+    };
+    let http = reqwest::Client::new();
+    // A takedown pinned to that PDS refuses it too, before any request.
+    let rkey = app.sky.publish(DID, "rogue");
+    let outcome = delete_post(&http, &strict, &rkey, &pinned(&app.sky)).await;
+    assert!(
+        matches!(&outcome, TakedownOutcome::Refused { detail } if detail.contains("is not https")),
+        "{outcome:?}"
+    );
+    assert_eq!(app.sky.request_count("com.atproto.server.createSession"), 0);
+    // A did:web host is data too: a loopback one is not fetched.
+    let err = resolve_identity(&http, &strict, "did:web:127.0.0.1%3A9")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not on a public host"), "{err}");
+    app.stop().await;
 }

@@ -627,3 +627,95 @@ async fn fake_pagerduty_refuses_what_pagerduty_refuses() {
         "only the valid, unforced event is recorded"
     );
 }
+
+#[tokio::test]
+async fn the_bot_token_stays_out_of_readyz_fallback_evidence_and_logs_with_a_prefixed_api_url() {
+    use tocsin_fakes::mastodon::status_html;
+
+    use crate::support::daemon::*;
+
+    let (masto, bot, dir) = fakes().await;
+    let hook = FakeReceiver::start().await.unwrap();
+    let api_url = format!("{}telegram-proxy/", route_echoing_proxy().await);
+    let extra = format!(
+        r#"
+[[channels.webhook]]
+name = "soc"
+url = "{hook}"
+secret = "{WEBHOOK_SECRET}"
+"#,
+        hook = hook.url("hook"),
+    );
+    let config = write_config(dir.path(), &bot, &masto, &extra);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(
+            &format!("api_url = \"{}\"", bot.url()),
+            &format!("api_url = \"{api_url}\""),
+        )
+        .replace(
+            "long_poll = \"1s\"",
+            "long_poll = \"1s\"\nfailure_grace = \"1s\"",
+        );
+    assert!(text.contains(&api_url), "{text}");
+    std::fs::write(&config, text).unwrap();
+    let daemon = Daemon::spawn(&config, "debug", &[]);
+    let addr = daemon.http_addr().await;
+    until(
+        || masto.request_count("/api/v1/accounts") >= 4,
+        "the first polls",
+    )
+    .await;
+    masto.publish(ACCOUNT_ID, &status_html("giveaway: send 1 BTC"));
+    let down = || {
+        hook.received().into_iter().find(|r| {
+            r.path == "/hook" && String::from_utf8_lossy(&r.body).contains("telegram_down")
+        })
+    };
+    until(|| down().is_some(), "notify.telegram_down on the fallback").await;
+    let evidence = String::from_utf8_lossy(&down().unwrap().body).into_owned();
+    assert!(
+        evidence.contains("telegram-proxy"),
+        "the error is shown: {evidence}"
+    );
+
+    let readyz = reqwest::get(format!("{addr}/readyz"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(readyz.contains("telegram"), "{readyz}");
+    let log = daemon.log_text();
+    assert!(log.contains("getUpdates failed"), "{log}");
+    for (what, text) in [
+        ("the fallback evidence", &evidence),
+        ("/readyz", &readyz),
+        ("the log", &log),
+    ] {
+        assert!(!text.contains(BOT_TOKEN), "the bot token in {what}: {text}");
+        assert!(
+            !text.contains("test-bot-token-secret"),
+            "the token's secret in {what}: {text}"
+        );
+    }
+}
+
+/// A reverse proxy in front of the Bot API that has no route for what it is asked: it answers
+/// in the Bot API's error envelope, naming the path it got (token included), as proxies'
+/// "no route for POST /…" pages do.
+async fn route_echoing_proxy() -> url::Url {
+    use axum::{
+        Json, Router,
+        http::{Method, StatusCode, Uri},
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new().fallback(|method: Method, uri: Uri| async move {
+        let description = format!("Not Found: no route for {method} {}", uri.path());
+        let body = serde_json::json!({"ok": false, "error_code": 404, "description": description});
+        (StatusCode::NOT_FOUND, Json(body))
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url::Url::parse(&format!("http://{addr}/")).unwrap()
+}

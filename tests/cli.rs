@@ -349,3 +349,51 @@ async fn cli_lists_revokes_shows_incidents_and_status() {
     );
     app.stop().await;
 }
+
+#[test]
+fn check_config_refuses_plain_http_where_a_secret_travels_except_on_loopback() {
+    let with_telegram_url = |url: &str| {
+        GOOD.replace(
+            "chat_id = -100",
+            &format!("chat_id = -100\napi_url = \"{url}\""),
+        )
+    };
+    let (code, _, err) = check_config(&with_telegram_url("http://telegram-proxy.example/tg/"));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("key `telegram.api_url`") && err.contains("use https"),
+        "{err}"
+    );
+    let (code, _, err) = check_config(&with_telegram_url("http://127.0.0.1:8081/"));
+    assert_eq!(code, 0, "loopback is allowed: {err}");
+
+    // A read token on the account: its base_url carries it.
+    let tokened = GOOD
+        .replace("https://mastodon.example", "http://mastodon.example")
+        .replace("account_id = \"1\"", "account_id = \"1\"\ntoken = \"read\"");
+    let (code, _, err) = check_config(&tokened);
+    assert_eq!(code, 2);
+    assert!(err.contains("key `accounts[0].base_url`"), "{err}");
+    // Without a token the same URL carries nothing secret.
+    let (code, _, err) =
+        check_config(&GOOD.replace("https://mastodon.example", "http://mastodon.example"));
+    assert_eq!(code, 0, "{err}");
+
+    let pagerduty = format!(
+        "{GOOD}\n[[channels.pagerduty]]\nname = \"ops\"\nrouting_key = \"k\"\napi_url = \"http://events.pagerduty.example\"\n"
+    );
+    let (code, _, err) = check_config(&pagerduty);
+    assert_eq!(code, 2);
+    assert!(err.contains("key `channels.pagerduty[0].api_url`"), "{err}");
+
+    let bluesky = format!(
+        "{GOOD}\n[[accounts]]\nname = \"sky\"\nplatform = \"bluesky\"\nbase_url = \"https://bsky.social\"\naccount_id = \"example.bsky.social\"\nwrite_token = \"app-pass\"\npds_url = \"http://pds.example\"\n"
+    );
+    let (code, _, err) = check_config(&bluesky);
+    assert_eq!(code, 2);
+    assert!(err.contains("key `accounts[1].pds_url`"), "{err}");
+    let (code, out, err) =
+        check_config(&bluesky.replace("http://pds.example", "https://pds.example"));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("on https://pds.example/ only"), "{out}");
+}

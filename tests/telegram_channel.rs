@@ -42,6 +42,9 @@ async fn spawn_channel(write: bool) -> TestApp {
             grace: None,
             plc_url: None,
             jetstream_url: None,
+            pds_url: None,
+            appview_url: None,
+            allow_private_endpoints: false,
         });
     })
     .await;

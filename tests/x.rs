@@ -49,6 +49,9 @@ fn x_account(x: &FakeX) -> Account {
         grace: None,
         plc_url: None,
         jetstream_url: None,
+        pds_url: None,
+        appview_url: None,
+        allow_private_endpoints: false,
     }
 }
 

@@ -62,7 +62,7 @@ async fn measure(quick: bool) {
              long_poll = \"5s\"\n\n[grouping]\nwindow = \"0s\"\n\n\
              [[accounts]]\nname = \"sky\"\nplatform = \"bluesky\"\nbase_url = \"{url}\"\n\
              account_id = \"{did}\"\npoll_interval = \"10m\"\nplc_url = \"{url}\"\n\
-             jetstream_url = \"{ws}\"\n",
+             jetstream_url = \"{ws}\"\nallow_private_endpoints = true\n",
             state = dir.path().join("state").display(),
             bot = bot.url(),
             url = sky.url(),

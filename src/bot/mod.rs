@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     incidents::{ActionError, Incidents},
     model::{Actor, Incident, Resolution},
-    platforms::telegram_channel::ChannelUpdate,
+    platforms::telegram_channel::{ChannelUpdate, api::redact_token},
     watch::Health,
 };
 
@@ -240,7 +240,8 @@ async fn on_message(bot: &Bot, ctx: &BotContext, msg: &Message) {
         (_, Err(refusal)) => refusal,
     };
     if let Err(e) = bot.send_message(msg.chat.id, reply).await {
-        tracing::warn!(error = %e, "could not reply to a command");
+        let error = redact_token(&e.to_string(), bot.token());
+        tracing::warn!(%error, "could not reply to a command");
     }
 }
 
@@ -260,7 +261,8 @@ async fn on_callback(bot: &Bot, ctx: &BotContext, q: &CallbackQuery) {
         },
     };
     if let Err(e) = bot.answer_callback_query(q.id.clone()).text(reply).await {
-        tracing::warn!(error = %e, "could not answer a button press");
+        let error = redact_token(&e.to_string(), bot.token());
+        tracing::warn!(%error, "could not answer a button press");
     }
 }
 
@@ -417,7 +419,8 @@ pub async fn run(
             Err(RequestError::RetryAfter(s)) => s.duration(),
             Err(e) => {
                 failures += 1;
-                tracing::warn!(error = %e, failures, "getUpdates failed");
+                let error = redact_token(&e.to_string(), updates.token());
+                tracing::warn!(%error, failures, "getUpdates failed");
                 Duration::from_secs(1u64 << failures.min(3))
             }
         };

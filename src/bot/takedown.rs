@@ -54,7 +54,14 @@ pub async fn apply(ctx: &BotContext, id: u64, who: &Actor) -> String {
     };
     let mut results = Vec::new();
     for (post_id, posted_at) in inc.takedown_targets() {
-        let answer = contain::takedown(&ctx.http, account, &post_id, posted_at).await;
+        let answer = contain::takedown(
+            &ctx.http,
+            ctx.incidents.store(),
+            account,
+            &post_id,
+            posted_at,
+        )
+        .await;
         tracing::info!(incident = id, post = %post_id, ?answer, "takedown");
         results.push((post_id, answer));
     }

@@ -42,10 +42,26 @@ pub struct Account {
     /// `wss://jetstream2.us-east.bsky.network/subscribe`.
     #[serde(default)]
     pub jetstream_url: Option<Url>,
+    /// Bluesky: the PDS takedowns may send the app password to. Default: the `pds` of the
+    /// approved profile baseline. A takedown is refused when the DID document names another.
+    #[serde(default)]
+    pub pds_url: Option<Url>,
+    /// Bluesky: the AppView asked (`app.bsky.feed.getPosts`) whether a post the PDS calls gone
+    /// is gone from the network. Default `https://public.api.bsky.app`.
+    #[serde(default)]
+    pub appview_url: Option<Url>,
+    /// Lets endpoints taken from platform data (a DID document's PDS, a did:web host) be
+    /// plain http or on a private, loopback or link-local address. For tests against
+    /// loopback fakes; never in production.
+    #[serde(default)]
+    pub allow_private_endpoints: bool,
 }
 
 /// The public PLC directory.
 pub const DEFAULT_PLC_URL: &str = "https://plc.directory";
+
+/// Bluesky's public AppView.
+pub const DEFAULT_APPVIEW_URL: &str = "https://public.api.bsky.app";
 
 /// One of Bluesky's public Jetstream instances.
 pub const DEFAULT_JETSTREAM_URL: &str = "wss://jetstream2.us-east.bsky.network/subscribe";
@@ -63,6 +79,13 @@ impl Account {
         self.plc_url
             .clone()
             .unwrap_or_else(|| Url::parse(DEFAULT_PLC_URL).expect("constant URL"))
+    }
+
+    /// The AppView for a Bluesky account.
+    pub fn appview_url(&self) -> Url {
+        self.appview_url
+            .clone()
+            .unwrap_or_else(|| Url::parse(DEFAULT_APPVIEW_URL).expect("constant URL"))
     }
 
     /// The Jetstream endpoint for a Bluesky account.

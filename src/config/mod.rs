@@ -26,11 +26,14 @@ pub use email::{
     NoticePattern, SecurityNotices,
 };
 
-pub use accounts::{Account, DEFAULT_JETSTREAM_URL, DEFAULT_PLC_URL, Platform, X_API_URL, XLimits};
+pub use accounts::{
+    Account, DEFAULT_APPVIEW_URL, DEFAULT_JETSTREAM_URL, DEFAULT_PLC_URL, Platform, X_API_URL,
+    XLimits,
+};
 
 pub use error::ConfigError;
 use error::{line_col, missing_field, with_suggestion};
-use validate::check_http_url;
+use validate::{check_http_url, check_secret_url};
 
 pub use secret::Secret;
 

@@ -84,7 +84,7 @@ impl Config {
         if self.telegram.long_poll > Duration::from_secs(50) {
             return Err(ConfigError::invalid("telegram.long_poll", "at most 50s"));
         }
-        check_http_url("telegram.api_url", &self.telegram.api_url)?;
+        check_secret_url("telegram.api_url", &self.telegram.api_url)?;
         for (severity, n) in &self.paging.approve_quorum {
             if !(1..=MAX_QUORUM).contains(n) {
                 return Err(ConfigError::invalid(
@@ -200,7 +200,15 @@ impl Config {
                     "the channel's chat id: a negative number, like -1001234567890",
                 ));
             }
-            check_http_url(&key("base_url"), &account.base_url)?;
+            // The account's tokens go to base_url; a Telegram channel's is the bot token.
+            if account.token.is_some()
+                || account.write_token.is_some()
+                || account.platform == Platform::TelegramChannel
+            {
+                check_secret_url(&key("base_url"), &account.base_url)?;
+            } else {
+                check_http_url(&key("base_url"), &account.base_url)?;
+            }
             if account.account_id.trim().is_empty() {
                 return Err(ConfigError::invalid(key("account_id"), "must not be empty"));
             }
@@ -235,8 +243,13 @@ impl Config {
                 let parsed = Url::parse(url.expose()).map_err(|e| {
                     ConfigError::invalid("heartbeat.url", format!("not a URL ({e})"))
                 })?;
-                check_http_url("heartbeat.url", &parsed)
-                    .map_err(|_| ConfigError::invalid("heartbeat.url", "not an http(s) URL"))?;
+                // The URL is the secret: the error never shows it.
+                check_secret_url("heartbeat.url", &parsed).map_err(|_| {
+                    ConfigError::invalid(
+                        "heartbeat.url",
+                        "not an https URL (plain http only on loopback)",
+                    )
+                })?;
             }
             if h.interval < MIN_POLL_INTERVAL {
                 return Err(ConfigError::invalid(
@@ -279,7 +292,8 @@ impl Config {
                     format!("`{name}` is used by another channel"),
                 ));
             }
-            check_http_url(&format!("{key}.{}", url.0), url.1)?;
+            // PagerDuty's routing key and the webhook's signature travel with every page.
+            check_secret_url(&format!("{key}.{}", url.0), url.1)?;
             if severities.as_ref().is_some_and(Vec::is_empty) {
                 return Err(ConfigError::invalid(
                     format!("{key}.severities"),
@@ -309,6 +323,9 @@ fn validate_bluesky_keys(
         for (name, set) in [
             ("plc_url", account.plc_url.is_some()),
             ("jetstream_url", account.jetstream_url.is_some()),
+            ("pds_url", account.pds_url.is_some()),
+            ("appview_url", account.appview_url.is_some()),
+            ("allow_private_endpoints", account.allow_private_endpoints),
         ] {
             if set {
                 return Err(ConfigError::invalid(
@@ -341,6 +358,13 @@ fn validate_bluesky_keys(
     if let Some(url) = &account.plc_url {
         check_http_url(&key("plc_url"), url)?;
     }
+    if let Some(url) = &account.appview_url {
+        check_http_url(&key("appview_url"), url)?;
+    }
+    // The app password goes there.
+    if let Some(url) = &account.pds_url {
+        check_secret_url(&key("pds_url"), url)?;
+    }
     if let Some(url) = &account.jetstream_url
         && !(matches!(url.scheme(), "ws" | "wss") && url.has_host())
     {
@@ -359,5 +383,33 @@ pub(super) fn check_http_url(key: &str, url: &Url) -> Result<(), ConfigError> {
             key,
             format!("`{url}` is not an http(s) URL"),
         )),
+    }
+}
+
+/// A URL that carries a secret (a token in its path or headers, a key in its body): `https`,
+/// or plain `http` on loopback only, where nobody on the wire can read it.
+pub(super) fn check_secret_url(key: &str, url: &Url) -> Result<(), ConfigError> {
+    check_http_url(key, url)?;
+    if url.scheme() == "https" || is_loopback(url) {
+        return Ok(());
+    }
+    Err(ConfigError::invalid(
+        key,
+        format!(
+            "`{url}` would carry a secret in plain text: use https (http only on 127.0.0.1, \
+             ::1 or localhost)"
+        ),
+    ))
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        None => false,
     }
 }

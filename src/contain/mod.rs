@@ -13,13 +13,17 @@ use crate::{
     config::Account,
     model::TakedownOutcome,
     platforms::{self, Takedown},
+    store::Store,
 };
 
 /// Deletes one post of `account`. `posted_at` is the platform's time of the post when known,
 /// for platforms with a deletion window. The caller checks `write_token` first: without it
 /// nothing is called (this returns `Forbidden` as a guard, never reached from the chat).
+/// The account's approved profile baseline is read from `store` and handed to the platform,
+/// which pins the endpoints it learned from data to it.
 pub async fn takedown(
     http: &reqwest::Client,
+    store: &Store,
     account: &Account,
     post_id: &str,
     posted_at: Option<DateTime<Utc>>,
@@ -32,12 +36,21 @@ pub async fn takedown(
             ),
         };
     }
+    let baseline = match store.baselines(&account.name) {
+        Ok(b) => b.into_iter().map(|(field, b)| (field, b.value)).collect(),
+        Err(e) => {
+            return TakedownOutcome::Failed {
+                detail: format!("cannot read the approved baseline: {e}"),
+            };
+        }
+    };
     platforms::of(account.platform)
         .takedown(Takedown {
             http,
             account,
             post_id,
             posted_at,
+            baseline: &baseline,
         })
         .await
 }

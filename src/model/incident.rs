@@ -414,6 +414,12 @@ pub enum TakedownOutcome {
     TooOld { detail: String },
     /// Anything else; worth retrying by hand.
     Failed { detail: String },
+    /// tocsin sent nothing: calling would have handed the write credential to an endpoint it
+    /// cannot trust (Bluesky: the identity names a PDS other than the approved one).
+    Refused { detail: String },
+    /// The platform's server said the post is gone but an independent view still shows it or
+    /// could not be asked: the incident stays open.
+    Unconfirmed { detail: String },
 }
 
 impl TakedownOutcome {
@@ -433,6 +439,8 @@ impl TakedownOutcome {
             TakedownOutcome::Forbidden { detail } => format!("forbidden ({detail})"),
             TakedownOutcome::TooOld { detail } => format!("too old ({detail})"),
             TakedownOutcome::Failed { detail } => format!("failed ({detail})"),
+            TakedownOutcome::Refused { detail } => format!("refused, nothing sent ({detail})"),
+            TakedownOutcome::Unconfirmed { detail } => format!("unconfirmed ({detail})"),
         }
     }
 }

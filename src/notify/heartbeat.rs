@@ -16,6 +16,7 @@ use crate::{
     config::Heartbeat,
     metrics::Metrics,
     model::{Incident, SharedClock},
+    platforms::telegram_channel::api::redact_token,
     store::Store,
 };
 
@@ -88,8 +89,9 @@ pub async fn run(ctx: HeartbeatContext, shutdown: CancellationToken) {
 pub enum SummaryError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The Bot API's error, its text with the bot token taken out.
     #[error("telegram: {0}")]
-    Telegram(#[source] teloxide::RequestError),
+    Telegram(String),
 }
 
 /// Sends today's summary if its time has come and it was not sent since.
@@ -122,7 +124,10 @@ async fn summary_if_due(
     ctx.bot
         .send_message(ChatId(ctx.chat_id), text)
         .await
-        .map_err(SummaryError::Telegram)?;
+        .map_err(|e| {
+            let text = e.to_string();
+            SummaryError::Telegram(redact_token(&text, ctx.bot.token()))
+        })?;
     if let (Some(publisher), Some(p)) = (&ctx.heads, &heads) {
         publisher.beyond_chat(p).await;
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use teloxide::{prelude::*, types::ChatId};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::Store;
+use crate::{platforms::telegram_channel::api::redact_token, store::Store};
 
 /// How often the store's fault flag is looked at: a fault is rare, the look is a mutex read.
 const CHECK: Duration = Duration::from_millis(250);
@@ -46,7 +46,10 @@ pub async fn run(store: Store, bot: Bot, chat_id: i64, shutdown: CancellationTok
                 tracing::warn!("state database alarm sent to the on-call chat");
                 return;
             }
-            Err(e) => tracing::warn!(error = %e, "state database alarm not sent; retrying"),
+            Err(e) => {
+                let error = redact_token(&e.to_string(), bot.token());
+                tracing::warn!(%error, "state database alarm not sent; retrying");
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -47,6 +47,20 @@ pub enum DeliveryError {
     Unreachable(String),
 }
 
+impl DeliveryError {
+    /// The same error with the bot token taken out of its text: it becomes `/readyz`'s check,
+    /// the `notify.telegram_down` evidence sent to every fallback, and log lines.
+    fn redacted(self, token: &str) -> DeliveryError {
+        use crate::platforms::telegram_channel::api::redact_token;
+        match self {
+            DeliveryError::RetryAfter(d) => DeliveryError::RetryAfter(d),
+            DeliveryError::Transient(t) => DeliveryError::Transient(redact_token(&t, token)),
+            DeliveryError::Refused(t) => DeliveryError::Refused(redact_token(&t, token)),
+            DeliveryError::Unreachable(t) => DeliveryError::Unreachable(redact_token(&t, token)),
+        }
+    }
+}
+
 /// The text and buttons of an incident's page as it should look now.
 pub struct Rendered {
     pub text: String,
@@ -599,7 +613,17 @@ impl TelegramPager {
         reminder: &crate::store::Reminder,
         gate: &Gate,
     ) -> Result<Option<&'static str>, DeliveryError> {
-        let unexpected = self.reply(inc, &reminder.text, gate).await?;
+        let sent = self.send_reminder(inc, reminder, gate).await;
+        sent.map_err(|e| e.redacted(self.bot.token()))
+    }
+
+    async fn send_reminder(
+        &self,
+        inc: &Incident,
+        reminder: &crate::store::Reminder,
+        gate: &Gate,
+    ) -> Result<Option<&'static str>, DeliveryError> {
+        let unexpected = self.send_reply(inc, &reminder.text, gate).await?;
         if let Some(chat) = reminder.extra_chat.filter(|c| *c != self.chat.0) {
             // Another chat: the on-call chat's pacing does not hold between the two.
             let sent = self
@@ -624,6 +648,16 @@ impl TelegramPager {
     /// (an edit does not) and shows what it is about; sent even if the page was deleted.
     /// Returns the method whose answer was unexpected, if one was.
     pub async fn reply(
+        &self,
+        inc: &Incident,
+        text: &str,
+        gate: &Gate,
+    ) -> Result<Option<&'static str>, DeliveryError> {
+        let sent = self.send_reply(inc, text, gate).await;
+        sent.map_err(|e| e.redacted(self.bot.token()))
+    }
+
+    async fn send_reply(
         &self,
         inc: &Incident,
         text: &str,
@@ -668,6 +702,11 @@ impl TelegramPager {
     /// sends the current state as a new message instead, as [`TelegramPager::resend`] does.
     /// Returns where the page is once Telegram confirmed it.
     pub async fn deliver(&self, inc: &Incident, gate: &Gate) -> Result<Delivered, DeliveryError> {
+        let delivered = self.send_or_edit(inc, gate).await;
+        delivered.map_err(|e| e.redacted(self.bot.token()))
+    }
+
+    async fn send_or_edit(&self, inc: &Incident, gate: &Gate) -> Result<Delivered, DeliveryError> {
         let r = render_page(inc, self.pause_button);
         let Some(page) = &inc.page else {
             return self.send(&r, How::Sent, gate).await;
@@ -733,7 +772,8 @@ impl TelegramPager {
         gate: &Gate,
     ) -> Result<Delivered, DeliveryError> {
         let r = render_page(inc, self.pause_button);
-        self.send(&r, How::Resent(reason.to_owned()), gate).await
+        let sent = self.send(&r, How::Resent(reason.to_owned()), gate).await;
+        sent.map_err(|e| e.redacted(self.bot.token()))
     }
 
     /// Sends a rendered page as a new message; refused for its content, sends the plain-text

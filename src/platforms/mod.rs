@@ -13,10 +13,17 @@ pub mod mastodon;
 pub mod telegram_channel;
 pub mod x;
 
-use std::{collections::HashMap, future::Future, pin::Pin, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    future::Future,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    pin::Pin,
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
+use url::{Host, Url};
 
 use crate::{
     config::{self, Account, Config},
@@ -49,6 +56,10 @@ pub struct Takedown<'a> {
     pub post_id: &'a str,
     /// The platform's time of the post when known, for platforms with a deletion window.
     pub posted_at: Option<DateTime<Utc>>,
+    /// The account's approved profile baseline (field → value): what a platform pins the
+    /// endpoints it learns from data to (Bluesky's `pds`), so a takeover that moved them
+    /// receives nothing.
+    pub baseline: &'a BTreeMap<String, String>,
 }
 
 /// A takedown in flight.
@@ -159,6 +170,157 @@ pub fn graces(config: &Config) -> Vec<(String, Duration)> {
     out
 }
 
+/// Why an endpoint taken from platform data (not from the configuration) is not called.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("`{url}` is not https")]
+    NotHttps { url: String },
+    #[error("`{url}` is not on a public host ({why})")]
+    NotPublic { url: String, why: &'static str },
+    #[error("`{url}` does not resolve: {detail}")]
+    Unresolved { url: String, detail: String },
+}
+
+/// The rule for every endpoint a platform takes from data an attacker may write (Bluesky: the
+/// PDS a DID document names, the host of a did:web). Only Bluesky takes endpoints from data:
+/// Mastodon, X and Telegram channels call the configured `base_url` only. Such an endpoint must
+/// be `https` on a public host, so a rewritten identity cannot point tocsin at the cloud
+/// metadata service, the state dir's neighbours or a sniffable plain-text peer, unless
+/// `accounts[].allow_private_endpoints` says the account lives on loopback fakes. Names are
+/// judged as written (`localhost`, `.local`, `.internal`, single labels); what a public name
+/// resolves to is not.
+pub fn check_data_endpoint(account: &Account, url: &Url) -> Result<(), EndpointError> {
+    if account.allow_private_endpoints {
+        return Ok(());
+    }
+    if url.scheme() != "https" {
+        return Err(EndpointError::NotHttps {
+            url: url.to_string(),
+        });
+    }
+    let not_public = |why| {
+        Err(EndpointError::NotPublic {
+            url: url.to_string(),
+            why,
+        })
+    };
+    match url.host() {
+        None => not_public("no host"),
+        Some(Host::Ipv4(ip)) => match ipv4_scope(ip) {
+            Some(why) => not_public(why),
+            None => Ok(()),
+        },
+        Some(Host::Ipv6(ip)) => match ipv6_scope(ip) {
+            Some(why) => not_public(why),
+            None => Ok(()),
+        },
+        Some(Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if let Ok(ip) = name.parse::<IpAddr>() {
+                return ip_scope(ip).map_or(Ok(()), not_public);
+            }
+            let local_suffix = [".localhost", ".local", ".internal", ".home.arpa", ".lan"]
+                .iter()
+                .any(|s| name.ends_with(s));
+            if name == "localhost" || local_suffix {
+                not_public("a local name")
+            } else if !name.contains('.') {
+                not_public("a single-label name")
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+/// [`check_data_endpoint`], then what the host name resolves to: a public-looking name whose
+/// addresses are loopback, private or link-local is refused as well. The HTTP client resolves
+/// the name again when it connects, so a name that changes its answer in between (DNS
+/// rebinding) is not caught here; Bluesky's takedown also pins the PDS itself.
+pub async fn check_data_endpoint_resolved(
+    account: &Account,
+    url: &Url,
+) -> Result<(), EndpointError> {
+    check_data_endpoint(account, url)?;
+    if account.allow_private_endpoints {
+        return Ok(());
+    }
+    let Some(Host::Domain(name)) = url.host() else {
+        return Ok(());
+    };
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addrs =
+        tokio::net::lookup_host((name, port))
+            .await
+            .map_err(|e| EndpointError::Unresolved {
+                url: url.to_string(),
+                detail: e.to_string(),
+            })?;
+    for addr in addrs {
+        if let Some(why) = ip_scope(addr.ip()) {
+            return Err(EndpointError::NotPublic {
+                url: url.to_string(),
+                why: match why {
+                    "loopback" => "its name resolves to loopback",
+                    "link-local" => "its name resolves to a link-local address",
+                    _ => "its name resolves to a non-public address",
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
+fn ip_scope(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => ipv4_scope(v4),
+        IpAddr::V6(v6) => ipv6_scope(v6),
+    }
+}
+
+/// Why an IPv4 address is not public, if it is not.
+fn ipv4_scope(ip: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, ..] = ip.octets();
+    if ip.is_loopback() {
+        Some("loopback")
+    } else if ip.is_private() || (a == 100 && (64..128).contains(&b)) {
+        Some("a private address")
+    } else if ip.is_link_local() {
+        Some("link-local")
+    } else if ip.is_unspecified() || a == 0 {
+        Some("unspecified")
+    } else if ip.is_multicast() || ip.is_broadcast() || a >= 240 {
+        Some("not unicast")
+    } else if ip.is_documentation() || (a == 198 && (18..20).contains(&b)) || (a, b) == (192, 0) {
+        Some("a reserved address")
+    } else {
+        None
+    }
+}
+
+/// Why an IPv6 address is not public, if it is not.
+fn ipv6_scope(ip: Ipv6Addr) -> Option<&'static str> {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return ipv4_scope(v4);
+    }
+    let first = ip.segments()[0];
+    if ip.is_loopback() {
+        Some("loopback")
+    } else if ip.is_unspecified() {
+        Some("unspecified")
+    } else if ip.is_multicast() {
+        Some("not unicast")
+    } else if first & 0xfe00 == 0xfc00 {
+        Some("a private address")
+    } else if first & 0xffc0 == 0xfe80 {
+        Some("link-local")
+    } else if first == 0x2001 && ip.segments()[1] == 0x0db8 {
+        Some("a reserved address")
+    } else {
+        None
+    }
+}
+
 /// Shortens a platform's error text for the page.
 pub(crate) fn short(text: &str) -> String {
     const MAX: usize = 200;
@@ -166,5 +328,70 @@ pub(crate) fn short(text: &str) -> String {
     match text.char_indices().nth(MAX) {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(allow: bool) -> Account {
+        let mut a: Account = toml::from_str(
+            r#"
+name = "sky"
+platform = "bluesky"
+base_url = "https://bsky.social"
+account_id = "example.bsky.social"
+"#,
+        )
+        .unwrap();
+        a.allow_private_endpoints = allow;
+        a
+    }
+
+    #[test]
+    fn endpoints_from_data_must_be_https_on_a_public_host() {
+        let strict = account(false);
+        let check = |u: &str| check_data_endpoint(&strict, &Url::parse(u).unwrap());
+        assert_eq!(check("https://morel.us-east.host.bsky.network"), Ok(()));
+        assert_eq!(check("https://[2606:4700::1111]/"), Ok(()));
+        assert!(matches!(
+            check("http://pds.example.com"),
+            Err(EndpointError::NotHttps { .. })
+        ));
+        for private in [
+            "https://127.0.0.1:2583",
+            "https://10.0.0.5",
+            "https://172.16.0.1",
+            "https://192.168.1.1",
+            "https://169.254.169.254/latest/meta-data",
+            "https://100.64.0.1",
+            "https://0.0.0.0",
+            "https://[::1]",
+            "https://[fd00::1]",
+            "https://[fe80::1]",
+            "https://[::ffff:127.0.0.1]",
+            "https://localhost",
+            "https://pds.localhost",
+            "https://metadata.google.internal",
+            "https://printer.local",
+            "https://intranet",
+        ] {
+            assert!(
+                matches!(check(private), Err(EndpointError::NotPublic { .. })),
+                "{private}"
+            );
+        }
+        // What a name resolves to is judged by the same rule.
+        assert_eq!(ip_scope("8.8.8.8".parse().unwrap()), None);
+        assert_eq!(
+            ip_scope("10.1.2.3".parse().unwrap()),
+            Some("a private address")
+        );
+        let fakes = account(true);
+        assert_eq!(
+            check_data_endpoint(&fakes, &Url::parse("http://127.0.0.1:9/").unwrap()),
+            Ok(())
+        );
     }
 }

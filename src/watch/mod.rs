@@ -295,6 +295,9 @@ pub enum SourceError {
     Unauthorized { status: u16 },
     #[error("unexpected response for {what}: {detail}")]
     Malformed { what: String, detail: String },
+    /// An endpoint named by the platform's data that tocsin will not call.
+    #[error("not called: {what}: {detail}")]
+    Refused { what: String, detail: String },
 }
 
 /// A source's future.

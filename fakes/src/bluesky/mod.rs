@@ -1,8 +1,9 @@
-//! An in-process stand-in for the three Bluesky services a watcher talks to, on one loopback
+//! An in-process stand-in for the four Bluesky services a watcher talks to, on one loopback
 //! port: a PDS (XRPC `com.atproto.*` with real JSON shapes, errors as
 //! `{"error": "…", "message": "…"}` and `ratelimit-*` headers), a PLC directory (`GET /{did}`,
-//! `GET /{did}/data`) and a Jetstream (`GET /subscribe` websocket, `wantedDids`,
-//! `wantedCollections`, `cursor` replay).
+//! `GET /{did}/data`), an AppView (`app.bsky.feed.getPosts`) and a Jetstream (`GET /subscribe`
+//! websocket, `wantedDids`, `wantedCollections`, `cursor` replay). [`AttackerPds`] is the
+//! intruder's PDS an account can be moved to.
 //!
 //! Every change made through the handle (publish, edit, delete, profile, handle, PDS, keys,
 //! account status) is written to the repository or the DID document *and* broadcast as the
@@ -12,9 +13,12 @@
 //!
 //! It binds to 127.0.0.1 only and never opens outbound connections.
 
+mod attacker;
 mod directory;
 mod jetstream;
 mod xrpc;
+
+pub use attacker::AttackerPds;
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
@@ -75,6 +79,8 @@ struct Repo {
     profile: Option<(Value, String)>,
     /// rkey → (record, cid).
     posts: BTreeMap<String, (Value, String)>,
+    /// Posts gone from the PDS that the AppView still shows (see [`FakeBluesky::hide_from_pds`]).
+    appview_only: BTreeMap<String, (Value, String)>,
     app_password: Option<String>,
     rev: String,
 }
@@ -258,6 +264,7 @@ impl FakeBluesky {
             status: None,
             profile: Some((profile, cid)),
             posts: BTreeMap::new(),
+            appview_only: BTreeMap::new(),
             app_password: None,
             rev: tid(Utc::now().timestamp_micros()),
         };
@@ -328,6 +335,22 @@ impl FakeBluesky {
             repo.posts.remove(rkey);
         }
         self.commit(&mut inner, did, "delete", "app.bsky.feed.post", rkey, None);
+    }
+
+    /// The PDS forgets a post (its `getRecord` answers `RecordNotFound`) without a commit, so
+    /// the AppView keeps showing it: a PDS that lies about what readers see.
+    pub fn hide_from_pds(&self, did: &str, rkey: &str) {
+        let mut inner = self.lock();
+        let repo = inner.repos.get_mut(did).expect("unknown DID");
+        let post = repo.posts.remove(rkey).expect("unknown post");
+        repo.appview_only.insert(rkey.to_owned(), post);
+    }
+
+    /// The AppView drops what only it still showed (it caught up with the PDS).
+    pub fn appview_catch_up(&self, did: &str) {
+        if let Some(repo) = self.lock().repos.get_mut(did) {
+            repo.appview_only.clear();
+        }
     }
 
     pub fn has_post(&self, did: &str, rkey: &str) -> bool {

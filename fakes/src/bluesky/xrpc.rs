@@ -59,6 +59,9 @@ pub(super) async fn xrpc(
                 "Rate Limit Exceeded",
             )
         }
+        None if nsid == "app.bsky.feed.getPosts" && method == Method::GET => {
+            get_posts(&inner, uri.query().unwrap_or_default())
+        }
         None => answer(&shared, &mut inner, &nsid, &method, &q, bearer, body),
     };
     let h = resp.headers_mut();
@@ -293,4 +296,59 @@ pub(super) fn answer(
             "Method Not Implemented",
         ),
     }
+}
+
+/// The AppView's `app.bsky.feed.getPosts`: `uris` repeated (at most 25), a `postView` for
+/// each post it has, in the order asked; posts it does not have are left out, not an error.
+pub(super) fn get_posts(inner: &Inner, query: &str) -> Response {
+    let uris: Vec<String> = url::form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == "uris")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    if uris.len() > 25 {
+        return xrpc_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "Error: uris must not have more than 25 elements",
+        );
+    }
+    let mut posts = Vec::new();
+    for uri in &uris {
+        let Some(rest) = uri.strip_prefix("at://") else {
+            return xrpc_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequest",
+                "Error: uris/0 must be a valid at-uri",
+            );
+        };
+        let mut parts = rest.splitn(3, '/');
+        let (did, collection, rkey) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
+        let Some(repo) = inner.repos.get(did) else {
+            continue;
+        };
+        if collection != "app.bsky.feed.post" {
+            continue;
+        }
+        let Some((record, cid)) = repo.posts.get(rkey).or_else(|| repo.appview_only.get(rkey))
+        else {
+            continue;
+        };
+        posts.push(json!({
+            "uri": uri,
+            "cid": cid,
+            "author": {"did": did, "handle": repo.handle, "labels": []},
+            "record": record,
+            "replyCount": 0,
+            "repostCount": 0,
+            "likeCount": 0,
+            "quoteCount": 0,
+            "indexedAt": record["createdAt"],
+            "labels": [],
+        }));
+    }
+    Json(json!({"posts": posts})).into_response()
 }

@@ -24,7 +24,7 @@ use std::{collections::HashSet, time::Duration};
 
 use serde::Deserialize;
 
-use super::{ConfigError, MIN_POLL_INTERVAL, check_http_url, duration};
+use super::{ConfigError, MIN_POLL_INTERVAL, check_http_url, check_secret_url, duration};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -246,7 +246,7 @@ impl Email {
         for (i, g) in self.google.iter().enumerate() {
             let key = |f: &str| format!("email.google[{i}].{f}");
             check_name(key("name"), &g.name, names)?;
-            check_http_url(&key("api_url"), &g.api_url)?;
+            check_secret_url(&key("api_url"), &g.api_url)?;
             check_poll(key("poll_interval"), g.poll_interval)?;
             check_domains(key("internal_domains"), &g.internal_domains)?;
             if !g.admin.contains('@') {
@@ -275,8 +275,8 @@ impl Email {
         for (i, m) in self.m365.iter().enumerate() {
             let key = |f: &str| format!("email.m365[{i}].{f}");
             check_name(key("name"), &m.name, names)?;
-            check_http_url(&key("login_url"), &m.login_url)?;
-            check_http_url(&key("api_url"), &m.api_url)?;
+            check_secret_url(&key("login_url"), &m.login_url)?;
+            check_secret_url(&key("api_url"), &m.api_url)?;
             check_poll(key("poll_interval"), m.poll_interval)?;
             check_domains(key("internal_domains"), &m.internal_domains)?;
             for (f, v) in [("tenant", &m.tenant), ("client_id", &m.client_id)] {
@@ -287,7 +287,11 @@ impl Email {
         }
         if let Some(k) = &self.kill_switch {
             let key = |f: &str| format!("email.kill_switch.{f}");
-            check_http_url(&key("url"), &k.url)?;
+            if k.secret.is_some() || !k.headers.is_empty() {
+                check_secret_url(&key("url"), &k.url)?;
+            } else {
+                check_http_url(&key("url"), &k.url)?;
+            }
             if reqwest::Method::from_bytes(k.method.to_ascii_uppercase().as_bytes()).is_err() {
                 return Err(invalid(
                     key("method"),

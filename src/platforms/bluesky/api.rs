@@ -39,6 +39,18 @@ pub(super) struct RepoStatus {
     pub(super) status: Option<String>,
 }
 
+/// `app.bsky.feed.getPosts`'s output: the posts the AppView has, in the order asked; a post it
+/// does not have (deleted, never indexed, taken down) is left out.
+#[derive(Debug, Deserialize)]
+pub(super) struct PostViews {
+    pub(super) posts: Vec<PostView>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct PostView {
+    pub(super) uri: String,
+}
+
 /// An XRPC error body: `{"error": "RecordNotFound", "message": "…"}`.
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct XrpcError {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::api::{malformed, retry_after, xrpc_get};
-use crate::watch::SourceError;
+use crate::{config::Account, platforms::check_data_endpoint_resolved, watch::SourceError};
 
 /// Who the account is, per its DID document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,13 +124,26 @@ pub(super) async fn get_json<T: serde::de::DeserializeOwned>(
     resp.json().await.map_err(|e| malformed(what, e))
 }
 
-/// Resolves the DID document (and, for did:plc, the rotation keys).
+/// Resolves the DID document (and, for did:plc, the rotation keys) from the account's PLC
+/// directory, or from the did:web host, which is data and must pass
+/// [`check_data_endpoint_resolved`].
+/// The PDS it names is returned unchecked: the caller reports it (a move is a profile drift)
+/// and checks it before calling it.
 pub async fn resolve_identity(
     http: &reqwest::Client,
-    plc: &Url,
+    account: &Account,
     did: &str,
 ) -> Result<Identity, SourceError> {
+    let plc = &account.plc_url();
     let url = did_document_url(plc, did)?;
+    if did.starts_with("did:web:") {
+        check_data_endpoint_resolved(account, &url)
+            .await
+            .map_err(|e| SourceError::Refused {
+                what: format!("the did:web document of {did}"),
+                detail: e.to_string(),
+            })?;
+    }
     let what = format!("DID document of {did}");
     let doc: DidDocument = get_json(http, url.clone(), &what).await?;
     if doc.id != did {

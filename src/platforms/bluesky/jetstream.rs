@@ -225,7 +225,7 @@ pub(super) async fn handle(watch: &Watch, event: JetstreamEvent) -> bool {
         }
         ("identity", _, Some(id), _) => {
             // The event says something changed; the DID document says what.
-            match resolve_identity(&watch.ctx.http, &watch.account.plc_url(), &watch.did).await {
+            match resolve_identity(&watch.ctx.http, &watch.account, &watch.did).await {
                 Ok(identity) => state.set_identity(&identity),
                 Err(e) => {
                     tracing::warn!(account = %watch.name(), error = %e, "cannot resolve the DID after an identity event");

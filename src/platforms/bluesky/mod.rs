@@ -1,6 +1,8 @@
 //! Bluesky: identity from the PLC directory or `did:web` ([`identity`]), the repo polled from
 //! its PDS ([`api`], [`watch`]), commits pushed by Jetstream ([`jetstream`]), and
-//! `com.atproto.repo.deleteRecord` in an app-password session for takedowns ([`takedown`]).
+//! `com.atproto.repo.deleteRecord` in an app-password session on the pinned PDS for takedowns
+//! ([`takedown`]). Only this platform calls endpoints it learned from data (the DID document's
+//! PDS, a did:web host): each passes [`check_data_endpoint`](super::check_data_endpoint).
 
 pub mod api;
 pub mod identity;
@@ -27,7 +29,12 @@ impl Platform for Bluesky {
     }
 
     fn takedown<'a>(&'a self, post: Takedown<'a>) -> TakedownFuture<'a> {
-        Box::pin(takedown::delete_post(post.http, post.account, post.post_id))
+        Box::pin(takedown::delete_post(
+            post.http,
+            post.account,
+            post.post_id,
+            post.baseline,
+        ))
     }
 
     fn describe(&self, a: &Account) -> String {
@@ -40,10 +47,17 @@ impl Platform for Bluesky {
             a.plc_url(),
             humantime::format_duration(a.poll_interval),
             a.jetstream_url(),
-            if a.write_token.is_some() {
-                "with an app password session"
-            } else {
-                "not configured (no write_token)"
+            match (&a.write_token, &a.pds_url) {
+                (None, _) => "not configured (no write_token)".to_owned(),
+                (Some(_), Some(pds)) => format!(
+                    "with an app password session on {pds} only, gone confirmed at {}",
+                    a.appview_url()
+                ),
+                (Some(_), None) => format!(
+                    "with an app password session on the approved PDS only, gone confirmed \
+                     at {}",
+                    a.appview_url()
+                ),
             }
         )
     }

@@ -35,6 +35,7 @@ use super::{
 use crate::{
     config::Account,
     model::ObservationKind,
+    platforms::check_data_endpoint_resolved,
     watch::{RateBudget, SourceContext, SourceError},
 };
 
@@ -118,7 +119,10 @@ pub async fn run(account: Account, ctx: SourceContext) {
             Err(e) => {
                 failures += 1;
                 tracing::warn!(account = %name, error = %e, failures, "bluesky poll failed");
-                let refused = matches!(e, SourceError::Unauthorized { .. });
+                let refused = matches!(
+                    e,
+                    SourceError::Unauthorized { .. } | SourceError::Refused { .. }
+                );
                 watch
                     .ctx
                     .health
@@ -150,8 +154,23 @@ pub(super) async fn poll(
 ) -> Result<bool, SourceError> {
     let http = &watch.ctx.http;
     let did = watch.did.as_str();
-    let identity = resolve_identity(http, &watch.account.plc_url(), did).await?;
+    let identity = resolve_identity(http, &watch.account, did).await?;
     let pds = identity.pds.clone();
+    if let Err(e) = check_data_endpoint_resolved(&watch.account, &pds).await {
+        // The move is still reported (a profile drift, paged), from what was read before; the
+        // new PDS is not called. Before a first full read there is nothing to report it with.
+        let mut state = watch.state.lock().await;
+        if state.pds.is_some() {
+            state.set_identity(&identity);
+            if !watch.emit_profile(&state).await {
+                return Ok(false);
+            }
+        }
+        return Err(SourceError::Refused {
+            what: format!("the PDS in the DID document of {did}"),
+            detail: e.to_string(),
+        });
+    }
     let status: Option<RepoStatus> = xrpc_get(
         http,
         &pds,

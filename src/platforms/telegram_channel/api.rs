@@ -14,6 +14,18 @@ use crate::{
 
 /// A channel post as detect compares it: text (or caption) with its link targets, media by
 /// Telegram's stable `file_unique_id`.
+/// `text` (an error of a Bot API call) with the bot token taken out. The token is part of every
+/// request URL (`…/bot<TOKEN>/method`) and teloxide hides it from network errors only when the
+/// API URL has no path prefix, so every Bot API error that becomes text (logs, `/readyz`,
+/// pages, fallback evidence) goes through this, whatever `telegram.api_url` is.
+pub fn redact_token(text: &str, token: &str) -> String {
+    if token.is_empty() {
+        return text.to_owned();
+    }
+    text.replace(token, "<bot token>")
+        .replace(&token.replace(':', "%3A"), "<bot token>")
+}
+
 pub fn post_from(m: &teloxide::types::Message) -> Post {
     let text = m.text().or(m.caption()).unwrap_or_default().to_owned();
     let mut links = Vec::new();
@@ -165,7 +177,10 @@ impl Api {
         if body["ok"].as_bool() == Some(true) {
             return Ok(body["result"].clone());
         }
-        let description = body["description"].as_str().unwrap_or_default();
+        let description = redact_token(
+            body["description"].as_str().unwrap_or_default(),
+            self.token.expose(),
+        );
         if let Some(s) = body["parameters"]["retry_after"].as_u64() {
             return Err((SourceError::RateLimited(Duration::from_secs(s)), false));
         }
@@ -178,5 +193,23 @@ impl Api {
             what: format!("{method}: {description}"),
         };
         Err((error, refused))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_redacted_wherever_the_url_puts_it() {
+        let token = "123456:AAH-secret_token-0123456789abcdefghij";
+        let text = format!(
+            "error sending request for url (http://127.0.0.1:1/tg/bot{token}/SendMessage); \
+             http://proxy/tg/bot{}/GetUpdates",
+            token.replace(':', "%3A")
+        );
+        let out = redact_token(&text, token);
+        assert!(!out.contains("AAH-secret"), "{out}");
+        assert!(out.contains("/tg/bot<bot token>/SendMessage"), "{out}");
     }
 }

@@ -52,7 +52,7 @@ pub async fn delete_post(
         Ok(_) => TakedownOutcome::Deleted,
         Err(RequestError::Api(e)) => classify(&e),
         Err(e) => TakedownOutcome::Failed {
-            detail: short(&e.to_string()),
+            detail: short(&super::api::redact_token(&e.to_string(), token.expose())),
         },
     }
 }
