@@ -34,8 +34,8 @@ struct Sky {
     health: Health,
     shutdown: CancellationToken,
     handle: JoinHandle<Result<(), tocsin::AppError>>,
-    _state: tempfile::TempDir,
-    _masto: FakeMastodon,
+    state: tempfile::TempDir,
+    masto: FakeMastodon,
 }
 
 fn account(sky: &FakeBluesky, poll: Duration) -> Account {
@@ -80,11 +80,21 @@ async fn start(poll: Duration, tweak: impl FnOnce(&mut Account)) -> Sky {
     let sky = fake().await;
     let masto = FakeMastodon::start().await.unwrap();
     let bot = FakeBotApi::start(BOT_TOKEN).await.unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let text = loopback_config(state.path(), &bot, &masto, ACCOUNT_ID, API_TOKEN, POLL);
-    let mut config = tocsin::Config::parse(&text, "loopback").unwrap();
     let mut acct = account(&sky, poll);
     tweak(&mut acct);
+    run_on(sky, masto, bot, tempfile::tempdir().unwrap(), acct).await
+}
+
+/// Runs the daemon on the fakes and the state in `state` (a restart passes the same).
+async fn run_on(
+    sky: FakeBluesky,
+    masto: FakeMastodon,
+    bot: FakeBotApi,
+    state: tempfile::TempDir,
+    acct: Account,
+) -> Sky {
+    let text = loopback_config(state.path(), &bot, &masto, ACCOUNT_ID, API_TOKEN, POLL);
+    let mut config = tocsin::Config::parse(&text, "loopback").unwrap();
     config.accounts = vec![acct];
     // One page per finding, so each test reads its own.
     config.grouping.window = Duration::ZERO;
@@ -100,8 +110,8 @@ async fn start(poll: Duration, tweak: impl FnOnce(&mut Account)) -> Sky {
         health,
         shutdown,
         handle,
-        _state: state,
-        _masto: masto,
+        state,
+        masto,
     }
 }
 
@@ -170,6 +180,29 @@ impl Sky {
     async fn stop(self) {
         self.shutdown.cancel();
         self.handle.await.unwrap().unwrap();
+    }
+
+    /// Stops the daemon, runs `while_down`, and starts a new one on the same state.
+    async fn restart(self, poll: Duration, while_down: impl FnOnce(&FakeBluesky)) -> Sky {
+        let Sky {
+            sky,
+            bot,
+            store,
+            shutdown,
+            handle,
+            state,
+            masto,
+            ..
+        } = self;
+        shutdown.cancel();
+        handle.await.unwrap().unwrap();
+        // The state dir is locked while any handle on it lives.
+        drop(store);
+        while_down(&sky);
+        let acct = account(&sky, poll);
+        let t = run_on(sky, masto, bot, state, acct).await;
+        until(|| t.connected(), "the stream connected again").await;
+        t
     }
 }
 
@@ -370,6 +403,32 @@ async fn a_reconnect_resumes_from_the_cursor_and_replays_what_was_missed() {
         polls,
         "replayed by Jetstream from the cursor, not polled"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_resumes_jetstream_from_the_stored_cursor() {
+    let app = spawn(PUSH_ONLY).await;
+    assert_eq!(
+        app.sky.subscribe_cursors(),
+        vec![None],
+        "a first start reads live"
+    );
+    app.sky.publish(DID, "Streamed before the restart");
+    app.wait_page("Streamed before the restart").await;
+    let app = app
+        .restart(PUSH_ONLY, |sky| {
+            sky.publish(DID, "Published while tocsin was stopped");
+        })
+        .await;
+    let cursors = app.sky.subscribe_cursors();
+    assert_eq!(cursors.len(), 2, "{cursors:?}");
+    assert!(
+        cursors[1].is_some(),
+        "the restarted daemon resumed from its stored cursor: {cursors:?}"
+    );
+    let page = app.wait_page("Published while tocsin was stopped").await;
+    assert!(page.contains("social.unapproved_post"), "{page}");
     app.stop().await;
 }
 

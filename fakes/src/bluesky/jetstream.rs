@@ -31,6 +31,7 @@ pub(super) async fn subscribe(
             return (StatusCode::SERVICE_UNAVAILABLE, "jetstream unavailable").into_response();
         }
         inner.connects += 1;
+        inner.subscribe_cursors.push(cursor);
     }
     ws.on_upgrade(move |socket| serve_stream(shared, socket, dids, collections, cursor))
 }

@@ -96,6 +96,8 @@ struct Inner {
     events: Vec<(i64, Value)>,
     stream_up: bool,
     connects: usize,
+    /// The `cursor` each Jetstream subscription asked to resume from, in order.
+    subscribe_cursors: Vec<Option<i64>>,
     open_streams: usize,
     rate_used: u32,
     rate_reset: i64,
@@ -210,6 +212,7 @@ impl FakeBluesky {
                 events: Vec::new(),
                 stream_up: true,
                 connects: 0,
+                subscribe_cursors: Vec::new(),
                 open_streams: 0,
                 rate_used: 0,
                 rate_reset: Utc::now().timestamp() + RATE_WINDOW_SECS,
@@ -478,6 +481,11 @@ impl FakeBluesky {
     }
 
     /// Stream connections accepted since start.
+    /// The `cursor` of each Jetstream subscription accepted so far (`None`: live only).
+    pub fn subscribe_cursors(&self) -> Vec<Option<i64>> {
+        self.lock().subscribe_cursors.clone()
+    }
+
     pub fn stream_connects(&self) -> usize {
         self.lock().connects
     }
