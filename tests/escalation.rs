@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use tocsin::{
-    config::{Escalation, Tier},
-    model::{Action, Rule, State},
+    config::{Escalation, Route, Tier},
+    model::{Action, Rule, Severity, State},
 };
+use tocsin_fakes::mastodon::ProfileUpdate;
 
 use crate::support::*;
 
@@ -188,5 +189,74 @@ async fn reminders_repeat_until_ack_and_escalate_to_the_next_tier() {
     assert_eq!(reminded as u32, inc.reminders);
     assert!(inc.reminders >= 3, "{} reminders", inc.reminders);
     assert_eq!(inc.tier, 1, "reached the second tier");
+    app.stop().await;
+}
+
+/// README, escalation: "Timings can differ per severity. The schedule is derived from the
+/// incident's stored fields, so a restart neither loses nor repeats it."
+#[tokio::test]
+async fn reminders_follow_their_severitys_timing_and_a_restart_neither_loses_nor_repeats_them() {
+    let every = Duration::from_millis(1500);
+    let escalation = move |c: &mut tocsin::Config| {
+        let mut e = policy();
+        // High incidents: no reminder within the test; critical ones: every 1.5 s.
+        e.renotify_after = Duration::from_secs(600);
+        e.escalate_after = None;
+        e.severity.insert(
+            Severity::Critical,
+            Route {
+                renotify_after: Some(every),
+                escalate_after: None,
+            },
+        );
+        c.escalation = Some(e);
+    };
+    let app = spawn_app_with(escalation).await;
+    let post = app.publish("send 1 BTC, get 2 back");
+    app.masto.update_profile(
+        ACCOUNT_ID,
+        ProfileUpdate {
+            note: Some("<p>Claim your BTC now</p>".into()),
+            ..Default::default()
+        },
+    );
+    until(
+        || {
+            app.incident_by_object(&post)
+                .is_some_and(|i| i.reminders >= 1)
+        },
+        "the critical incident's first reminder",
+    )
+    .await;
+    let id = app.incident_by_object(&post).unwrap().id;
+    let (masto, bot, state) = app.stop().await;
+    // Down for longer than two intervals: one reminder is due at the restart, not three.
+    tokio::time::sleep(every * 2 + Duration::from_millis(500)).await;
+    let app = start_with(masto, bot, state, escalation).await;
+    until(
+        || app.store.incident(id).unwrap().unwrap().reminders >= 3,
+        "reminders after the restart",
+    )
+    .await;
+    let inc = app.store.incident(id).unwrap().unwrap();
+    let times: Vec<_> = inc
+        .timeline
+        .iter()
+        .filter(|e| matches!(e.action, Action::Reminded { .. }))
+        .map(|e| e.at)
+        .collect();
+    for pair in times.windows(2) {
+        let gap = (pair[1] - pair[0]).to_std().unwrap();
+        assert!(
+            gap >= every - Duration::from_millis(100),
+            "reminders {gap:?} apart, under the 1.5 s interval: {times:?}"
+        );
+    }
+    let profile = app.incident_by_object("profile").unwrap();
+    assert_eq!(profile.severity, Severity::High);
+    assert_eq!(
+        profile.reminders, 0,
+        "the high incident follows its own timing"
+    );
     app.stop().await;
 }
