@@ -14,10 +14,10 @@ use tocsin_fakes::{pagerduty::FakePagerDuty, telegram::Failure, webhook::FakeRec
 use crate::support::*;
 
 /// PagerDuty checks the length: 32 characters, like a real integration key.
-const ROUTING_KEY: &str = "0123456789abcdef0123456789abcdef";
+pub const ROUTING_KEY: &str = "0123456789abcdef0123456789abcdef";
 const WEBHOOK_SECRET: &str = "webhook-secret-never-logged";
 
-fn with_pagerduty(pd: &FakePagerDuty) -> impl FnOnce(&mut Config) {
+pub fn with_pagerduty(pd: &FakePagerDuty) -> impl FnOnce(&mut Config) {
     let url = pd.url();
     move |c: &mut Config| {
         c.channels.pagerduty.push(PagerDutyChannel {

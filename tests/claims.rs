@@ -3,27 +3,12 @@
 
 use std::time::Duration;
 
-use tocsin::{
-    Config,
-    config::{PagerDutyChannel, Secret},
-};
 use tocsin_fakes::{mastodon::status_html, pagerduty::FakePagerDuty, telegram::FakeUser};
 
-use crate::support::{daemon, *};
-
-const ROUTING_KEY: &str = "0123456789abcdef0123456789abcdef";
-
-fn with_pagerduty(pd: &FakePagerDuty) -> impl FnOnce(&mut Config) {
-    let url = pd.url();
-    move |c: &mut Config| {
-        c.channels.pagerduty.push(PagerDutyChannel {
-            name: "ops".into(),
-            routing_key: Secret::new(ROUTING_KEY),
-            api_url: url,
-            severities: None,
-        })
-    }
-}
+use crate::{
+    channels::with_pagerduty,
+    support::{daemon, *},
+};
 
 /// README, PagerDuty: "429 and 5xx are retried with backoff (honouring `Retry-After`)". The
 /// first backoff is a second: a retry three seconds later is the header's doing.

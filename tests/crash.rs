@@ -72,16 +72,7 @@ async fn sigkill_mid_burst_loses_no_page_and_sends_none_more_than_twice() {
         };
         quiet::settle(&remote, ACCOUNT, 2).await;
         // Committed: the incidents the store holds for the burst, read through the API.
-        let incidents: serde_json::Value = reqwest::Client::new()
-            .get(format!("{}/api/v1/incidents", remote.api))
-            .bearer_auth(API_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let text = incidents.to_string();
+        let text = serde_json::to_string(&quiet::api_incidents(&remote.api).await).unwrap();
         let stored = markers.iter().filter(|m| text.contains(m.as_str())).count();
         assert_eq!(stored, POSTS, "every post of the burst is an incident");
         committed += stored;

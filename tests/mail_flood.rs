@@ -198,22 +198,12 @@ impl Watched {
 
     /// When the incident of the post `object` was opened, from the API.
     async fn opened_at(&self, object: &str) -> chrono::DateTime<chrono::Utc> {
-        let list: serde_json::Value = reqwest::Client::new()
-            .get(format!("http://{}/api/v1/incidents", self.http))
-            .bearer_auth(API_TOKEN)
-            .send()
+        quiet::api_incidents(&format!("http://{}", self.http))
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let incident = list["incidents"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|i| i["object"] == object)
-            .unwrap_or_else(|| panic!("no incident for the post {object}"));
-        incident["opened_at"].as_str().unwrap().parse().unwrap()
+            .into_iter()
+            .find(|i| i.object == object)
+            .unwrap_or_else(|| panic!("no incident for the post {object}"))
+            .opened_at
     }
 
     /// Mail observations the daemon's pipeline has taken so far (`/metrics`).

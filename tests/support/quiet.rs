@@ -76,16 +76,7 @@ impl Observed for Remote<'_> {
     }
 
     async fn incidents(&self) -> Vec<Incident> {
-        let body: serde_json::Value = reqwest::Client::new()
-            .get(format!("{}/api/v1/incidents", self.api))
-            .bearer_auth(API_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        serde_json::from_value(body["incidents"].clone()).unwrap()
+        api_incidents(&self.api).await
     }
 
     fn bot(&self) -> &FakeBotApi {
@@ -176,4 +167,18 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Every incident, as the daemon at `api` (`http://HOST:PORT`) serves them.
+pub async fn api_incidents(api: &str) -> Vec<Incident> {
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(format!("{api}/api/v1/incidents"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    serde_json::from_value(body["incidents"].clone()).unwrap()
 }
