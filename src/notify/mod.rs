@@ -17,6 +17,7 @@
 
 pub mod heads;
 pub mod heartbeat;
+mod pacing;
 pub mod pagerduty;
 pub mod per_incident;
 pub mod store_alarm;
