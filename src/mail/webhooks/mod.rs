@@ -13,6 +13,7 @@ pub mod mailgun;
 pub mod postmark;
 pub mod sendgrid;
 pub mod ses;
+mod sns;
 
 pub use inbox::{Inbox, InboxError, InboxHealth, Recorded};
 
