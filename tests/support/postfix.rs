@@ -94,6 +94,43 @@ impl Postfix {
         );
     }
 
+    /// Submits `message` over SMTP straight to the instance's smtpd, with `params` on MAIL FROM
+    /// (e.g. `SMTPUTF8`, which swaks cannot send). Returns the final reply, or the first refusal.
+    #[allow(dead_code)]
+    pub async fn submit(
+        &self,
+        from: &str,
+        params: &str,
+        rcpt: &[String],
+        message: &[u8],
+    ) -> tocsin_fakes::smtp::Reply {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.smtpd));
+        let mut c = tocsin_fakes::smtp::SmtpClient::connect(addr).await.unwrap();
+        let mail = c
+            .command(&format!("MAIL FROM:<{from}> {params}"))
+            .await
+            .unwrap();
+        if mail.code != 250 {
+            return mail;
+        }
+        for r in rcpt {
+            let reply = c.command(&format!("RCPT TO:<{r}>")).await.unwrap();
+            if reply.code != 250 {
+                return reply;
+            }
+        }
+        let data = c.command("DATA").await.unwrap();
+        if data.code != 354 {
+            return data;
+        }
+        c.write(&tocsin_fakes::smtp::dot_stuff(message))
+            .await
+            .unwrap();
+        let done = c.reply().await.unwrap();
+        let _ = c.quit().await;
+        done
+    }
+
     /// Messages in the queue (any state).
     pub async fn count(&self) -> usize {
         let out = script(&["count", &self.path()]).await;
