@@ -160,20 +160,24 @@ pub fn render_page(inc: &Incident, pause_button: bool) -> Rendered {
             if let Some(c) = &m.campaign {
                 t += &format!("Campaign: {}\n", cut(c, 200));
             }
-            // Past 100,000 distinct addresses the counts are estimates, and say so.
-            let about = if m.estimated { "~" } else { "" };
-            t += &format!(
-                "Messages: {} · exposed addresses: {about}{} · domains: {about}{} · recipients: {}\n",
-                m.messages, m.exposed, m.domains, m.recipients
-            );
-            if m.estimated {
-                t += "(address and domain counts estimated, within about 2%)\n";
-            }
-            if m.largest > 0 {
+            // A message that showed at most one address (its own recipient) exposed nobody:
+            // such a page (bulk) counts messages and recipients only.
+            if m.largest <= 1 {
+                t += &format!("Messages: {} · recipients: {}\n", m.messages, m.recipients);
+            } else {
+                // Past 100,000 distinct addresses the counts are estimates, and say so.
+                let about = if m.estimated { "~" } else { "" };
+                t += &format!(
+                    "Messages: {} · exposed addresses: {about}{} · domains: {about}{} · recipients: {}\n",
+                    m.messages, m.exposed, m.domains, m.recipients
+                );
+                if m.estimated {
+                    t += "(address and domain counts estimated, within about 2%)\n";
+                }
                 t += &format!("Most visible in one message: {}\n", m.largest);
-            }
-            if !m.samples.is_empty() {
-                t += &format!("Samples: {}\n", m.samples.join(", "));
+                if !m.samples.is_empty() {
+                    t += &format!("Samples: {}\n", m.samples.join(", "));
+                }
             }
         }
         Evidence::SecurityNotice(n) => {

@@ -140,6 +140,27 @@ impl Postfix {
             .unwrap_or(0)
     }
 
+    /// The queue ids of the messages in `queue` (`hold`, `deferred`, `active`, `incoming`).
+    #[allow(dead_code)]
+    pub async fn in_queue(&self, queue: &str) -> Vec<String> {
+        let out = script(&["queue", &self.path()]).await;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["queue_name"] == queue)
+            .filter_map(|v| v["queue_id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Recipients Postfix delivered (`status=sent`), from its log.
+    #[allow(dead_code)]
+    pub fn delivered(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("status=sent"))
+            .count()
+    }
+
     /// Attempts delivery of everything queued now.
     pub async fn flush(&self) {
         script(&["flush", &self.path()]).await;

@@ -1,0 +1,165 @@
+//! The milter behind Debian's Postfix (`smtpd_milters`): tocsin sees the real envelope in line,
+//! judges every message before Postfix accepts it, and holds a leak in Postfix's hold queue
+//! before any of it leaves. Skipped, loudly, where Postfix is missing.
+
+use std::collections::BTreeMap;
+
+use tocsin::config::{Email, Milter, MilterAction};
+use tocsin_fakes::smtp::{customers, leaky_message};
+
+use crate::support::{postfix::*, *};
+
+const SENDER: &str = "statements@exchange.example";
+
+fn email(port: u16, policy: &[(&str, MilterAction)]) -> Email {
+    Email {
+        milter: Some(Milter {
+            listen: format!("127.0.0.1:{port}").parse().unwrap(),
+            policy: policy
+                .iter()
+                .map(|(r, a)| ((*r).to_owned(), *a))
+                .collect::<BTreeMap<_, _>>(),
+            ..Milter::default()
+        }),
+        internal_domains: vec!["exchange.example".into()],
+        bulk_threshold: 100,
+        ..Email::default()
+    }
+}
+
+/// A Postfix that consults the milter on `milter_port` for every message and discards every
+/// delivery (no journal copy), tempfailing when the milter cannot be reached.
+async fn postfix_with_milter(milter_port: u16) -> Postfix {
+    let postfix = Postfix::start(free_port(), None).await;
+    let milter = format!("smtpd_milters=inet:127.0.0.1:{milter_port}");
+    postfix
+        .postconf(&[
+            "always_bcc=",
+            &milter,
+            "milter_default_action=tempfail",
+            "milter_protocol=6",
+        ])
+        .await;
+    postfix
+}
+
+/// The text of the first page that contains `needle`, once there is one.
+async fn paged(app: &TestApp, needle: &str, what: &str) -> String {
+    until(
+        || app.bot.sent().iter().any(|m| m.text.contains(needle)),
+        what,
+    )
+    .await;
+    app.bot
+        .sent()
+        .into_iter()
+        .find(|m| m.text.contains(needle))
+        .unwrap()
+        .text
+}
+
+#[tokio::test]
+async fn five_hundred_bcc_recipients_are_counted_from_the_milters_envelope() {
+    if !Postfix::available("five_hundred_bcc_recipients_are_counted_from_the_milters_envelope")
+        .await
+    {
+        return;
+    }
+    let port = free_port();
+    let app = spawn_app_with(|c| c.email = Some(email(port, &[]))).await;
+    let postfix = postfix_with_milter(port).await;
+    // One message, one visible address (the sender's own list), 500 customers in Bcc.
+    let bcc = customers(7, 500, 25);
+    let message = leaky_message(
+        SENDER,
+        &["news@exchange.example".to_owned()],
+        "Our news",
+        "bcc-bulk@exchange.example",
+    );
+    let reply = postfix.submit(SENDER, "", &bcc, &message).await;
+    assert_eq!(reply.code, 250, "{reply:?}\n{}", postfix.log());
+    let page = paged(&app, "email.unapproved_bulk", "the Bcc bulk send paged").await;
+    assert!(page.contains("recipients: 500"), "{page}");
+    assert!(
+        !page.contains("exposed addresses"),
+        "a message that exposes nobody is not described with exposure counters: {page}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn with_hold_every_leaky_batch_waits_in_postfixs_hold_queue() {
+    if !Postfix::available("with_hold_every_leaky_batch_waits_in_postfixs_hold_queue").await {
+        return;
+    }
+    let port = free_port();
+    let app = spawn_app_with(|c| {
+        c.email = Some(email(
+            port,
+            &[("email.exposed_recipients", MilterAction::Hold)],
+        ))
+    })
+    .await;
+    let postfix = postfix_with_milter(port).await;
+    // A harmless message passes and is delivered.
+    let fine = leaky_message(
+        SENDER,
+        &["jane@partner.example".to_owned()],
+        "Minutes",
+        "fine@exchange.example",
+    );
+    let reply = postfix
+        .submit(SENDER, "", &["jane@partner.example".to_owned()], &fine)
+        .await;
+    assert_eq!(reply.code, 250, "{reply:?}");
+    postfix
+        .wait_log("status=sent", std::time::Duration::from_secs(30))
+        .await;
+    // The leak, in batches of 1,000: the first is held too, and the second.
+    for batch in 1..=2 {
+        let to = customers(batch, 1000, 40);
+        let m = leaky_message(
+            SENDER,
+            &to,
+            "Your statement",
+            &format!("batch-{batch}@exchange.example"),
+        );
+        let reply = postfix.submit(SENDER, "", &to, &m).await;
+        assert_eq!(reply.code, 250, "{reply:?}\n{}", postfix.log());
+    }
+    paged(&app, "exposed addresses:", "the leak paged").await;
+    let held = postfix.in_queue("hold").await;
+    assert_eq!(held.len(), 2, "both batches held\n{}", postfix.log());
+    assert_eq!(
+        postfix.delivered(),
+        1,
+        "only the harmless message left:\n{}",
+        postfix.log()
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn tocsin_down_with_tempfail_loses_nothing() {
+    if !Postfix::available("tocsin_down_with_tempfail_loses_nothing").await {
+        return;
+    }
+    let port = free_port();
+    let postfix = postfix_with_milter(port).await;
+    let to = customers(8, 1000, 40);
+    let m = leaky_message(SENDER, &to, "Your statement", "while-down@exchange.example");
+    // tocsin is down: Postfix answers 451 and keeps nothing; the client must retry.
+    let reply = postfix.submit(SENDER, "", &to, &m).await;
+    assert_eq!(reply.code, 451, "{reply:?}\n{}", postfix.log());
+    assert_eq!(postfix.delivered(), 0, "{}", postfix.log());
+    let app = spawn_app_with(|c| c.email = Some(email(port, &[]))).await;
+    let reply = postfix.submit(SENDER, "", &to, &m).await;
+    assert_eq!(reply.code, 250, "{reply:?}\n{}", postfix.log());
+    paged(
+        &app,
+        "exposed addresses: 1000 · domains: 40",
+        "the retried leak paged",
+    )
+    .await;
+    app.stop().await;
+}
