@@ -163,3 +163,50 @@ async fn tocsin_down_with_tempfail_loses_nothing() {
     .await;
     app.stop().await;
 }
+
+/// miltertest (Debian's `miltertest`, from OpenDKIM: an independent libmilter MTA side) drives
+/// the milter through negotiation, macros, an aborted transaction and two messages.
+#[tokio::test]
+async fn miltertest_finds_the_protocol_conformant() {
+    if std::process::Command::new("miltertest")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "!!! miltertest_finds_the_protocol_conformant SKIPPED: miltertest is not installed \
+             (apt-get install miltertest)"
+        );
+        return;
+    }
+    let port = free_port();
+    let app = spawn_app_with(|c| {
+        c.email = Some(email(
+            port,
+            &[("email.exposed_recipients", MilterAction::Hold)],
+        ))
+    })
+    .await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/mta/milter-conformance.lua"
+    );
+    let out = tokio::process::Command::new("miltertest")
+        .args(["-v", "-D", &format!("port={port}"), "-s", script])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("milter conformance: ok"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    paged(
+        &app,
+        "exposed addresses: 30 · domains: 3",
+        "the leak miltertest sent paged",
+    )
+    .await;
+    app.stop().await;
+}
