@@ -293,6 +293,8 @@ async fn approved_campaign_does_not_page_but_an_unapproved_bulk_send_does() {
         page.contains("email.unapproved_bulk") && page.contains("recipients: 120"),
         "{page}"
     );
+    // Every message of the window is counted, not only those after the threshold.
+    assert!(page.contains("Messages: 2 · recipients: 120"), "{page}");
 
     // `/approve N` on the bulk page approves the campaign: the sender's next batch is quiet.
     app.bot

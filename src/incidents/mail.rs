@@ -135,7 +135,12 @@ fn join(
         inc.evidence = Evidence::Mail(new.clone());
         return;
     };
-    e.messages += 1;
+    // Bulk: the window's messages as detect counted them; exposure: one more message.
+    e.messages = if rule == Rule::UnapprovedBulk {
+        new.messages
+    } else {
+        e.messages + 1
+    };
     if let Some((addresses, domains, estimated)) = counted {
         e.exposed = addresses;
         e.domains = domains;
