@@ -210,3 +210,129 @@ async fn miltertest_finds_the_protocol_conformant() {
     .await;
     app.stop().await;
 }
+
+/// The held leak's incident once its page says `held` messages are held.
+async fn held_incident(app: &TestApp, sender: &str, held: usize) -> (u64, i32) {
+    let needle = format!("Held at the MTA: {held} messages");
+    until(
+        || {
+            let on = |t: &str| t.contains(&needle) && t.contains(sender);
+            app.bot.sent().iter().any(|m| on(&m.text))
+                || app.bot.edits().iter().any(|m| on(&m.text))
+        },
+        "the held count on the page",
+    )
+    .await;
+    let inc = app
+        .store
+        .incidents()
+        .unwrap()
+        .into_iter()
+        .find(|i| i.object == sender)
+        .unwrap();
+    let page = app
+        .bot
+        .sent()
+        .into_iter()
+        .find(|m| m.text.contains(&format!("#{}", inc.id)) && m.text.contains(sender))
+        .expect("paged")
+        .message_id;
+    (inc.id, page)
+}
+
+#[tokio::test]
+async fn release_takes_the_approve_quorum_and_discard_one_press_at_the_mta() {
+    if !Postfix::available("release_takes_the_approve_quorum_and_discard_one_press_at_the_mta")
+        .await
+    {
+        return;
+    }
+    let port = free_port();
+    let postfix = postfix_with_milter(port).await;
+    let helper = vec![
+        "env".to_owned(),
+        format!(
+            "TOCSIN_POSTSUPER_CONFIG={}",
+            postfix.dir.path().join("etc").display()
+        ),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/tocsin-postsuper").to_owned(),
+    ];
+    let app = spawn_app_with(|c| {
+        let mut e = email(port, &[("email.exposed_recipients", MilterAction::Hold)]);
+        e.milter.as_mut().unwrap().hold_helper = helper;
+        c.email = Some(e);
+        c.paging
+            .approve_quorum
+            .insert(tocsin::model::Severity::Critical, 2);
+    })
+    .await;
+    // Two leaky batches of one sender: one incident, both held.
+    for batch in 1..=2 {
+        let to = customers(batch, 1000, 40);
+        let m = leaky_message(
+            SENDER,
+            &to,
+            "Your statement",
+            &format!("r{batch}@exchange.example"),
+        );
+        assert_eq!(postfix.submit(SENDER, "", &to, &m).await.code, 250);
+    }
+    let (id, page) = held_incident(&app, SENDER, 2).await;
+    assert_eq!(postfix.in_queue("hold").await.len(), 2);
+    // Release is an approval: the first press is a vote, nothing leaves.
+    app.bot
+        .press_button(CHAT, &responder(), page, &format!("release:{id}"));
+    until(
+        || {
+            app.store.incident(id).unwrap().is_some_and(|i| {
+                i.timeline
+                    .iter()
+                    .any(|e| matches!(e.action, tocsin::model::Action::ApprovalVote { .. }))
+            })
+        },
+        "the first release vote",
+    )
+    .await;
+    assert_eq!(postfix.in_queue("hold").await.len(), 2);
+    assert_eq!(postfix.delivered(), 0, "{}", postfix.log());
+    // The second responder reaches the quorum: released and delivered, written in the timeline.
+    app.bot
+        .press_button(CHAT, &second_responder(), page, &format!("release:{id}"));
+    postfix
+        .wait_log("status=sent", std::time::Duration::from_secs(30))
+        .await;
+    postfix.wait_empty(std::time::Duration::from_secs(60)).await;
+    assert_eq!(postfix.delivered(), 2000, "{}", postfix.log());
+    let inc = app.store.incident(id).unwrap().unwrap();
+    assert!(
+        inc.timeline.iter().any(|e| matches!(
+            &e.action,
+            tocsin::model::Action::HeldMail { op, messages: 2, ok: true, .. } if op == "release"
+        )),
+        "{:?}",
+        inc.timeline
+    );
+
+    // Another sender's leak: Discard, one press, deletes it; nothing more is delivered.
+    let rogue = "rogue@exchange.example";
+    let to = customers(9, 1000, 40);
+    let m = leaky_message(rogue, &to, "Your statement", "rogue@exchange.example");
+    assert_eq!(postfix.submit(rogue, "", &to, &m).await.code, 250);
+    let (id, page) = held_incident(&app, rogue, 1).await;
+    assert_eq!(postfix.in_queue("hold").await.len(), 1);
+    app.bot
+        .press_button(CHAT, &responder(), page, &format!("discard:{id}"));
+    until(
+        || {
+            app.store
+                .incident(id)
+                .unwrap()
+                .is_some_and(|i| i.state == tocsin::model::State::Resolved)
+        },
+        "discarded and contained",
+    )
+    .await;
+    postfix.wait_empty(std::time::Duration::from_secs(30)).await;
+    assert_eq!(postfix.delivered(), 2000, "{}", postfix.log());
+    app.stop().await;
+}

@@ -461,6 +461,12 @@ impl App {
             responders: Arc::new(tg.responders.clone()),
             refused: metrics.refusals.unauthorized_actions.clone(),
             mailer: mailer.clone(),
+            hold: config
+                .email
+                .as_ref()
+                .and_then(|e| e.milter.as_ref())
+                .and_then(|m| crate::contain::held::HoldHelper::new(&m.hold_helper))
+                .map(Arc::new),
             last_ok: metrics.refusals.bot_last_ok.clone(),
             accounts: Arc::new(config.accounts.clone()),
             http: http_client.clone(),

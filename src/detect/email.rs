@@ -114,6 +114,7 @@ pub fn evaluate(
         samples: samples.iter().take(SAMPLES).map(|a| mask(a)).collect(),
         estimated: tally.addresses.is_estimate() || !tally.more_domains.is_empty(),
         origin_proven: mail.origin_proven,
+        held: mail.held_at_mta.iter().cloned().collect(),
     };
     if exposed > rules.max_visible_recipients as u64 || external_count > 1 {
         let key = key()?;

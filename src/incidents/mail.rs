@@ -153,6 +153,11 @@ fn join(
         e.recipients + new.recipients
     };
     e.largest = e.largest.max(new.largest);
+    for id in &new.held {
+        if e.held.len() < crate::model::HELD_LIMIT && !e.held.contains(id) {
+            e.held.push(id.clone());
+        }
+    }
     e.subject.clone_from(&new.subject);
     e.message_id.clone_from(&new.message_id);
     if new.campaign.is_some() {

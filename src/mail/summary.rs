@@ -334,6 +334,7 @@ impl HeaderBlock {
             tally: Some(self.tally),
             envelope_unlisted: 0,
             origin_proven: false,
+            held_at_mta: None,
         })
     }
 }

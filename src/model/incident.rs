@@ -135,6 +135,14 @@ pub enum Action {
         detail: String,
         paused: bool,
     },
+    /// The MTA's hold helper was asked to release (`release`) or delete (`discard`) the
+    /// incident's held messages, and what it answered.
+    HeldMail {
+        op: String,
+        messages: u64,
+        ok: bool,
+        detail: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

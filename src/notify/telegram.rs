@@ -179,6 +179,9 @@ pub fn render_page(inc: &Incident, pause_button: bool) -> Rendered {
                     t += &format!("Samples: {}\n", m.samples.join(", "));
                 }
             }
+            if !m.held.is_empty() {
+                t += &format!("Held at the MTA: {} messages\n", m.held.len());
+            }
         }
         Evidence::SecurityNotice(n) => {
             t += &format!(
@@ -281,6 +284,28 @@ pub fn render_page(inc: &Incident, pause_button: bool) -> Rendered {
     if let Some(line) = pause.line() {
         t += &format!("\n{line}");
     }
+    if let Some((e, op, messages, ok, detail)) =
+        inc.timeline.iter().rev().find_map(|e| match &e.action {
+            Action::HeldMail {
+                op,
+                messages,
+                ok,
+                detail,
+            } => Some((e, op, messages, ok, detail)),
+            _ => None,
+        })
+    {
+        t += &format!(
+            "\nHeld mail: {op} of {messages} message(s) by {} at {}: {}",
+            e.who,
+            e.at.format("%H:%M:%S UTC"),
+            if *ok {
+                "done".to_owned()
+            } else {
+                format!("FAILED ({})", cut(detail, 200))
+            }
+        );
+    }
     let t = cut(&t, MAX_TEXT);
     let id = inc.id;
     let can_take_down = !inc.takedown_targets().is_empty() && inc.takedown_started.is_none();
@@ -302,6 +327,16 @@ pub fn render_page(inc: &Incident, pause_button: bool) -> Rendered {
     }
     if pause_button && inc.state != State::Resolved && pausable(inc.rule) && pause.may_press() {
         rows.push(vec![button("Pause mailer", "pause")]);
+    }
+    // Release approves (and takes its quorum), so it is offered while the incident is open.
+    if let Evidence::Mail(m) = &inc.evidence
+        && !m.held.is_empty()
+        && inc.state != State::Resolved
+    {
+        rows.push(vec![
+            button("Release", "release"),
+            button("Discard", "discard"),
+        ]);
     }
     rows.retain(|r| !r.is_empty());
     let buttons = if rows.is_empty() {

@@ -50,6 +50,12 @@ pub struct Milter {
     /// `milter_default_action`).
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
+    /// The command that releases or deletes held messages on the MTA host, run as
+    /// `COMMAND... release|delete QUEUE_ID...` (e.g. `["sudo", "-n",
+    /// "/usr/local/sbin/tocsin-postsuper"]`, see `contrib/tocsin-postsuper`). Empty: Release
+    /// and Discard are refused and held messages are handled with `postsuper` by hand.
+    #[serde(default)]
+    pub hold_helper: Vec<String>,
     /// The longest the MTA may take between two commands of one connection.
     #[serde(default = "default_idle_timeout", deserialize_with = "duration")]
     pub idle_timeout: Duration,
@@ -63,6 +69,7 @@ impl Default for Milter {
             allow_from: default_allow_from(),
             policy: BTreeMap::new(),
             max_sessions: default_max_sessions(),
+            hold_helper: Vec::new(),
             idle_timeout: default_idle_timeout(),
         }
     }

@@ -177,6 +177,9 @@ impl Session {
         // The peer is in allow_from (else nothing was read): the MTA itself.
         summary.origin_proven = true;
         let action = (self.judge)(&summary).map(|rule| (rule, self.config.action(rule)));
+        if let Some((_, MilterAction::Hold)) = action {
+            summary.held_at_mta.clone_from(&m.queue_id);
+        }
         if let Err(e) = self.committer.commit(&summary).await {
             tracing::error!(error = %e, "milter: message not queued; answered tempfail");
             return SMFIR_TEMPFAIL;
