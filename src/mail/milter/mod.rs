@@ -24,6 +24,18 @@ use crate::{
 
 pub use session::MAX_ENVELOPE;
 
+/// Runs one milter session over `input` as an MTA would have sent it, answers discarded:
+/// the fuzzers' way in (`crate::fuzzing`).
+pub async fn session_over_bytes(config: Arc<Milter>, parts: &Listener, input: &[u8]) {
+    let session = session::Session {
+        config,
+        committer: parts.committer.clone(),
+        judge: parts.judge.clone(),
+        key: parts.key.clone(),
+    };
+    let _ = session.run(tokio::io::join(input, tokio::io::sink())).await;
+}
+
 /// Judges a message in line: the rule it raises, if any. The application passes the email
 /// rules of the running configuration; the milter only maps the rule to its policy.
 pub type Judge = Arc<dyn Fn(&MailSummary) -> Option<Rule> + Send + Sync>;
