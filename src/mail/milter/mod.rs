@@ -33,7 +33,9 @@ pub async fn session_over_bytes(config: Arc<Milter>, parts: &Listener, input: &[
         judge: parts.judge.clone(),
         key: parts.key.clone(),
     };
-    let _ = session.run(tokio::io::join(input, tokio::io::sink())).await;
+    let _ = session
+        .run(tokio::io::join(input, tokio::io::sink()), |_| {})
+        .await;
 }
 
 /// Judges a message in line: the rule it raises, if any. The application passes the email
@@ -50,6 +52,18 @@ pub struct Listener {
 /// Binds the listener (port 0 picks one), so the caller knows the address before serving.
 pub async fn bind(config: &Milter) -> std::io::Result<TcpListener> {
     TcpListener::bind(config.listen).await
+}
+
+/// Acknowledges what the MTA sent at once. The MTA writes a macro packet (never answered) and
+/// then its command as two small writes; with Nagle on the MTA's side the command waits for the
+/// macro's acknowledgement, which the kernel delays by 40 ms when there is no reply to carry
+/// it: 40 ms a message, most of Postfix's throughput. Linux clears the flag by itself, so it is
+/// set again after every packet.
+fn quickack(stream: &tokio::net::TcpStream) {
+    #[cfg(target_os = "linux")]
+    let _ = socket2::SockRef::from(stream).set_tcp_quickack(true);
+    #[cfg(not(target_os = "linux"))]
+    let _ = stream;
 }
 
 /// Serves MTA connections until `shutdown`. A peer outside `allow_from` is closed before a
@@ -99,7 +113,7 @@ pub async fn serve(
         connections.spawn(async move {
             let _permit = permit;
             tokio::select! {
-                r = session.run(stream) => if let Err(e) = r {
+                r = session.run(stream, quickack) => if let Err(e) = r {
                     tracing::debug!(%peer, error = %e, "milter connection ended");
                 },
                 _ = stop.cancelled() => {}

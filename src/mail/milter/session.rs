@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 
 use super::{Judge, protocol::*};
 use crate::{
@@ -38,13 +38,13 @@ struct Message {
 }
 
 impl Session {
-    pub(super) async fn run<S>(self, stream: S) -> Result<(), ProtocolError>
+    /// Serves the connection; `acked` is called after every packet read (the listener asks the
+    /// kernel to acknowledge at once, see [`super::serve`]).
+    pub(super) async fn run<S>(self, stream: S, acked: impl Fn(&S)) -> Result<(), ProtocolError>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let (r, w) = tokio::io::split(stream);
-        let mut r = BufReader::new(r);
-        let mut w = BufWriter::new(w);
+        let mut r = BufReader::new(stream);
         let mut out = Vec::with_capacity(256);
         let mut buf = Vec::with_capacity(4096);
         // Steps the MTA does not wait an answer for (negotiated).
@@ -57,6 +57,7 @@ impl Session {
                     .await
                     .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?;
             let Some(cmd) = read? else { return Ok(()) };
+            acked(r.get_ref());
             // What to answer a step, unless negotiated away.
             let reply = |flag: u32, out: &mut Vec<u8>| {
                 if no_reply & flag == 0 {
@@ -155,12 +156,12 @@ impl Session {
                     queue_id = None;
                 }
                 SMFIC_QUIT => {
-                    flush(&mut w, &mut out).await?;
+                    flush(r.get_mut(), &mut out).await?;
                     return Ok(());
                 }
                 other => return Err(ProtocolError::Malformed(other as char)),
             }
-            flush(&mut w, &mut out).await?;
+            flush(r.get_mut(), &mut out).await?;
         }
     }
 
