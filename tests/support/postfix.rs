@@ -166,7 +166,7 @@ impl Postfix {
         script(&["flush", &self.path()]).await;
     }
 
-    /// Changes main.cf settings and reloads (`smtpd_milters=inet:127.0.0.1:PORT`, …).
+    /// Changes main.cf settings and restarts (`smtpd_milters=inet:127.0.0.1:PORT`, …).
     #[allow(dead_code)]
     pub async fn postconf(&self, settings: &[&str]) {
         let mut args = vec!["postconf", self.dir.path().to_str().unwrap()];
