@@ -7,9 +7,10 @@ use std::sync::{Arc, OnceLock};
 
 use crate::{
     bot::Command,
-    config::{Config, Journal},
+    config::{Config, Email, Journal, Milter},
     mail::{
         journal::{Committer, session_over_bytes},
+        milter,
         summary::summarise,
     },
     store::Store,
@@ -24,6 +25,7 @@ pub const TARGETS: &[Target] = &[
     ("bot_command", bot_command),
     ("smtp_session", smtp_session),
     ("mail_summary", mail_summary),
+    ("milter_session", milter_session),
 ];
 
 /// The TOML config parser and its validation. Inputs naming `file:` secrets are skipped: they
@@ -60,6 +62,16 @@ pub fn smtp_session(data: &[u8]) {
     ));
 }
 
+/// One milter session (the MTA's side of the wire), judged by the real email rules.
+pub fn milter_session(data: &[u8]) {
+    let h = SMTP.get_or_init(SmtpHarness::new);
+    h.runtime.block_on(milter::session_over_bytes(
+        h.milter.clone(),
+        &h.milter_parts,
+        data,
+    ));
+}
+
 /// The header summariser, on any message a mailer could journal.
 pub fn mail_summary(data: &[u8]) {
     let key = crate::model::AddressKey::new(&[0x5a; 64]);
@@ -78,6 +90,8 @@ struct SmtpHarness {
     runtime: tokio::runtime::Runtime,
     config: Arc<Journal>,
     committer: Committer,
+    milter: Arc<Milter>,
+    milter_parts: milter::Listener,
     _dir: tempfile::TempDir,
 }
 
@@ -94,16 +108,41 @@ impl SmtpHarness {
             .expect("runtime");
         let tasks = tokio_util::task::TaskTracker::new();
         let committer = runtime.block_on(async {
-            Committer::spawn(store, Arc::new(tokio::sync::Notify::new()), &tasks)
+            Committer::spawn(store.clone(), Arc::new(tokio::sync::Notify::new()), &tasks)
         });
+        let rules = Email::default();
+        let judge_store = store.clone();
+        let milter_parts = milter::Listener {
+            committer: committer.clone(),
+            key: crate::model::AddressKey::new(&[0x5a; 64]),
+            judge: Arc::new(move |summary| {
+                crate::detect::email::evaluate(
+                    &judge_store,
+                    &rules,
+                    "fuzz",
+                    summary,
+                    chrono::Utc::now(),
+                )
+                .ok()
+                .and_then(|o| o.finding)
+                .map(|f| f.rule)
+            }),
+        };
         let config = Arc::new(Journal {
             max_message_size: 256 * 1024,
             ..Journal::default()
         });
+        let mut milter = Milter::default();
+        milter.policy.insert(
+            "email.exposed_recipients".into(),
+            crate::config::MilterAction::Hold,
+        );
         SmtpHarness {
             runtime,
             config,
             committer,
+            milter: Arc::new(milter),
+            milter_parts,
             _dir: dir,
         }
     }

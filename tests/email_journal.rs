@@ -57,7 +57,7 @@ async fn malformed_commands_are_refused_without_losing_the_session() {
     assert_eq!(c.command("EHLO").await.unwrap().code, 501);
     let ehlo = c.command("EHLO mta.example").await.unwrap();
     assert_eq!(ehlo.code, 250);
-    for ext in ["PIPELINING", "SIZE 262144", "8BITMIME"] {
+    for ext in ["PIPELINING", "SIZE 262144", "8BITMIME", "SMTPUTF8"] {
         assert!(ehlo.text.contains(ext), "{ext} advertised: {}", ehlo.text);
     }
     assert_eq!(c.command("RCPT TO:<x@y.example>").await.unwrap().code, 503);
@@ -73,6 +73,14 @@ async fn malformed_commands_are_refused_without_losing_the_session() {
     assert_eq!(c.command("FROBNICATE").await.unwrap().code, 500);
     let long = format!("NOOP {}", "x".repeat(5000));
     assert_eq!(c.command(&long).await.unwrap().code, 500, "line too long");
+    // SMTPUTF8 takes no value (RFC 6531 §3.4).
+    assert_eq!(
+        c.command("MAIL FROM:<a@b.example> SMTPUTF8=yes")
+            .await
+            .unwrap()
+            .code,
+        555
+    );
     assert_eq!(
         c.command("MAIL FROM:<a@b.example>").await.unwrap().code,
         250
@@ -295,6 +303,8 @@ async fn approved_campaign_does_not_page_but_an_unapproved_bulk_send_does() {
         page.contains("email.unapproved_bulk") && page.contains("recipients: 120"),
         "{page}"
     );
+    // Every message of the window is counted, not only those after the threshold.
+    assert!(page.contains("Messages: 2 · recipients: 120"), "{page}");
 
     // `/approve N` on the bulk page approves the campaign: the sender's next batch is quiet.
     app.bot

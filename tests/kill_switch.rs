@@ -60,6 +60,7 @@ fn exposed_mail(account: &str, origin_proven: bool) -> Outcome {
                 samples: vec!["c***@example.net".into()],
                 estimated: false,
                 origin_proven,
+                held: Vec::new(),
             }),
             changed_at: None,
             seen_at: Utc::now(),

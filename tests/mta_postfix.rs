@@ -122,3 +122,72 @@ async fn postfix_keeps_what_tocsin_refused_while_down_and_delivers_it_later() {
     postfix.wait_empty(Duration::from_secs(30)).await;
     app.stop().await;
 }
+
+/// Pages' text once one contains `needle`.
+async fn paged(app: &TestApp, needle: &str, what: &str) -> String {
+    until(
+        || app.bot.sent().iter().any(|m| m.text.contains(needle)),
+        what,
+    )
+    .await;
+    app.bot
+        .sent()
+        .into_iter()
+        .find(|m| m.text.contains(needle))
+        .unwrap()
+        .text
+}
+
+#[tokio::test]
+async fn an_smtputf8_leak_reaches_the_journal_and_is_paged() {
+    if !Postfix::available("an_smtputf8_leak_reaches_the_journal_and_is_paged").await {
+        return;
+    }
+    let cert = TestCert::localhost().unwrap();
+    let port = free_port();
+    let app = spawn_app_with(|c| c.email = Some(email(port, &cert))).await;
+    let postfix = Postfix::start(port, Some((USER, PASSWORD))).await;
+    let mut to = customers(5, 59, 10);
+    to.push("kündin@müller.example".into());
+    let message = leaky_message(SENDER, &to, "für März", "utf8-leak@exchange.example");
+    let reply = postfix.submit(SENDER, "SMTPUTF8", &to, &message).await;
+    assert_eq!(reply.code, 250, "{reply:?}\n{}", postfix.log());
+    let page = paged(
+        &app,
+        "exposed addresses: 60 · domains: 11",
+        "the SMTPUTF8 leak paged",
+    )
+    .await;
+    assert!(page.contains("Subject: “für März”"), "{page}");
+    postfix.wait_empty(Duration::from_secs(30)).await;
+    let log = postfix.log();
+    assert!(!log.contains("SMTPUTF8 is required"), "{log}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_one_line_to_refolded_by_postfix_is_counted_as_written() {
+    if !Postfix::available("a_one_line_to_refolded_by_postfix_is_counted_as_written").await {
+        return;
+    }
+    let cert = TestCert::localhost().unwrap();
+    let port = free_port();
+    let app = spawn_app_with(|c| c.email = Some(email(port, &cert))).await;
+    let postfix = Postfix::start(port, Some((USER, PASSWORD))).await;
+    // 1,000 bare addresses on one 22 KB line: Postfix breaks it every 998 bytes, anywhere.
+    let to = customers(6, 1000, 40);
+    let message = format!(
+        "From: {SENDER}\r\nTo: {}\r\nSubject: Your statement\r\n\
+         Message-ID: <one-line@exchange.example>\r\nDate: {}\r\n\r\nHello.\r\n",
+        to.join(", "),
+        chrono::Utc::now().to_rfc2822()
+    );
+    let reply = postfix.submit(SENDER, "", &to, message.as_bytes()).await;
+    assert_eq!(reply.code, 250, "{reply:?}");
+    let page = paged(&app, "exposed addresses:", "the one-line leak paged").await;
+    assert!(
+        page.contains("exposed addresses: 1000 · domains: 40"),
+        "{page}"
+    );
+    app.stop().await;
+}

@@ -10,6 +10,7 @@ mod gate;
 mod idle;
 mod isolation;
 mod jetstream;
+mod mta;
 mod polled;
 mod push;
 mod smtp;
@@ -23,6 +24,7 @@ const SECTIONS: &[(&str, Section)] = &[
     ("push", push::run),
     ("jetstream", jetstream::run),
     ("smtp", smtp::run),
+    ("mta", mta::run),
     ("webhooks", webhooks::run),
     ("isolation", isolation::run),
     ("startup", startup::run),

@@ -116,6 +116,8 @@ pub fn summary(config: &Config) -> String {
             || e.sendgrid.is_some()
             || e.mailgun.is_some()
             || e.postmark.is_some()
+            || e.journal.is_some()
+            || e.milter.is_some()
     });
     if config.accounts.is_empty() {
         out.push_str(if feeds {
@@ -226,6 +228,27 @@ mod tests {
             e.key(),
             Some("email.journal.tls_key"),
             "another certificate's key: {e}"
+        );
+    }
+
+    #[test]
+    fn the_journal_and_the_milter_alone_are_what_will_be_watched() {
+        let head = GOOD.split("[[accounts]]").next().unwrap();
+        let text = format!(
+            "{head}\n[email.journal]\n\n[email.milter]\nlisten = \"127.0.0.1:8899\"\n\
+             policy = {{ \"email.exposed_recipients\" = \"hold\" }}\n"
+        );
+        let out = summary(&Config::parse(&text, "t.toml").unwrap());
+        assert!(
+            out.contains("accounts      none: only the mail feeds below are watched"),
+            "{out}"
+        );
+        assert!(out.contains("email journal journal · SMTP on"), "{out}");
+        assert!(
+            out.contains(
+                "email milter milter · milter protocol on 127.0.0.1:8899 · from 127.0.0.0/8, ::1/128 · policy: email.exposed_recipients → hold"
+            ),
+            "{out}"
         );
     }
 

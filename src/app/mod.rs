@@ -24,7 +24,7 @@ use crate::{
     http::{self, HttpState, Serves, health::Readiness, hooks::Hooks},
     incidents::{Incidents, PagingPolicy, PauseMailer, escalation},
     mail::{
-        self, journal,
+        self, journal, milter,
         webhooks::{
             Inbox,
             mailgun::Mailgun,
@@ -86,6 +86,8 @@ pub struct App {
     clock: SharedClock,
     /// What verifying the store found before anything ran; paged and published by `run_until`.
     integrity: integrity::StartCheck,
+    /// The milter listener, bound likewise.
+    milter: Option<(tokio::net::TcpListener, SocketAddr)>,
 }
 
 impl App {
@@ -141,6 +143,18 @@ impl App {
             }
             None => None,
         };
+        let milter = match config.email.as_ref().and_then(|e| e.milter.as_ref()) {
+            Some(m) => {
+                let bind_err = |source| AppError::Bind {
+                    addr: m.listen,
+                    source,
+                };
+                let listener = milter::bind(m).await.map_err(bind_err)?;
+                let addr = listener.local_addr().map_err(bind_err)?;
+                Some((listener, addr))
+            }
+            None => None,
+        };
         Ok(App {
             config,
             store,
@@ -152,6 +166,7 @@ impl App {
             journal,
             clock: crate::model::clock::system_clock(),
             integrity,
+            milter,
         })
     }
 
@@ -191,6 +206,11 @@ impl App {
         self.journal.as_ref().map(|(_, a)| *a)
     }
 
+    /// Where the milter really listens, when `[email.milter]` is configured.
+    pub fn milter_addr(&self) -> Option<SocketAddr> {
+        self.milter.as_ref().map(|(_, a)| *a)
+    }
+
     pub fn health(&self) -> &Health {
         &self.health
     }
@@ -208,6 +228,7 @@ impl App {
             journal: journal_listener,
             clock,
             integrity: start_check,
+            milter: milter_listener,
         } = self;
         let tasks = TaskTracker::new();
         let mailer = match config.email.as_ref().and_then(|e| e.kill_switch.clone()) {
@@ -287,19 +308,22 @@ impl App {
             }
             None => None,
         };
-        if let (Some((listener, _)), Some(j)) = (
-            journal_listener,
-            config.email.as_ref().and_then(|e| e.journal.clone()),
-        ) {
-            let ctx = mail_ctx.clone();
+        // The journal and the milter share one durable queue and its feed to the pipeline.
+        let journal_config = config.email.as_ref().and_then(|e| e.journal.clone());
+        let milter_config = config.email.as_ref().and_then(|e| e.milter.clone());
+        let queue_name = journal_config
+            .as_ref()
+            .map(|j| j.name.clone())
+            .or_else(|| milter_config.as_ref().map(|m| m.name.clone()));
+        let committer = queue_name.map(|name| {
             let queued = Arc::new(Notify::new());
             let committer = journal::Committer::spawn(store.clone(), queued.clone(), &tasks);
-            tasks.spawn(journal::feed(
-                j.name.clone(),
-                store.clone(),
-                queued,
-                ctx.clone(),
-            ));
+            tasks.spawn(journal::feed(name, store.clone(), queued, mail_ctx.clone()));
+            committer
+        });
+        if let (Some((listener, _)), Some(j), Some(committer)) =
+            (journal_listener, journal_config, committer.clone())
+        {
             let parts = journal::Listener {
                 committer,
                 key: store.address_key()?,
@@ -309,7 +333,32 @@ impl App {
                     detail: e.to_string(),
                 })?,
             };
-            tasks.spawn(journal::serve(listener, j, parts, ctx));
+            tasks.spawn(journal::serve(listener, j, parts, mail_ctx.clone()));
+        }
+        if let (Some((listener, _)), Some(m), Some(committer)) =
+            (milter_listener, milter_config, committer)
+        {
+            let rules = Arc::new(config.email.clone().unwrap_or_default());
+            let (judge_store, feed) = (store.clone(), m.name.clone());
+            let judge: milter::Judge = Arc::new(move |summary| {
+                crate::detect::email::evaluate(
+                    &judge_store,
+                    &rules,
+                    &feed,
+                    summary,
+                    chrono::Utc::now(),
+                )
+                .map_err(|e| tracing::error!(error = %e, "milter: cannot judge in line"))
+                .ok()
+                .and_then(|o| o.finding)
+                .map(|f| f.rule)
+            });
+            let parts = milter::Listener {
+                committer,
+                key: store.address_key()?,
+                judge,
+            };
+            tasks.spawn(milter::serve(listener, m, parts, shutdown.clone()));
         }
         drop(source_ctx);
         drop(mail_ctx);
@@ -441,6 +490,12 @@ impl App {
             responders: Arc::new(tg.responders.clone()),
             refused: metrics.refusals.unauthorized_actions.clone(),
             mailer: mailer.clone(),
+            hold: config
+                .email
+                .as_ref()
+                .and_then(|e| e.milter.as_ref())
+                .and_then(|m| crate::contain::held::HoldHelper::new(&m.hold_helper))
+                .map(Arc::new),
             last_ok: metrics.refusals.bot_last_ok.clone(),
             accounts: Arc::new(config.accounts.clone()),
             http: http_client.clone(),

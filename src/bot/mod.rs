@@ -10,6 +10,7 @@
 
 mod ack;
 mod approve;
+mod held;
 mod help;
 mod incidents;
 mod mute;
@@ -53,6 +54,8 @@ pub struct BotContext {
     pub refused: Arc<AtomicU64>,
     /// The mail kill switch, when `[email.kill_switch]` is configured.
     pub mailer: Option<Arc<crate::contain::mailer::Mailer>>,
+    /// The MTA's hold helper, when `[email.milter] hold_helper` is configured.
+    pub hold: Option<Arc<crate::contain::held::HoldHelper>>,
     /// Unix time of the last successful `getUpdates`, for readiness.
     pub last_ok: Arc<AtomicI64>,
     /// The watched accounts: takedown needs their platform and write token.
@@ -93,6 +96,10 @@ pub enum Command {
     Mute(String, Duration),
     Unmute(String),
     PauseMailer(u64),
+    /// Deliver the messages the milter held (quorum as for Approve).
+    Release(u64),
+    /// Delete the messages the milter held.
+    Discard(u64),
     Help,
     /// A known command used wrongly: the reply is its usage.
     Usage(&'static str),
@@ -119,6 +126,8 @@ impl Command {
             "mute" => mute::parse(&args),
             "unmute" => unmute::parse(&args),
             "pause_mailer" | "pause-mailer" | "pausemailer" => pause_mailer::parse(&args),
+            "release" => held::parse_release(&args),
+            "discard" => held::parse_discard(&args),
             "incidents" => Command::Incidents,
             "status" => Command::Status,
             "help" | "start" => Command::Help,
@@ -136,6 +145,8 @@ impl Command {
             "takedown" => Some(Command::Takedown(id)),
             "resolve" => Some(Command::Resolve(id, Resolution::Contained)),
             "pause" => Some(Command::PauseMailer(id)),
+            "release" => Some(Command::Release(id)),
+            "discard" => Some(Command::Discard(id)),
             _ => None,
         }
     }
@@ -152,6 +163,8 @@ impl Command {
             Command::Mute(account, d) => mute::apply(ctx, &account, d, who).await,
             Command::Unmute(account) => unmute::apply(ctx, &account, who).await,
             Command::PauseMailer(id) => pause_mailer::apply(ctx, id, who).await,
+            Command::Release(id) => held::release(ctx, id, who).await,
+            Command::Discard(id) => held::discard(ctx, id, who).await,
             Command::Help => help::TEXT.to_owned(),
             Command::Usage(usage) => format!("Usage: {usage}"),
             Command::Unknown(name) => format!("Unknown command /{name}. Send /help for the list."),

@@ -496,3 +496,37 @@ fn validation_names_the_key() {
     let e = err(&format!("{GOOD}\n[paging]\ntakedown_quorum = 9\n"));
     assert_eq!(e.key(), Some("paging.takedown_quorum"));
 }
+
+#[test]
+fn the_milter_policy_names_only_mail_rules_and_known_actions() {
+    let c = Config::parse(
+        &format!(
+            "{GOOD}\n[email.milter]\npolicy = {{ \"email.exposed_recipients\" = \"hold\", \"email.unapproved_bulk\" = \"tempfail\" }}\n"
+        ),
+        "t.toml",
+    )
+    .unwrap();
+    let m = c.email.unwrap().milter.unwrap();
+    assert_eq!(
+        m.action(crate::model::Rule::ExposedRecipients),
+        MilterAction::Hold
+    );
+    assert_eq!(
+        m.action(crate::model::Rule::UnapprovedBulk),
+        MilterAction::Tempfail
+    );
+    assert_eq!(
+        m.action(crate::model::Rule::SecurityNotice),
+        MilterAction::Observe
+    );
+    let e = err(&format!(
+        "{GOOD}\n[email.milter]\npolicy = {{ \"social.unapproved_post\" = \"hold\" }}\n"
+    ));
+    assert!(e.to_string().contains("email.milter.policy"), "{e}");
+    let e = err(&format!(
+        "{GOOD}\n[email.milter]\npolicy = {{ \"email.exposed_recipients\" = \"bounce\" }}\n"
+    ));
+    assert!(e.to_string().contains("bounce"), "{e}");
+    let e = err(&format!("{GOOD}\n[email.milter]\nallow_from = []\n"));
+    assert_eq!(e.key(), Some("email.milter.allow_from"), "{e}");
+}

@@ -5,6 +5,7 @@
 //! timeline by the caller. A platform call never panics or returns an error type: every answer,
 //! including a network failure, is one of the [`TakedownOutcome`]s the responder reads.
 
+pub mod held;
 pub mod mailer;
 
 use chrono::{DateTime, Utc};

@@ -101,12 +101,12 @@ pub fn evaluate(
     // the first thousand of any real message.
     let external_count = external.len() as u64 + tally.more_domains.count();
     let samples: BTreeSet<&str> = mail.visible.iter().map(String::as_str).collect();
-    let evidence = |recipients: u64| MailEvidence {
+    let evidence = |messages: u64, recipients: u64| MailEvidence {
         sender: mail.sender.clone(),
         subject: mail.subject.clone(),
         message_id: mail.message_id.clone(),
         campaign: mail.campaign.clone(),
-        messages: 1,
+        messages,
         exposed,
         domains: external_count,
         recipients,
@@ -114,6 +114,7 @@ pub fn evaluate(
         samples: samples.iter().take(SAMPLES).map(|a| mask(a)).collect(),
         estimated: tally.addresses.is_estimate() || !tally.more_domains.is_empty(),
         origin_proven: mail.origin_proven,
+        held: mail.held_at_mta.iter().cloned().collect(),
     };
     if exposed > rules.max_visible_recipients as u64 || external_count > 1 {
         let key = key()?;
@@ -130,7 +131,7 @@ pub fn evaluate(
             severity: Severity::Critical,
             account: account.to_owned(),
             object: mail.sender.clone(),
-            evidence: Evidence::Mail(evidence(n)),
+            evidence: Evidence::Mail(evidence(1, n)),
             changed_at: mail.sent_at,
             seen_at,
         };
@@ -143,14 +144,15 @@ pub fn evaluate(
     let since = seen_at
         .checked_sub_signed(window)
         .unwrap_or(DateTime::UNIX_EPOCH);
-    let total = store.mail_volume(&mail.sender, since)? + n;
+    let (before, sent) = store.mail_window(&mail.sender, since)?;
+    let total = before + n;
     if total > rules.bulk_threshold && !campaign_approved(store, mail, seen_at)? {
         let finding = Finding {
             rule: Rule::UnapprovedBulk,
             severity: Severity::High,
             account: account.to_owned(),
             object: mail.sender.clone(),
-            evidence: Evidence::Mail(evidence(total)),
+            evidence: Evidence::Mail(evidence(sent + 1, total)),
             changed_at: mail.sent_at,
             seen_at,
         };

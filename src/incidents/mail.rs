@@ -137,7 +137,12 @@ fn join(
         inc.evidence = Evidence::Mail(new.clone());
         return;
     };
-    e.messages += 1;
+    // Bulk: the window's messages as detect counted them; exposure: one more message.
+    e.messages = if rule == Rule::UnapprovedBulk {
+        new.messages
+    } else {
+        e.messages + 1
+    };
     if let Some((addresses, domains, estimated)) = counted {
         e.exposed = addresses;
         e.domains = domains;
@@ -150,6 +155,11 @@ fn join(
         e.recipients + new.recipients
     };
     e.largest = e.largest.max(new.largest);
+    for id in &new.held {
+        if e.held.len() < crate::model::HELD_LIMIT && !e.held.contains(id) {
+            e.held.push(id.clone());
+        }
+    }
     e.subject.clone_from(&new.subject);
     e.message_id.clone_from(&new.message_id);
     if new.campaign.is_some() {

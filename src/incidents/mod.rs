@@ -9,6 +9,8 @@
 //! writes both), so a hand-edited timeline is found by `tocsin log verify`.
 
 mod actions;
+mod held;
+pub use held::HeldAnswer;
 mod mail;
 pub use mail::prune_loop;
 mod paging;

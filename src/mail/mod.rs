@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod journal;
+pub mod milter;
 pub mod summary;
 pub mod webhooks;
 

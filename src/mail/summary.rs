@@ -35,6 +35,11 @@ pub const VISIBLE_SAMPLE: usize = 64;
 pub const KEPT_HEADERS: usize = 64 * 1024;
 /// One address (display name, comments and all) longer than this is skipped, not kept.
 const MAX_ADDRESS: usize = 1024;
+/// A physical line at least this long that is followed by a continuation was broken by an MTA,
+/// not folded by its writer: Postfix breaks lines past `smtp_line_length_limit` (998 bytes; 990
+/// before 2.9) by inserting CRLF and one space anywhere, inside an address too. Such a break is
+/// undone whole (CRLF and the space), so the address it cut is read as written.
+const FORCED_BREAK: usize = 990;
 /// A MIME part's own header block is kept up to this.
 const PART_HEADERS: usize = 8 * 1024;
 
@@ -160,6 +165,8 @@ struct HeaderBlock {
     /// At least one header line was seen.
     seen_any: bool,
     done: bool,
+    /// Bytes of the physical line being read (without its line end).
+    line_len: usize,
 }
 
 impl HeaderBlock {
@@ -173,6 +180,7 @@ impl HeaderBlock {
             sample: Vec::new(),
             seen_any: false,
             done: false,
+            line_len: 0,
         }
     }
 
@@ -187,6 +195,13 @@ impl HeaderBlock {
         if self.done {
             return false;
         }
+        let previous_line = if at_line_start {
+            std::mem::take(&mut self.line_len)
+        } else {
+            0
+        };
+        self.line_len += trim_crlf(piece).len();
+        let mut piece = piece;
         if at_line_start {
             if complete && trim_crlf(piece).is_empty() {
                 self.end_field(key);
@@ -219,6 +234,14 @@ impl HeaderBlock {
                     _ => self.field = Field::Dropped,
                 }
                 return false;
+            }
+            if previous_line >= FORCED_BREAK && piece.first() == Some(&b' ') {
+                // An MTA's forced break: joined back without the space it inserted.
+                piece = &piece[1..];
+                if let Field::Kept(_) = self.field {
+                    let end = trim_crlf(&self.kept).len();
+                    self.kept.truncate(end);
+                }
             }
         }
         match self.field {
@@ -311,6 +334,7 @@ impl HeaderBlock {
             tally: Some(self.tally),
             envelope_unlisted: 0,
             origin_proven: false,
+            held_at_mta: None,
         })
     }
 }
@@ -379,7 +403,10 @@ impl AddressList {
                 b',' | b';' => self.end(key, tally, sample),
                 // A group's name ends here; its members follow.
                 b':' => self.bare.clear(),
-                b'\r' | b'\n' | b'\t' => self.add_to_bare(b' '),
+                // Unfolding (RFC 5322 §2.2.3) removes the line end; the continuation's own
+                // whitespace separates, unless it was an MTA's forced break.
+                b'\r' | b'\n' => {}
+                b'\t' => self.add_to_bare(b' '),
                 _ => self.add_to_bare(b),
             }
         }
@@ -744,6 +771,45 @@ Dear customer\r\n\
         assert_eq!(s.visible.len(), VISIBLE_SAMPLE);
         assert_eq!(s.visible[0], "c0@d0.example");
         assert_eq!(s.subject, "s", "headers after the long one are still read");
+    }
+
+    /// Breaks every line longer than 998 bytes as Postfix's SMTP client does: CRLF and one space
+    /// inserted at byte 998, wherever that falls.
+    fn broken_at_998(raw: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        for line in raw.split_inclusive("\r\n") {
+            let (text, end) = line.split_at(line.len() - 2);
+            let mut chunks = text.as_bytes().chunks(998).peekable();
+            while let Some(c) = chunks.next() {
+                out.extend_from_slice(c);
+                if chunks.peek().is_some() {
+                    out.extend_from_slice(b"\r\n ");
+                }
+            }
+            out.extend_from_slice(end.as_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn a_line_an_mta_broke_inside_addresses_is_read_as_written() {
+        let to: Vec<String> = (0..1000)
+            .map(|i| format!("customer6x{i}@cust{}.example", i % 40))
+            .collect();
+        let subject = "Statement ".repeat(120);
+        let raw = format!(
+            "From: a@corp.example\r\nTo: {}\r\nSubject: {subject}\r\n\r\nbody\r\n",
+            to.join(", ")
+        );
+        let broken = broken_at_998(&raw);
+        assert!(broken.len() > raw.len() + 20, "broken many times");
+        for piece in [4096, 100] {
+            let s = streamed(&broken, piece, 100);
+            let t = s.tally.as_ref().unwrap();
+            assert_eq!(t.addresses.count(), 1000);
+            assert_eq!(t.domains.len(), 40);
+            assert_eq!(s.subject, subject.trim_end());
+        }
     }
 
     #[test]

@@ -114,7 +114,15 @@ pub struct MailEvidence {
     /// [`MailSummary::origin_proven`](super::MailSummary::origin_proven)).
     #[serde(default)]
     pub origin_proven: bool,
+    /// Queue ids of the incident's messages the milter held at the MTA (at most
+    /// [`HELD_LIMIT`]), waiting for Release or Discard.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<String>,
 }
+
+/// Held queue ids an incident keeps at most; a send held past it is released or deleted at
+/// the MTA by hand (`postsuper`).
+pub const HELD_LIMIT: usize = 10_000;
 
 /// A platform's security mail about one of the company's social accounts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

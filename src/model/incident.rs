@@ -160,6 +160,14 @@ pub enum Action {
         attempts: u32,
         error: String,
     },
+    /// The MTA's hold helper was asked to release (`release`) or delete (`discard`) the
+    /// incident's held messages, and what it answered.
+    HeldMail {
+        op: String,
+        messages: u64,
+        ok: bool,
+        detail: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

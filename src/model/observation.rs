@@ -106,6 +106,10 @@ pub struct MailSummary {
     /// Postmark) tells who may post, not that the mail service did.
     #[serde(default)]
     pub origin_proven: bool,
+    /// The MTA's queue id when the milter held the message (quarantine: Postfix's hold
+    /// queue): what Release and Discard act on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_at_mta: Option<String>,
 }
 
 impl MailSummary {

@@ -181,20 +181,27 @@ pub fn render_page(inc: &Incident, pause_button: bool) -> Rendered {
             if let Some(c) = &m.campaign {
                 t += &format!("Campaign: {}\n", cut(c, 200));
             }
-            // Past 100,000 distinct addresses the counts are estimates, and say so.
-            let about = if m.estimated { "~" } else { "" };
-            t += &format!(
-                "Messages: {} · exposed addresses: {about}{} · domains: {about}{} · recipients: {}\n",
-                m.messages, m.exposed, m.domains, m.recipients
-            );
-            if m.estimated {
-                t += "(address and domain counts estimated, within about 2%)\n";
-            }
-            if m.largest > 0 {
+            // A message that showed at most one address (its own recipient) exposed nobody:
+            // such a page (bulk) counts messages and recipients only.
+            if m.largest <= 1 {
+                t += &format!("Messages: {} · recipients: {}\n", m.messages, m.recipients);
+            } else {
+                // Past 100,000 distinct addresses the counts are estimates, and say so.
+                let about = if m.estimated { "~" } else { "" };
+                t += &format!(
+                    "Messages: {} · exposed addresses: {about}{} · domains: {about}{} · recipients: {}\n",
+                    m.messages, m.exposed, m.domains, m.recipients
+                );
+                if m.estimated {
+                    t += "(address and domain counts estimated, within about 2%)\n";
+                }
                 t += &format!("Most visible in one message: {}\n", m.largest);
+                if !m.samples.is_empty() {
+                    t += &format!("Samples: {}\n", m.samples.join(", "));
+                }
             }
-            if !m.samples.is_empty() {
-                t += &format!("Samples: {}\n", m.samples.join(", "));
+            if !m.held.is_empty() {
+                t += &format!("Held at the MTA: {} messages\n", m.held.len());
             }
         }
         Evidence::SecurityNotice(n) => {
@@ -298,6 +305,28 @@ pub fn render_page(inc: &Incident, pause_button: bool) -> Rendered {
     if let Some(line) = pause.line() {
         t += &format!("\n{line}");
     }
+    if let Some((e, op, messages, ok, detail)) =
+        inc.timeline.iter().rev().find_map(|e| match &e.action {
+            Action::HeldMail {
+                op,
+                messages,
+                ok,
+                detail,
+            } => Some((e, op, messages, ok, detail)),
+            _ => None,
+        })
+    {
+        t += &format!(
+            "\nHeld mail: {op} of {messages} message(s) by {} at {}: {}",
+            e.who,
+            e.at.format("%H:%M:%S UTC"),
+            if *ok {
+                "done".to_owned()
+            } else {
+                format!("FAILED ({})", cut(detail, 200))
+            }
+        );
+    }
     let t = cut(&t, MAX_TEXT);
     let id = inc.id;
     let can_take_down = !inc.takedown_targets().is_empty() && inc.takedown_started.is_none();
@@ -319,6 +348,16 @@ pub fn render_page(inc: &Incident, pause_button: bool) -> Rendered {
     }
     if pause_button && inc.state != State::Resolved && pausable(inc.rule) && pause.may_press() {
         rows.push(vec![button("Pause mailer", "pause")]);
+    }
+    // Release approves (and takes its quorum), so it is offered while the incident is open.
+    if let Evidence::Mail(m) = &inc.evidence
+        && !m.held.is_empty()
+        && inc.state != State::Resolved
+    {
+        rows.push(vec![
+            button("Release", "release"),
+            button("Discard", "discard"),
+        ]);
     }
     rows.retain(|r| !r.is_empty());
     let buttons = if rows.is_empty() {

@@ -100,14 +100,25 @@ impl Store {
 
     /// Envelope recipients `sender` reached in buckets starting at or after `since`.
     pub fn mail_volume(&self, sender: &str, since: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(self.mail_window(sender, since)?.0)
+    }
+
+    /// (recipients, messages) `sender` sent in buckets starting at or after `since`. A bucket
+    /// written before messages were counted adds its recipients and no message.
+    pub fn mail_window(
+        &self,
+        sender: &str,
+        since: DateTime<Utc>,
+    ) -> Result<(u64, u64), StoreError> {
         let prefix = volume_prefix(sender);
         let from = [prefix.as_slice(), &be(since.timestamp().max(0) as u64)].concat();
-        let mut total = 0u64;
+        let (mut recipients, mut messages) = (0u64, 0u64);
         for item in self.mail_queue_range_meta(&prefix, &from) {
-            let v = item?;
-            total = total.saturating_add(from_be("meta/mailvol", &v)?);
+            let (r, m) = volume_value(&item?)?;
+            recipients = recipients.saturating_add(r);
+            messages = messages.saturating_add(m);
         }
-        Ok(total)
+        Ok((recipients, messages))
     }
 
     fn mail_queue_range_meta(
@@ -200,15 +211,33 @@ impl Store {
     }
 }
 
+/// A volume bucket's value: recipients, then messages (8 bytes each, big-endian); a bucket of
+/// an older build holds recipients alone.
+fn volume_value(v: &[u8]) -> Result<(u64, u64), StoreError> {
+    match v.len() {
+        16 => Ok((
+            from_be("meta/mailvol", &v[..8])?,
+            from_be("meta/mailvol", &v[8..])?,
+        )),
+        _ => Ok((from_be("meta/mailvol", v)?, 0)),
+    }
+}
+
 impl Tx<'_> {
-    /// Adds `n` recipients to `sender`'s bucket starting at `bucket` (seconds since the epoch).
+    /// Adds one message of `n` recipients to `sender`'s bucket starting at `bucket` (seconds
+    /// since the epoch).
     pub fn add_mail_volume(&self, sender: &str, bucket: i64, n: u64) -> TxResult<()> {
         let key = [volume_prefix(sender).as_slice(), &be(bucket.max(0) as u64)].concat();
-        let old = match self.meta.get(&key)? {
-            Some(v) => from_be("meta/mailvol", &v).map_err(ConflictableTransactionError::Abort)?,
-            None => 0,
+        let (recipients, messages) = match self.meta.get(&key)? {
+            Some(v) => volume_value(&v).map_err(ConflictableTransactionError::Abort)?,
+            None => (0, 0),
         };
-        self.meta.insert(key, &be(old.saturating_add(n)))?;
+        let value = [
+            be(recipients.saturating_add(n)),
+            be(messages.saturating_add(1)),
+        ]
+        .concat();
+        self.meta.insert(key, value)?;
         Ok(())
     }
 

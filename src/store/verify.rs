@@ -546,6 +546,7 @@ impl Replay {
                 Action::Reminded { .. }
                 | Action::Rang { .. }
                 | Action::DeadLettered { .. }
+                | Action::HeldMail { .. }
                 | Action::PauseRequested
                 | Action::MailerCalled { .. }
                 | Action::Muted { .. }

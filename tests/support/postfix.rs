@@ -94,6 +94,43 @@ impl Postfix {
         );
     }
 
+    /// Submits `message` over SMTP straight to the instance's smtpd, with `params` on MAIL FROM
+    /// (e.g. `SMTPUTF8`, which swaks cannot send). Returns the final reply, or the first refusal.
+    #[allow(dead_code)]
+    pub async fn submit(
+        &self,
+        from: &str,
+        params: &str,
+        rcpt: &[String],
+        message: &[u8],
+    ) -> tocsin_fakes::smtp::Reply {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.smtpd));
+        let mut c = tocsin_fakes::smtp::SmtpClient::connect(addr).await.unwrap();
+        let mail = c
+            .command(&format!("MAIL FROM:<{from}> {params}"))
+            .await
+            .unwrap();
+        if mail.code != 250 {
+            return mail;
+        }
+        for r in rcpt {
+            let reply = c.command(&format!("RCPT TO:<{r}>")).await.unwrap();
+            if reply.code != 250 {
+                return reply;
+            }
+        }
+        let data = c.command("DATA").await.unwrap();
+        if data.code != 354 {
+            return data;
+        }
+        c.write(&tocsin_fakes::smtp::dot_stuff(message))
+            .await
+            .unwrap();
+        let done = c.reply().await.unwrap();
+        let _ = c.quit().await;
+        done
+    }
+
     /// Messages in the queue (any state).
     pub async fn count(&self) -> usize {
         let out = script(&["count", &self.path()]).await;
@@ -103,12 +140,33 @@ impl Postfix {
             .unwrap_or(0)
     }
 
+    /// The queue ids of the messages in `queue` (`hold`, `deferred`, `active`, `incoming`).
+    #[allow(dead_code)]
+    pub async fn in_queue(&self, queue: &str) -> Vec<String> {
+        let out = script(&["queue", &self.path()]).await;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["queue_name"] == queue)
+            .filter_map(|v| v["queue_id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Recipients Postfix delivered (`status=sent`), from its log.
+    #[allow(dead_code)]
+    pub fn delivered(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("status=sent"))
+            .count()
+    }
+
     /// Attempts delivery of everything queued now.
     pub async fn flush(&self) {
         script(&["flush", &self.path()]).await;
     }
 
-    /// Changes main.cf settings and reloads (`smtpd_milters=inet:127.0.0.1:PORT`, …).
+    /// Changes main.cf settings and restarts (`smtpd_milters=inet:127.0.0.1:PORT`, …).
     #[allow(dead_code)]
     pub async fn postconf(&self, settings: &[&str]) {
         let mut args = vec!["postconf", self.dir.path().to_str().unwrap()];

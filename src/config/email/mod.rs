@@ -13,12 +13,15 @@
 mod feeds;
 mod hooks;
 mod journal;
+mod milter;
 
 pub use feeds::{AuditFeed, GOOGLE_APPLICATIONS, GoogleFeed, KillSwitch, M365Feed};
 
 pub use hooks::{MailgunHook, PostmarkHook, SendGridHook, SesHook};
 
 pub use journal::{Cidr, Journal, JournalAuth, canonical};
+
+pub use milter::{Milter, MilterAction};
 
 use std::{collections::HashSet, time::Duration};
 
@@ -45,6 +48,9 @@ pub struct Email {
     /// The SMTP listener the MTA journals copies to. Absent: no listener.
     #[serde(default)]
     pub journal: Option<Journal>,
+    /// The milter the MTA consults in line (real envelope; can hold a leak). Absent: none.
+    #[serde(default)]
+    pub milter: Option<Milter>,
     #[serde(default)]
     pub security_notices: SecurityNotices,
     /// Google Workspace Admin SDK Reports API pollers.
@@ -78,6 +84,7 @@ impl Default for Email {
             bulk_threshold: default_bulk_threshold(),
             bulk_window: default_bulk_window(),
             journal: None,
+            milter: None,
             security_notices: SecurityNotices::default(),
             google: Vec::new(),
             m365: Vec::new(),
@@ -391,6 +398,9 @@ impl Email {
         if let Some(j) = &self.journal {
             j.validate()?;
         }
+        if let Some(m) = &self.milter {
+            m.validate()?;
+        }
         let n = &self.security_notices;
         let mut platforms = HashSet::new();
         for (i, p) in n.patterns.iter().enumerate() {
@@ -451,6 +461,9 @@ impl Email {
         );
         if let Some(j) = &self.journal {
             out.push_str(&j.summary());
+        }
+        if let Some(m) = &self.milter {
+            out.push_str(&m.summary());
         }
         let n = &self.security_notices;
         out.push_str(&format!(

@@ -38,6 +38,17 @@ impl Committer {
             .map_err(|_| "shutting down".to_owned())?;
         answer.await.map_err(|_| "shutting down".to_owned())?
     }
+
+    /// Queues one summary for the next group commit without waiting for the disk: for a
+    /// message whose loss in a crash costs no page (the milter's messages no rule finds). A
+    /// failed commit is logged by the committer.
+    pub async fn enqueue(&self, summary: &MailSummary) -> Result<(), String> {
+        let (done, _) = oneshot::channel();
+        self.tx
+            .send((Store::encode_mail(summary), done))
+            .await
+            .map_err(|_| "shutting down".to_owned())
+    }
 }
 
 pub(super) async fn commit_loop(

@@ -258,7 +258,7 @@ impl Session {
                             state.greeted = true;
                             state.env = Envelope::default();
                             let mut ext = format!(
-                                "250-tocsin journal\r\n250-PIPELINING\r\n250-SIZE {max}\r\n250-8BITMIME\r\n"
+                                "250-tocsin journal\r\n250-PIPELINING\r\n250-SIZE {max}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
                             );
                             if self.tls.is_some() && !state.tls {
                                 ext.push_str("250-STARTTLS\r\n");
@@ -507,6 +507,9 @@ impl Session {
                     Err(_) => return "501 5.5.4 bad SIZE value\r\n".into(),
                 },
                 "BODY" if v.eq_ignore_ascii_case("8BITMIME") || v.eq_ignore_ascii_case("7BIT") => {}
+                // RFC 6531: UTF-8 in addresses and headers. Without it Postfix bounces the
+                // journal copy of every internationalised message for good.
+                "SMTPUTF8" if v.is_empty() && !p.contains('=') => {}
                 // RFC 4954 §5: the submitter's identity, which the journal does not use.
                 "AUTH" if self.config.auth.is_some() => {}
                 _ => return format!("555 5.5.4 unsupported parameter {k}\r\n"),
