@@ -26,9 +26,14 @@ async fn wait_reply(app: &TestApp, needle: &str) {
     until(|| replied(app, needle), needle).await;
 }
 
+/// Makes a rogue post mutable (it is not by default), for the tests of what a mute holds.
+fn mutable_posts(c: &mut tocsin::config::Config) {
+    c.paging.unmutable = vec![];
+}
+
 #[tokio::test]
 async fn a_muted_account_records_the_rogue_post_and_pages_it_when_the_mute_expires() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(mutable_posts).await;
     app.bot
         .push_command(CHAT, &responder(), &format!("/mute {ACCOUNT} 3s"));
     wait_reply(&app, &format!("{ACCOUNT} muted by @alice (111) until")).await;
@@ -71,8 +76,67 @@ async fn an_unmutable_rule_pages_through_a_mute() {
 }
 
 #[tokio::test]
-async fn mute_is_for_responders_and_known_accounts_and_unmute_sends_held_pages() {
+async fn one_responder_muting_for_a_week_does_not_hold_a_rogue_post_page() {
+    // The default configuration: two responders, nothing configured under [paging].
     let app = spawn_app().await;
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/mute {ACCOUNT} 7d"));
+    wait_reply(&app, "needs a second responder").await;
+    assert!(
+        app.store.mutes().unwrap().is_empty(),
+        "one press mutes nothing"
+    );
+    // The same responder asking again is still one responder.
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/mute {ACCOUNT} 7d"));
+    until(
+        || {
+            app.bot
+                .sent()
+                .iter()
+                .filter(|m| m.text.contains("needs a second responder"))
+                .count()
+                == 2
+        },
+        "the second refusal",
+    )
+    .await;
+    assert!(app.store.mutes().unwrap().is_empty());
+    let post = app.publish("free BTC giveaway, send 1 get 2");
+    until(|| pages(&app) == 1, "the rogue post paged").await;
+    assert!(app.incident_by_object(&post).is_some());
+
+    // A second, different responder confirms: the account is muted (for the shorter of the two
+    // requests), yet a rogue post is unmutable by default and still pages.
+    app.bot
+        .push_command(CHAT, &second_responder(), &format!("/mute {ACCOUNT} 2d"));
+    wait_reply(&app, &format!("{ACCOUNT} muted by @bob (222) until")).await;
+    let mute = app.store.mutes().unwrap().remove(0);
+    let days = (mute.until - mute.at).num_hours();
+    assert_eq!(days, 48, "the shorter request is granted");
+    let second = app.publish("free ETH giveaway, send 1 get 2");
+    // It joins the first post's burst: its page is updated, not held.
+    let joined = || {
+        app.store
+            .incidents()
+            .unwrap()
+            .into_iter()
+            .find(|i| i.object == second || i.members.iter().any(|m| m.object == second))
+    };
+    until(|| joined().is_some(), "the second post recorded").await;
+    until(
+        || app.store.outbox_depth().unwrap().0 == 0,
+        "the page update sent",
+    )
+    .await;
+    assert!(app.store.held().unwrap().is_empty(), "nothing held");
+    assert!(joined().unwrap().page.is_some());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn mute_is_for_responders_and_known_accounts_and_unmute_sends_held_pages() {
+    let app = spawn_app_with(mutable_posts).await;
     app.bot
         .push_command(CHAT, &outsider(), &format!("/mute {ACCOUNT} 1h"));
     wait_reply(&app, "Refused: user 666 is not an on-call responder.").await;
@@ -304,6 +368,7 @@ async fn timeline_exports_since_a_time_and_log_verify_catches_a_hand_edit() {
 #[tokio::test]
 async fn a_held_page_gets_no_reminders_and_reminders_are_chained_once_it_is_sent() {
     let app = spawn_app_with(|c| {
+        mutable_posts(c);
         c.escalation = Some(tocsin::config::Escalation {
             renotify_after: std::time::Duration::from_millis(200),
             escalate_after: None,

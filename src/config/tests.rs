@@ -402,7 +402,9 @@ failure_grace = \"2 parsecs\"",
 #[test]
 fn paging_section_parses_and_names_bad_keys() {
     let c = Config::parse(GOOD, "t.toml").unwrap();
-    assert!(c.paging.unmutable.is_empty() && c.paging.approve_quorum.is_empty());
+    assert_eq!(c.paging.unmutable, super::DEFAULT_UNMUTABLE.to_vec());
+    assert!(c.paging.approve_quorum.is_empty() && c.paging.resolve_quorum.is_empty());
+    assert_eq!(c.paging.mute_without_quorum, Duration::from_secs(3600));
     let paging =
         "\n[paging]\nunmutable = [\"social.unapproved_post\"]\napprove_quorum = { critical = 2 }\n";
     let c = Config::parse(&format!("{GOOD}{paging}"), "t.toml").unwrap();

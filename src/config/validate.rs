@@ -85,12 +85,18 @@ impl Config {
             return Err(ConfigError::invalid("telegram.long_poll", "at most 50s"));
         }
         check_http_url("telegram.api_url", &self.telegram.api_url)?;
-        for (severity, n) in &self.paging.approve_quorum {
-            if !(1..=MAX_QUORUM).contains(n) {
-                return Err(ConfigError::invalid(
-                    format!("paging.approve_quorum.{}", severity.as_str()),
-                    format!("between 1 and {MAX_QUORUM} responders, not {n}"),
-                ));
+        let quorums = [
+            ("approve_quorum", &self.paging.approve_quorum),
+            ("resolve_quorum", &self.paging.resolve_quorum),
+        ];
+        for (name, quorum) in quorums {
+            for (severity, n) in quorum {
+                if !(1..=MAX_QUORUM).contains(n) {
+                    return Err(ConfigError::invalid(
+                        format!("paging.{name}.{}", severity.as_str()),
+                        format!("between 1 and {MAX_QUORUM} responders, not {n}"),
+                    ));
+                }
             }
         }
         if !(1..=MAX_QUORUM).contains(&self.paging.takedown_quorum) {

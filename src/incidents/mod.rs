@@ -101,6 +101,8 @@ pub struct Incidents {
     /// `[email.kill_switch] auto_pause`: the mailer is paused when `email.exposed_recipients`
     /// opens, without waiting for a press.
     auto_pause: Option<Arc<dyn PauseMailer>>,
+    /// Long mutes asked for by one responder, by account, waiting for a second.
+    mute_requests: Arc<std::sync::Mutex<std::collections::HashMap<String, paging::MuteRequest>>>,
 }
 
 /// A takedown marked as started this long ago without its answers (the daemon stopped in
@@ -139,6 +141,7 @@ impl Incidents {
             group_window: GROUP_WINDOW,
             policy: Arc::default(),
             auto_pause: None,
+            mute_requests: Arc::default(),
         }
     }
 
