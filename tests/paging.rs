@@ -261,8 +261,62 @@ async fn quorum_needs_a_second_different_responder_and_the_page_says_who_waits()
 }
 
 #[tokio::test]
-async fn timeline_exports_since_a_time_and_log_verify_catches_a_hand_edit() {
+async fn a_single_false_alarm_on_a_critical_incident_waits_for_a_second_responder() {
+    // The default configuration: two responders, nothing configured under [paging].
     let app = spawn_app().await;
+    let post = app.publish("free BTC giveaway, send 1 get 2");
+    until(|| pages(&app) == 1, "the page").await;
+    let inc = app.incident_by_object(&post).unwrap();
+    assert_eq!(inc.severity, Severity::Critical);
+    let id = inc.id;
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/resolve {id} false-alarm"));
+    wait_reply(&app, "another responder must confirm").await;
+    let inc = app.store.incident(id).unwrap().unwrap();
+    assert_ne!(inc.state, State::Resolved, "one responder resolves nothing");
+    assert_eq!(inc.false_alarm_votes().count(), 1);
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/resolve {id} false-alarm"));
+    wait_reply(&app, "you already voted to resolve incident").await;
+    assert_ne!(
+        app.store.incident(id).unwrap().unwrap().state,
+        State::Resolved
+    );
+
+    app.bot.push_command(
+        CHAT,
+        &second_responder(),
+        &format!("/resolve {id} false-alarm"),
+    );
+    wait_reply(&app, &format!("Incident #{id} resolved")).await;
+    let inc = app.store.incident(id).unwrap().unwrap();
+    assert_eq!(inc.state, State::Resolved);
+    assert_eq!(inc.resolved_by.unwrap().id, second_responder().id);
+    let report = app.store.verify_timeline().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert!(
+        app.store
+            .timeline_records()
+            .unwrap()
+            .iter()
+            .any(|r| matches!(
+                r.entry.action,
+                Action::FalseAlarmVote {
+                    votes: 1,
+                    needed: 2
+                }
+            ))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn timeline_exports_since_a_time_and_log_verify_catches_a_hand_edit() {
+    // One responder's false alarm ends the incident here: the export is under test.
+    let app = spawn_app_with(|c| {
+        c.paging.resolve_quorum = BTreeMap::from([(Severity::Critical, 1)]);
+    })
+    .await;
     let post = app.publish("free BTC giveaway, send 1 get 2");
     until(|| pages(&app) == 1, "the page").await;
     let id = app.incident_by_object(&post).unwrap().id;

@@ -79,6 +79,10 @@ pub enum ActionError {
     AlreadyAcked { id: u64, by: String },
     #[error("you already voted to approve incident #{id}; another responder must confirm")]
     AlreadyVoted { id: u64 },
+    #[error(
+        "you already voted to resolve incident #{id} as a false alarm; another responder must confirm"
+    )]
+    AlreadyVotedFalseAlarm { id: u64 },
     #[error("you already asked to take down incident #{id}; another responder must confirm")]
     AlreadyVotedTakedown { id: u64 },
     #[error("incident #{id} is not about a post: there is nothing to take down")]
