@@ -269,6 +269,53 @@ fn default_takedown_quorum() -> u8 {
     1
 }
 
+/// `[[general.api_tokens]]`: one operator (a person, a CI job) and what it may do.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    pub name: String,
+    pub token: Secret,
+    pub role: ApiRole,
+}
+
+/// What an API token may do. Ordered: each role may do what the ones before it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiRole {
+    /// Read incidents, accounts, the approved log and the timeline.
+    Read,
+    /// Also pre-approve posts and campaigns, and revoke approvals.
+    Approve,
+    /// Everything.
+    Admin,
+}
+
+impl ApiRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiRole::Read => "read",
+            ApiRole::Approve => "approve",
+            ApiRole::Admin => "admin",
+        }
+    }
+}
+
+/// The name under which `general.api_token` acts.
+pub const LEGACY_API_TOKEN_NAME: &str = "api";
+
+impl General {
+    /// Every API token: `api_token` (an `admin` named `api`) and `api_tokens`.
+    pub fn all_api_tokens(&self) -> Vec<ApiToken> {
+        let mut all = vec![ApiToken {
+            name: LEGACY_API_TOKEN_NAME.to_owned(),
+            token: self.api_token.clone(),
+            role: ApiRole::Admin,
+        }];
+        all.extend(self.api_tokens.iter().cloned());
+        all
+    }
+}
+
 /// The most responders a quorum may ask for: on-call rotations are small, and a quorum nobody
 /// can reach at 3 a.m. would leave a real incident unapprovable.
 pub const MAX_QUORUM: u8 = 5;
@@ -292,8 +339,12 @@ pub struct General {
     /// flood of idle connections cannot take every file descriptor. Default 512.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// Bearer token that guards `/api/v1`.
+    /// Bearer token that guards `/api/v1`: an `admin` token named `api`.
     pub api_token: Secret,
+    /// More operator tokens, each with a name (recorded as `by` of what it approves or
+    /// revokes, whatever the request body says) and a role.
+    #[serde(default)]
+    pub api_tokens: Vec<ApiToken>,
     /// How long one platform API call may take before it counts as a failed poll. A hanging
     /// API must turn into a failure (and, past the grace, `monitor.blind`), never a stuck source.
     #[serde(default = "default_source_timeout", deserialize_with = "duration")]

@@ -498,3 +498,27 @@ fn validation_names_the_key() {
     let e = err(&format!("{GOOD}\n[paging]\ntakedown_quorum = 9\n"));
     assert_eq!(e.key(), Some("paging.takedown_quorum"));
 }
+
+#[test]
+fn api_tokens_have_names_and_roles_and_api_token_is_the_admin_api() {
+    let tokens =
+        "\n[[general.api_tokens]]\nname = \"ci\"\ntoken = \"ci-secret\"\nrole = \"approve\"\n";
+    let c = Config::parse(&format!("{GOOD}{tokens}"), "t.toml").unwrap();
+    let all = c.general.all_api_tokens();
+    assert_eq!(all.len(), 2);
+    assert_eq!((all[0].name.as_str(), all[0].role), ("api", ApiRole::Admin));
+    assert_eq!(all[0].token.expose(), "literal-token");
+    assert_eq!(
+        (all[1].name.as_str(), all[1].role),
+        ("ci", ApiRole::Approve)
+    );
+    let e = err(&format!("{GOOD}{}", tokens.replace("approve", "owner")));
+    assert_eq!(e.key(), Some("general.api_tokens[0].role"));
+    let e = err(&format!("{GOOD}{}", tokens.replace("\"ci\"", "\"api\"")));
+    assert_eq!(e.key(), Some("general.api_tokens[0].name"));
+    let e = err(&format!(
+        "{GOOD}{}",
+        tokens.replace("ci-secret", "literal-token")
+    ));
+    assert_eq!(e.key(), Some("general.api_tokens[0].token"));
+}

@@ -85,6 +85,29 @@ impl Config {
             return Err(ConfigError::invalid("telegram.long_poll", "at most 50s"));
         }
         check_http_url("telegram.api_url", &self.telegram.api_url)?;
+        let mut names = std::collections::BTreeSet::new();
+        let mut tokens = std::collections::BTreeSet::new();
+        for (i, t) in self.general.all_api_tokens().iter().enumerate() {
+            let key = |field: &str| match i {
+                0 => "general.api_token".to_owned(),
+                i => format!("general.api_tokens[{}].{field}", i - 1),
+            };
+            if t.name.trim().is_empty() || !names.insert(t.name.clone()) {
+                return Err(ConfigError::invalid(
+                    key("name"),
+                    format!(
+                        "a unique, non-empty name (`{}` is taken by general.api_token)",
+                        super::LEGACY_API_TOKEN_NAME
+                    ),
+                ));
+            }
+            if t.token.expose().is_empty() || !tokens.insert(t.token.expose().to_owned()) {
+                return Err(ConfigError::invalid(
+                    key("token"),
+                    "a non-empty token no other API token uses",
+                ));
+            }
+        }
         let quorums = [
             ("approve_quorum", &self.paging.approve_quorum),
             ("resolve_quorum", &self.paging.resolve_quorum),
