@@ -118,6 +118,7 @@ pub(crate) fn full_example() -> (Config, tempfile::NamedTempFile) {
         .replace("env:TOCSIN_HEARTBEAT_URL", "https://monitor.example/ping/x")
         .replace("env:TOCSIN_MASTODON_WRITE_TOKEN", "w")
         .replace("env:TOCSIN_X_BEARER_TOKEN", "xb")
+        .replace("env:TOCSIN_CI_API_TOKEN", "ci")
         .replace("env:TOCSIN_X_USER_TOKEN", "xu")
         .replace("env:TOCSIN_M365_CLIENT_SECRET", "m")
         .replace("env:TOCSIN_MAILER_SECRET", "k")
@@ -193,8 +194,11 @@ fn the_embedded_example_parses_when_its_secrets_are_set() {
     assert_eq!(c.telegram.failure_grace, Duration::from_secs(120));
     assert!(c.heartbeat.is_some());
     assert_eq!(c.channels.webhook[0].name, "soc");
-    assert_eq!(c.paging.unmutable, vec![Rule::UnapprovedPost]);
+    assert_eq!(c.paging.unmutable, DEFAULT_UNMUTABLE.to_vec());
     assert_eq!(c.paging.approve_quorum[&Severity::Critical], 2);
+    assert_eq!(c.paging.resolve_quorum[&Severity::Critical], 2);
+    assert_eq!(c.paging.mute_without_quorum, Duration::from_secs(3600));
+    assert_eq!(c.general.api_tokens[0].role, ApiRole::Approve);
     let x = c.account("x-main").expect("the X example account");
     assert_eq!(x.base_url.as_str(), "https://api.x.com/");
     assert_eq!(c.x.timeline_requests_per_window, 1500);
