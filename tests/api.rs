@@ -199,7 +199,10 @@ async fn approvals_are_listed_and_a_revoked_one_no_longer_suppresses_the_page() 
     assert_eq!(record["entry"]["type"], "revocation");
     assert_eq!(record["entry"]["seq"], seq);
     assert_eq!(record["entry"]["reason"], "the launch moved");
-    assert_eq!(record["entry"]["by"], "api:carol");
+    assert_eq!(
+        record["entry"]["by"], "api",
+        "the token's name, not the body's"
+    );
     assert_eq!(
         record["prev"],
         approval(&list, record["seq"].as_u64().unwrap() - 1)["hash"]
@@ -401,5 +404,56 @@ async fn every_api_route_needs_the_token() {
         0,
         "nothing was revoked"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn api_tokens_have_roles_and_an_approval_is_recorded_under_the_tokens_name() {
+    use tocsin::config::{ApiRole, ApiToken, Secret};
+    let token = |name: &str, role| ApiToken {
+        name: name.into(),
+        token: Secret::new(format!("{name}-token-secret")),
+        role,
+    };
+    let app = spawn_app_with(|c| {
+        c.general.api_tokens = vec![
+            token("dashboard", ApiRole::Read),
+            token("release-ci", ApiRole::Approve),
+        ];
+    })
+    .await;
+    // The body names someone else: only the token's name is recorded.
+    let body = format!(r#"{{"account":"{ACCOUNT}","text":"launch day","by":"@alice"}}"#);
+    let (status, text) = post_raw(&app, Some("dashboard-token-secret"), &body).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(
+        text.contains("token `dashboard` has the role read"),
+        "{text}"
+    );
+    let (status, text) = post_raw(&app, Some("release-ci-token-secret"), &body).await;
+    assert_eq!(status, 201, "{text}");
+    let seq = serde_json::from_str::<serde_json::Value>(&text).unwrap()["seq"]
+        .as_u64()
+        .unwrap();
+
+    // Reading is what `read` may do.
+    let list: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/approvals", app.api))
+        .bearer_auth("dashboard-token-secret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entry = list["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["seq"] == seq)
+        .unwrap_or_else(|| panic!("seq {seq} listed: {list}"));
+    assert_eq!(entry["entry"]["by"], "release-ci", "{entry}");
+    let (status, _) = post_raw(&app, Some(API_TOKEN), &body.replace("launch", "sale")).await;
+    assert_eq!(status, 201, "the single api_token is still an admin");
     app.stop().await;
 }

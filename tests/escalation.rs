@@ -80,10 +80,35 @@ async fn a_burst_of_500_rogue_posts_is_one_paced_page_with_exact_counters() {
         assert!(in_minute <= 20, "{in_minute} messages within a minute");
     }
 
-    // Approving the burst approves every post in it.
+    // Approving the burst approves every post in it, once a second responder confirms (the
+    // default quorum on a critical incident).
     let before = app.store.log_len().unwrap();
     app.bot
         .press_button(CHAT, &responder(), msg, &format!("approve:{}", inc.id));
+    until(
+        || {
+            app.store
+                .incident(inc.id)
+                .unwrap()
+                .unwrap()
+                .approve_votes()
+                .count()
+                == 1
+        },
+        "the first vote",
+    )
+    .await;
+    assert_eq!(
+        app.store.log_len().unwrap(),
+        before,
+        "one press approves nothing"
+    );
+    app.bot.press_button(
+        CHAT,
+        &second_responder(),
+        msg,
+        &format!("approve:{}", inc.id),
+    );
     until(
         || app.store.incident(inc.id).unwrap().unwrap().state == State::Resolved,
         "approval",

@@ -26,9 +26,14 @@ async fn wait_reply(app: &TestApp, needle: &str) {
     until(|| replied(app, needle), needle).await;
 }
 
+/// Makes a rogue post mutable (it is not by default), for the tests of what a mute holds.
+fn mutable_posts(c: &mut tocsin::config::Config) {
+    c.paging.unmutable = vec![];
+}
+
 #[tokio::test]
 async fn a_muted_account_records_the_rogue_post_and_pages_it_when_the_mute_expires() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(mutable_posts).await;
     app.bot
         .push_command(CHAT, &responder(), &format!("/mute {ACCOUNT} 3s"));
     wait_reply(&app, &format!("{ACCOUNT} muted by @alice (111) until")).await;
@@ -71,8 +76,67 @@ async fn an_unmutable_rule_pages_through_a_mute() {
 }
 
 #[tokio::test]
-async fn mute_is_for_responders_and_known_accounts_and_unmute_sends_held_pages() {
+async fn one_responder_muting_for_a_week_does_not_hold_a_rogue_post_page() {
+    // The default configuration: two responders, nothing configured under [paging].
     let app = spawn_app().await;
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/mute {ACCOUNT} 7d"));
+    wait_reply(&app, "needs a second responder").await;
+    assert!(
+        app.store.mutes().unwrap().is_empty(),
+        "one press mutes nothing"
+    );
+    // The same responder asking again is still one responder.
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/mute {ACCOUNT} 7d"));
+    until(
+        || {
+            app.bot
+                .sent()
+                .iter()
+                .filter(|m| m.text.contains("needs a second responder"))
+                .count()
+                == 2
+        },
+        "the second refusal",
+    )
+    .await;
+    assert!(app.store.mutes().unwrap().is_empty());
+    let post = app.publish("free BTC giveaway, send 1 get 2");
+    until(|| pages(&app) == 1, "the rogue post paged").await;
+    assert!(app.incident_by_object(&post).is_some());
+
+    // A second, different responder confirms: the account is muted (for the shorter of the two
+    // requests), yet a rogue post is unmutable by default and still pages.
+    app.bot
+        .push_command(CHAT, &second_responder(), &format!("/mute {ACCOUNT} 2d"));
+    wait_reply(&app, &format!("{ACCOUNT} muted by @bob (222) until")).await;
+    let mute = app.store.mutes().unwrap().remove(0);
+    let days = (mute.until - mute.at).num_hours();
+    assert_eq!(days, 48, "the shorter request is granted");
+    let second = app.publish("free ETH giveaway, send 1 get 2");
+    // It joins the first post's burst: its page is updated, not held.
+    let joined = || {
+        app.store
+            .incidents()
+            .unwrap()
+            .into_iter()
+            .find(|i| i.object == second || i.members.iter().any(|m| m.object == second))
+    };
+    until(|| joined().is_some(), "the second post recorded").await;
+    until(
+        || app.store.outbox_depth().unwrap().0 == 0,
+        "the page update sent",
+    )
+    .await;
+    assert!(app.store.held().unwrap().is_empty(), "nothing held");
+    assert!(joined().unwrap().page.is_some());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn mute_is_for_responders_and_known_accounts_and_unmute_sends_held_pages() {
+    let app = spawn_app_with(mutable_posts).await;
     app.bot
         .push_command(CHAT, &outsider(), &format!("/mute {ACCOUNT} 1h"));
     wait_reply(&app, "Refused: user 666 is not an on-call responder.").await;
@@ -197,8 +261,62 @@ async fn quorum_needs_a_second_different_responder_and_the_page_says_who_waits()
 }
 
 #[tokio::test]
-async fn timeline_exports_since_a_time_and_log_verify_catches_a_hand_edit() {
+async fn a_single_false_alarm_on_a_critical_incident_waits_for_a_second_responder() {
+    // The default configuration: two responders, nothing configured under [paging].
     let app = spawn_app().await;
+    let post = app.publish("free BTC giveaway, send 1 get 2");
+    until(|| pages(&app) == 1, "the page").await;
+    let inc = app.incident_by_object(&post).unwrap();
+    assert_eq!(inc.severity, Severity::Critical);
+    let id = inc.id;
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/resolve {id} false-alarm"));
+    wait_reply(&app, "another responder must confirm").await;
+    let inc = app.store.incident(id).unwrap().unwrap();
+    assert_ne!(inc.state, State::Resolved, "one responder resolves nothing");
+    assert_eq!(inc.false_alarm_votes().count(), 1);
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/resolve {id} false-alarm"));
+    wait_reply(&app, "you already voted to resolve incident").await;
+    assert_ne!(
+        app.store.incident(id).unwrap().unwrap().state,
+        State::Resolved
+    );
+
+    app.bot.push_command(
+        CHAT,
+        &second_responder(),
+        &format!("/resolve {id} false-alarm"),
+    );
+    wait_reply(&app, &format!("Incident #{id} resolved")).await;
+    let inc = app.store.incident(id).unwrap().unwrap();
+    assert_eq!(inc.state, State::Resolved);
+    assert_eq!(inc.resolved_by.unwrap().id, second_responder().id);
+    let report = app.store.verify_timeline().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert!(
+        app.store
+            .timeline_records()
+            .unwrap()
+            .iter()
+            .any(|r| matches!(
+                r.entry.action,
+                Action::FalseAlarmVote {
+                    votes: 1,
+                    needed: 2
+                }
+            ))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn timeline_exports_since_a_time_and_log_verify_catches_a_hand_edit() {
+    // One responder's false alarm ends the incident here: the export is under test.
+    let app = spawn_app_with(|c| {
+        c.paging.resolve_quorum = BTreeMap::from([(Severity::Critical, 1)]);
+    })
+    .await;
     let post = app.publish("free BTC giveaway, send 1 get 2");
     until(|| pages(&app) == 1, "the page").await;
     let id = app.incident_by_object(&post).unwrap().id;
@@ -304,6 +422,7 @@ async fn timeline_exports_since_a_time_and_log_verify_catches_a_hand_edit() {
 #[tokio::test]
 async fn a_held_page_gets_no_reminders_and_reminders_are_chained_once_it_is_sent() {
     let app = spawn_app_with(|c| {
+        mutable_posts(c);
         c.escalation = Some(tocsin::config::Escalation {
             renotify_after: std::time::Duration::from_millis(200),
             escalate_after: None,

@@ -152,9 +152,25 @@ async fn a_title_change_and_a_new_admin_page() {
         "{}",
         change.after
     );
-    // Approving makes the new list the baseline: no page on the next polls.
+    // Approving (two responders: the incident is critical) makes the new list the baseline:
+    // no page on the next polls.
     app.bot
         .push_command(CHAT, &responder(), &format!("/approve {}", inc.id));
+    until(
+        || {
+            app.store
+                .incident(inc.id)
+                .unwrap()
+                .unwrap()
+                .approve_votes()
+                .count()
+                == 1
+        },
+        "the first vote",
+    )
+    .await;
+    app.bot
+        .push_command(CHAT, &second_responder(), &format!("/approve {}", inc.id));
     until(
         || app.store.incident(inc.id).unwrap().unwrap().state == State::Resolved,
         "approved",

@@ -525,7 +525,7 @@ impl App {
             store: store.clone(),
             readiness: Arc::new(readiness),
             health: health.clone(),
-            api_token: config.general.api_token.clone(),
+            api_tokens: Arc::new(config.general.all_api_tokens()),
             accounts: Arc::new(
                 config
                     .accounts

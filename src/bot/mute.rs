@@ -1,5 +1,6 @@
 //! `/mute ACCOUNT DURATION`: planned work on an account; its findings are recorded but not paged
-//! until the mute ends (rules in `paging.unmutable` page anyway).
+//! until the mute ends (rules in `paging.unmutable` page anyway). A mute longer than
+//! `paging.mute_without_quorum` takes two different responders asking for it.
 
 use std::time::Duration;
 
@@ -33,6 +34,9 @@ pub async fn apply(ctx: &BotContext, account: &str, duration: Duration, who: &Ac
         Err(MuteError::Store(e)) => {
             tracing::error!(error = %e, "mute failed");
             "Internal error: the mute was not recorded. Try again.".to_owned()
+        }
+        Err(e @ MuteError::NeedsSecond { .. }) => {
+            format!("Mute of {account} asked for by {who}; {e}.")
         }
         Err(e) => format!("Refused: {e}."),
     }

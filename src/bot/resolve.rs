@@ -1,7 +1,9 @@
 //! `/resolve N [contained|false-alarm]`: closes an incident without approving what it found.
+//! `false-alarm` on an incident whose severity `paging.resolve_quorum` lists is a vote until
+//! enough different responders agree.
 
 use super::{BotContext, Command, outcome};
-use crate::model::{Actor, Resolution};
+use crate::model::{Actor, Resolution, State};
 
 pub const USAGE: &str =
     "/resolve N [contained|false-alarm] — close incident N (default: contained)";
@@ -27,6 +29,14 @@ pub fn parse(args: &[&str]) -> Command {
 
 pub async fn apply(ctx: &BotContext, id: u64, how: Resolution, who: &Actor) -> String {
     outcome(ctx.incidents.resolve(id, who, how).await, |inc| {
+        if inc.state != State::Resolved {
+            let votes = inc.false_alarm_votes().count();
+            let needed = inc.false_alarm_votes().map(|v| v.needed).max().unwrap_or(1);
+            return format!(
+                "Resolution of incident #{} as false-alarm by {who} recorded ({votes}/{needed}); another responder must confirm.",
+                inc.id
+            );
+        }
         format!("Incident #{} resolved ({}) by {who}.", inc.id, how.as_str())
     })
 }

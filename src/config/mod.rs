@@ -202,32 +202,67 @@ impl Escalation {
 }
 
 /// `[paging]`: who is paged when, and how many responders an approval takes. Optional.
+///
+/// The principle: what silences tocsin (approve, a long mute, a false-alarm resolution) needs two
+/// different responders on critical incidents once the rotation has two, so that one stolen phone
+/// cannot hide an attack; what contains (take down, pause) stays one press.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Paging {
     /// Rules that page even while their account is muted: changes that are never planned work.
-    #[serde(default)]
+    /// Default: [`DEFAULT_UNMUTABLE`]; `unmutable = []` makes every rule mutable.
+    #[serde(default = "default_unmutable")]
     pub unmutable: Vec<Rule>,
-    /// Severity → distinct responders needed to approve ("it was us"); 1 when not listed.
+    /// Severity → distinct responders needed to approve ("it was us"); 1 when not listed. Left
+    /// empty (the default), it reads `{ critical = 2 }` with two or more responders configured.
     #[serde(default)]
     pub approve_quorum: BTreeMap<Severity, u8>,
+    /// Severity → distinct responders needed to resolve as `false-alarm`, which makes the same
+    /// evidence never page again; 1 when not listed. Left empty (the default), it reads
+    /// `{ critical = 2 }` with two or more responders configured.
+    #[serde(default)]
+    pub resolve_quorum: BTreeMap<Severity, u8>,
     /// Distinct responders needed to take a post down: 1 (default) acts on the first press, 2
     /// makes a second responder confirm. A deletion cannot be undone, so a stolen phone alone
     /// should not be able to erase the company's posts where the rotation can afford two.
     #[serde(default = "default_takedown_quorum")]
     pub takedown_quorum: u8,
+    /// The longest mute one responder may set alone (default 1h); a longer one waits for a
+    /// second, different responder to ask for it too (with two or more responders configured).
+    #[serde(default = "default_mute_without_quorum", deserialize_with = "duration")]
+    pub mute_without_quorum: Duration,
     /// Page (medium) when a post the company approved is deleted; otherwise the deletion is only
     /// written in the timeline chain. Default false.
     #[serde(default)]
     pub page_approved_deletions: bool,
 }
 
+/// The rules that page through a mute unless `paging.unmutable` says otherwise: none of them is
+/// ever planned work, and each is what an intruder who mutes the account would want hidden.
+pub const DEFAULT_UNMUTABLE: [Rule; 5] = [
+    Rule::UnapprovedPost,
+    Rule::ProfileChanged,
+    Rule::AdminChanged,
+    Rule::MonitorBlind,
+    Rule::StoreTampered,
+];
+
+fn default_unmutable() -> Vec<Rule> {
+    DEFAULT_UNMUTABLE.to_vec()
+}
+
+fn default_mute_without_quorum() -> Duration {
+    Duration::from_secs(3600)
+}
+
 impl Default for Paging {
     fn default() -> Self {
         Paging {
-            unmutable: Vec::new(),
+            unmutable: default_unmutable(),
             approve_quorum: BTreeMap::new(),
+            resolve_quorum: BTreeMap::new(),
             takedown_quorum: default_takedown_quorum(),
+            mute_without_quorum: default_mute_without_quorum(),
             page_approved_deletions: false,
         }
     }
@@ -235,6 +270,53 @@ impl Default for Paging {
 
 fn default_takedown_quorum() -> u8 {
     1
+}
+
+/// `[[general.api_tokens]]`: one operator (a person, a CI job) and what it may do.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    pub name: String,
+    pub token: Secret,
+    pub role: ApiRole,
+}
+
+/// What an API token may do. Ordered: each role may do what the ones before it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiRole {
+    /// Read incidents, accounts, the approved log and the timeline.
+    Read,
+    /// Also pre-approve posts and campaigns, and revoke approvals.
+    Approve,
+    /// Everything.
+    Admin,
+}
+
+impl ApiRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiRole::Read => "read",
+            ApiRole::Approve => "approve",
+            ApiRole::Admin => "admin",
+        }
+    }
+}
+
+/// The name under which `general.api_token` acts.
+pub const LEGACY_API_TOKEN_NAME: &str = "api";
+
+impl General {
+    /// Every API token: `api_token` (an `admin` named `api`) and `api_tokens`.
+    pub fn all_api_tokens(&self) -> Vec<ApiToken> {
+        let mut all = vec![ApiToken {
+            name: LEGACY_API_TOKEN_NAME.to_owned(),
+            token: self.api_token.clone(),
+            role: ApiRole::Admin,
+        }];
+        all.extend(self.api_tokens.iter().cloned());
+        all
+    }
 }
 
 /// The most responders a quorum may ask for: on-call rotations are small, and a quorum nobody
@@ -260,8 +342,12 @@ pub struct General {
     /// flood of idle connections cannot take every file descriptor. Default 512.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// Bearer token that guards `/api/v1`.
+    /// Bearer token that guards `/api/v1`: an `admin` token named `api`.
     pub api_token: Secret,
+    /// More operator tokens, each with a name (recorded as `by` of what it approves or
+    /// revokes, whatever the request body says) and a role.
+    #[serde(default)]
+    pub api_tokens: Vec<ApiToken>,
     /// How long one platform API call may take before it counts as a failed poll. A hanging
     /// API must turn into a failure (and, past the grace, `monitor.blind`), never a stuck source.
     #[serde(default = "default_source_timeout", deserialize_with = "duration")]

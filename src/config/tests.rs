@@ -118,6 +118,7 @@ pub(crate) fn full_example() -> (Config, tempfile::NamedTempFile) {
         .replace("env:TOCSIN_HEARTBEAT_URL", "https://monitor.example/ping/x")
         .replace("env:TOCSIN_MASTODON_WRITE_TOKEN", "w")
         .replace("env:TOCSIN_X_BEARER_TOKEN", "xb")
+        .replace("env:TOCSIN_CI_API_TOKEN", "ci")
         .replace("env:TOCSIN_X_USER_TOKEN", "xu")
         .replace("env:TOCSIN_M365_CLIENT_SECRET", "m")
         .replace("env:TOCSIN_MAILER_SECRET", "k")
@@ -193,8 +194,11 @@ fn the_embedded_example_parses_when_its_secrets_are_set() {
     assert_eq!(c.telegram.failure_grace, Duration::from_secs(120));
     assert!(c.heartbeat.is_some());
     assert_eq!(c.channels.webhook[0].name, "soc");
-    assert_eq!(c.paging.unmutable, vec![Rule::UnapprovedPost]);
+    assert_eq!(c.paging.unmutable, DEFAULT_UNMUTABLE.to_vec());
     assert_eq!(c.paging.approve_quorum[&Severity::Critical], 2);
+    assert_eq!(c.paging.resolve_quorum[&Severity::Critical], 2);
+    assert_eq!(c.paging.mute_without_quorum, Duration::from_secs(3600));
+    assert_eq!(c.general.api_tokens[0].role, ApiRole::Approve);
     let x = c.account("x-main").expect("the X example account");
     assert_eq!(x.base_url.as_str(), "https://api.x.com/");
     assert_eq!(c.x.timeline_requests_per_window, 1500);
@@ -402,7 +406,9 @@ failure_grace = \"2 parsecs\"",
 #[test]
 fn paging_section_parses_and_names_bad_keys() {
     let c = Config::parse(GOOD, "t.toml").unwrap();
-    assert!(c.paging.unmutable.is_empty() && c.paging.approve_quorum.is_empty());
+    assert_eq!(c.paging.unmutable, super::DEFAULT_UNMUTABLE.to_vec());
+    assert!(c.paging.approve_quorum.is_empty() && c.paging.resolve_quorum.is_empty());
+    assert_eq!(c.paging.mute_without_quorum, Duration::from_secs(3600));
     let paging =
         "\n[paging]\nunmutable = [\"social.unapproved_post\"]\napprove_quorum = { critical = 2 }\n";
     let c = Config::parse(&format!("{GOOD}{paging}"), "t.toml").unwrap();
@@ -529,4 +535,28 @@ fn the_milter_policy_names_only_mail_rules_and_known_actions() {
     assert!(e.to_string().contains("bounce"), "{e}");
     let e = err(&format!("{GOOD}\n[email.milter]\nallow_from = []\n"));
     assert_eq!(e.key(), Some("email.milter.allow_from"), "{e}");
+}
+
+#[test]
+fn api_tokens_have_names_and_roles_and_api_token_is_the_admin_api() {
+    let tokens =
+        "\n[[general.api_tokens]]\nname = \"ci\"\ntoken = \"ci-secret\"\nrole = \"approve\"\n";
+    let c = Config::parse(&format!("{GOOD}{tokens}"), "t.toml").unwrap();
+    let all = c.general.all_api_tokens();
+    assert_eq!(all.len(), 2);
+    assert_eq!((all[0].name.as_str(), all[0].role), ("api", ApiRole::Admin));
+    assert_eq!(all[0].token.expose(), "literal-token");
+    assert_eq!(
+        (all[1].name.as_str(), all[1].role),
+        ("ci", ApiRole::Approve)
+    );
+    let e = err(&format!("{GOOD}{}", tokens.replace("approve", "owner")));
+    assert_eq!(e.key(), Some("general.api_tokens[0].role"));
+    let e = err(&format!("{GOOD}{}", tokens.replace("\"ci\"", "\"api\"")));
+    assert_eq!(e.key(), Some("general.api_tokens[0].name"));
+    let e = err(&format!(
+        "{GOOD}{}",
+        tokens.replace("ci-secret", "literal-token")
+    ));
+    assert_eq!(e.key(), Some("general.api_tokens[0].token"));
 }

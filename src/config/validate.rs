@@ -85,12 +85,41 @@ impl Config {
             return Err(ConfigError::invalid("telegram.long_poll", "at most 50s"));
         }
         check_secret_url("telegram.api_url", &self.telegram.api_url)?;
-        for (severity, n) in &self.paging.approve_quorum {
-            if !(1..=MAX_QUORUM).contains(n) {
+        let mut names = std::collections::BTreeSet::new();
+        let mut tokens = std::collections::BTreeSet::new();
+        for (i, t) in self.general.all_api_tokens().iter().enumerate() {
+            let key = |field: &str| match i {
+                0 => "general.api_token".to_owned(),
+                i => format!("general.api_tokens[{}].{field}", i - 1),
+            };
+            if t.name.trim().is_empty() || !names.insert(t.name.clone()) {
                 return Err(ConfigError::invalid(
-                    format!("paging.approve_quorum.{}", severity.as_str()),
-                    format!("between 1 and {MAX_QUORUM} responders, not {n}"),
+                    key("name"),
+                    format!(
+                        "a unique, non-empty name (`{}` is taken by general.api_token)",
+                        super::LEGACY_API_TOKEN_NAME
+                    ),
                 ));
+            }
+            if t.token.expose().is_empty() || !tokens.insert(t.token.expose().to_owned()) {
+                return Err(ConfigError::invalid(
+                    key("token"),
+                    "a non-empty token no other API token uses",
+                ));
+            }
+        }
+        let quorums = [
+            ("approve_quorum", &self.paging.approve_quorum),
+            ("resolve_quorum", &self.paging.resolve_quorum),
+        ];
+        for (name, quorum) in quorums {
+            for (severity, n) in quorum {
+                if !(1..=MAX_QUORUM).contains(n) {
+                    return Err(ConfigError::invalid(
+                        format!("paging.{name}.{}", severity.as_str()),
+                        format!("between 1 and {MAX_QUORUM} responders, not {n}"),
+                    ));
+                }
             }
         }
         if !(1..=MAX_QUORUM).contains(&self.paging.takedown_quorum) {

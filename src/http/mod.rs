@@ -30,11 +30,7 @@ use axum::{
     routing::{get, post},
 };
 
-use crate::{
-    config::{Account, Secret},
-    store::Store,
-    watch::Health,
-};
+use crate::{config::Account, store::Store, watch::Health};
 
 /// Approval bodies are a post's text and a few fields; anything larger is not one.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -49,7 +45,8 @@ pub struct HttpState {
     /// Readiness checks, and the metrics they read from.
     pub readiness: Arc<health::Readiness>,
     pub health: Health,
-    pub api_token: Secret,
+    /// Every operator token with its name and role (`general.api_token` is the admin `api`).
+    pub api_tokens: Arc<Vec<crate::config::ApiToken>>,
     pub accounts: Arc<HashSet<String>>,
     /// The configured accounts in config order, for `GET /api/v1/accounts`.
     pub watched: Arc<Vec<Account>>,

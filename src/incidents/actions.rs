@@ -202,6 +202,20 @@ impl Incidents {
             if inc.state == State::Resolved {
                 return abort(already_resolved(&inc));
             }
+            // "False alarm" makes the same evidence never page again: a silencing action,
+            // voted on like an approval. "Contained" hides nothing and stays one press.
+            let needed = self.policy.resolve_quorum(inc.severity);
+            if resolution == Resolution::FalseAlarm && needed > 1 {
+                let Ok(waiting) = inc.cast_vote(VoteAction::FalseAlarm, who, now, needed) else {
+                    return abort(ActionError::AlreadyVotedFalseAlarm { id });
+                };
+                if let Some(votes) = waiting {
+                    let action = Action::FalseAlarmVote { votes, needed };
+                    inc.event(tx, now, &who.to_string(), action).lift()?;
+                    save_and_page(tx, &inc, now).lift()?;
+                    return Ok(inc);
+                }
+            }
             inc.state = State::Resolved;
             inc.resolution = Some(resolution);
             inc.resolved_by = Some(who.clone());

@@ -81,6 +81,10 @@ pub enum ActionError {
     AlreadyAcked { id: u64, by: String },
     #[error("you already voted to approve incident #{id}; another responder must confirm")]
     AlreadyVoted { id: u64 },
+    #[error(
+        "you already voted to resolve incident #{id} as a false alarm; another responder must confirm"
+    )]
+    AlreadyVotedFalseAlarm { id: u64 },
     #[error("you already asked to take down incident #{id}; another responder must confirm")]
     AlreadyVotedTakedown { id: u64 },
     #[error("incident #{id} is not about a post: there is nothing to take down")]
@@ -103,6 +107,8 @@ pub struct Incidents {
     /// `[email.kill_switch] auto_pause`: the mailer is paused when `email.exposed_recipients`
     /// opens, without waiting for a press.
     auto_pause: Option<Arc<dyn PauseMailer>>,
+    /// Long mutes asked for by one responder, by account, waiting for a second.
+    mute_requests: Arc<std::sync::Mutex<std::collections::HashMap<String, paging::MuteRequest>>>,
 }
 
 /// A takedown marked as started this long ago without its answers (the daemon stopped in
@@ -141,6 +147,7 @@ impl Incidents {
             group_window: GROUP_WINDOW,
             policy: Arc::default(),
             auto_pause: None,
+            mute_requests: Arc::default(),
         }
     }
 

@@ -29,20 +29,43 @@ pub struct PagingPolicy {
     pub accounts: BTreeSet<String>,
     pub unmutable: Vec<Rule>,
     pub approve_quorum: BTreeMap<Severity, u8>,
+    /// Distinct responders needed to resolve as `false-alarm`, per severity; 1 when not listed.
+    pub resolve_quorum: BTreeMap<Severity, u8>,
     /// Distinct responders needed to take a post down (`paging.takedown_quorum`); 0 reads as 1.
     pub takedown_quorum: u8,
+    /// The longest mute one responder sets alone; `None` (one responder on call) sets any.
+    pub mute_without_quorum: Option<std::time::Duration>,
     /// Page a deleted approved post (medium) instead of only recording it.
     pub page_approved_deletions: bool,
 }
 
 impl PagingPolicy {
+    /// The policy the daemon runs with. The silencing quorums default to two responders on
+    /// critical incidents once two are on call; with one, they cannot, and the start says so.
     pub fn from_config(config: &crate::config::Config) -> PagingPolicy {
+        let paging = &config.paging;
+        let two = config.telegram.responders.len() >= 2;
+        let or_default = |quorum: &BTreeMap<Severity, u8>| {
+            if quorum.is_empty() && two {
+                BTreeMap::from([(Severity::Critical, 2)])
+            } else {
+                quorum.clone()
+            }
+        };
+        if !two {
+            tracing::warn!(
+                "one responder is on call: approvals, long mutes and false-alarm resolutions \
+                 take one press, so one stolen phone can silence tocsin; add a second responder"
+            );
+        }
         PagingPolicy {
             accounts: config.accounts.iter().map(|a| a.name.clone()).collect(),
-            unmutable: config.paging.unmutable.clone(),
-            approve_quorum: config.paging.approve_quorum.clone(),
-            takedown_quorum: config.paging.takedown_quorum,
-            page_approved_deletions: config.paging.page_approved_deletions,
+            unmutable: paging.unmutable.clone(),
+            approve_quorum: or_default(&paging.approve_quorum),
+            resolve_quorum: or_default(&paging.resolve_quorum),
+            takedown_quorum: paging.takedown_quorum,
+            mute_without_quorum: two.then_some(paging.mute_without_quorum),
+            page_approved_deletions: paging.page_approved_deletions,
         }
     }
 
@@ -51,11 +74,28 @@ impl PagingPolicy {
         self.approve_quorum.get(&severity).copied().unwrap_or(1)
     }
 
+    /// Distinct responders needed to resolve an incident of this severity as a false alarm.
+    pub fn resolve_quorum(&self, severity: Severity) -> u8 {
+        self.resolve_quorum.get(&severity).copied().unwrap_or(1)
+    }
+
     /// Distinct responders needed to take a post down.
     pub fn takedown_quorum(&self) -> u8 {
         self.takedown_quorum.max(1)
     }
 }
+
+/// A long mute one responder asked for, waiting for a second: kept in memory only, so a restart
+/// forgets it and the mute has to be asked for again (failing towards paging).
+#[derive(Debug, Clone)]
+pub(super) struct MuteRequest {
+    by: Actor,
+    at: chrono::DateTime<Utc>,
+    duration: std::time::Duration,
+}
+
+/// How long a request for a long mute waits for its second responder.
+pub const MUTE_REQUEST_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Why a mute or unmute did not happen; answered in the chat as it is.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +104,16 @@ pub enum MuteError {
     UnknownAccount { account: String, known: String },
     #[error("a mute lasts at most 7 days; {0} is longer")]
     TooLong(String),
+    /// Not an error of the responder's: the mute is recorded as asked for and waits.
+    #[error(
+        "a mute longer than {limit} needs a second responder: {account} stays paged until \
+         another responder sends /mute {account} {duration}"
+    )]
+    NeedsSecond {
+        account: String,
+        limit: String,
+        duration: String,
+    },
     #[error("`{0}` is not muted")]
     NotMuted(String),
     #[error(transparent)]
@@ -97,6 +147,7 @@ impl Incidents {
             return Err(too_long());
         }
         let now = Utc::now();
+        let duration = self.mute_quorum(account, duration, who, now)?;
         let until = chrono::Duration::from_std(duration)
             .ok()
             .and_then(|d| now.checked_add_signed(d))
@@ -113,6 +164,55 @@ impl Incidents {
         })?;
         self.store.flush().await?;
         Ok(mute)
+    }
+
+    /// A mute longer than `paging.mute_without_quorum` is a vote: the first responder's request
+    /// waits (for [`MUTE_REQUEST_TTL`]) for a second, different one. Returns the duration to
+    /// mute for: the shorter of the two requests, so neither responder gets more than they
+    /// asked for.
+    fn mute_quorum(
+        &self,
+        account: &str,
+        duration: std::time::Duration,
+        who: &Actor,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<std::time::Duration, MuteError> {
+        let Some(limit) = self.policy.mute_without_quorum else {
+            return Ok(duration);
+        };
+        let mut requests = self
+            .mute_requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if duration <= limit {
+            requests.remove(account);
+            return Ok(duration);
+        }
+        let ttl = chrono::Duration::from_std(MUTE_REQUEST_TTL).unwrap_or_default();
+        match requests.get(account) {
+            Some(r) if r.by.id != who.id && now - r.at < ttl => {
+                let granted = r.duration.min(duration);
+                tracing::info!(account, first = %r.by, second = %who, "long mute confirmed");
+                requests.remove(account);
+                Ok(granted)
+            }
+            _ => {
+                tracing::warn!(account, by = %who, ?duration, "long mute waits for a second responder");
+                requests.insert(
+                    account.to_owned(),
+                    MuteRequest {
+                        by: who.clone(),
+                        at: now,
+                        duration,
+                    },
+                );
+                Err(MuteError::NeedsSecond {
+                    account: account.to_owned(),
+                    limit: humantime::format_duration(limit).to_string(),
+                    duration: humantime::format_duration(duration).to_string(),
+                })
+            }
+        }
     }
 
     /// Lifts a mute before it expires and sends the pages it held.

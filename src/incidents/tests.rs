@@ -248,3 +248,34 @@ async fn mute_holds_pages_until_lifted_except_unmutable_rules() {
     incidents.record(&profile_finding("pwned")).await.unwrap();
     assert_eq!(store.outbox_depth().unwrap().0, 1);
 }
+
+#[test]
+fn silencing_quorums_default_to_two_on_critical_only_with_two_responders() {
+    use crate::config::{Config, tests::GOOD};
+    let two = Config::parse(GOOD, "t.toml").unwrap();
+    let p = PagingPolicy::from_config(&two);
+    assert_eq!(p.approve_quorum(Severity::Critical), 2);
+    assert_eq!(p.resolve_quorum(Severity::Critical), 2);
+    assert_eq!(p.approve_quorum(Severity::High), 1);
+    assert_eq!(p.takedown_quorum(), 1, "containing stays one press");
+    assert_eq!(
+        p.mute_without_quorum,
+        Some(std::time::Duration::from_secs(3600))
+    );
+
+    let one = Config::parse(
+        &GOOD.replace("responders = [1, 2]", "responders = [1]"),
+        "t.toml",
+    )
+    .unwrap();
+    let p = PagingPolicy::from_config(&one);
+    assert_eq!(p.approve_quorum(Severity::Critical), 1);
+    assert_eq!(p.resolve_quorum(Severity::Critical), 1);
+    assert_eq!(p.mute_without_quorum, None);
+
+    // Said explicitly, a quorum of one holds with two responders.
+    let text = format!("{GOOD}\n[paging]\napprove_quorum = {{ critical = 1 }}\n");
+    let p = PagingPolicy::from_config(&Config::parse(&text, "t.toml").unwrap());
+    assert_eq!(p.approve_quorum(Severity::Critical), 1);
+    assert_eq!(p.resolve_quorum(Severity::Critical), 2);
+}

@@ -106,6 +106,11 @@ pub enum Action {
         tier: usize,
         number: u32,
     },
+    /// A responder's `/resolve N false-alarm` counted towards `resolve_quorum`, not reached yet.
+    FalseAlarmVote {
+        votes: u8,
+        needed: u8,
+    },
     /// A responder's takedown press counted towards `takedown_quorum`, not reached yet.
     TakedownVote {
         votes: u8,
@@ -279,6 +284,12 @@ impl Incident {
     }
 
     /// Approve votes cast so far while the quorum is not reached.
+    pub fn false_alarm_votes(&self) -> impl Iterator<Item = &Vote> {
+        self.votes
+            .iter()
+            .filter(|v| v.action == VoteAction::FalseAlarm)
+    }
+
     pub fn approve_votes(&self) -> impl Iterator<Item = &Vote> {
         self.votes
             .iter()
@@ -389,12 +400,14 @@ impl Mute {
     }
 }
 
-/// What a vote is for: approving (`approve_quorum`) or taking down (`takedown_quorum`).
+/// What a vote is for: approving (`approve_quorum`), taking down (`takedown_quorum`) or
+/// resolving as a false alarm (`resolve_quorum`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VoteAction {
     Approve,
     Takedown,
+    FalseAlarm,
 }
 
 /// One responder's vote towards an action that needs several.

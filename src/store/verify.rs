@@ -531,6 +531,13 @@ impl Replay {
                     r.state = Some(State::Resolved);
                     r.resolution = Some(*resolution);
                     r.resolved_by = Some(who.clone());
+                    // The vote that reached `resolve_quorum` is kept with the resolution's time.
+                    if *resolution == Resolution::FalseAlarm {
+                        r.votes.push((VoteAction::FalseAlarm, who.clone(), rec.at));
+                    }
+                }
+                Action::FalseAlarmVote { .. } => {
+                    r.votes.push((VoteAction::FalseAlarm, who.clone(), rec.at))
                 }
                 Action::ApprovalVote { .. } => {
                     r.votes.push((VoteAction::Approve, who.clone(), rec.at))
@@ -638,6 +645,7 @@ fn check_incident(
             let what = match v.action {
                 VoteAction::Approve => "approve",
                 VoteAction::Takedown => "take down",
+                VoteAction::FalseAlarm => "resolve as a false alarm",
             };
             say(format!(
                 "a vote by {} to {what} at {} is not in the timeline chain",

@@ -16,10 +16,20 @@ use serde_json::json;
 
 use super::{ApiError, authorize, bad_request, path_number, query};
 use crate::{
+    config::ApiRole,
     detect::{content_from_text, fingerprint},
     http::HttpState,
     store::{ApprovedEntry, RevokeError},
 };
+
+/// The `by` an API write records: the name of the token that authorized it. The body's `by`
+/// is only a claim (anyone holding the token can write any name), so it goes to the log.
+fn recorded_by(token: &str, claimed: Option<&str>) -> String {
+    if let Some(claimed) = claimed.filter(|c| *c != token) {
+        tracing::info!(token, claimed, "api write: the body's `by` is not recorded");
+    }
+    token.to_owned()
+}
 
 /// `POST /api/v1/approvals` body.
 #[derive(Debug, Deserialize)]
@@ -51,7 +61,7 @@ struct CampaignRequest {
     by: Option<String>,
 }
 
-async fn add_campaign(s: &HttpState, body: &[u8]) -> Result<Response, ApiError> {
+async fn add_campaign(s: &HttpState, body: &[u8], token: &str) -> Result<Response, ApiError> {
     let req: CampaignRequest = serde_json::from_slice(body)
         .map_err(|e| bad_request(s, format!("invalid campaign body: {e}")))?;
     let sender = req.sender.trim().to_lowercase();
@@ -86,7 +96,7 @@ async fn add_campaign(s: &HttpState, body: &[u8]) -> Result<Response, ApiError> 
         campaign: req.campaign.trim().to_owned(),
         max_recipients: req.max_recipients,
         window: req.window.map(|w| w.trim().to_owned()),
-        by: format!("api:{}", req.by.as_deref().unwrap_or("token")),
+        by: recorded_by(token, req.by.as_deref()),
     };
     let record = s.store.approve(entry, Utc::now())?;
     s.store.flush().await?;
@@ -103,13 +113,13 @@ pub(in crate::http) async fn add_approval(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(&s, &headers)?;
+    let token = authorize(&s, &headers, ApiRole::Approve)?;
     let kind = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned));
     match kind.as_deref() {
         None => {}
-        Some("campaign") => return add_campaign(&s, &body).await,
+        Some("campaign") => return add_campaign(&s, &body, &token).await,
         Some(other) => {
             return Err(bad_request(
                 &s,
@@ -132,7 +142,7 @@ pub(in crate::http) async fn add_approval(
         return Err(bad_request(&s, "field `text`: must not be empty".into()));
     }
     let fp = fingerprint(&content_from_text(&req.text));
-    let by = format!("api:{}", req.by.as_deref().unwrap_or("token"));
+    let by = recorded_by(&token, req.by.as_deref());
     let entry = ApprovedEntry::ApprovedPost {
         account: req.account.clone(),
         fingerprint: Some(fp.clone()),
@@ -158,7 +168,7 @@ pub(in crate::http) async fn list_approvals(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&s, &headers)?;
+    authorize(&s, &headers, ApiRole::Read)?;
     let q = query(&s, raw, &["account"])?;
     let account = q.get("account");
     if let Some(a) = account
@@ -215,7 +225,7 @@ pub(in crate::http) async fn revoke_approval(
     Path(seq): Path<String>,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&s, &headers)?;
+    let token = authorize(&s, &headers, ApiRole::Approve)?;
     let seq = path_number(&s, "seq", &seq)?;
     let req: RevokeRequest = serde_json::from_slice(&body)
         .map_err(|e| bad_request(&s, format!("invalid revoke body: {e}")))?;
@@ -225,7 +235,7 @@ pub(in crate::http) async fn revoke_approval(
             "field `reason`: say why the approval is withdrawn".into(),
         ));
     }
-    let by = format!("api:{}", req.by.as_deref().unwrap_or("token"));
+    let by = recorded_by(&token, req.by.as_deref());
     let record = match s.store.revoke(seq, req.reason.trim(), &by, Utc::now()) {
         Ok(r) => r,
         Err(e @ RevokeError::NotFound(_)) => {

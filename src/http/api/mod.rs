@@ -28,6 +28,7 @@ use subtle::ConstantTimeEq;
 
 use super::HttpState;
 use crate::{
+    config::ApiRole,
     model::State as IncidentState,
     store::{StoreError, parse_since},
 };
@@ -52,25 +53,50 @@ impl From<StoreError> for ApiError {
     }
 }
 
-fn authorize(s: &HttpState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// Finds the bearer token among the configured ones and checks its role; returns its name,
+/// which is what the API records as `by`. Every token is compared (in constant time), so the
+/// answer's timing does not tell which one was close.
+fn authorize(s: &HttpState, headers: &HeaderMap, needs: ApiRole) -> Result<String, ApiError> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    let expected = s.api_token.expose().as_bytes();
-    if bool::from(given.as_bytes().ct_eq(expected)) {
-        return Ok(());
+    let mut found = None;
+    for t in s.api_tokens.iter() {
+        if bool::from(given.as_bytes().ct_eq(t.token.expose().as_bytes())) {
+            found = Some(t);
+        }
     }
-    s.rejected.fetch_add(1, Ordering::Relaxed);
-    tracing::warn!(
-        reason = "bad or missing bearer token",
-        "api request refused"
+    s.rejected.fetch_add(
+        u64::from(found.is_none_or(|t| t.role < needs)),
+        Ordering::Relaxed,
     );
-    Err(ApiError(
-        StatusCode::UNAUTHORIZED,
-        "missing or wrong bearer token in Authorization".into(),
-    ))
+    match found {
+        Some(t) if t.role >= needs => Ok(t.name.clone()),
+        Some(t) => {
+            tracing::warn!(token = %t.name, role = t.role.as_str(), needs = needs.as_str(), "api request refused");
+            Err(ApiError(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "token `{}` has the role {}; this needs {}",
+                    t.name,
+                    t.role.as_str(),
+                    needs.as_str()
+                ),
+            ))
+        }
+        None => {
+            tracing::warn!(
+                reason = "bad or missing bearer token",
+                "api request refused"
+            );
+            Err(ApiError(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token in Authorization".into(),
+            ))
+        }
+    }
 }
 
 /// A 400, counted and logged.
@@ -113,7 +139,7 @@ pub(super) async fn list_incidents(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&s, &headers)?;
+    authorize(&s, &headers, ApiRole::Read)?;
     let q = query(&s, raw, &["state"])?;
     let state = match q.get("state").map(String::as_str) {
         None => None,
@@ -141,7 +167,7 @@ pub(super) async fn get_incident(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&s, &headers)?;
+    authorize(&s, &headers, ApiRole::Read)?;
     let id = path_number(&s, "id", &id)?;
     match s.store.incident(id)? {
         Some(incident) => Ok(Json(incident)),
@@ -156,7 +182,7 @@ pub(super) async fn list_accounts(
     State(s): State<HttpState>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&s, &headers)?;
+    authorize(&s, &headers, ApiRole::Read)?;
     let health = s.health.snapshot();
     let incidents = s.store.incidents()?;
     let accounts: Vec<_> = s
@@ -194,7 +220,7 @@ pub(super) async fn timeline(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
-    authorize(&s, &headers)?;
+    authorize(&s, &headers, ApiRole::Read)?;
     let q = query(&s, raw, &["since"])?;
     let since = match q.get("since") {
         Some(v) => Some(

@@ -34,7 +34,7 @@ pub fn openapi_document() -> serde_json::Value {
         "info": {
             "title": "tocsin",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Operator API of tocsin: pre-approve posts, revoke approvals, read incidents and the watched accounts' health. Every /api/v1 route except this document needs `Authorization: Bearer <general.api_token>`."
+            "description": "Operator API of tocsin: pre-approve posts, revoke approvals, read incidents and the watched accounts' health. Every /api/v1 route except this document needs `Authorization: Bearer <token>`: general.api_token (admin) or one of general.api_tokens; reads need the role read, approvals and revocations approve (403 otherwise)."
         },
         "paths": {
             "/healthz": { "get": {
@@ -90,7 +90,7 @@ pub fn openapi_document() -> serde_json::Value {
                                 "text": { "type": "string", "minLength": 1, "description": "the post's text with its links" },
                                 "expires_at": { "type": "string", "format": "date-time" },
                                 "note": { "type": "string" },
-                                "by": { "type": "string", "description": "who approves; recorded as api:<by>" }
+                                "by": { "type": "string", "description": "ignored: the approval is recorded under the name of the token that made it" }
                             }
                         }, {
                             "type": "object",
