@@ -195,17 +195,38 @@ fn from_be(tree: &'static str, bytes: &[u8]) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(arr))
 }
 
+/// How long [`Store::open`] waits for the lock of a database being closed, and how often it
+/// looks again.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
+
 impl Store {
     /// Opens (creating if needed) the database in `dir`. Fails if another process holds it.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(Some(200))
-            .open()
-            .map_err(|source| StoreError::Open {
-                path: dir.display().to_string(),
-                source,
-            })?;
+        let config = sled::Config::new().path(dir).flush_every_ms(Some(200));
+        // The file lock of a database just closed is let go by sled's flusher thread a moment
+        // after the last handle is dropped (a restart in the same process, or a container
+        // replaced while the old one exits): a lock held that way is waited for, briefly; one
+        // held longer is another live tocsin on the same state dir, and refused.
+        let mut waited = std::time::Duration::ZERO;
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::Other
+                        && e.to_string().contains("could not acquire lock")
+                        && waited < LOCK_WAIT =>
+                {
+                    std::thread::sleep(LOCK_RETRY);
+                    waited += LOCK_RETRY;
+                }
+                other => {
+                    break other.map_err(|source| StoreError::Open {
+                        path: dir.display().to_string(),
+                        source,
+                    })?;
+                }
+            }
+        };
         let t = |name: &str| db.open_tree(name);
         let store = Store {
             approved_log: t("approved_log")?,

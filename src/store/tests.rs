@@ -231,21 +231,6 @@ fn tampered_revocation_indexes_are_caught() {
     );
 }
 
-/// Opens a database this process just closed. sled lets go of its file lock when its
-/// background flusher drops its handle, a moment after the last one of ours: under load that
-/// moment can come after the next open.
-fn reopen(dir: &std::path::Path) -> Store {
-    for _ in 0..100 {
-        match Store::open(dir) {
-            Err(StoreError::Open { .. }) => {
-                std::thread::sleep(std::time::Duration::from_millis(20))
-            }
-            other => return other.unwrap(),
-        }
-    }
-    Store::open(dir).unwrap()
-}
-
 #[test]
 fn pages_queued_by_the_one_channel_version_move_to_telegram() {
     let dir = tempfile::tempdir().unwrap();
@@ -256,7 +241,7 @@ fn pages_queued_by_the_one_channel_version_move_to_telegram() {
         store.outbox.insert(be(5), encode(&old)).unwrap();
         store.db.flush().unwrap();
     }
-    let store = reopen(dir.path());
+    let store = Store::open(dir.path()).unwrap();
     let (seq, entry) = store.outbox_first(TELEGRAM).unwrap().unwrap();
     assert_eq!((seq, entry.incident_id), (5, 3));
     assert_eq!(entry.channel, TELEGRAM);
