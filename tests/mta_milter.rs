@@ -43,21 +43,6 @@ async fn postfix_with_milter(milter_port: u16) -> Postfix {
     postfix
 }
 
-/// The text of the first page that contains `needle`, once there is one.
-async fn paged(app: &TestApp, needle: &str, what: &str) -> String {
-    until(
-        || app.bot.sent().iter().any(|m| m.text.contains(needle)),
-        what,
-    )
-    .await;
-    app.bot
-        .sent()
-        .into_iter()
-        .find(|m| m.text.contains(needle))
-        .unwrap()
-        .text
-}
-
 #[tokio::test]
 async fn five_hundred_bcc_recipients_are_counted_from_the_milters_envelope() {
     if !Postfix::available("five_hundred_bcc_recipients_are_counted_from_the_milters_envelope")
@@ -78,7 +63,9 @@ async fn five_hundred_bcc_recipients_are_counted_from_the_milters_envelope() {
     );
     let reply = postfix.submit(SENDER, "", &bcc, &message).await;
     assert_eq!(reply.code, 250, "{reply:?}\n{}", postfix.log());
-    let page = paged(&app, "email.unapproved_bulk", "the Bcc bulk send paged").await;
+    let page = app
+        .page_containing("email.unapproved_bulk", "the Bcc bulk send paged")
+        .await;
     assert!(page.contains("recipients: 500"), "{page}");
     assert!(
         !page.contains("exposed addresses"),
@@ -127,7 +114,8 @@ async fn with_hold_every_leaky_batch_waits_in_postfixs_hold_queue() {
         let reply = postfix.submit(SENDER, "", &to, &m).await;
         assert_eq!(reply.code, 250, "{reply:?}\n{}", postfix.log());
     }
-    paged(&app, "exposed addresses:", "the leak paged").await;
+    app.page_containing("exposed addresses:", "the leak paged")
+        .await;
     let held = postfix.in_queue("hold").await;
     assert_eq!(held.len(), 2, "both batches held\n{}", postfix.log());
     assert_eq!(
@@ -155,8 +143,7 @@ async fn tocsin_down_with_tempfail_loses_nothing() {
     let app = spawn_app_with(|c| c.email = Some(email(port, &[]))).await;
     let reply = postfix.submit(SENDER, "", &to, &m).await;
     assert_eq!(reply.code, 250, "{reply:?}\n{}", postfix.log());
-    paged(
-        &app,
+    app.page_containing(
         "exposed addresses: 1000 · domains: 40",
         "the retried leak paged",
     )
@@ -202,8 +189,7 @@ async fn miltertest_finds_the_protocol_conformant() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    paged(
-        &app,
+    app.page_containing(
         "exposed addresses: 30 · domains: 3",
         "the leak miltertest sent paged",
     )

@@ -123,21 +123,6 @@ async fn postfix_keeps_what_tocsin_refused_while_down_and_delivers_it_later() {
     app.stop().await;
 }
 
-/// Pages' text once one contains `needle`.
-async fn paged(app: &TestApp, needle: &str, what: &str) -> String {
-    until(
-        || app.bot.sent().iter().any(|m| m.text.contains(needle)),
-        what,
-    )
-    .await;
-    app.bot
-        .sent()
-        .into_iter()
-        .find(|m| m.text.contains(needle))
-        .unwrap()
-        .text
-}
-
 #[tokio::test]
 async fn an_smtputf8_leak_reaches_the_journal_and_is_paged() {
     if !Postfix::available("an_smtputf8_leak_reaches_the_journal_and_is_paged").await {
@@ -152,12 +137,12 @@ async fn an_smtputf8_leak_reaches_the_journal_and_is_paged() {
     let message = leaky_message(SENDER, &to, "für März", "utf8-leak@exchange.example");
     let reply = postfix.submit(SENDER, "SMTPUTF8", &to, &message).await;
     assert_eq!(reply.code, 250, "{reply:?}\n{}", postfix.log());
-    let page = paged(
-        &app,
-        "exposed addresses: 60 · domains: 11",
-        "the SMTPUTF8 leak paged",
-    )
-    .await;
+    let page = app
+        .page_containing(
+            "exposed addresses: 60 · domains: 11",
+            "the SMTPUTF8 leak paged",
+        )
+        .await;
     assert!(page.contains("Subject: “für März”"), "{page}");
     postfix.wait_empty(Duration::from_secs(30)).await;
     let log = postfix.log();
@@ -184,7 +169,9 @@ async fn a_one_line_to_refolded_by_postfix_is_counted_as_written() {
     );
     let reply = postfix.submit(SENDER, "", &to, message.as_bytes()).await;
     assert_eq!(reply.code, 250, "{reply:?}");
-    let page = paged(&app, "exposed addresses:", "the one-line leak paged").await;
+    let page = app
+        .page_containing("exposed addresses:", "the one-line leak paged")
+        .await;
     assert!(
         page.contains("exposed addresses: 1000 · domains: 40"),
         "{page}"

@@ -199,6 +199,18 @@ impl TestApp {
         quiet::settle(self, ACCOUNT, polls).await
     }
 
+    /// The text of the first page that contains `needle`, once there is one.
+    pub async fn page_containing(&self, needle: &str, what: &str) -> String {
+        let first = || {
+            self.bot
+                .sent()
+                .into_iter()
+                .find(|m| m.text.contains(needle))
+        };
+        until(|| first().is_some(), what).await;
+        first().unwrap().text
+    }
+
     pub fn incident_by_object(&self, object: &str) -> Option<Incident> {
         self.store
             .incidents()
