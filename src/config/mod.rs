@@ -338,6 +338,12 @@ pub struct General {
     /// `/readyz` say which accounts are watched and when nobody is being paged.
     #[serde(default)]
     pub hooks_listen: Option<SocketAddr>,
+    /// The `https` URL at which the platforms reach the hooks listener from the internet (a
+    /// reverse proxy or load balancer in front of `hooks_listen`): the callback base that push
+    /// subscriptions (WebSub, Graph API webhooks, X webhooks) register. Plain `http` only on
+    /// loopback, for tests. Absent: platforms that need it are polled only.
+    #[serde(default)]
+    pub public_url: Option<Url>,
     /// Connections each HTTP listener serves at once; more are answered 503 and closed, so a
     /// flood of idle connections cannot take every file descriptor. Default 512.
     #[serde(default = "default_max_connections")]

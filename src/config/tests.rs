@@ -41,10 +41,27 @@ fn listener_keys_are_checked() {
     let general = |extra: &str| GOOD.replacen("[general]\n", &format!("[general]\n{extra}\n"), 1);
     let c = Config::parse(&general("hooks_listen = \"0.0.0.0:8443\""), "t.toml").unwrap();
     assert_eq!(c.general.hooks_listen.unwrap().port(), 8443);
+    let c = Config::parse(
+        &general("public_url = \"https://hooks.example.com/tocsin\""),
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        c.general.public_url.unwrap().as_str(),
+        "https://hooks.example.com/tocsin"
+    );
     for (extra, key) in [
         ("max_connections = 0", "general.max_connections"),
         ("hooks_listen = \"127.0.0.1:8080\"", "general.hooks_listen"),
         ("hooks_listen = \"nowhere\"", "general.hooks_listen"),
+        (
+            "public_url = \"http://tocsin.example.com\"",
+            "general.public_url",
+        ),
+        (
+            "public_url = \"ftp://tocsin.example.com\"",
+            "general.public_url",
+        ),
     ] {
         let e = err(&general(extra));
         assert_eq!(e.key(), Some(key), "{extra}: {e}");

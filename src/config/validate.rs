@@ -55,6 +55,9 @@ impl Config {
                 "must differ from general.listen (leave it out to serve the webhooks there)",
             ));
         }
+        if let Some(url) = &self.general.public_url {
+            check_secret_url("general.public_url", url)?;
+        }
         if self.telegram.chat_id == 0 {
             return Err(ConfigError::invalid(
                 "telegram.chat_id",
