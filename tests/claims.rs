@@ -7,7 +7,11 @@ use tocsin_fakes::{mastodon::status_html, pagerduty::FakePagerDuty, telegram::Fa
 
 use crate::{
     channels::with_pagerduty,
-    support::{daemon, quiet::until_async, *},
+    support::{
+        daemon,
+        quiet::{self, until_async},
+        *,
+    },
 };
 
 /// README, PagerDuty: "429 and 5xx are retried with backoff (honouring `Retry-After`)". The
@@ -146,10 +150,16 @@ async fn sighup_moves_pages_to_the_new_chat_and_hands_the_buttons_to_the_new_res
     .await;
     let answer = bot.callback_answers()[1].text.clone().unwrap_or_default();
     assert!(!answer.starts_with("Refused"), "{answer}");
+    // Polled and judged again, everything queued sent: then nothing is in the old chat.
+    let remote = quiet::Remote {
+        api: daemon.http_addr_of_run(2).await,
+        bot: &bot,
+    };
+    let s = quiet::settle(&remote, ACCOUNT, 1).await;
     assert!(
-        bot.sent().iter().all(|m| m.chat_id == NEW_CHAT),
+        s.sent.iter().all(|m| m.chat_id == NEW_CHAT),
         "nothing went to the old chat: {:?}",
-        bot.sent().iter().map(|m| m.chat_id).collect::<Vec<_>>()
+        s.sent.iter().map(|m| m.chat_id).collect::<Vec<_>>()
     );
     let _ = (masto, dir);
 }
