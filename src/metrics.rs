@@ -135,6 +135,8 @@ pub struct Metrics {
     poll_errors: Family<AccountLabel, Gauge>,
     rate_limit_remaining: Family<AccountLabel, Gauge>,
     unauthorized_actions: Gauge,
+    /// Unix time (s) of the last successful `getUpdates`: what `/readyz` ages the bot by.
+    bot_updates_last_ok: Gauge,
     /// By reason; the provider webhooks will add their own reasons.
     rejected_requests: Family<ReasonLabel, Gauge>,
     store: Store,
@@ -180,6 +182,7 @@ impl Metrics {
             poll_errors: Family::default(),
             rate_limit_remaining: Family::default(),
             unauthorized_actions: Gauge::default(),
+            bot_updates_last_ok: Gauge::default(),
             rejected_requests: Family::default(),
             store,
             health,
@@ -312,6 +315,11 @@ impl Metrics {
             "unauthorized_actions",
             "Refused commands and button presses since start",
             m.unauthorized_actions.clone(),
+        );
+        registry.register(
+            "bot_updates_last_ok_seconds",
+            "Unix time of the last successful getUpdates (0 before the first)",
+            m.bot_updates_last_ok.clone(),
         );
         registry.register(
             "rejected_requests",
@@ -482,6 +490,8 @@ impl Metrics {
         let r = &self.refusals;
         self.unauthorized_actions
             .set(r.unauthorized_actions.load(Ordering::Relaxed) as i64);
+        self.bot_updates_last_ok
+            .set(r.bot_last_ok.load(Ordering::Relaxed));
         self.rejected_requests
             .get_or_create(&ReasonLabel {
                 reason: "api".into(),

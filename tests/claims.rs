@@ -7,7 +7,11 @@ use tocsin_fakes::{mastodon::status_html, pagerduty::FakePagerDuty, telegram::Fa
 
 use crate::{
     channels::with_pagerduty,
-    support::{daemon, *},
+    support::{
+        daemon,
+        quiet::{self, until_async},
+        *,
+    },
 };
 
 /// README, PagerDuty: "429 and 5xx are retried with backoff (honouring `Retry-After`)". The
@@ -146,10 +150,16 @@ async fn sighup_moves_pages_to_the_new_chat_and_hands_the_buttons_to_the_new_res
     .await;
     let answer = bot.callback_answers()[1].text.clone().unwrap_or_default();
     assert!(!answer.starts_with("Refused"), "{answer}");
+    // Polled and judged again, everything queued sent: then nothing is in the old chat.
+    let remote = quiet::Remote {
+        api: daemon.http_addr_of_run(2).await,
+        bot: &bot,
+    };
+    let s = quiet::settle(&remote, ACCOUNT, 1).await;
     assert!(
-        bot.sent().iter().all(|m| m.chat_id == NEW_CHAT),
+        s.sent.iter().all(|m| m.chat_id == NEW_CHAT),
         "nothing went to the old chat: {:?}",
-        bot.sent().iter().map(|m| m.chat_id).collect::<Vec<_>>()
+        s.sent.iter().map(|m| m.chat_id).collect::<Vec<_>>()
     );
     let _ = (masto, dir);
 }
@@ -187,4 +197,127 @@ async fn a_kill_right_after_the_first_poll_does_not_turn_the_next_post_into_hist
     )
     .await;
     let _ = (rogue, daemon, dir);
+}
+
+/// `/readyz` as the daemon in this process answers it: the status and the named checks.
+async fn readyz(app: &TestApp) -> (u16, serde_json::Value) {
+    let resp = reqwest::get(format!("{}/readyz", app.api)).await.unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+/// One check of `/readyz`: `"ok"` or what is wrong.
+async fn ready_check(app: &TestApp, check: &str) -> String {
+    let (_, body) = readyz(app).await;
+    body["checks"][check]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {check} check: {body}"))
+        .to_owned()
+}
+
+/// A clock stopped at the real time now: the daemon's readiness judges ages against it.
+fn stopped_clock() -> TestClock {
+    TestClock::at(&chrono::Utc::now().to_rfc3339())
+}
+
+/// README, Health: "`outbox` fails when a page has waited more than 2 minutes in any
+/// channel's queue" — and passes again once the page is delivered.
+#[tokio::test]
+async fn readyz_fails_outbox_for_a_page_queued_over_two_minutes_and_recovers_on_delivery() {
+    let clock = stopped_clock();
+    let app = spawn_app_at(|_| {}, clock.shared()).await;
+    app.bot
+        .fail_always("sendMessage", tocsin_fakes::telegram::Failure::Reset);
+    app.publish("giveaway! send 1 BTC https://evil.example/claim");
+    let queued = || app.store.outbox_depth().unwrap();
+    until(|| queued().0 == 1, "the page queued").await;
+    let oldest = queued().1.expect("a queued page has a time");
+
+    clock.set(oldest + chrono::Duration::seconds(120));
+    assert_eq!(
+        ready_check(&app, "outbox").await,
+        "ok",
+        "2 minutes is not more"
+    );
+    clock.set(oldest + chrono::Duration::seconds(121));
+    let (status, body) = readyz(&app).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body["checks"]["outbox"], "1 page(s) queued, oldest 121s",
+        "{body}"
+    );
+
+    app.bot.clear_failures();
+    until_async(
+        || async { ready_check(&app, "outbox").await == "ok" },
+        "the outbox check passing once the page is delivered",
+    )
+    .await;
+    assert_eq!(queued().0, 0, "the page left the queue");
+    assert!(!app.bot.sent().is_empty(), "the page reached the chat");
+    app.stop().await;
+}
+
+/// README, Health: "`telegram` fails when no `getUpdates` succeeded for 3 × `long_poll` +
+/// 30 s" (33 s at the tests' 1 s long poll) — and passes again after the next success.
+#[tokio::test]
+async fn readyz_fails_telegram_when_get_updates_fails_past_its_grace_and_recovers() {
+    let clock = stopped_clock();
+    let app = spawn_app_at(|_| {}, clock.shared()).await;
+    let last_ok = || async {
+        let text = reqwest::get(format!("{}/metrics", app.api))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("tocsin_bot_updates_last_ok_seconds "))
+            .expect("the metric is served")
+            .trim()
+            .parse::<i64>()
+            .unwrap()
+    };
+    until_async(|| async { last_ok().await > 0 }, "a first getUpdates").await;
+    let before = app.bot.request_count("getUpdates");
+    app.bot
+        .fail_always("getUpdates", tocsin_fakes::telegram::Failure::Reset);
+    // The bot asks again only once it has handled the answer before: the long poll in flight
+    // when the failures began has stored its success by the time a second request arrives.
+    until(
+        || app.bot.request_count("getUpdates") >= before + 2,
+        "getUpdates failing",
+    )
+    .await;
+    let last = last_ok().await;
+    let at = |secs: i64| chrono::DateTime::from_timestamp(last + secs, 0).unwrap();
+
+    clock.set(at(33));
+    assert_eq!(
+        ready_check(&app, "telegram").await,
+        "ok",
+        "33 s is the grace"
+    );
+    clock.set(at(34));
+    let (status, body) = readyz(&app).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body["checks"]["telegram"], "last successful getUpdates 34s ago",
+        "{body}"
+    );
+
+    // The clock stays 34 s after the last success: the next success moves it.
+    app.bot.clear_failures();
+    until_async(
+        || async { ready_check(&app, "telegram").await == "ok" },
+        "the telegram check passing after getUpdates succeeds again",
+    )
+    .await;
+    assert!(last_ok().await > last, "a newer success");
+    clock.set(chrono::Utc::now());
+    until_async(
+        || async { readyz(&app).await.0 == 200 },
+        "readiness as a whole",
+    )
+    .await;
+    app.stop().await;
 }

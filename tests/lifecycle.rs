@@ -328,10 +328,19 @@ async fn sighup_reloads_accounts_keeps_state_and_refuses_a_bad_file() {
         "ids continue across the reload: {}",
         bot.sent()[1].text
     );
+    // Both accounts polled and judged after the reload, everything queued sent: the first
+    // post was not taken for new again.
+    let remote = quiet::Remote {
+        api: daemon.http_addr_of_run(2).await,
+        bot: &bot,
+    };
+    quiet::settle(&remote, ACCOUNT, 1).await;
+    let s = quiet::settle(&remote, "support", 1).await;
     assert_eq!(
-        bot.sent().len(),
-        2,
-        "the first incident was not paged again"
+        s.mentions("send 1 BTC to get 2").len(),
+        1,
+        "the first incident was not paged again: {:?}",
+        s.sent
     );
 
     std::fs::write(

@@ -72,6 +72,21 @@ fn channel_incident(app: &TestApp, rule: Rule) -> Option<Incident> {
         .find(|i| i.account == NAME && i.rule == rule)
 }
 
+/// Findings of `rule` since the start, as `/metrics` counts them (every poll's, including
+/// those folded into an open or resolved incident).
+async fn findings(app: &TestApp, rule: Rule) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", app.api))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!("tocsin_findings_total{{rule=\"{}\"}} ", rule.as_str());
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
 async fn wait_incident(app: &TestApp, rule: Rule) -> Incident {
     until(
         || channel_incident(app, rule).is_some_and(|i| i.page.is_some()),
@@ -176,7 +191,10 @@ async fn a_title_change_and_a_new_admin_page() {
         "approved",
     )
     .await;
-    // The channel's own polls, judged: not the other account's.
+    // The channel's own polls, judged: not the other account's. One first, so that a poll
+    // judged against the list of before the approval is counted before `found` is read.
+    quiet::settle(&app, NAME, 1).await;
+    let found = findings(&app, Rule::AdminChanged).await;
     let s = quiet::settle(&app, NAME, 3).await;
     let admin_incidents = s
         .incidents
@@ -184,6 +202,12 @@ async fn a_title_change_and_a_new_admin_page() {
         .filter(|i| i.rule == Rule::AdminChanged)
         .count();
     assert_eq!(admin_incidents, 1);
+    // Not merely folded into the resolved incident as "already judged": not found at all.
+    assert_eq!(
+        findings(&app, Rule::AdminChanged).await,
+        found,
+        "the approved admin list was found again"
+    );
     app.stop().await;
 }
 

@@ -82,7 +82,8 @@ pub struct App {
     sns_client: Option<reqwest::Client>,
     /// The SMTP journal listener, bound with the HTTP one so port 0 is known before running.
     journal: Option<(tokio::net::TcpListener, SocketAddr)>,
-    /// What time it is for what is due at a time of day; see [`App::with_clock`].
+    /// What time it is for what is due at a time of day and for readiness's ages; see
+    /// [`App::with_clock`].
     clock: SharedClock,
     /// What verifying the store found before anything ran; paged and published by `run_until`.
     integrity: integrity::StartCheck,
@@ -170,8 +171,9 @@ impl App {
         })
     }
 
-    /// Replaces the system clock for what is due at a time of day (the daily summary): tests
-    /// put the daemon at the hour they need instead of waiting for it.
+    /// Replaces the system clock for what is due at a time of day (the daily summary) and for
+    /// the ages `/readyz` judges (a queued page's, the last `getUpdates`'s): tests put the
+    /// daemon at the hour they need instead of waiting for it.
     pub fn with_clock(mut self, clock: SharedClock) -> App {
         self.clock = clock;
         self
@@ -520,6 +522,7 @@ impl App {
             telegram_down: telegram_status,
             has_fallback,
             webhook_inbox,
+            clock: clock.clone(),
         };
         let http_state = HttpState {
             store: store.clone(),

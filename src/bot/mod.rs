@@ -448,6 +448,52 @@ pub async fn run(
 mod tests {
     use super::*;
 
+    /// Updates recorded from real chats (teloxide's test suite, the Bot API client tocsin
+    /// parses `getUpdates` with; `tests/fixtures/platforms/telegram/examples/`, sources in
+    /// `tests/fixtures/platforms/SOURCE.md`): they parse as messages, and their plain text is no
+    /// command.
+    #[test]
+    fn recorded_updates_parse_as_messages() {
+        let cases = [
+            (
+                include_str!(
+                    "../../tests/fixtures/platforms/telegram/examples/update-message.json"
+                ),
+                892_252_934,
+                218_485_655,
+                "hello there",
+            ),
+            (
+                include_str!(
+                    "../../tests/fixtures/platforms/telegram/examples/update-private-text-message.json"
+                ),
+                306_197_398,
+                408_258_968,
+                "4",
+            ),
+        ];
+        for (json, update_id, chat, text) in cases {
+            let update: teloxide::types::Update = serde_json::from_str(json).unwrap();
+            assert_eq!(update.id.0, update_id);
+            let UpdateKind::Message(m) = &update.kind else {
+                panic!("a message: {:?}", update.kind)
+            };
+            assert_eq!(m.chat.id.0, chat);
+            assert_eq!(m.from.as_ref().map(|u| u.id.0), Some(chat as u64));
+            assert_eq!(m.text(), Some(text));
+            assert_eq!(Command::parse(text), None);
+        }
+        let pinned: teloxide::types::Update = serde_json::from_str(include_str!(
+            "../../tests/fixtures/platforms/telegram/examples/update-pinned-message.json"
+        ))
+        .unwrap();
+        let UpdateKind::Message(m) = &pinned.kind else {
+            panic!("a message: {:?}", pinned.kind)
+        };
+        assert_eq!(m.chat.id.0, -1_001_276_785_818);
+        assert!(m.pinned_message().is_some(), "{m:?}");
+    }
+
     #[test]
     fn parses_commands_and_callbacks() {
         assert_eq!(Command::parse("/ack 3"), Some(Command::Ack(3)));

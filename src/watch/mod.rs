@@ -126,6 +126,15 @@ impl Health {
         }
     }
 
+    /// A push feed (the journal's queue) handed the pipeline one round of observations: counted
+    /// as a poll, judged once they all are, so `judged_polls` says the feed's messages are
+    /// committed as it says it of a polled account's posts. Not a success: the feed fetched
+    /// nothing from anyone.
+    pub fn round_ended(&self, name: &str) {
+        let mut map = self.0.lock().expect("health lock");
+        map.entry(name.to_owned()).or_default().poll_ended();
+    }
+
     /// Records a failed poll. `refused`: the platform rejected our credentials (401/403), which
     /// no retry will fix.
     pub fn failure(

@@ -124,18 +124,31 @@ impl Daemon {
 
     /// The HTTP address, read from the "tocsin running" log line.
     pub async fn http_addr(&self) -> String {
+        self.http_addr_of_run(1).await
+    }
+
+    /// The HTTP address of the `run`-th start (1: the first, 2: after the first reload, which
+    /// re-binds the listener, on another port with `listen = "…:0"`).
+    pub async fn http_addr_of_run(&self, run: usize) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
-            let found = self.log.lock().unwrap().iter().find_map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).ok()?;
-                (v["message"] == "tocsin running").then(|| v["addr"].as_str().map(str::to_owned))?
-            });
+            let found = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                    (v["message"] == "tocsin running")
+                        .then(|| v["addr"].as_str().map(str::to_owned))?
+                })
+                .nth(run - 1);
             if let Some(addr) = found {
                 return format!("http://{addr}");
             }
             assert!(
                 Instant::now() < deadline,
-                "no 'tocsin running' line; log:\n{}",
+                "no 'tocsin running' line for run {run}; log:\n{}",
                 self.log_text()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;

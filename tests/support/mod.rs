@@ -123,6 +123,11 @@ impl TestClock {
         *self.0.lock().unwrap() += by;
     }
 
+    /// Stops the clock at `t`.
+    pub fn set(&self, t: chrono::DateTime<chrono::Utc>) {
+        *self.0.lock().unwrap() = t;
+    }
+
     pub fn shared(&self) -> SharedClock {
         std::sync::Arc::new(self.clone())
     }

@@ -1,5 +1,6 @@
 //! Hands the journal's queue to the pipeline in order, then a checkpoint; drops what the pipeline
-//! has committed.
+//! has committed. Each round counts as one of the feed's polls, so its `judged_polls` moves once
+//! the round's messages are committed.
 
 use std::{sync::Arc, time::Duration};
 
@@ -62,5 +63,6 @@ pub async fn feed(name: String, store: Store, queued: Arc<Notify>, ctx: SourceCo
                 return;
             }
         }
+        ctx.health.round_ended(&name);
     }
 }

@@ -5,6 +5,8 @@
 //! PDS, a did:web host): each passes [`check_data_endpoint`](super::check_data_endpoint).
 
 pub mod api;
+#[cfg(test)]
+mod examples;
 pub mod identity;
 pub mod jetstream;
 mod state;

@@ -297,29 +297,37 @@ pub fn html_to_content(html: &str) -> PostContent {
                 } else {
                     attr(tag, "href").map(|h| decode_entities(&h))
                 };
+                // An anchor opened inside one left open closes it first, as a browser does:
+                // the words of the first one stay in the text instead of being dropped.
+                close_anchor(anchor.take(), &mut text, &mut links);
                 anchor = Some((href, String::new()));
             }
-            "/a" => {
-                if let Some((href, inner)) = anchor.take() {
-                    match href {
-                        Some(h) => {
-                            text.push_str(&h);
-                            links.push(h);
-                        }
-                        None => text.push_str(&inner),
-                    }
-                }
-            }
+            "/a" => close_anchor(anchor.take(), &mut text, &mut links),
             _ => {}
         }
     }
-    if let Some((_, inner)) = anchor {
-        text.push_str(&inner);
-    }
+    close_anchor(anchor, &mut text, &mut links);
     PostContent {
         text: text.trim().to_owned(),
         links,
         media: Vec::new(),
+    }
+}
+
+/// Writes a closed anchor into the text: an outside link as its target (and recorded as a
+/// link), a mention or hashtag as its visible words.
+fn close_anchor(
+    anchor: Option<(Option<String>, String)>,
+    text: &mut String,
+    links: &mut Vec<String>,
+) {
+    match anchor {
+        Some((Some(href), _)) => {
+            text.push_str(&href);
+            links.push(href);
+        }
+        Some((None, inner)) => text.push_str(&inner),
+        None => {}
     }
 }
 

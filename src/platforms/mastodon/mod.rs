@@ -2,6 +2,8 @@
 //! ([`stream`]), and `DELETE /api/v1/statuses/:id` for takedowns ([`takedown`]).
 
 pub mod api;
+#[cfg(test)]
+mod examples;
 pub mod stream;
 pub mod takedown;
 pub mod watch;

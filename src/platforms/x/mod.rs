@@ -2,6 +2,8 @@
 //! `DELETE /2/tweets/:id` with the account's user token for takedowns ([`takedown`]).
 
 pub mod api;
+#[cfg(test)]
+mod examples;
 pub mod schedule;
 pub mod takedown;
 pub mod watch;

@@ -88,3 +88,15 @@ fn excerpt(body: &str) -> String {
         .unwrap_or_else(|| body.to_owned());
     detail.chars().take(200).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    /// X's documented answer to `DELETE /2/tweets/:id`
+    /// (`tests/fixtures/platforms/x/examples/tweets-delete.json`).
+    #[test]
+    fn the_documented_delete_answer_reads_as_deleted() {
+        let text = include_str!("../../../tests/fixtures/platforms/x/examples/tweets-delete.json");
+        let answer: super::Deleted = serde_json::from_str(text).unwrap();
+        assert!(answer.data.deleted);
+    }
+}
