@@ -2,6 +2,7 @@
 //! `DELETE /2/tweets/:id` with the account's user token for takedowns ([`takedown`]).
 
 pub mod api;
+pub mod push;
 pub mod schedule;
 pub mod takedown;
 pub mod watch;
@@ -22,13 +23,16 @@ impl Platform for X {
     }
 
     /// One scheduler per app: the accounts of an app share its rate-limit budget.
-    fn watch(&self, _accounts: &[&Account], cx: &mut WatchContext<'_>) -> Vec<SourceFuture> {
-        schedule::groups(cx.config)
+    /// And, with `[x]`'s push keys, the webhook that X pushes posts and deletions to.
+    fn watch(&self, accounts: &[&Account], cx: &mut WatchContext<'_>) -> Vec<SourceFuture> {
+        let mut out: Vec<SourceFuture> = schedule::groups(cx.config)
             .into_iter()
             .map(|group| {
-                Box::pin(watch::run(group, cx.config.x, cx.source.clone())) as SourceFuture
+                Box::pin(watch::run(group, cx.config.x.clone(), cx.source.clone())) as SourceFuture
             })
-            .collect()
+            .collect();
+        out.extend(push::start(accounts, cx));
+        out
     }
 
     /// An account whose interval its app's budget stretched gets three of those intervals,
