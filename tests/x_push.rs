@@ -229,8 +229,8 @@ async fn forged_unsigned_and_oversized_deliveries_are_refused_and_counted() {
     let rejected = |reason: &str| {
         format!("tocsin_webhook_rejected_total{{provider=\"x\",reason=\"{reason}\"}}")
     };
-    assert_eq!(app.metric(&rejected("unsigned")).await, 1.0);
-    assert_eq!(app.metric(&rejected("signature")).await, 1.0);
+    assert_eq!(app.metric(&rejected("missing_signature")).await, 1.0);
+    assert_eq!(app.metric(&rejected("bad_signature")).await, 1.0);
     assert_eq!(app.metric(&rejected("too_large")).await, 1.0);
     let s = quiet::settle(app, X_NAME, 2).await;
     s.assert_not_mentioned("evil.example/forged", "a forged delivery must not page");
@@ -328,4 +328,88 @@ async fn a_redelivered_post_is_taken_once_and_counted() {
         "paged once"
     );
     p.app.stop().await;
+}
+
+const CHECK_BASE: &str = "[general]\napi_token = \"t\"\npublic_url = \"https://hooks.example.com/tocsin\"\n[telegram]\nbot_token = \"1:b\"\nchat_id = -100\nresponders = [1]\n[[accounts]]\nname = \"x-main\"\nplatform = \"x\"\naccount_id = \"783214\"\ntoken = \"env:TOCSIN_X_BEARER_TOKEN\"\nwrite_token = \"env:TOCSIN_X_USER_TOKEN\"\n[[accounts]]\nname = \"x-jobs\"\nplatform = \"x\"\naccount_id = \"783215\"\ntoken = \"env:TOCSIN_X_BEARER_TOKEN\"\n";
+
+async fn check_config(text: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tocsin.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("TOCSIN_X_BEARER_TOKEN", "s3cr3t-x-app-token")
+        .env("TOCSIN_X_USER_TOKEN", "s3cr3t-x-user-token")
+        .env("TOCSIN_X_CONSUMER_SECRET", "s3cr3t-consumer")
+        .output()
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn check_config_says_which_accounts_are_pushed_and_by_which_api() {
+    let activity = format!(
+        "{CHECK_BASE}[x]\nconsumer_secret = \"env:TOCSIN_X_CONSUMER_SECRET\"\nwebhook_id = \"1146654567674912769\"\n"
+    );
+    let (ok, out) = check_config(&activity).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(
+            "x push        2 account(s) pushed by the X Activity API (post.create and post.delete"
+        ) && out
+            .contains("to webhook 1146654567674912769 at https://hooks.example.com/tocsin/hooks/x")
+            && out.contains(": x-main, x-jobs"),
+        "{out}"
+    );
+    let aaa = format!("{activity}push = \"account_activity\"\n");
+    let (ok, out) = check_config(&aaa).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("1 account(s) pushed by the Account Activity API")
+            && out.contains("deprecated")
+            && out.contains("polled only, no write_token to subscribe with: x-jobs"),
+        "{out}"
+    );
+    for secret in [
+        "s3cr3t-consumer",
+        "s3cr3t-x-app-token",
+        "s3cr3t-x-user-token",
+    ] {
+        assert!(!out.contains(secret), "secrets stay out of the summary");
+    }
+    let (ok, out) = check_config(CHECK_BASE).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("x push        off"), "{out}");
+
+    // Half the keys, a malformed id, or no public URL: refused, naming the key.
+    for (text, key) in [
+        (
+            format!("{CHECK_BASE}[x]\nconsumer_secret = \"env:TOCSIN_X_CONSUMER_SECRET\"\n"),
+            "x.webhook_id",
+        ),
+        (
+            format!("{CHECK_BASE}[x]\nwebhook_id = \"1146654567674912769\"\n"),
+            "x.consumer_secret",
+        ),
+        (
+            format!(
+                "{CHECK_BASE}[x]\nconsumer_secret = \"env:TOCSIN_X_CONSUMER_SECRET\"\nwebhook_id = \"hook-1\"\n"
+            ),
+            "x.webhook_id",
+        ),
+        (
+            activity.replace("public_url = \"https://hooks.example.com/tocsin\"\n", ""),
+            "general.public_url",
+        ),
+    ] {
+        let (ok, out) = check_config(&text).await;
+        assert!(!ok && out.contains(key), "{key}: {out}");
+    }
 }

@@ -1,4 +1,5 @@
-//! X: the API v2 polled under one rate-limit schedule per app ([`schedule`], [`watch`]), and
+//! X: the API v2 polled under one rate-limit schedule per app ([`schedule`], [`watch`]), posts
+//! and deletions pushed to the `/hooks/x` webhook when `[x]` has its keys ([`push`]), and
 //! `DELETE /2/tweets/:id` with the account's user token for takedowns ([`takedown`]).
 
 pub mod api;
@@ -71,11 +72,14 @@ impl Platform for X {
         )
     }
 
-    /// The accounts of an app share its budget: the schedule says what each gets.
+    /// The accounts of an app share its budget: the schedule says what each gets. Then which
+    /// accounts X pushes, and how.
     fn describe_all(&self, config: &Config) -> String {
-        schedule::Plan::for_config(config)
+        let mut out: String = schedule::Plan::for_config(config)
             .iter()
             .map(schedule::Plan::describe)
-            .collect()
+            .collect();
+        out.push_str(&push::describe(config));
+        out
     }
 }

@@ -56,7 +56,7 @@ use tokio::{sync::mpsc, time::Instant};
 
 use super::api::{ApiMedia, ApiTweet, Attachments, TweetEntities, UrlEntity, newer, post};
 use crate::{
-    config::{Account, Secret, XPushApi},
+    config::{Account, Config, Secret, XPushApi},
     metrics::Metrics,
     model::ObservationKind,
     platforms::WatchContext,
@@ -174,6 +174,67 @@ pub fn start(accounts: &[&Account], cx: &mut WatchContext<'_>) -> Option<SourceF
     )))
 }
 
+/// `check-config`'s lines: which accounts X pushes, through which API, to which URL.
+pub fn describe(config: &Config) -> String {
+    let x = &config.x;
+    let accounts: Vec<&Account> = config
+        .accounts
+        .iter()
+        .filter(|a| a.platform == crate::config::Platform::X)
+        .collect();
+    if accounts.is_empty() {
+        return String::new();
+    }
+    let (Some(_), Some(webhook_id)) = (&x.consumer_secret, &x.webhook_id) else {
+        return "x push        off: every X account is polled only (set [x] consumer_secret and \
+                webhook_id, and general.public_url, to have X push posts and deletions)\n"
+            .to_owned();
+    };
+    let url = config.general.public_url.as_ref().map_or_else(
+        || "(general.public_url unset)".to_owned(),
+        |u| format!("{}{PATH}", u.as_str().trim_end_matches('/')),
+    );
+    let (pushed, not): (Vec<&Account>, Vec<&Account>) =
+        accounts.into_iter().partition(|a| match x.push {
+            XPushApi::Activity => a.token.is_some(),
+            XPushApi::AccountActivity => a.write_token.is_some(),
+        });
+    let names = |list: &[&Account]| {
+        list.iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let what = match x.push {
+        XPushApi::Activity => {
+            "post.create and post.delete subscriptions with the app's bearer token"
+        }
+        XPushApi::AccountActivity => {
+            "subscriptions/all with each account's user token (write_token); X documents this API as being deprecated"
+        }
+    };
+    let mut out = format!(
+        "x push        {} account(s) pushed by the {} ({what}) to webhook {webhook_id} at {url} \
+         · CRC answers and delivery signatures under [x] consumer_secret · deliveries over {} KiB \
+         refused · polling stays as the backstop and for profile fields: {}\n",
+        pushed.len(),
+        x.push.as_str(),
+        MAX_BODY / 1024,
+        names(&pushed),
+    );
+    if !not.is_empty() {
+        out.push_str(&format!(
+            "x push        polled only, no {} to subscribe with: {}\n",
+            match x.push {
+                XPushApi::Activity => "token",
+                XPushApi::AccountActivity => "write_token",
+            },
+            names(&not)
+        ));
+    }
+    out
+}
+
 /// `sha256=` + base64 of HMAC-SHA256(consumer secret, `message`).
 pub fn sign(secret: &str, message: &[u8]) -> String {
     let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("any key length");
@@ -226,7 +287,7 @@ async fn crc(State(hook): State<Arc<Hook>>, uri: Uri) -> Response {
         return refuse(
             &hook,
             StatusCode::BAD_REQUEST,
-            "crc_token",
+            "malformed",
             "a crc_token of base64 characters is required",
         );
     };
@@ -240,7 +301,7 @@ async fn deliver(State(hook): State<Arc<Hook>>, headers: HeaderMap, body: Body) 
         return refuse(
             &hook,
             StatusCode::UNAUTHORIZED,
-            "unsigned",
+            "missing_signature",
             "no x-twitter-webhooks-signature",
         );
     };
@@ -266,7 +327,7 @@ async fn deliver(State(hook): State<Arc<Hook>>, headers: HeaderMap, body: Body) 
         return refuse(
             &hook,
             StatusCode::UNAUTHORIZED,
-            "signature",
+            "bad_signature",
             "the signature does not match the body under the consumer secret",
         );
     }
@@ -295,7 +356,7 @@ async fn deliver(State(hook): State<Arc<Hook>>, headers: HeaderMap, body: Body) 
             return refuse(
                 &hook,
                 StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
+                "unavailable",
                 "the watcher is not taking changes now; retry",
             );
         }
