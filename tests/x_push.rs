@@ -413,3 +413,40 @@ async fn check_config_says_which_accounts_are_pushed_and_by_which_api() {
         assert!(!ok && out.contains(key), "{key}: {out}");
     }
 }
+
+#[tokio::test]
+async fn a_pushed_edit_pages_as_post_edited_on_the_original() {
+    let x = fake_x().await;
+    let p = spawn_pushed(&x, XPushApi::Activity, Duration::from_secs(3600)).await;
+    let app = &p.app;
+    let (status, _) = app
+        .api_post(
+            "/api/v1/approvals",
+            serde_json::json!({ "account": X_NAME, "text": "Store opens at nine https://example.com/store" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let original = x.publish(X_ID, "Store opens at nine https://example.com/store");
+    until(
+        || app.store.seen_post(X_NAME, &original).unwrap().is_some(),
+        "the approved post, pushed",
+    )
+    .await;
+    let polls = x.count(XEndpoint::Timeline);
+    // X delivers an edit as the new version's post.create, its history starting with the
+    // original: the same identity the poller gives it.
+    x.edit(&original, "Store opens at nine https://evil.example/store");
+    until(
+        || {
+            app.store
+                .incidents()
+                .unwrap()
+                .iter()
+                .any(|i| i.rule == Rule::PostEdited && i.object == original && i.page.is_some())
+        },
+        "the pushed edit paged on the original",
+    )
+    .await;
+    assert_eq!(x.count(XEndpoint::Timeline), polls, "paged from the push");
+    p.app.stop().await;
+}
