@@ -4,3 +4,4 @@
 mod mastodon;
 mod providers;
 mod telegram;
+mod x;

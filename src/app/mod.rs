@@ -283,12 +283,15 @@ impl App {
             ..source_ctx.clone()
         };
         let mut channel_routes = std::collections::HashMap::new();
+        let mut hook_routes = Vec::new();
         // Every context holds a sender of a lane: each is dropped once its watchers are built,
         // so that each lane ends when its watchers do.
         let watchers = platforms::watch_all(&mut WatchContext {
             config: &config,
             source: source_ctx.clone(),
             bot_updates: &mut channel_routes,
+            metrics: metrics.clone(),
+            hook_routes: &mut hook_routes,
         });
         for source in watchers {
             tasks.spawn(source);
@@ -539,6 +542,7 @@ impl App {
             watched: Arc::new(config.accounts.clone()),
             rejected: metrics.refusals.api_rejected.clone(),
             hooks,
+            platform_hooks: hook_routes,
         };
         let max_connections = config.general.max_connections;
         if let Some((hooks_listener, hooks_addr)) = hooks_listener {

@@ -131,7 +131,11 @@ pub(super) fn unset_base_url() -> Url {
 /// (bearer token). Defaults are X's published app-level limits for the two endpoints read; set
 /// your access level's figures. The scheduler never spends more, and stretches the accounts'
 /// poll intervals when their `poll_interval`s would need more.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+///
+/// With `consumer_secret` and `webhook_id` set, X pushes the accounts' posts and deletions to
+/// `general.public_url` + `/hooks/x` (the webhook registered under that id), through `push`'s
+/// API; polling stays as the backstop and for the profile fields.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct XLimits {
     /// `GET /2/users/:id/tweets` (one request per account poll). Default 1500.
@@ -140,6 +144,40 @@ pub struct XLimits {
     /// `GET /2/users?ids=` (one request per 100 accounts). Default 300.
     #[serde(default = "default_x_users_budget")]
     pub users_requests_per_window: u32,
+    /// The app's consumer secret (API key secret): the key of the webhook's CRC answers and of
+    /// every delivery's `x-twitter-webhooks-signature`. Push is off without it.
+    #[serde(default)]
+    pub consumer_secret: Option<Secret>,
+    /// The id X gave the webhook registered at `general.public_url` + `/hooks/x`
+    /// (`POST /2/webhooks`).
+    #[serde(default)]
+    pub webhook_id: Option<String>,
+    /// Which API subscribes the accounts to the webhook. Default `activity`.
+    #[serde(default)]
+    pub push: XPushApi,
+}
+
+/// The X API that subscribes accounts to the webhook.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XPushApi {
+    /// The X Activity API (`/2/activity/subscriptions`, `post.create` and `post.delete` per
+    /// account), with the app's bearer token.
+    #[default]
+    Activity,
+    /// The Account Activity API (`/2/account_activity/webhooks/:id/subscriptions/all`), which
+    /// X documents as being deprecated: each account subscribes with its own user token
+    /// (`write_token`).
+    AccountActivity,
+}
+
+impl XPushApi {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XPushApi::Activity => "X Activity API",
+            XPushApi::AccountActivity => "Account Activity API",
+        }
+    }
 }
 
 impl Default for XLimits {
@@ -147,6 +185,9 @@ impl Default for XLimits {
         XLimits {
             timeline_requests_per_window: default_x_timeline_budget(),
             users_requests_per_window: default_x_users_budget(),
+            consumer_secret: None,
+            webhook_id: None,
+            push: XPushApi::default(),
         }
     }
 }

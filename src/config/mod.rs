@@ -28,7 +28,7 @@ pub use email::{
 
 pub use accounts::{
     Account, DEFAULT_APPVIEW_URL, DEFAULT_JETSTREAM_URL, DEFAULT_PLC_URL, Platform, X_API_URL,
-    XLimits,
+    XLimits, XPushApi,
 };
 
 pub use error::ConfigError;

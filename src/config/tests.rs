@@ -137,6 +137,7 @@ pub(crate) fn full_example() -> (Config, tempfile::NamedTempFile) {
         .replace("env:TOCSIN_X_BEARER_TOKEN", "xb")
         .replace("env:TOCSIN_CI_API_TOKEN", "ci")
         .replace("env:TOCSIN_X_USER_TOKEN", "xu")
+        .replace("env:TOCSIN_X_CONSUMER_SECRET", "xc")
         .replace("env:TOCSIN_M365_CLIENT_SECRET", "m")
         .replace("env:TOCSIN_MAILER_SECRET", "k")
         .replace("env:TOCSIN_BLUESKY_APP_PASSWORD", "app-pass")
@@ -219,6 +220,8 @@ fn the_embedded_example_parses_when_its_secrets_are_set() {
     let x = c.account("x-main").expect("the X example account");
     assert_eq!(x.base_url.as_str(), "https://api.x.com/");
     assert_eq!(c.x.timeline_requests_per_window, 1500);
+    assert_eq!(c.x.consumer_secret.as_ref().unwrap().expose(), "xc");
+    assert_eq!(c.x.webhook_id.as_deref(), Some("1146654567674912769"));
     let email = c.email.as_ref().expect("[email] parses");
     assert_eq!(email.max_visible_recipients, 25);
     assert_eq!(email.bulk_window, Duration::from_secs(3600));

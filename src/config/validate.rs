@@ -38,6 +38,42 @@ impl Config {
         Ok(())
     }
 
+    /// X push needs both of its keys, a webhook id as X writes them, and the public URL X
+    /// delivers to.
+    fn validate_x_push(&self) -> Result<(), ConfigError> {
+        let x = &self.x;
+        match (&x.consumer_secret, &x.webhook_id) {
+            (None, None) => return Ok(()),
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    "x.webhook_id",
+                    "X push needs the id of the webhook registered at general.public_url",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "x.consumer_secret",
+                    "X push needs the app's consumer secret to check X's signatures",
+                ));
+            }
+            (Some(_), Some(id)) => {
+                if id.is_empty() || id.len() > 19 || !id.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(ConfigError::invalid(
+                        "x.webhook_id",
+                        "X's webhook ids are 1 to 19 digits",
+                    ));
+                }
+            }
+        }
+        if self.general.public_url.is_none() {
+            return Err(ConfigError::invalid(
+                "general.public_url",
+                "X push delivers to general.public_url + /hooks/x: set it",
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks what serde cannot: cross-field rules and ranges.
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=MAX_CONNECTIONS).contains(&self.general.max_connections) {
@@ -58,6 +94,7 @@ impl Config {
         if let Some(url) = &self.general.public_url {
             check_secret_url("general.public_url", url)?;
         }
+        self.validate_x_push()?;
         if self.telegram.chat_id == 0 {
             return Err(ConfigError::invalid(
                 "telegram.chat_id",

@@ -54,6 +54,8 @@ pub struct HttpState {
     pub rejected: Arc<AtomicU64>,
     /// The provider webhooks, when any is configured.
     pub hooks: Option<Arc<hooks::Hooks>>,
+    /// The platforms' push webhooks, each with its own state.
+    pub platform_hooks: Vec<Router>,
 }
 
 /// What a listener serves.
@@ -84,6 +86,7 @@ pub fn router(state: HttpState, serves: Serves) -> Router {
             .map(hooks::routes)
             .unwrap_or_default()
     };
+    let platform_hooks = state.platform_hooks.clone();
     let r = match serves {
         Serves::Hooks => Router::new()
             .route("/healthz", get(health::healthz))
@@ -111,7 +114,12 @@ pub fn router(state: HttpState, serves: Serves) -> Router {
             }
         }
     };
-    r.layer(middleware::from_fn(deadline)).with_state(state)
+    let serves_hooks = matches!(serves, Serves::Hooks | Serves::Main { hooks: true });
+    let r = platform_hooks
+        .into_iter()
+        .filter(|_| serves_hooks)
+        .fold(r.with_state(state), Router::merge);
+    r.layer(middleware::from_fn(deadline))
 }
 
 /// Answers 408 to a request not received and handled within [`REQUEST_DEADLINE`].

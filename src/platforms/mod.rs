@@ -46,6 +46,11 @@ pub struct WatchContext<'a> {
     /// Updates the on-call bot receives on a watcher's behalf (Telegram channels push their
     /// posts to the bot's `getUpdates`): chat id → the watcher that takes them.
     pub bot_updates: &'a mut HashMap<i64, mpsc::Sender<telegram_channel::ChannelUpdate>>,
+    /// Where push webhooks count what they accept and refuse.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// The push webhook routes (each with its state) a platform's watchers are fed by: served
+    /// on the hooks listener.
+    pub hook_routes: &'a mut Vec<axum::Router>,
 }
 
 /// One post to delete, as `contain` asks for it.

@@ -13,6 +13,7 @@ pub(super) async fn handle(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    request_body: axum::body::Bytes,
 ) -> Response {
     let segments: Vec<String> = uri
         .path()
@@ -25,6 +26,22 @@ pub(super) async fn handle(
         (&Method::GET, ["2", "users", _, "tweets"]) => XEndpoint::Timeline,
         (&Method::GET, ["2", "users"]) => XEndpoint::Users,
         (&Method::DELETE, ["2", "tweets", _]) => XEndpoint::Delete,
+        (&Method::GET | &Method::POST, ["2", "webhooks"])
+        | (&Method::PUT, ["2", "webhooks", _]) => XEndpoint::Webhooks,
+        (&Method::GET | &Method::POST, ["2", "activity", "subscriptions"]) => {
+            XEndpoint::ActivitySubscriptions
+        }
+        (
+            &Method::POST,
+            [
+                "2",
+                "account_activity",
+                "webhooks",
+                _,
+                "subscriptions",
+                "all",
+            ],
+        ) => XEndpoint::AccountActivitySubscribe,
         _ => {
             let status = StatusCode::NOT_FOUND;
             return (status, axum::Json(problem(status))).into_response();
@@ -44,6 +61,23 @@ pub(super) async fn handle(
                 .collect()
         })
         .unwrap_or_default();
+    // Registration calls the webhook back (the CRC check): not under the lock.
+    if endpoint == XEndpoint::Webhooks && method != Method::GET {
+        let authorized = bearer == shared.inner.lock().expect("fake X lock").bearer;
+        let (status, body) = if authorized {
+            push::register(&shared, &method, &segs, &request_body).await
+        } else {
+            (StatusCode::UNAUTHORIZED, problem(StatusCode::UNAUTHORIZED))
+        };
+        shared.inner.lock().expect("fake X lock").calls.push(Call {
+            endpoint,
+            query: uri.query().unwrap_or_default().to_owned(),
+            at: Instant::now(),
+            status: status.as_u16(),
+            forced: false,
+        });
+        return (status, axum::Json(body)).into_response();
+    }
     let mut inner = shared.inner.lock().expect("fake X lock");
     let now = Instant::now();
     let forced = inner
@@ -75,7 +109,14 @@ pub(super) async fn handle(
                 body = problem(status);
             } else {
                 window.used += 1;
-                (status, body) = route(&mut inner, endpoint, &segs, &query, &bearer);
+                (status, body) = match endpoint {
+                    XEndpoint::Webhooks
+                    | XEndpoint::ActivitySubscriptions
+                    | XEndpoint::AccountActivitySubscribe => {
+                        push::route(&mut inner, &method, endpoint, &segs, &request_body, &bearer)
+                    }
+                    _ => route(&mut inner, endpoint, &segs, &query, &bearer),
+                };
             }
         }
     }
@@ -168,6 +209,12 @@ pub(super) fn route(
         }
         _ if bearer != inner.bearer => {
             (StatusCode::UNAUTHORIZED, problem(StatusCode::UNAUTHORIZED))
+        }
+        // Answered by `push::route`.
+        XEndpoint::Webhooks
+        | XEndpoint::ActivitySubscriptions
+        | XEndpoint::AccountActivitySubscribe => {
+            (StatusCode::NOT_FOUND, problem(StatusCode::NOT_FOUND))
         }
         XEndpoint::Users => {
             let ids: Vec<&str> = param("ids")

@@ -2,9 +2,12 @@
 //! with the shapes and headers that make X hard to poll: snowflake ids, t.co-wrapped links with
 //! their `expanded_url`, edits as new posts carrying `edit_history_tweet_ids`, `errors` arrays
 //! beside (or instead of) `data`, per-endpoint `x-rate-limit-*` headers with a Unix `reset`,
-//! 429 once a window is spent, and forced 5xx. Every endpoint counts its calls.
+//! 429 once a window is spent, and forced 5xx. Every endpoint counts its calls. With a consumer
+//! secret it also plays X's webhooks (registration with the CRC check, subscriptions, signed
+//! deliveries of posts and deletions: [`push`]).
 
 mod http;
+mod push;
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
@@ -20,6 +23,7 @@ use axum::{
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use http::*;
+pub use push::{Delivery, signature};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -32,6 +36,12 @@ pub enum XEndpoint {
     Users,
     /// `DELETE /2/tweets/:id`
     Delete,
+    /// `POST`, `GET /2/webhooks`, `PUT /2/webhooks/:id`
+    Webhooks,
+    /// `GET`, `POST /2/activity/subscriptions`
+    ActivitySubscriptions,
+    /// `POST /2/account_activity/webhooks/:id/subscriptions/all`
+    AccountActivitySubscribe,
 }
 
 /// A forced answer for the next request to an endpoint.
@@ -62,6 +72,8 @@ pub struct FakeX {
 
 struct Shared {
     url: url::Url,
+    /// Sends the webhook deliveries and CRC challenges (to loopback only).
+    client: reqwest::Client,
     inner: Mutex<Inner>,
     _shutdown: watch::Sender<bool>,
 }
@@ -135,6 +147,14 @@ struct Inner {
     windows: HashMap<XEndpoint, Window>,
     failures: HashMap<XEndpoint, VecDeque<Failure>>,
     calls: Vec<Call>,
+    consumer_secret: Option<String>,
+    webhooks: Vec<push::Webhook>,
+    activity_subs: Vec<push::ActivitySub>,
+    /// (webhook id, user id)
+    aaa_subs: std::collections::BTreeSet<(String, String)>,
+    delivered: Vec<Delivery>,
+    last_sent: Option<(url::Url, String, String)>,
+    next_crc: u64,
 }
 
 impl FakeX {
@@ -151,9 +171,16 @@ impl FakeX {
             (XEndpoint::Timeline, Window::new(1500, fifteen)),
             (XEndpoint::Users, Window::new(300, fifteen)),
             (XEndpoint::Delete, Window::new(50, fifteen)),
+            (XEndpoint::Webhooks, Window::new(15, fifteen)),
+            (XEndpoint::ActivitySubscriptions, Window::new(50, fifteen)),
+            (
+                XEndpoint::AccountActivitySubscribe,
+                Window::new(500, fifteen),
+            ),
         ]);
         let shared = Arc::new(Shared {
             url,
+            client: reqwest::Client::new(),
             inner: Mutex::new(Inner {
                 bearer: bearer.to_owned(),
                 users: BTreeMap::new(),
@@ -163,6 +190,13 @@ impl FakeX {
                 windows,
                 failures: HashMap::new(),
                 calls: Vec::new(),
+                consumer_secret: None,
+                webhooks: Vec::new(),
+                activity_subs: Vec::new(),
+                aaa_subs: Default::default(),
+                delivered: Vec::new(),
+                last_sent: None,
+                next_crc: 0,
             }),
             _shutdown: shutdown,
         });
@@ -255,6 +289,9 @@ impl FakeX {
                 deleted: false,
             },
         );
+        let deliveries = inner.deliveries(push::Event::Created(&inner.tweets[&id]));
+        drop(inner);
+        self.send(deliveries);
         id.to_string()
     }
 
@@ -284,6 +321,10 @@ impl FakeX {
                 deleted: false,
             },
         );
+        // X delivers an edit as the new version's post.create.
+        let deliveries = inner.deliveries(push::Event::Created(&inner.tweets[&id]));
+        drop(inner);
+        self.send(deliveries);
         id.to_string()
     }
 

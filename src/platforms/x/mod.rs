@@ -1,9 +1,11 @@
-//! X: the API v2 polled under one rate-limit schedule per app ([`schedule`], [`watch`]), and
+//! X: the API v2 polled under one rate-limit schedule per app ([`schedule`], [`watch`]), posts
+//! and deletions pushed to the `/hooks/x` webhook when `[x]` has its keys ([`push`]), and
 //! `DELETE /2/tweets/:id` with the account's user token for takedowns ([`takedown`]).
 
 pub mod api;
 #[cfg(test)]
 mod examples;
+pub mod push;
 pub mod schedule;
 pub mod takedown;
 pub mod watch;
@@ -24,13 +26,16 @@ impl Platform for X {
     }
 
     /// One scheduler per app: the accounts of an app share its rate-limit budget.
-    fn watch(&self, _accounts: &[&Account], cx: &mut WatchContext<'_>) -> Vec<SourceFuture> {
-        schedule::groups(cx.config)
+    /// And, with `[x]`'s push keys, the webhook that X pushes posts and deletions to.
+    fn watch(&self, accounts: &[&Account], cx: &mut WatchContext<'_>) -> Vec<SourceFuture> {
+        let mut out: Vec<SourceFuture> = schedule::groups(cx.config)
             .into_iter()
             .map(|group| {
-                Box::pin(watch::run(group, cx.config.x, cx.source.clone())) as SourceFuture
+                Box::pin(watch::run(group, cx.config.x.clone(), cx.source.clone())) as SourceFuture
             })
-            .collect()
+            .collect();
+        out.extend(push::start(accounts, cx));
+        out
     }
 
     /// An account whose interval its app's budget stretched gets three of those intervals,
@@ -69,11 +74,14 @@ impl Platform for X {
         )
     }
 
-    /// The accounts of an app share its budget: the schedule says what each gets.
+    /// The accounts of an app share its budget: the schedule says what each gets. Then which
+    /// accounts X pushes, and how.
     fn describe_all(&self, config: &Config) -> String {
-        schedule::Plan::for_config(config)
+        let mut out: String = schedule::Plan::for_config(config)
             .iter()
             .map(schedule::Plan::describe)
-            .collect()
+            .collect();
+        out.push_str(&push::describe(config));
+        out
     }
 }

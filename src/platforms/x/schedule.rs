@@ -97,9 +97,9 @@ impl Plan {
                 .iter()
                 .map(|(n, p)| (n.clone(), *p, (*p).max(floor)))
                 .collect(),
-            limits,
             timeline_gap: window_over(limits.timeline_requests_per_window),
             users_gap: window_over(limits.users_requests_per_window),
+            limits,
             profile_interval: fastest.max(round),
             batches,
         }
@@ -114,7 +114,7 @@ impl Plan {
                     .iter()
                     .map(|a| (a.name.clone(), a.poll_interval))
                     .collect();
-                Plan::new(&accounts, config.x)
+                Plan::new(&accounts, config.x.clone())
             })
             .collect()
     }
@@ -425,6 +425,7 @@ mod tests {
         XLimits {
             timeline_requests_per_window: timeline,
             users_requests_per_window: users,
+            ..XLimits::default()
         }
     }
 
