@@ -281,12 +281,15 @@ impl App {
             ..source_ctx.clone()
         };
         let mut channel_routes = std::collections::HashMap::new();
+        let mut platform_hooks = Vec::new();
         // Every context holds a sender of a lane: each is dropped once its watchers are built,
         // so that each lane ends when its watchers do.
         let watchers = platforms::watch_all(&mut WatchContext {
             config: &config,
             source: source_ctx.clone(),
             bot_updates: &mut channel_routes,
+            hooks: &mut platform_hooks,
+            metrics: metrics.clone(),
         });
         for source in watchers {
             tasks.spawn(source);
@@ -536,6 +539,9 @@ impl App {
             watched: Arc::new(config.accounts.clone()),
             rejected: metrics.refusals.api_rejected.clone(),
             hooks,
+            platform_hooks: platform_hooks
+                .into_iter()
+                .fold(axum::Router::new(), axum::Router::merge),
         };
         let max_connections = config.general.max_connections;
         if let Some((hooks_listener, hooks_addr)) = hooks_listener {

@@ -54,6 +54,8 @@ pub struct HttpState {
     pub rejected: Arc<AtomicU64>,
     /// The provider webhooks, when any is configured.
     pub hooks: Option<Arc<hooks::Hooks>>,
+    /// The platforms' webhook routes (Meta's), served beside the provider webhooks.
+    pub platform_hooks: Router,
 }
 
 /// What a listener serves.
@@ -83,6 +85,7 @@ pub fn router(state: HttpState, serves: Serves) -> Router {
             .as_deref()
             .map(hooks::routes)
             .unwrap_or_default()
+            .merge(state.platform_hooks.clone().with_state(()))
     };
     let r = match serves {
         Serves::Hooks => Router::new()

@@ -10,6 +10,7 @@
 
 pub mod bluesky;
 pub mod mastodon;
+pub mod meta;
 pub mod telegram_channel;
 pub mod x;
 
@@ -32,11 +33,13 @@ use crate::{
 };
 
 /// Every platform this build watches.
-pub static PLATFORMS: [&dyn Platform; 4] = [
+pub static PLATFORMS: [&dyn Platform; 6] = [
     &mastodon::Mastodon,
     &x::X,
     &bluesky::Bluesky,
     &telegram_channel::TelegramChannel,
+    &meta::FacebookPage,
+    &meta::Instagram,
 ];
 
 /// What a platform's watchers are built with at start-up.
@@ -46,6 +49,11 @@ pub struct WatchContext<'a> {
     /// Updates the on-call bot receives on a watcher's behalf (Telegram channels push their
     /// posts to the bot's `getUpdates`): chat id → the watcher that takes them.
     pub bot_updates: &'a mut HashMap<i64, mpsc::Sender<telegram_channel::ChannelUpdate>>,
+    /// Webhook routes a platform serves where the provider webhooks are (the hooks listener
+    /// when there is one), each verifying its own deliveries.
+    pub hooks: &'a mut Vec<axum::Router>,
+    /// Where those routes count what they accept and refuse.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// One post to delete, as `contain` asks for it.
