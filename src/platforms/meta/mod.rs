@@ -101,26 +101,33 @@ impl Platform for FacebookPage {
         )
     }
 
+    /// The pinned version and the budget rule, and whether Pages are pushed and where to.
     fn describe_all(&self, config: &Config) -> String {
+        let of = |kind| config.accounts.iter().any(|a| a.platform == kind);
+        let pages = of(config::Platform::FacebookPage);
+        if !pages && !of(config::Platform::Instagram) {
+            return String::new();
+        }
         let meta = &config.meta;
         let mut out = format!(
-            "meta          Graph API {} · usage headers read on every answer: polls stretch \
-             past 75% of the limit, wait for Meta's estimate at 100%\n",
+            "meta          Graph API {} · Meta's usage headers read on every answer: an account's \
+             polls stretch x2 past 75% of its limit, x4 past 90%, and wait for Meta's estimate \
+             (at least 5 min) at 100% or when throttled\n",
             meta.graph_version
         );
-        match (&config.general.public_url, meta.push()) {
-            (Some(base), true) => {
-                out += &format!(
+        if pages {
+            out += &match (&config.general.public_url, meta.push()) {
+                (Some(base), true) => format!(
                     "meta          Pages pushed: webhook callback {}{} (object Page, field feed; \
-                 signed with the app secret, handshake with the verify token)\n",
+                     X-Hub-Signature-256 with the app secret, handshake with the verify token), \
+                     each delivery wakes the Page's poll\n",
                     base.as_str().trim_end_matches('/'),
                     push::PATH
-                )
-            }
-            _ => {
-                out += "meta          Pages polled only: set [meta] app_secret and verify_token \
-                         and general.public_url for webhooks\n"
-            }
+                ),
+                _ => "meta          Pages polled only: set [meta] app_secret and verify_token and \
+                      general.public_url for webhooks\n"
+                    .to_owned(),
+            };
         }
         out
     }
@@ -174,4 +181,47 @@ fn describe(a: &Account, what: &str, takedown: &str) -> String {
         a.base_url,
         humantime::format_duration(a.poll_interval),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            r#"[general]
+state_dir = "/tmp/unused"
+api_token = "a"
+public_url = "https://hooks.example.com/"
+[telegram]
+bot_token = "b"
+chat_id = -100123
+responders = [1]
+[[accounts]]
+name = "fb"
+platform = "facebook_page"
+account_id = "104512345678901"
+token = "t"
+{extra}"#
+        );
+        Config::parse(&text, "t").unwrap()
+    }
+
+    #[test]
+    fn check_config_names_the_version_the_budget_and_the_callback() {
+        let polled = FacebookPage.describe_all(&config(""));
+        assert!(polled.contains("Graph API v21.0"), "{polled}");
+        assert!(polled.contains("75%"), "{polled}");
+        assert!(polled.contains("Pages polled only"), "{polled}");
+        let pushed = FacebookPage.describe_all(&config(
+            "[meta]\ngraph_version = \"v22.0\"\napp_secret = \"s\"\nverify_token = \"v\"",
+        ));
+        assert!(pushed.contains("Graph API v22.0"), "{pushed}");
+        assert!(
+            pushed.contains("callback https://hooks.example.com/hooks/meta"),
+            "{pushed}"
+        );
+        let line = FacebookPage.describe(&config("").accounts[0]);
+        assert!(line.contains("takedown off (no write_token)"), "{line}");
+    }
 }
