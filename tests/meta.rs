@@ -561,3 +561,54 @@ async fn the_page_takedown_button_deletes_the_rogue_post() {
     .await;
     app.stop().await;
 }
+
+/// With `general.hooks_listen`, Meta's webhook is served there, beside the provider webhooks,
+/// and not on the private listener.
+#[tokio::test]
+async fn with_hooks_listen_the_page_webhook_is_served_there_alone() {
+    let g = fake_graph().await;
+    let masto = tocsin_fakes::mastodon::FakeMastodon::start().await.unwrap();
+    masto.add_account(ACCOUNT_ID, "examplecorp", "ExampleCorp", "", &[]);
+    let bot = tocsin_fakes::telegram::FakeBotApi::start(BOT_TOKEN)
+        .await
+        .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut config = config(state.path(), &bot, &masto);
+    config.general.hooks_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    config.accounts.push(account(
+        &g,
+        Platform::FacebookPage,
+        Duration::from_secs(3600),
+    ));
+    with_push(&mut config);
+    let app = tocsin::App::build(config).await.unwrap();
+    let (main, hooks) = (app.http_addr(), app.hooks_addr());
+    assert_ne!(main, hooks);
+    let health = app.health().clone();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let handle = tokio::spawn(app.run_until(shutdown.clone()));
+    let judged = || {
+        health
+            .snapshot()
+            .get(PAGE_NAME)
+            .map_or(0, |h| h.judged_polls)
+    };
+    until(|| judged() >= 1, "the first poll judged").await;
+    let on_main = format!("http://{main}/hooks/meta");
+    assert_eq!(g.subscribe(&on_main, VERIFY_TOKEN, APP_SECRET).await, 404);
+    let on_hooks = format!("http://{hooks}/hooks/meta");
+    assert_eq!(g.subscribe(&on_hooks, VERIFY_TOKEN, APP_SECRET).await, 200);
+    g.publish(PAGE_ID, "Claim https://evil.example/apart", None)
+        .await;
+    until(
+        || {
+            bot.sent()
+                .iter()
+                .any(|m| m.text.contains("https://evil.example/apart"))
+        },
+        "the post pushed through the hooks listener paged",
+    )
+    .await;
+    shutdown.cancel();
+    handle.await.unwrap().unwrap();
+}
