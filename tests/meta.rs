@@ -612,3 +612,40 @@ async fn with_hooks_listen_the_page_webhook_is_served_there_alone() {
     shutdown.cancel();
     handle.await.unwrap().unwrap();
 }
+
+/// Meta's usage headers slow the polls: at 95 % of the Page's limit the 150 ms interval is
+/// stretched four times, and it comes back once the usage falls.
+#[tokio::test]
+async fn a_page_near_its_rate_limit_is_polled_less_often() {
+    let g = fake_graph().await;
+    let app = spawn_with_meta(&g, Duration::from_millis(150), |_| {}).await;
+    let feed_calls = |g: &FakeGraph| -> Vec<std::time::Instant> {
+        g.calls()
+            .into_iter()
+            .filter(|c| c.path.ends_with(&format!("{PAGE_ID}/feed")))
+            .map(|c| c.at)
+            .collect()
+    };
+    g.set_usage(95);
+    // The answer that reports 95 % is the first of the slow spacing.
+    let from = feed_calls(&g).len() + 1;
+    until(|| feed_calls(&g).len() >= from + 3, "three slowed polls").await;
+    let calls = feed_calls(&g);
+    for pair in calls[from..].windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(600),
+            "polls {:?} apart at 95 %",
+            pair[1] - pair[0]
+        );
+    }
+    let h = app.health.snapshot()[PAGE_NAME].clone();
+    assert_eq!(h.rate_limit.unwrap().remaining, 5);
+    g.set_usage(10);
+    let judged = app.health.snapshot()[PAGE_NAME].judged_polls;
+    until(
+        || app.health.snapshot()[PAGE_NAME].judged_polls >= judged + 4,
+        "polls at the interval again",
+    )
+    .await;
+    app.stop().await;
+}
