@@ -649,3 +649,18 @@ async fn a_page_near_its_rate_limit_is_polled_less_often() {
     .await;
     app.stop().await;
 }
+
+/// Graph writes whole seconds: media of the same second as the newest one the first poll read
+/// is still new, and pages.
+#[tokio::test]
+async fn media_of_the_first_polls_last_second_still_pages() {
+    let g = fake_graph().await;
+    let app = spawn_with_meta(&g, Duration::from_millis(150), |_| {}).await;
+    let same = g.publish_media_same_second(IG_ID, "Same second https://evil.example/s", "IMAGE");
+    until(
+        || app.incident_by_object(&same).is_some(),
+        "the same-second media paged",
+    )
+    .await;
+    app.stop().await;
+}

@@ -309,10 +309,23 @@ impl FakeGraph {
 
     /// The Instagram account publishes media.
     pub fn publish_media(&self, user: &str, caption: &str, media_type: &str) -> String {
+        self.add_media(user, caption, media_type, true)
+    }
+
+    /// Media published within the same second as the last post or media: Graph's times are
+    /// whole seconds, so both carry the same `timestamp`.
+    pub fn publish_media_same_second(&self, user: &str, caption: &str, media_type: &str) -> String {
+        self.add_media(user, caption, media_type, false)
+    }
+
+    fn add_media(&self, user: &str, caption: &str, media_type: &str, tick: bool) -> String {
         let mut inner = self.inner();
         inner.next_id += 1;
         let id = format!("1789{}", inner.next_id);
-        let created = Self::tick(&mut inner);
+        let created = match inner.last_time {
+            Some(last) if !tick => last,
+            _ => Self::tick(&mut inner),
+        };
         inner.media.push(Media {
             id: id.clone(),
             owner: user.into(),

@@ -163,7 +163,9 @@ async fn poll(
     });
     let mut newest = *cursor;
     for (at, make) in posts {
-        let history = first_poll || at <= origin_at;
+        // Graph times are whole seconds: a post of the origin's second not read by the first
+        // poll is judged (one that was is already seen, and judged as nothing).
+        let history = first_poll || at < origin_at;
         if !ctx.emit(name, ObservationKind::Post(make(history))).await {
             return Ok(false);
         }
