@@ -189,7 +189,24 @@ async fn page_history_is_quiet_and_a_rogue_post_pages_naming_its_app() {
         "the link post",
     )
     .await;
+    // An approved text whose link shows as a preview card is the approved post.
+    let (status, _) = app
+        .api_post(
+            "/api/v1/approvals",
+            serde_json::json!({ "account": PAGE_NAME, "text": "Launch day https://example.com/launch" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let launch = g
+        .publish_link(
+            PAGE_ID,
+            "Launch day https://example.com/launch",
+            "https://example.com/launch",
+        )
+        .await;
     let s = quiet::settle(&app, PAGE_NAME, 2).await;
+    s.assert_not_held(&launch, "an approved post with its link card must not page");
+    s.assert_not_mentioned("example.com/launch", "an approved post must not page");
     s.assert_not_held(&visitor, "a visitor's post is not the Page's");
     s.assert_not_mentioned("visitor.example", "a visitor's post is not paged");
     // Every request named the pinned version and asked for the publishing app.

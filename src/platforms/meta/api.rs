@@ -402,7 +402,7 @@ pub(super) fn ig_profile(u: &IgUser) -> Profile {
 }
 
 /// A Page post: its message with the links typed in it, plus each attachment's link target
-/// (unshimmed) and kind. The publishing app is the post's client.
+/// (unshimmed) and, for photos and videos, its kind and object. The publishing app is the post's client.
 pub(super) fn page_post(p: &PagePost, history: bool) -> Post {
     let mut content = content_from_text(p.message.as_deref().unwrap_or_default());
     for a in p.attachments.iter().flat_map(|l| &l.data) {
@@ -411,11 +411,15 @@ pub(super) fn page_post(p: &PagePost, history: bool) -> Post {
         {
             content.links.push(link.clone());
         }
+        // A link's preview is the link, already counted: a post that shows its URL's card is
+        // the same post as the approved text with that URL.
         let kind = a.media_type.as_deref().unwrap_or("attachment");
-        let target = a.target.as_ref().and_then(|t| t.id.as_deref());
-        content
-            .media
-            .push(format!("{kind}:{}", target.unwrap_or_default()));
+        if kind != "link" {
+            let target = a.target.as_ref().and_then(|t| t.id.as_deref());
+            content
+                .media
+                .push(format!("{kind}:{}", target.unwrap_or_default()));
+        }
     }
     Post {
         id: p.id.clone(),
