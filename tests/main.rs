@@ -27,6 +27,7 @@ mod lifecycle;
 mod listeners;
 mod mail_flood;
 mod mastodon_stream;
+mod meta;
 mod mta_milter;
 mod mta_postfix;
 mod pages;

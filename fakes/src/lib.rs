@@ -9,6 +9,7 @@ pub mod m365;
 pub mod mail_signers;
 pub mod mailer;
 pub mod mastodon;
+pub mod meta;
 pub mod pagerduty;
 pub mod smtp;
 pub mod sns;

@@ -103,6 +103,8 @@ pub enum Platform {
     X,
     Bluesky,
     TelegramChannel,
+    FacebookPage,
+    Instagram,
 }
 
 impl Platform {
@@ -112,6 +114,8 @@ impl Platform {
             Platform::X => "x",
             Platform::Bluesky => "bluesky",
             Platform::TelegramChannel => "telegram_channel",
+            Platform::FacebookPage => "facebook_page",
+            Platform::Instagram => "instagram",
         }
     }
 }

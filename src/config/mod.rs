@@ -7,6 +7,7 @@
 mod accounts;
 pub mod email;
 mod error;
+mod meta;
 mod secret;
 mod validate;
 
@@ -33,6 +34,7 @@ pub use accounts::{
 
 pub use error::ConfigError;
 use error::{line_col, missing_field, with_suggestion};
+pub use meta::{DEFAULT_GRAPH_VERSION, GRAPH_API_URL, Meta};
 use validate::{check_http_url, check_secret_url};
 
 pub use secret::Secret;
@@ -66,6 +68,9 @@ pub struct Config {
     /// X's rate-limit budgets, shared by every watched X account of one app.
     #[serde(default)]
     pub x: XLimits,
+    /// The Meta app of the Facebook Page and Instagram accounts.
+    #[serde(default)]
+    pub meta: Meta,
     /// Mail feeds and the mail kill switch. Absent: no mail is watched.
     #[serde(default)]
     pub email: Option<Email>,

@@ -141,6 +141,11 @@ pub(crate) fn full_example() -> (Config, tempfile::NamedTempFile) {
         .replace("env:TOCSIN_M365_CLIENT_SECRET", "m")
         .replace("env:TOCSIN_MAILER_SECRET", "k")
         .replace("env:TOCSIN_BLUESKY_APP_PASSWORD", "app-pass")
+        .replace("env:TOCSIN_META_APP_SECRET", "meta-app-secret")
+        .replace("env:TOCSIN_META_VERIFY_TOKEN", "meta-verify")
+        .replace("env:TOCSIN_META_PAGE_TOKEN", "page-token")
+        .replace("env:TOCSIN_META_PAGE_WRITE_TOKEN", "page-write")
+        .replace("env:TOCSIN_META_INSTAGRAM_TOKEN", "ig-token")
         .replace("env:TOCSIN_SENDGRID_VERIFICATION_KEY", "sendgrid-key")
         .replace("env:TOCSIN_MAILGUN_SIGNING_KEY", "k")
         .replace("env:TOCSIN_MAILGUN_WEBHOOK_PASSWORD", "mp")
@@ -579,4 +584,32 @@ fn api_tokens_have_names_and_roles_and_api_token_is_the_admin_api() {
         tokens.replace("ci-secret", "literal-token")
     ));
     assert_eq!(e.key(), Some("general.api_tokens[0].token"));
+}
+
+#[test]
+fn meta_accounts_default_to_the_graph_api_and_push_needs_both_secrets() {
+    let (c, _key) = full_example();
+    assert_eq!(c.meta.graph_version, "v21.0");
+    assert!(c.meta.push());
+    let page = c
+        .accounts
+        .iter()
+        .find(|a| a.platform == Platform::FacebookPage)
+        .unwrap();
+    assert_eq!(page.base_url.as_str(), "https://graph.facebook.com/");
+    let base = example_text();
+    let err = |extra: &str| {
+        Config::parse(&format!("{base}\n{extra}"), "t")
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(err("[meta]\ngraph_version = \"21\"").contains("meta.graph_version"));
+    assert!(err("[meta]\napp_secret = \"s\"").contains("meta.verify_token"));
+    assert!(err("[meta]\napp_secret = \"s\"\nverify_token = \"v\"").contains("general.public_url"));
+    let page = "[[accounts]]\nname = \"fb\"\nplatform = \"facebook_page\"\naccount_id = \"1\"";
+    assert!(err(page).contains("accounts[2].token"));
+    assert!(
+        err(&format!("{page}\ntoken = \"t\"").replace("\"1\"", "\"examplecorp\""))
+            .contains("accounts[2].account_id")
+    );
 }

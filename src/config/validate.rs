@@ -6,8 +6,8 @@ use std::time::Duration;
 use url::Url;
 
 use super::{
-    Account, Config, ConfigError, MAX_QUORUM, MIN_POLL_INTERVAL, Platform, X_API_URL,
-    accounts::unset_base_url,
+    Account, Config, ConfigError, GRAPH_API_URL, MAX_QUORUM, MIN_POLL_INTERVAL, Platform,
+    X_API_URL, accounts::unset_base_url,
 };
 use crate::model::Severity;
 
@@ -24,6 +24,9 @@ impl Config {
             }
             match account.platform {
                 Platform::X => account.base_url = Url::parse(X_API_URL).expect("constant URL"),
+                Platform::FacebookPage | Platform::Instagram => {
+                    account.base_url = Url::parse(GRAPH_API_URL).expect("constant URL")
+                }
                 _ => {
                     return Err(ConfigError::invalid(
                         format!("accounts[{i}].base_url"),
@@ -95,6 +98,7 @@ impl Config {
             check_secret_url("general.public_url", url)?;
         }
         self.validate_x_push()?;
+        self.validate_meta()?;
         if self.telegram.chat_id == 0 {
             return Err(ConfigError::invalid(
                 "telegram.chat_id",
@@ -230,12 +234,17 @@ impl Config {
             }
             if !matches!(
                 account.platform,
-                Platform::Mastodon | Platform::X | Platform::TelegramChannel | Platform::Bluesky
+                Platform::Mastodon
+                    | Platform::X
+                    | Platform::TelegramChannel
+                    | Platform::Bluesky
+                    | Platform::FacebookPage
+                    | Platform::Instagram
             ) {
                 return Err(ConfigError::invalid(
                     key("platform"),
                     format!(
-                        "`{}` is not supported by this build yet; supported: mastodon, x, telegram_channel, bluesky",
+                        "`{}` is not supported by this build yet; supported: mastodon, x, telegram_channel, bluesky, facebook_page, instagram",
                         account.platform
                     ),
                 ));
@@ -282,6 +291,7 @@ impl Config {
                 return Err(ConfigError::invalid(key("account_id"), "must not be empty"));
             }
             validate_bluesky_keys(account, &key)?;
+            validate_meta_account(account, &key)?;
             if account.poll_interval < MIN_POLL_INTERVAL {
                 return Err(ConfigError::invalid(
                     key("poll_interval"),
@@ -481,4 +491,82 @@ fn is_loopback(url: &Url) -> bool {
         }
         None => false,
     }
+}
+
+impl Config {
+    /// `[meta]`: a version Meta would accept, and push only with both secrets and a callback.
+    fn validate_meta(&self) -> Result<(), ConfigError> {
+        let meta = &self.meta;
+        let version = meta.graph_version.strip_prefix('v').unwrap_or_default();
+        let well_formed = version.split_once('.').is_some_and(|(major, minor)| {
+            [major, minor]
+                .iter()
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if !well_formed {
+            return Err(ConfigError::invalid(
+                "meta.graph_version",
+                format!(
+                    "`{}` is not a Graph API version: write it like \"v21.0\"",
+                    meta.graph_version
+                ),
+            ));
+        }
+        match (&meta.app_secret, &meta.verify_token) {
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    "meta.verify_token",
+                    "missing: webhooks need the verify token typed into the App Dashboard too",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "meta.app_secret",
+                    "missing: webhook deliveries cannot be verified without the app secret",
+                ));
+            }
+            _ => {}
+        }
+        if meta.push() && self.general.public_url.is_none() {
+            return Err(ConfigError::invalid(
+                "general.public_url",
+                "missing: Meta's webhooks need the https URL the hooks listener is reached at",
+            ));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&meta.max_body) {
+            return Err(ConfigError::invalid(
+                "meta.max_body",
+                "between 1024 and 16777216 bytes",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Facebook Page and Instagram accounts: the Page (or Instagram) token, a numeric id.
+fn validate_meta_account(
+    account: &Account,
+    key: &dyn Fn(&str) -> String,
+) -> Result<(), ConfigError> {
+    let what = match account.platform {
+        Platform::FacebookPage => "Page",
+        Platform::Instagram => "Instagram professional account",
+        _ => return Ok(()),
+    };
+    if account.token.is_none() {
+        return Err(ConfigError::invalid(
+            key("token"),
+            format!("the Graph API reads nothing without a token: set the {what}'s access token"),
+        ));
+    }
+    if !account.account_id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ConfigError::invalid(
+            key("account_id"),
+            format!(
+                "`{}` is not a Graph API id: the {what}'s numeric id, not its name",
+                account.account_id
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -10,6 +10,7 @@
 
 pub mod bluesky;
 pub mod mastodon;
+pub mod meta;
 pub mod telegram_channel;
 pub mod x;
 
@@ -32,11 +33,13 @@ use crate::{
 };
 
 /// Every platform this build watches.
-pub static PLATFORMS: [&dyn Platform; 4] = [
+pub static PLATFORMS: [&dyn Platform; 6] = [
     &mastodon::Mastodon,
     &x::X,
     &bluesky::Bluesky,
     &telegram_channel::TelegramChannel,
+    &meta::FacebookPage,
+    &meta::Instagram,
 ];
 
 /// What a platform's watchers are built with at start-up.
