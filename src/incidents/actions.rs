@@ -386,7 +386,8 @@ fn announce_resolution(
     inc: &Incident,
     now: chrono::DateTime<chrono::Utc>,
 ) -> TxResult<()> {
-    if inc.severity != crate::model::Severity::Critical {
+    // Telegram's own outage is never queued for Telegram.
+    if inc.severity != crate::model::Severity::Critical || inc.rule == Rule::TelegramDown {
         return Ok(());
     }
     let how = inc.resolution.map_or("resolved", Resolution::as_str);
