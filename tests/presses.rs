@@ -178,7 +178,7 @@ async fn a_quorum_approves_only_what_the_oldest_voters_page_showed() {
     app.bot
         .press_button(CHAT, &second_responder(), current.message_id, &data);
     until(
-        || answered(&app, "page showed are approved by @bob"),
+        || answered(&app, "what the page showed is approved by @bob"),
         "the quorum's answer",
     )
     .await;
@@ -186,9 +186,7 @@ async fn a_quorum_approves_only_what_the_oldest_voters_page_showed() {
         app.bot.callback_answers()[1]
             .text
             .as_deref()
-            .is_some_and(|t| t.ends_with(
-                "1 newer posts not included: the current state is sent as a new message."
-            )),
+            .is_some_and(|t| t.ends_with("1 newer posts not included: see the new page.")),
         "{:?}",
         app.bot.callback_answers()
     );

@@ -36,7 +36,7 @@ pub async fn apply(ctx: &BotContext, id: u64, seen: Seen, who: &Actor) -> String
         let votes = inc.approve_votes().count();
         if votes == 0 {
             return format!(
-                "Incident #{}: the posts every approver's page showed are approved by {who}; recorded in the approved log.",
+                "Incident #{}: what the page showed is approved by {who}.",
                 inc.id
             );
         }
@@ -54,5 +54,5 @@ pub(super) fn with_newer(reply: String, newer: usize) -> String {
     if newer == 0 {
         return reply;
     }
-    format!("{reply} {newer} newer posts not included: the current state is sent as a new message.")
+    format!("{reply} {newer} newer posts not included: see the new page.")
 }
