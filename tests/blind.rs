@@ -92,3 +92,44 @@ async fn failures_past_the_grace_page_monitor_blind_once() {
     assert_eq!(blind(&app).len(), 1, "not reopened after recovery");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn resolving_a_still_blind_source_waits_for_a_second_responder() {
+    let app = spawn_app().await;
+    app.masto.require_token(Some("someone-elses-token".into()));
+    until(|| !blind(&app).is_empty(), "monitor.blind").await;
+    let inc = blind(&app).remove(0);
+    assert_eq!(
+        inc.severity,
+        Severity::High,
+        "not critical: the rule is the source's"
+    );
+
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/resolve {}", inc.id));
+    let vote = format!(
+        "Resolution of incident #{} as contained by @alice (111) recorded (1/2) (its source is still blind)",
+        inc.id
+    );
+    until(
+        || app.bot.sent().iter().any(|m| m.text.contains(&vote)),
+        "the vote's answer",
+    )
+    .await;
+    assert_eq!(
+        app.store.incident(inc.id).unwrap().unwrap().state,
+        State::Open,
+        "one responder does not close a blind source"
+    );
+    app.bot
+        .push_command(CHAT, &second_responder(), &format!("/resolve {}", inc.id));
+    until(
+        || app.store.incident(inc.id).unwrap().unwrap().state == State::Resolved,
+        "the second responder's resolution",
+    )
+    .await;
+    let inc = app.store.incident(inc.id).unwrap().unwrap();
+    assert_eq!(inc.resolved_by.unwrap().id, second_responder().id);
+    assert!(app.store.verify_timeline().unwrap().is_ok());
+    app.stop().await;
+}

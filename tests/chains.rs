@@ -466,6 +466,17 @@ async fn hand_edited_incident_fields_are_caught() {
              its last chained event recorded",
         ),
         (
+            "a vote's page version raised (the approval would cover newer posts)",
+            Box::new(|i| i["votes"][0]["seen"] = 99.into()),
+            "a vote by @alice (111) to approve",
+        ),
+        (
+            "a burst member marked approved",
+            Box::new(|i| i["members"][0]["approved"] = true.into()),
+            "what it is about (rule, object, severity, evidence or burst members) is not what \
+             its last chained event recorded",
+        ),
+        (
             "a resolution by hand",
             Box::new(|i| i["resolution"] = "approved".into()),
             "its resolution is approved but its chained events say none",

@@ -32,6 +32,7 @@ mod mta_milter;
 mod mta_postfix;
 mod pages;
 mod paging;
+mod presses;
 mod provider_vectors;
 mod stuck_pages;
 mod takedown;

@@ -460,3 +460,59 @@ async fn a_held_page_gets_no_reminders_and_reminders_are_chained_once_it_is_sent
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn mutes_unmutes_and_a_critical_resolution_are_each_a_new_chat_message() {
+    let app = spawn_app().await;
+    let post = app.publish("free BTC giveaway, send 1 get 2");
+    until(|| pages(&app) == 1, "the page").await;
+    let inc = app.incident_by_object(&post).unwrap();
+    assert_eq!(inc.severity, Severity::Critical);
+    until(
+        || app.store.incident(inc.id).unwrap().unwrap().page.is_some(),
+        "the page recorded",
+    )
+    .await;
+    let page = app.store.incident(inc.id).unwrap().unwrap().page.unwrap();
+
+    // The Resolve button: the press is answered in a toast and the page is edited; the chat
+    // hears of it in a message of its own, replying to the page.
+    app.bot.press_button(
+        CHAT,
+        &responder(),
+        page.message_id,
+        &format!("resolve:{}", inc.id),
+    );
+    let announced = format!(
+        "Incident #{} (CRITICAL · social.unapproved_post on {ACCOUNT}) resolved (contained) by @alice (111)",
+        inc.id
+    );
+    until(
+        || {
+            app.bot
+                .sent()
+                .iter()
+                .any(|m| m.text.contains(&announced) && m.reply_to == Some(page.message_id))
+        },
+        "the resolution announced",
+    )
+    .await;
+    assert!(
+        app.bot.edits().iter().all(|e| !e.text.contains(&announced)),
+        "a message of its own, not an edit"
+    );
+
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/mute {ACCOUNT} 30m"));
+    wait_reply(&app, &format!("{ACCOUNT} muted by @alice (111) until")).await;
+    app.bot
+        .push_command(CHAT, &second_responder(), &format!("/unmute {ACCOUNT}"));
+    wait_reply(&app, &format!("{ACCOUNT} unmuted by @bob (222)")).await;
+    for said in ["muted by @alice", "unmuted by @bob"] {
+        assert!(
+            app.bot.edits().iter().all(|e| !e.text.contains(said)),
+            "{said}: a new message, not an edit"
+        );
+    }
+    app.stop().await;
+}

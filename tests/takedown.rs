@@ -178,11 +178,14 @@ async fn two_person_rule_waits_for_a_second_responder_and_calls_once() {
     assert_eq!(deletes(&app), 1, "the platform was called once");
     let inc = app.store.incident(inc.id).unwrap().unwrap();
     assert_eq!(inc.resolved_by.unwrap().id, second_responder().id);
-    assert!(inc.timeline.iter().any(|e| e.action
-        == Action::TakedownVote {
+    assert!(inc.timeline.iter().any(|e| matches!(
+        e.action,
+        Action::TakedownVote {
             votes: 1,
-            needed: 2
-        }));
+            needed: 2,
+            ..
+        }
+    )));
     app.stop().await;
 }
 
@@ -209,12 +212,14 @@ async fn a_burst_takes_down_every_member() {
     let third = app.publish("scam three");
     until(
         || {
-            app.store
-                .incident(inc.id)
-                .unwrap()
-                .is_some_and(|i| i.members.len() == 3)
+            app.store.incident(inc.id).unwrap().is_some_and(|i| {
+                i.members.len() == 3
+                    && i.page
+                        .as_ref()
+                        .is_some_and(|p| p.version == Some(i.version()))
+            })
         },
-        "the burst of three",
+        "the burst of three on the page: /takedown acts on what the chat was shown",
     )
     .await;
     app.bot

@@ -245,7 +245,16 @@ impl App {
                     .map(|m| m as Arc<dyn PauseMailer>),
             )
             .with_group_window(config.grouping.window)
-            .with_policy(PagingPolicy::from_config(&config));
+            .with_policy(PagingPolicy::from_config(&config))
+            .with_sight({
+                let health = health.clone();
+                Arc::new(move |account, since| {
+                    health
+                        .snapshot()
+                        .get(account)
+                        .is_some_and(|h| crate::detect::blind::sees_again(h, since))
+                })
+            });
         let metrics = Arc::new(Metrics::new(store.clone(), health.clone()));
         let tg = &config.telegram;
         let send_client = teloxide::net::default_reqwest_settings()

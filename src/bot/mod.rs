@@ -84,12 +84,25 @@ const KINDS: &[&str] = &[
     "chat_member",
 ];
 
+/// Which page of an incident a press acts on: Approve and Take down act only on what the
+/// responder saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// A typed command: the version last delivered to the chat.
+    Delivered,
+    /// A button: the version its page was rendered at.
+    Version(u32),
+    /// A button without a version (an older build's page), pressed on this message (0: not
+    /// known yet): it stands for the version that message shows, if it is the incident's page.
+    Message(i32),
+}
+
 /// A command or button press, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Ack(u64),
-    Approve(u64),
-    Takedown(u64),
+    Approve(u64, Seen),
+    Takedown(u64, Seen),
     Resolve(u64, Resolution),
     Incidents,
     Status,
@@ -135,14 +148,25 @@ impl Command {
         })
     }
 
-    /// Parses a button's callback data (`ack:3`). Anything else is forged or stale: None.
+    /// Parses a button's callback data (`ack:3`, `approve:3:7` with the page's evidence
+    /// version). Anything else is forged or stale: None.
     pub fn from_callback(data: &str) -> Option<Command> {
-        let (action, id) = data.split_once(':')?;
+        let mut parts = data.split(':');
+        let (action, id) = (parts.next()?, parts.next()?);
         let id: u64 = id.parse().ok()?;
+        let version = parts.next().map(str::parse::<u32>).transpose().ok()?;
+        if parts.next().is_some() {
+            return None;
+        }
+        let seen = version.map_or(Seen::Message(0), Seen::Version);
+        match (action, version) {
+            ("approve", _) => return Some(Command::Approve(id, seen)),
+            ("takedown", _) => return Some(Command::Takedown(id, seen)),
+            (_, Some(_)) => return None,
+            _ => {}
+        }
         match action {
             "ack" => Some(Command::Ack(id)),
-            "approve" => Some(Command::Approve(id)),
-            "takedown" => Some(Command::Takedown(id)),
             "resolve" => Some(Command::Resolve(id, Resolution::Contained)),
             "pause" => Some(Command::PauseMailer(id)),
             "release" => Some(Command::Release(id)),
@@ -151,12 +175,24 @@ impl Command {
         }
     }
 
+    /// A button press on chat message `message`: a button without a version stands for
+    /// what that message shows.
+    fn pressed_on(self, message: i32) -> Command {
+        match self {
+            Command::Approve(id, Seen::Message(_)) => Command::Approve(id, Seen::Message(message)),
+            Command::Takedown(id, Seen::Message(_)) => {
+                Command::Takedown(id, Seen::Message(message))
+            }
+            c => c,
+        }
+    }
+
     /// Carries the command out; the reply for the responder.
     pub async fn apply(self, ctx: &BotContext, who: &Actor) -> String {
         match self {
             Command::Ack(id) => ack::apply(ctx, id, who).await,
-            Command::Approve(id) => approve::apply(ctx, id, who).await,
-            Command::Takedown(id) => takedown::apply(ctx, id, who).await,
+            Command::Approve(id, seen) => approve::apply(ctx, id, seen, who).await,
+            Command::Takedown(id, seen) => takedown::apply(ctx, id, seen, who).await,
             Command::Resolve(id, r) => resolve::apply(ctx, id, r, who).await,
             Command::Incidents => incidents::apply(ctx),
             Command::Status => status::apply(ctx),
@@ -177,6 +213,46 @@ fn incident_arg(args: &[&str]) -> Option<u64> {
     match args {
         [n] => n.trim_start_matches('#').parse().ok(),
         _ => None,
+    }
+}
+
+/// The evidence version a press acts on, or the answer when it cannot be known (the current
+/// state then goes out as a new message, with buttons that carry it).
+async fn seen_version(ctx: &BotContext, id: u64, seen: Seen) -> Result<u32, String> {
+    let page = match seen {
+        Seen::Version(v) => return Ok(v),
+        Seen::Delivered | Seen::Message(_) => match ctx.incidents.store().incident(id) {
+            Ok(Some(inc)) => inc.page,
+            Ok(None) => return Err(ActionError::NotFound(id).to_string()),
+            Err(e) => return Err(outcome(Err(ActionError::Store(e)), |_| String::new())),
+        },
+    };
+    let version = match (seen, page) {
+        (Seen::Delivered, Some(p)) => p.version,
+        (Seen::Message(m), Some(p)) if m != 0 && p.message_id == m => p.version,
+        _ => None,
+    };
+    if let Some(v) = version {
+        return Ok(v);
+    }
+    repost(ctx, id).await;
+    Err(match seen {
+        Seen::Delivered => format!(
+            "Refused: tocsin does not know what the chat was shown of incident #{id}. \
+             Its current state is sent as a new message: act there."
+        ),
+        _ => format!(
+            "Refused: this button is from an older page of incident #{id}. \
+             Its current state is sent as a new message: press there."
+        ),
+    })
+}
+
+/// Sends the incident's current state as a new message, for a responder who pressed on a page
+/// that no longer shows it.
+async fn repost(ctx: &BotContext, id: u64) {
+    if let Err(e) = ctx.incidents.repost_page(id).await {
+        tracing::warn!(incident = id, error = %e, "could not send the page again");
     }
 }
 
@@ -264,6 +340,8 @@ async fn on_callback(bot: &Bot, ctx: &BotContext, q: &CallbackQuery) {
         Err(refusal) => refusal,
         Ok(who) => match q.data.as_deref().and_then(Command::from_callback) {
             Some(command) => {
+                let message = q.message.as_ref().map_or(0, |m| m.id().0);
+                let command = command.pressed_on(message);
                 tracing::info!(user = who.id, ?command, "button");
                 command.apply(ctx, &who).await
             }
@@ -323,8 +401,8 @@ async fn on_unparsed(bot: &Bot, ctx: &BotContext, id: u32, raw: &serde_json::Val
     };
     let incident = body["data"]
         .as_str()
-        .and_then(|d| d.split_once(':'))
-        .and_then(|(_, n)| n.parse::<u64>().ok());
+        .and_then(|d| d.split(':').nth(1))
+        .and_then(|n| n.parse::<u64>().ok());
     let text = match incident {
         Some(n) => {
             format!("tocsin could not read this press — use /ack {n} (or the command you meant)")
@@ -534,9 +612,23 @@ mod tests {
         );
         assert_eq!(
             Command::from_callback("approve:12"),
-            Some(Command::Approve(12))
+            Some(Command::Approve(12, Seen::Message(0)))
+        );
+        assert_eq!(
+            Command::from_callback("approve:12:7"),
+            Some(Command::Approve(12, Seen::Version(7)))
+        );
+        assert_eq!(
+            Command::from_callback("takedown:12:4294967295"),
+            Some(Command::Takedown(12, Seen::Version(u32::MAX)))
         );
         assert_eq!(Command::from_callback("approve:12:evil"), None);
+        assert_eq!(Command::from_callback("approve:12:7:8"), None);
+        assert_eq!(Command::from_callback("ack:12:7"), None);
+        assert_eq!(
+            Command::parse("/approve 12"),
+            Some(Command::Approve(12, Seen::Delivered))
+        );
         assert_eq!(Command::from_callback("delete:1"), None);
         assert_eq!(
             Command::from_callback("pause:7"),

@@ -30,11 +30,19 @@ pub fn parse(args: &[&str]) -> Command {
 pub async fn apply(ctx: &BotContext, id: u64, how: Resolution, who: &Actor) -> String {
     outcome(ctx.incidents.resolve(id, who, how).await, |inc| {
         if inc.state != State::Resolved {
-            let votes = inc.false_alarm_votes().count();
-            let needed = inc.false_alarm_votes().map(|v| v.needed).max().unwrap_or(1);
+            let (votes, why) = match how {
+                Resolution::FalseAlarm => (inc.false_alarm_votes().collect::<Vec<_>>(), ""),
+                _ => (
+                    inc.resolve_votes().collect(),
+                    " (its source is still blind)",
+                ),
+            };
+            let needed = votes.iter().map(|v| v.needed).max().unwrap_or(1);
             return format!(
-                "Resolution of incident #{} as false-alarm by {who} recorded ({votes}/{needed}); another responder must confirm.",
-                inc.id
+                "Resolution of incident #{} as {} by {who} recorded ({}/{needed}){why}; another responder must confirm.",
+                inc.id,
+                how.as_str(),
+                votes.len()
             );
         }
         format!("Incident #{} resolved ({}) by {who}.", inc.id, how.as_str())

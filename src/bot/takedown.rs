@@ -4,7 +4,7 @@
 //! quorum: the press that reaches it marks the takedown started in the incident's transaction,
 //! and the answers are written in the timeline and shown on the page.
 
-use super::{BotContext, Command, incident_arg, outcome};
+use super::{BotContext, Command, Seen, approve::with_newer, incident_arg, outcome, seen_version};
 use crate::{
     contain,
     incidents::{ActionError, TakedownStart},
@@ -14,10 +14,12 @@ use crate::{
 pub const USAGE: &str = "/takedown N — delete incident N's post(s) on the platform";
 
 pub fn parse(args: &[&str]) -> Command {
-    incident_arg(args).map_or(Command::Usage(USAGE), Command::Takedown)
+    incident_arg(args).map_or(Command::Usage(USAGE), |id| {
+        Command::Takedown(id, Seen::Delivered)
+    })
 }
 
-pub async fn apply(ctx: &BotContext, id: u64, who: &Actor) -> String {
+pub async fn apply(ctx: &BotContext, id: u64, seen: Seen, who: &Actor) -> String {
     let incident = match ctx.incidents.store().incident(id) {
         Ok(Some(inc)) => inc,
         Ok(None) => return ActionError::NotFound(id).to_string(),
@@ -38,22 +40,36 @@ pub async fn apply(ctx: &BotContext, id: u64, who: &Actor) -> String {
             account.name, account.platform
         );
     }
-    let started = match ctx.incidents.begin_takedown(id, who).await {
-        Ok(s) => s,
-        Err(e) => return outcome(Err(e), |_| String::new()),
+    let seen = match seen_version(ctx, id, seen).await {
+        Ok(v) => v,
+        Err(refusal) => return refusal,
     };
-    let inc = match started {
-        TakedownStart::Waiting(inc) => {
-            let votes = inc.takedown_votes().count();
-            let needed = inc.takedown_votes().map(|v| v.needed).max().unwrap_or(1);
-            return format!(
+    let started = match ctx.incidents.begin_takedown(id, who, Some(seen)).await {
+        Ok(s) => s,
+        Err(e) => {
+            if let ActionError::Changed { .. } = e {
+                super::repost(ctx, id).await;
+            }
+            return outcome(Err(e), |_| String::new());
+        }
+    };
+    let (targets, newer) = match started {
+        TakedownStart::Waiting { incident, newer } => {
+            let votes = incident.takedown_votes().count();
+            let needed = incident
+                .takedown_votes()
+                .map(|v| v.needed)
+                .max()
+                .unwrap_or(1);
+            let reply = format!(
                 "Takedown of incident #{id} by {who} recorded ({votes}/{needed}); another responder must confirm."
             );
+            return with_newer(reply, newer);
         }
-        TakedownStart::Go(inc) => inc,
+        TakedownStart::Go { targets, newer, .. } => (targets, newer),
     };
     let mut results = Vec::new();
-    for (post_id, posted_at) in inc.takedown_targets() {
+    for (post_id, posted_at) in targets {
         let answer = contain::takedown(
             &ctx.http,
             ctx.incidents.store(),
@@ -65,10 +81,11 @@ pub async fn apply(ctx: &BotContext, id: u64, who: &Actor) -> String {
         tracing::info!(incident = id, post = %post_id, ?answer, "takedown");
         results.push((post_id, answer));
     }
-    outcome(
+    let reply = outcome(
         ctx.incidents.finish_takedown(id, who, &results).await,
         |inc| summary(inc.id, &results, inc.resolution.is_some()),
-    )
+    );
+    with_newer(reply, newer)
 }
 
 /// One line for the chat (a button's answer is cut at 200 characters by Telegram).

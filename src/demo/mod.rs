@@ -395,10 +395,34 @@ async fn story(omit: Option<Step>, report: &mut Report) -> Result<(), DemoError>
         "two polls after the approval",
     )
     .await?;
-    report.check("exactly two pages sent", bot_api.sent().len() == 2);
+    // Pages are the messages of their own; the resolutions of critical incidents are announced
+    // in replies to them.
+    let pages = |bot_api: &FakeBotApi| {
+        bot_api
+            .sent()
+            .iter()
+            .filter(|m| m.reply_to.is_none())
+            .count()
+    };
+    let announced = |bot_api: &FakeBotApi| {
+        bot_api
+            .sent()
+            .iter()
+            .filter(|m| m.reply_to.is_some() && m.text.contains("resolved"))
+            .count()
+    };
+    let both_announced = wait_for(|| announced(&bot_api) == 2, "the resolutions announced")
+        .await
+        .is_ok();
+    report.check("exactly two pages sent", pages(&bot_api) == 2);
+    report.check("both resolutions announced in the chat", both_announced);
     say(
         report,
-        format!("two polls later: still {} pages", bot_api.sent().len()),
+        format!(
+            "two polls later: still {} pages, {} resolutions announced",
+            pages(&bot_api),
+            announced(&bot_api)
+        ),
     );
 
     // Meanwhile in the mail tenant: the intruder forwards the CEO's mailbox out of the company.
@@ -444,7 +468,7 @@ async fn story(omit: Option<Step>, report: &mut Report) -> Result<(), DemoError>
         "two audit polls after the forwarding",
     )
     .await?;
-    report.check("the forwarding paged once", bot_api.sent().len() == 3);
+    report.check("the forwarding paged once", pages(&bot_api) == 3);
 
     // The leaky bulk send: the mailer, sped up, puts 1,000 customers in one visible To: header.
     let mut smtp = SmtpClient::connect(journal)

@@ -57,6 +57,13 @@ pub fn judge(
     (blind_for > grace).then(|| (format!("{} for {}s", error(), blind_for.as_secs()), since))
 }
 
+/// Whether a source blind since its incident opened at `opened_at` sees again: a successful
+/// poll since, and its push stream (if any) connected. What resolves the incident by itself,
+/// and what lets one responder resolve it by hand.
+pub fn sees_again(h: &SourceHealth, opened_at: DateTime<Utc>) -> bool {
+    h.last_success.is_some_and(|t| t > opened_at) && h.stream.as_ref().is_none_or(|s| s.connected)
+}
+
 /// The blind-spot rule's verdict on one source.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
@@ -106,10 +113,7 @@ pub fn evaluate(
             }),
             writes: vec![],
         })),
-        (None, Some(inc))
-            if h.last_success.is_some_and(|t| t > inc.opened_at)
-                && h.stream.as_ref().is_none_or(|s| s.connected) =>
-        {
+        (None, Some(inc)) if sees_again(h, inc.opened_at) => {
             Verdict::Recovered { incident: inc.id }
         }
         _ => Verdict::Unchanged,

@@ -2,10 +2,12 @@
 //! its quorum and the platform's answers), resolve. Each is one transaction that changes the
 //! incident, writes its timeline and queues the page.
 
-use super::{ActionError, Incidents, TAKEDOWN_STALE, TakedownStart, Timeline, save_and_page};
+use super::{
+    ActionError, Incidents, Pressed, TAKEDOWN_STALE, TakedownStart, Timeline, save_and_page,
+};
 use crate::{
     model::{Action, Actor, Evidence, Incident, Member, Resolution, Rule, State, VoteAction},
-    store::{ApprovedEntry, Lift, abort},
+    store::{ApprovedEntry, Lift, TxResult, abort},
 };
 
 impl Incidents {
@@ -31,26 +33,87 @@ impl Incidents {
     }
 
     /// "It was us": records the approval that makes the finding legitimate, so the same content
-    /// or setting does not page again, and resolves the incident.
+    /// or setting does not page again, and resolves the incident. As [`Incidents::approve_seen`]
+    /// on the incident as it is now (held mail released from the command line of the MTA).
     pub async fn approve(&self, id: u64, who: &Actor) -> Result<Incident, ActionError> {
+        Ok(self.approve_seen(id, who, None).await?.incident)
+    }
+
+    /// An approval pressed on a page of evidence version `seen` (None: the incident as it is).
+    /// It approves only what that page showed, and what every earlier vote's page showed: the
+    /// members of a burst that joined later stay open, unapproved, and the incident's current
+    /// state is sent as a new message, which becomes its page. Evidence other than a burst
+    /// that changed since the page is not approved at all ([`ActionError::Changed`]).
+    pub async fn approve_seen(
+        &self,
+        id: u64,
+        who: &Actor,
+        seen: Option<u32>,
+    ) -> Result<Pressed, ActionError> {
         self.act(id, |tx, mut inc, now| {
             if inc.state == State::Resolved {
                 return abort(already_resolved(&inc));
             }
+            check_shown(&inc, seen)?;
             let by = who.to_string();
-            let needed = self.policy.approve_quorum(inc.severity);
+            let mut needed = self.policy.approve_quorum(inc.severity);
+            if self.still_blind(&inc) {
+                needed = needed.max(super::BLIND_QUORUM);
+            }
             if needed > 1 {
-                let Ok(waiting) = inc.cast_vote(VoteAction::Approve, who, now, needed) else {
+                let Ok(waiting) = inc.cast_vote(VoteAction::Approve, who, now, needed, seen) else {
                     return abort(ActionError::AlreadyVoted { id });
                 };
                 if let Some(votes) = waiting {
-                    let action = Action::ApprovalVote { votes, needed };
+                    let action = Action::ApprovalVote {
+                        votes,
+                        needed,
+                        seen,
+                    };
                     inc.event(tx, now, &by, action).lift()?;
                     save_and_page(tx, &inc, now).lift()?;
-                    return Ok(inc);
+                    let newer = inc.shown(seen).newer;
+                    if newer > 0 {
+                        tx.enqueue_repost(id, now).lift()?;
+                    }
+                    return Ok(Pressed {
+                        incident: inc,
+                        newer,
+                    });
                 }
             }
+            let reach = inc.reach(VoteAction::Approve, seen);
+            check_shown(&inc, reach)?;
+            let shown = inc.shown(reach);
             let note = Some(format!("incident #{id}"));
+            if shown.newer > 0 {
+                // Only what every voter saw: the burst stays open with its newer members.
+                let posts: Vec<String> = shown.members.iter().map(|m| m.object.clone()).collect();
+                for m in shown.members {
+                    let entry = ApprovedEntry::ApprovedPost {
+                        account: inc.account.clone(),
+                        fingerprint: m.fingerprint,
+                        post_id: Some(m.object),
+                        expires_at: None,
+                        by: by.clone(),
+                        note: note.clone(),
+                    };
+                    tx.append_log(entry, now).lift()?;
+                }
+                for m in &mut inc.members {
+                    m.approved |= posts.contains(&m.object);
+                }
+                inc.votes.retain(|v| v.action != VoteAction::Approve);
+                let newer = shown.newer;
+                inc.event(tx, now, &by, Action::ApprovedShown { posts, newer })
+                    .lift()?;
+                save_and_page(tx, &inc, now).lift()?;
+                tx.enqueue_repost(id, now).lift()?;
+                return Ok(Pressed {
+                    incident: inc,
+                    newer,
+                });
+            }
             match &inc.evidence {
                 Evidence::Post {
                     post_id,
@@ -62,14 +125,17 @@ impl Incidents {
                     fingerprint,
                     ..
                 } => {
-                    // A burst is approved as a whole: every post in it, by its content.
+                    // A burst is approved as a whole: every post in it not approved yet, by
+                    // its content.
                     let members = if inc.members.is_empty() {
                         vec![Member {
                             object: post_id.clone(),
                             fingerprint: Some(fingerprint.clone()),
+                            since: 0,
+                            approved: false,
                         }]
                     } else {
-                        inc.members.clone()
+                        shown.members
                     };
                     for m in members {
                         let entry = ApprovedEntry::ApprovedPost {
@@ -109,49 +175,88 @@ impl Incidents {
             inc.state = State::Resolved;
             inc.resolution = Some(Resolution::Approved);
             inc.resolved_by = Some(who.clone());
+            inc.votes.retain(|v| v.action != VoteAction::Resolve);
             inc.event(tx, now, &by, Action::Approved).lift()?;
             save_and_page(tx, &inc, now).lift()?;
-            Ok(inc)
+            announce_resolution(tx, &inc, now).lift()?;
+            Ok(Pressed {
+                incident: inc,
+                newer: 0,
+            })
         })
         .await
     }
 
-    /// A responder asks for the incident's posts to be deleted. Below `takedown_quorum` the
-    /// press is a vote; the press that reaches it marks the takedown as started in the same
-    /// transaction, so the platform is called once per quorum however many presses race.
-    pub async fn begin_takedown(&self, id: u64, who: &Actor) -> Result<TakedownStart, ActionError> {
+    /// A responder asks for the incident's posts to be deleted, from a page of evidence
+    /// version `seen` (None: the incident as it is): only the posts that page (and every
+    /// earlier vote's page) showed are deleted. Below `takedown_quorum` the press is a vote;
+    /// the press that reaches it marks the takedown as started in the same transaction, so the
+    /// platform is called once per quorum however many presses race.
+    pub async fn begin_takedown(
+        &self,
+        id: u64,
+        who: &Actor,
+        seen: Option<u32>,
+    ) -> Result<TakedownStart, ActionError> {
         let stale = chrono::Duration::from_std(TAKEDOWN_STALE).unwrap_or_default();
         self.act(id, |tx, mut inc, now| {
             if inc.state == State::Resolved {
                 return abort(already_resolved(&inc));
             }
-            let targets = inc.takedown_targets();
-            if targets.is_empty() {
+            let all = inc.takedown_targets();
+            if all.is_empty() {
                 return abort(ActionError::NotAPost { id });
             }
             if inc.takedown_started.is_some_and(|at| now - at < stale) {
                 return abort(ActionError::TakedownInProgress { id });
             }
+            if inc.takedown_targets_seen(seen).is_empty() {
+                return abort(ActionError::Changed { id });
+            }
             let by = who.to_string();
             let needed = self.policy.takedown_quorum();
             if needed > 1 {
-                let Ok(waiting) = inc.cast_vote(VoteAction::Takedown, who, now, needed) else {
+                let Ok(waiting) = inc.cast_vote(VoteAction::Takedown, who, now, needed, seen)
+                else {
                     return abort(ActionError::AlreadyVotedTakedown { id });
                 };
                 if let Some(votes) = waiting {
-                    let action = Action::TakedownVote { votes, needed };
+                    let action = Action::TakedownVote {
+                        votes,
+                        needed,
+                        seen,
+                    };
                     inc.event(tx, now, &by, action).lift()?;
                     save_and_page(tx, &inc, now).lift()?;
-                    return Ok(TakedownStart::Waiting(inc));
+                    let newer = all.len() - inc.takedown_targets_seen(seen).len();
+                    if newer > 0 {
+                        tx.enqueue_repost(id, now).lift()?;
+                    }
+                    return Ok(TakedownStart::Waiting {
+                        incident: inc,
+                        newer,
+                    });
                 }
             }
+            let targets = inc.takedown_targets_seen(inc.reach(VoteAction::Takedown, seen));
+            if targets.is_empty() {
+                return abort(ActionError::Changed { id });
+            }
+            let newer = all.len() - targets.len();
             inc.votes.retain(|v| v.action != VoteAction::Takedown);
             inc.takedown_started = Some(now);
             let posts = targets.iter().map(|(p, _)| p.clone()).collect();
             inc.event(tx, now, &by, Action::TakedownStarted { posts })
                 .lift()?;
             save_and_page(tx, &inc, now).lift()?;
-            Ok(TakedownStart::Go(inc))
+            if newer > 0 {
+                tx.enqueue_repost(id, now).lift()?;
+            }
+            Ok(TakedownStart::Go {
+                incident: inc,
+                targets,
+                newer,
+            })
         })
         .await
     }
@@ -178,13 +283,20 @@ impl Incidents {
             let gone = results
                 .iter()
                 .all(|(_, o)| matches!(o, T::Deleted | T::AlreadyGone));
-            if gone && !results.is_empty() && inc.state != State::Resolved {
+            // A takedown from an older page leaves the newer posts up: still open.
+            let all = inc
+                .takedown_targets()
+                .iter()
+                .all(|(p, _)| results.iter().any(|(r, _)| r == p));
+            if gone && all && !results.is_empty() && inc.state != State::Resolved {
                 let resolution = Resolution::Contained;
                 inc.state = State::Resolved;
                 inc.resolution = Some(resolution);
                 inc.resolved_by = Some(who.clone());
+                inc.votes.retain(|v| v.action != VoteAction::Resolve);
                 inc.event(tx, now, &by, Action::Resolved { resolution })
                     .lift()?;
+                announce_resolution(tx, &inc, now).lift()?;
             }
             save_and_page(tx, &inc, now).lift()?;
             Ok(inc)
@@ -203,14 +315,33 @@ impl Incidents {
                 return abort(already_resolved(&inc));
             }
             // "False alarm" makes the same evidence never page again: a silencing action,
-            // voted on like an approval. "Contained" hides nothing and stays one press.
-            let needed = self.policy.resolve_quorum(inc.severity);
-            if resolution == Resolution::FalseAlarm && needed > 1 {
-                let Ok(waiting) = inc.cast_vote(VoteAction::FalseAlarm, who, now, needed) else {
-                    return abort(ActionError::AlreadyVotedFalseAlarm { id });
+            // voted on like an approval. "Contained" hides nothing and stays one press, but
+            // for a source still blind: closing that hides that tocsin cannot see.
+            let false_alarm = resolution == Resolution::FalseAlarm;
+            let mut needed = if false_alarm {
+                self.policy.resolve_quorum(inc.severity)
+            } else {
+                1
+            };
+            if self.still_blind(&inc) {
+                needed = needed.max(super::BLIND_QUORUM);
+            }
+            if needed > 1 {
+                let (vote, already) = if false_alarm {
+                    let already = ActionError::AlreadyVotedFalseAlarm { id };
+                    (VoteAction::FalseAlarm, already)
+                } else {
+                    (VoteAction::Resolve, ActionError::AlreadyVotedResolve { id })
+                };
+                let Ok(waiting) = inc.cast_vote(vote, who, now, needed, None) else {
+                    return abort(already);
                 };
                 if let Some(votes) = waiting {
-                    let action = Action::FalseAlarmVote { votes, needed };
+                    let action = if false_alarm {
+                        Action::FalseAlarmVote { votes, needed }
+                    } else {
+                        Action::ResolveVote { votes, needed }
+                    };
                     inc.event(tx, now, &who.to_string(), action).lift()?;
                     save_and_page(tx, &inc, now).lift()?;
                     return Ok(inc);
@@ -219,14 +350,57 @@ impl Incidents {
             inc.state = State::Resolved;
             inc.resolution = Some(resolution);
             inc.resolved_by = Some(who.clone());
+            inc.votes.retain(|v| v.action != VoteAction::Resolve);
             inc.event(tx, now, &who.to_string(), Action::Resolved { resolution })
                 .lift()?;
             super::mail::forget(tx, &inc).lift()?;
             save_and_page(tx, &inc, now).lift()?;
+            announce_resolution(tx, &inc, now).lift()?;
             Ok(inc)
         })
         .await
     }
+}
+
+/// Refuses a press from a page of version `seen` when nothing it showed is left to act on: a
+/// burst whose shown members are all approved already, or other evidence (but mail, whose
+/// approval is of its sender or campaign) that changed since.
+fn check_shown(inc: &Incident, seen: Option<u32>) -> TxResult<(), ActionError> {
+    let changed = if inc.members.is_empty() {
+        let stale = seen.is_some_and(|v| v < inc.version());
+        stale && !matches!(inc.evidence, Evidence::Mail(_))
+    } else {
+        inc.shown(seen).members.is_empty()
+    };
+    if changed {
+        return abort(ActionError::Changed { id: inc.id });
+    }
+    Ok(())
+}
+
+/// A critical incident's resolution is announced as a message of its own, replying to its
+/// page: an edit rings nobody, and a closed critical page is what an intruder holding one
+/// phone would want nobody to notice.
+fn announce_resolution(
+    tx: &crate::store::Tx<'_>,
+    inc: &Incident,
+    now: chrono::DateTime<chrono::Utc>,
+) -> TxResult<()> {
+    // Telegram's own outage is never queued for Telegram.
+    if inc.severity != crate::model::Severity::Critical || inc.rule == Rule::TelegramDown {
+        return Ok(());
+    }
+    let how = inc.resolution.map_or("resolved", Resolution::as_str);
+    let by = inc
+        .resolved_by
+        .as_ref()
+        .map_or_else(|| "someone".into(), Actor::to_string);
+    let text = format!(
+        "✅ Incident #{} (CRITICAL · {} on {}) resolved ({how}) by {by}.",
+        inc.id, inc.rule, inc.account
+    );
+    tx.enqueue_announcement(inc.id, text, now)?;
+    Ok(())
 }
 
 fn already_resolved(inc: &Incident) -> ActionError {

@@ -85,12 +85,22 @@ pub enum ActionError {
         "you already voted to resolve incident #{id} as a false alarm; another responder must confirm"
     )]
     AlreadyVotedFalseAlarm { id: u64 },
+    #[error(
+        "you already asked to resolve incident #{id} while its source is still blind; another responder must confirm"
+    )]
+    AlreadyVotedResolve { id: u64 },
     #[error("you already asked to take down incident #{id}; another responder must confirm")]
     AlreadyVotedTakedown { id: u64 },
     #[error("incident #{id} is not about a post: there is nothing to take down")]
     NotAPost { id: u64 },
     #[error("the takedown of incident #{id} is already under way")]
     TakedownInProgress { id: u64 },
+    /// The press came from a page whose evidence has changed since, and nothing it showed is
+    /// left to act on: acting on the current evidence would act on what nobody saw.
+    #[error(
+        "incident #{id} changed since the page you pressed on; nothing it showed is left to act on. Its current state is sent as a new message: act there"
+    )]
+    Changed { id: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -109,7 +119,17 @@ pub struct Incidents {
     auto_pause: Option<Arc<dyn PauseMailer>>,
     /// Long mutes asked for by one responder, by account, waiting for a second.
     mute_requests: Arc<std::sync::Mutex<std::collections::HashMap<String, paging::MuteRequest>>>,
+    /// Whether a source (its health entry) sees again since a time: resolving `monitor.blind`
+    /// while it does not takes two responders. None (no sources known): every source sees.
+    sight: Option<Sight>,
 }
+
+/// See [`Incidents::with_sight`].
+pub type Sight = Arc<dyn Fn(&str, DateTime<Utc>) -> bool + Send + Sync>;
+
+/// Responders needed to close a `monitor.blind` incident while its source is still blind,
+/// whatever its severity: one phone must not be able to hide that tocsin cannot see.
+pub const BLIND_QUORUM: u8 = 2;
 
 /// A takedown marked as started this long ago without its answers (the daemon stopped in
 /// between) no longer blocks a new attempt: longer than any platform call may take.
@@ -118,11 +138,24 @@ pub const TAKEDOWN_STALE: std::time::Duration = std::time::Duration::from_secs(1
 /// What a takedown press led to.
 #[derive(Debug, Clone)]
 pub enum TakedownStart {
-    /// A vote below the quorum; the page says who else must confirm.
-    Waiting(Incident),
-    /// The quorum is reached: delete [`Incident::takedown_targets`], then call
-    /// [`Incidents::finish_takedown`] with the answers.
-    Go(Incident),
+    /// A vote below the quorum; the page says who else must confirm. `newer`: burst members
+    /// the page pressed on did not show.
+    Waiting { incident: Incident, newer: usize },
+    /// The quorum is reached: delete `targets` (what the voters' pages showed), then call
+    /// [`Incidents::finish_takedown`] with the answers. `newer` members stay as they are.
+    Go {
+        incident: Incident,
+        targets: Vec<(String, Option<DateTime<Utc>>)>,
+        newer: usize,
+    },
+}
+
+/// What an approval press did: the incident after it, and how many burst members newer than
+/// the page pressed on it left open (their page goes out again as a new message).
+#[derive(Debug, Clone)]
+pub struct Pressed {
+    pub incident: Incident,
+    pub newer: usize,
 }
 
 /// What [`Incidents::record`] did with a finding.
@@ -148,7 +181,24 @@ impl Incidents {
             policy: Arc::default(),
             auto_pause: None,
             mute_requests: Arc::default(),
+            sight: None,
         }
+    }
+
+    /// `sees(account, since)`: whether the source of health entry `account` has seen its
+    /// account since `since` (the daemon asks the sources' health).
+    pub fn with_sight(mut self, sees: Sight) -> Incidents {
+        self.sight = Some(sees);
+        self
+    }
+
+    /// A `monitor.blind` incident whose source has not seen since it opened.
+    fn still_blind(&self, inc: &Incident) -> bool {
+        inc.rule == Rule::MonitorBlind
+            && self
+                .sight
+                .as_ref()
+                .is_some_and(|sees| !sees(&inc.account, inc.opened_at))
     }
 
     /// Pauses the mailer through `mailer` whenever an `email.exposed_recipients` incident opens.
@@ -469,7 +519,8 @@ pub(super) fn ring_if_risen(
     tx.put_incident(inc)
 }
 
-fn member(f: &Finding) -> Member {
+/// `since`: the incident's evidence version once this finding is in it.
+fn member(f: &Finding, since: u32) -> Member {
     let fingerprint = match &f.evidence {
         Evidence::Post { fingerprint, .. } | Evidence::PostEdited { fingerprint, .. } => {
             Some(fingerprint.clone())
@@ -483,6 +534,8 @@ fn member(f: &Finding) -> Member {
     Member {
         object: f.object.clone(),
         fingerprint,
+        since,
+        approved: false,
     }
 }
 
@@ -505,14 +558,16 @@ pub(super) fn upsert(
             });
         }
         if inc.state != State::Resolved {
-            if let Some(m) = inc.members.iter_mut().find(|m| m.object == f.object) {
-                *m = member(f);
-            }
             let before = inc.severity;
             inc.evidence = f.evidence.clone();
             inc.evidence_digest = digest;
             inc.severity = inc.severity.max(f.severity);
             inc.findings += 1;
+            // New content is a new member for the pages: one shown before did not show it.
+            let since = inc.version();
+            if let Some(m) = inc.members.iter_mut().find(|m| m.object == f.object) {
+                *m = member(f, since);
+            }
             // A vote approved the evidence its voter saw; new evidence needs new votes, or an
             // intruder could swap the content between the first and the second approval.
             inc.votes.clear();
@@ -531,11 +586,11 @@ pub(super) fn upsert(
             });
         if let Some(mut inc) = burst {
             let before = inc.severity;
-            inc.members.push(member(f));
             inc.evidence = f.evidence.clone();
             inc.evidence_digest = digest;
             inc.severity = inc.severity.max(f.severity);
             inc.findings += 1;
+            inc.members.push(member(f, inc.version()));
             // Approve approves every member: votes cast before this one joined do not cover it.
             inc.votes.clear();
             inc.event(tx, now, "tocsin", Action::Updated)?;
@@ -565,7 +620,7 @@ pub(super) fn upsert(
         timeline: Vec::new(),
         page: None,
         members: if groups(f.rule) {
-            vec![member(f)]
+            vec![member(f, 1)]
         } else {
             Vec::new()
         },

@@ -182,12 +182,14 @@ async fn quorum_needs_two_different_responders() {
             Action::Opened,
             Action::ApprovalVote {
                 votes: 1,
-                needed: 2
+                needed: 2,
+                seen: None
             },
             Action::Updated,
             Action::ApprovalVote {
                 votes: 1,
-                needed: 2
+                needed: 2,
+                seen: None
             },
             Action::Approved
         ]
@@ -278,4 +280,81 @@ fn silencing_quorums_default_to_two_on_critical_only_with_two_responders() {
     let p = PagingPolicy::from_config(&Config::parse(&text, "t.toml").unwrap());
     assert_eq!(p.approve_quorum(Severity::Critical), 1);
     assert_eq!(p.resolve_quorum(Severity::Critical), 2);
+}
+
+fn blind_finding() -> Outcome {
+    Outcome {
+        finding: Some(Finding {
+            rule: Rule::MonitorBlind,
+            severity: Severity::High,
+            account: "main".into(),
+            object: "source".into(),
+            evidence: Evidence::Channel {
+                channel: "mastodon source".into(),
+                problem: "the token was refused (401)".into(),
+                since: Utc::now(),
+            },
+            changed_at: None,
+            seen_at: Utc::now(),
+        }),
+        writes: vec![],
+    }
+}
+
+#[tokio::test]
+async fn a_still_blind_source_takes_two_responders_to_resolve_whatever_its_severity() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let sees = Arc::new(AtomicBool::new(false));
+    let sight = sees.clone();
+    let incidents = Incidents::new(store.clone(), Arc::new(Notify::new()))
+        .with_sight(Arc::new(move |_, _| sight.load(Ordering::SeqCst)));
+    assert_eq!(
+        incidents.record(&blind_finding()).await.unwrap(),
+        Recorded::Opened(1)
+    );
+    let inc = incidents
+        .resolve(1, &alice(), Resolution::Contained)
+        .await
+        .unwrap();
+    assert_eq!(inc.state, State::Open, "one responder is a vote");
+    assert_eq!(inc.resolve_votes().count(), 1);
+    assert!(matches!(
+        incidents.resolve(1, &alice(), Resolution::Contained).await,
+        Err(ActionError::AlreadyVotedResolve { id: 1 })
+    ));
+    assert!(
+        matches!(
+            incidents.approve(1, &alice()).await.unwrap().state,
+            State::Open
+        ),
+        "Approve does not close it either"
+    );
+    let inc = incidents
+        .resolve(1, &bob(), Resolution::Contained)
+        .await
+        .unwrap();
+    assert_eq!(inc.state, State::Resolved);
+    assert_eq!(inc.resolved_by, Some(bob()));
+    assert!(inc.resolve_votes().next().is_none());
+    assert!(store.verify_timeline().unwrap().is_ok());
+
+    // The next outage, once the source sees again: one responder is enough.
+    let mut next = blind_finding();
+    if let Some(Finding {
+        evidence: Evidence::Channel { since, .. },
+        ..
+    }) = &mut next.finding
+    {
+        *since += chrono::Duration::seconds(1);
+    }
+    assert_eq!(incidents.record(&next).await.unwrap(), Recorded::Opened(2));
+    sees.store(true, Ordering::SeqCst);
+    let inc = incidents
+        .resolve(2, &alice(), Resolution::Contained)
+        .await
+        .unwrap();
+    assert_eq!(inc.state, State::Resolved);
+    assert!(store.verify_timeline().unwrap().is_ok());
 }

@@ -94,6 +94,16 @@ pub enum Action {
     ApprovalVote {
         votes: u8,
         needed: u8,
+        /// The evidence version of the page the voter pressed on (None: the incident as it
+        /// was): the approval covers no member that joined after it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seen: Option<u32>,
+    },
+    /// An approval from a page older than the burst's newest members: these posts (the ones
+    /// that page showed) joined the approved log; `newer` members stay open.
+    ApprovedShown {
+        posts: Vec<String>,
+        newer: usize,
     },
     /// Account-level: the account's pages are held until `until` (no incident).
     Muted {
@@ -111,10 +121,19 @@ pub enum Action {
         votes: u8,
         needed: u8,
     },
+    /// A responder's `/resolve N` of a `monitor.blind` incident whose source is still blind:
+    /// it takes two responders, not reached yet.
+    ResolveVote {
+        votes: u8,
+        needed: u8,
+    },
     /// A responder's takedown press counted towards `takedown_quorum`, not reached yet.
     TakedownVote {
         votes: u8,
         needed: u8,
+        /// As for [`Action::ApprovalVote`]: the takedown deletes only what this version showed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seen: Option<u32>,
     },
     /// The quorum was reached: the platform is being asked to delete these posts, once.
     TakedownStarted {
@@ -194,6 +213,11 @@ pub struct PageRef {
     /// rise was queued already rang for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_at: Option<DateTime<Utc>>,
+    /// The incident's evidence version ([`Incident::version`]) this message shows: what
+    /// `/approve N` and `/takedown N` act on, and what a button without a version (from an
+    /// older build) pressed on this message stands for. None: a page of an older build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,11 +268,66 @@ pub struct Member {
     pub object: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
+    /// The incident's evidence version when this member's current content arrived: a page of
+    /// an older version did not show it, so a press there does not act on it. 0: before
+    /// versions were kept (shown by every page).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub since: u32,
+    /// Approved from a page that did not show the burst's newer members: in the approved log
+    /// already, never taken down, the rest of the burst still open.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub approved: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// What a page showed of a burst: the members a press there acts on, and how many newer ones
+/// it leaves open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    pub members: Vec<Member>,
+    pub newer: usize,
 }
 
 impl Incident {
     pub fn dedup_key(&self) -> String {
         dedup_key(&self.account, self.rule, &self.object)
+    }
+
+    /// The evidence version: it grows with every finding merged in, so a page rendered at
+    /// version `v` showed exactly the members whose `since` is at most `v`.
+    pub fn version(&self) -> u32 {
+        self.findings
+    }
+
+    /// The burst members a page of version `seen` showed that are not approved yet, and how
+    /// many unapproved members are newer than it. `None`: the incident as it is now.
+    pub fn shown(&self, seen: Option<u32>) -> Shown {
+        let seen = seen.unwrap_or(u32::MAX);
+        let (members, newer): (Vec<&Member>, Vec<&Member>) = self
+            .members
+            .iter()
+            .filter(|m| !m.approved)
+            .partition(|m| m.since <= seen);
+        Shown {
+            members: members.into_iter().cloned().collect(),
+            newer: newer.len(),
+        }
+    }
+
+    /// The version a quorum of `action` reached with this press covers: the oldest page any of
+    /// its voters pressed on.
+    pub fn reach(&self, action: VoteAction, seen: Option<u32>) -> Option<u32> {
+        self.votes
+            .iter()
+            .filter(|v| v.action == action)
+            .map(|v| v.seen)
+            .chain([seen])
+            .map(|s| s.unwrap_or(u32::MAX))
+            .min()
+            .filter(|s| *s != u32::MAX)
     }
 
     /// Takedown votes cast so far while the quorum is not reached.
@@ -258,9 +337,16 @@ impl Incident {
             .filter(|v| v.action == VoteAction::Takedown)
     }
 
-    /// The posts a takedown deletes: every member of a burst, or the one post, each with the
-    /// time the platform gave it when known (Telegram refuses deletions after 48 hours).
+    /// The posts a takedown deletes: every member of a burst not approved, or the one post,
+    /// each with the time the platform gave it when known (Telegram refuses deletions after 48
+    /// hours).
     pub fn takedown_targets(&self) -> Vec<(String, Option<DateTime<Utc>>)> {
+        self.takedown_targets_seen(None)
+    }
+
+    /// The takedown targets a page of version `seen` showed (None: the incident as it is).
+    pub fn takedown_targets_seen(&self, seen: Option<u32>) -> Vec<(String, Option<DateTime<Utc>>)> {
+        let seen = seen.unwrap_or(u32::MAX);
         if !groups(self.rule) {
             return Vec::new();
         }
@@ -279,6 +365,7 @@ impl Incident {
         self.members
             .iter()
             .enumerate()
+            .filter(|(_, m)| !m.approved && m.since <= seen)
             .map(|(i, m)| (m.object.clone(), if i == 0 { first_at } else { None }))
             .collect()
     }
@@ -290,6 +377,13 @@ impl Incident {
             .filter(|v| v.action == VoteAction::FalseAlarm)
     }
 
+    /// Votes to resolve a `monitor.blind` incident while its source is still blind.
+    pub fn resolve_votes(&self) -> impl Iterator<Item = &Vote> {
+        self.votes
+            .iter()
+            .filter(|v| v.action == VoteAction::Resolve)
+    }
+
     pub fn approve_votes(&self) -> impl Iterator<Item = &Vote> {
         self.votes
             .iter()
@@ -298,13 +392,16 @@ impl Incident {
 
     /// Records `who`'s vote towards `action` under a quorum of `needed`: `Ok(Some(votes))` while
     /// the quorum is not reached yet, `Ok(None)` when this vote reaches it, `Err(())` when `who`
-    /// already voted for it (a vote covers one responder, however often they press).
+    /// already voted for it (a vote covers one responder, however often they press). `seen`:
+    /// the version of the page pressed on, kept while the vote waits (see [`Incident::reach`]);
+    /// the vote that reaches the quorum is spent on the action and keeps none.
     pub(crate) fn cast_vote(
         &mut self,
         action: VoteAction,
         who: &Actor,
         at: DateTime<Utc>,
         needed: u8,
+        seen: Option<u32>,
     ) -> Result<Option<u8>, ()> {
         let of_action = |inc: &Incident| {
             inc.votes
@@ -316,14 +413,16 @@ impl Incident {
         if of_action(self).contains(&who.id) {
             return Err(());
         }
+        let votes = of_action(self).len() + 1;
+        let waiting = votes < usize::from(needed);
         self.votes.push(Vote {
             action,
             who: who.clone(),
             at,
             needed,
+            seen: seen.filter(|_| waiting),
         });
-        let votes = of_action(self).len();
-        Ok((votes < usize::from(needed)).then_some(votes as u8))
+        Ok(waiting.then_some(votes as u8))
     }
 }
 
@@ -408,6 +507,8 @@ pub enum VoteAction {
     Approve,
     Takedown,
     FalseAlarm,
+    /// Resolving (as contained) a `monitor.blind` incident whose source is still blind.
+    Resolve,
 }
 
 /// One responder's vote towards an action that needs several.
@@ -419,6 +520,9 @@ pub struct Vote {
     /// The quorum in force when the vote was cast, so the page can say how many are missing
     /// without reading the configuration.
     pub needed: u8,
+    /// The evidence version of the page the voter pressed on, while the quorum is not reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen: Option<u32>,
 }
 
 /// How a takedown ended, as the platform answered. Each is shown on the page and in the timeline.

@@ -172,6 +172,8 @@ enum Job {
     Ring {
         seq: u64,
         text: String,
+        /// Sent whatever the incident's state ([`OutboxEntry::announce`]).
+        announce: bool,
     },
 }
 
@@ -196,6 +198,7 @@ impl Job {
             return Some(Job::Ring {
                 seq,
                 text: text.clone(),
+                announce: head.announce,
             });
         }
         // Every page update of the incident is answered by delivering its state once:
@@ -483,15 +486,22 @@ impl Task {
                     result: self.pager.remind(&inc, &reminder, gate).await,
                 }
             }
-            Job::Ring { seq, text } => {
+            Job::Ring {
+                seq,
+                text,
+                announce,
+            } => {
                 // Resolved: nobody needs waking. A page sent as a new message after the ring
-                // was queued showed the new state and rang already.
-                if inc.state == State::Resolved || rang_already(&inc, self.enqueued_at) {
+                // was queued showed the new state and rang already. An announcement is what
+                // the chat must hear whatever happened since.
+                if !announce
+                    && (inc.state == State::Resolved || rang_already(&inc, self.enqueued_at))
+                {
                     return Done::Dropped(vec![seq]);
                 }
                 Done::Message {
                     seq,
-                    kind: "ring",
+                    kind: if announce { "announcement" } else { "ring" },
                     enqueued_at: self.enqueued_at,
                     result: self.pager.reply(&inc, &text, gate).await,
                 }

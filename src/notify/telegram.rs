@@ -64,6 +64,8 @@ pub struct Rendered {
     pub text: String,
     pub buttons: InlineKeyboardMarkup,
     pub digest: String,
+    /// The incident's evidence version this rendering shows ([`Incident::version`]).
+    pub version: u32,
 }
 
 /// The last answer of the platform for each post a takedown asked about, newest attempt last.
@@ -255,6 +257,10 @@ pub fn render_page(inc: &Incident, pause_button: bool) -> Rendered {
     } else if inc.findings > 1 && !matches!(inc.evidence, Evidence::Mail(_)) {
         t += &format!("Seen {} times, latest shown\n", inc.findings);
     }
+    let approved = inc.members.iter().filter(|m| m.approved).count();
+    if approved > 0 {
+        t += &format!("Approved from an older page: {approved} of them; the rest is still open\n");
+    }
     t += &format!(
         "Incident #{} · seen {}\n",
         inc.id,
@@ -285,6 +291,21 @@ pub fn render_page(inc: &Incident, pause_button: bool) -> Rendered {
             ordinal(votes.len() + 1),
             names.join(", ")
         );
+    }
+    for (what, votes) in [
+        ("Resolve", inc.resolve_votes().collect::<Vec<_>>()),
+        ("False alarm", inc.false_alarm_votes().collect()),
+    ] {
+        if inc.state != State::Resolved && !votes.is_empty() {
+            let needed = votes.iter().map(|v| v.needed).max().unwrap_or(1);
+            let names: Vec<_> = votes.iter().map(|v| v.who.name.as_str()).collect();
+            t += &format!(
+                "\n{what}: {}/{needed} — waiting for a {} responder (asked: {})",
+                votes.len(),
+                ordinal(votes.len() + 1),
+                names.join(", ")
+            );
+        }
     }
     let takedown_votes: Vec<_> = inc.takedown_votes().collect();
     if inc.state != State::Resolved && !takedown_votes.is_empty() {
@@ -332,19 +353,28 @@ pub fn render_page(inc: &Incident, pause_button: bool) -> Rendered {
     let can_take_down = !inc.takedown_targets().is_empty() && inc.takedown_started.is_none();
     let button =
         |label: &str, action: &str| InlineKeyboardButton::callback(label, format!("{action}:{id}"));
+    // Approve and Take down act on what this page shows: their data carries its version
+    // (`approve:12:7`, well under Telegram's 64 bytes).
+    let version = inc.version();
+    let versioned = |label: &str, action: &str| {
+        InlineKeyboardButton::callback(label, format!("{action}:{id}:{version}"))
+    };
     let row = match inc.state {
         State::Open => vec![
             button("Ack", "ack"),
-            button("Approve", "approve"),
+            versioned("Approve", "approve"),
             button("Resolve", "resolve"),
         ],
-        State::Acked => vec![button("Approve", "approve"), button("Resolve", "resolve")],
+        State::Acked => vec![
+            versioned("Approve", "approve"),
+            button("Resolve", "resolve"),
+        ],
         State::Resolved => vec![],
     };
     let mut rows = vec![row];
     if can_take_down && inc.state != State::Resolved {
         let at = rows[0].len().saturating_sub(1);
-        rows[0].insert(at, button("Take down", "takedown"));
+        rows[0].insert(at, versioned("Take down", "takedown"));
     }
     if pause_button && inc.state != State::Resolved && pausable(inc.rule) && pause.may_press() {
         rows.push(vec![button("Pause mailer", "pause")]);
@@ -373,6 +403,7 @@ pub fn render_page(inc: &Incident, pause_button: bool) -> Rendered {
         text: t,
         buttons,
         digest,
+        version,
     }
 }
 
@@ -648,6 +679,7 @@ impl TelegramPager {
         let done = |unexpected, plain| Delivered {
             page: PageRef {
                 rendered: r.digest.clone(),
+                version: Some(r.version),
                 ..page.clone()
             },
             how: How::Edited,
@@ -700,6 +732,7 @@ impl TelegramPager {
             message_id,
             rendered: r.digest.clone(),
             sent_at: Some(chrono::Utc::now()),
+            version: Some(r.version),
         };
         // Where an unexpected answer still says where the message is, the page can be edited
         // later; otherwise the next update sends a new one.

@@ -29,6 +29,10 @@ pub struct OutboxEntry {
     /// than by editing the one in the chat.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub repost: bool,
+    /// The `ring` message is an announcement: sent whatever the incident's state by then (a
+    /// critical incident's resolution is announced after it is resolved).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub announce: bool,
 }
 
 impl OutboxEntry {
@@ -80,6 +84,7 @@ fn page_entry(incident_id: u64, channel: &str, at: DateTime<Utc>) -> OutboxEntry
         reminder: None,
         ring: None,
         repost: false,
+        announce: false,
     }
 }
 
@@ -258,6 +263,24 @@ impl Tx<'_> {
             TELEGRAM,
             OutboxEntry {
                 ring: Some(text),
+                ..page_entry(incident_id, TELEGRAM, at)
+            },
+        )
+    }
+
+    /// Queues a message replying to the incident's page that goes out whatever the incident's
+    /// state by then: Telegram only, like a ring.
+    pub fn enqueue_announcement(
+        &self,
+        incident_id: u64,
+        text: String,
+        at: DateTime<Utc>,
+    ) -> TxResult<u64> {
+        self.enqueue(
+            TELEGRAM,
+            OutboxEntry {
+                ring: Some(text),
+                announce: true,
                 ..page_entry(incident_id, TELEGRAM, at)
             },
         )

@@ -500,8 +500,9 @@ struct Replay {
     acked_by: Option<String>,
     resolved_by: Option<String>,
     takedown_started: Option<DateTime<Utc>>,
-    /// Votes an event accounts for (action, who, when): cleared where the incident's votes are.
-    votes: Vec<(VoteAction, String, DateTime<Utc>)>,
+    /// Votes an event accounts for (action, who, when, the version of the page pressed on):
+    /// cleared where the incident's votes are.
+    votes: Vec<(VoteAction, String, DateTime<Utc>, Option<u32>)>,
     paged: bool,
 }
 
@@ -521,33 +522,50 @@ impl Replay {
                     r.acked_by = Some(who.clone());
                 }
                 Action::Approved => {
+                    r.votes.retain(|(a, ..)| *a != VoteAction::Resolve);
                     r.state = Some(State::Resolved);
                     r.resolution = Some(Resolution::Approved);
                     r.resolved_by = Some(who.clone());
                     // The vote that reached the quorum is kept with the approval's time.
-                    r.votes.push((VoteAction::Approve, who.clone(), rec.at));
+                    r.votes
+                        .push((VoteAction::Approve, who.clone(), rec.at, None));
+                }
+                // Part of a burst approved: the quorum is spent, the incident stays as it was
+                // (the approved members are in its subject).
+                Action::ApprovedShown { .. } => {
+                    r.votes.retain(|(a, ..)| *a != VoteAction::Approve);
                 }
                 Action::Resolved { resolution } => {
+                    // Votes to close a blind source's incident are spent with it.
+                    r.votes.retain(|(a, ..)| *a != VoteAction::Resolve);
                     r.state = Some(State::Resolved);
                     r.resolution = Some(*resolution);
                     r.resolved_by = Some(who.clone());
                     // The vote that reached `resolve_quorum` is kept with the resolution's time.
                     if *resolution == Resolution::FalseAlarm {
-                        r.votes.push((VoteAction::FalseAlarm, who.clone(), rec.at));
+                        r.votes
+                            .push((VoteAction::FalseAlarm, who.clone(), rec.at, None));
                     }
                 }
                 Action::FalseAlarmVote { .. } => {
-                    r.votes.push((VoteAction::FalseAlarm, who.clone(), rec.at))
+                    r.votes
+                        .push((VoteAction::FalseAlarm, who.clone(), rec.at, None))
                 }
-                Action::ApprovalVote { .. } => {
-                    r.votes.push((VoteAction::Approve, who.clone(), rec.at))
+                Action::ApprovalVote { seen, .. } => {
+                    r.votes
+                        .push((VoteAction::Approve, who.clone(), rec.at, *seen))
                 }
-                Action::TakedownVote { .. } => {
-                    r.votes.push((VoteAction::Takedown, who.clone(), rec.at))
+                Action::ResolveVote { .. } => {
+                    r.votes
+                        .push((VoteAction::Resolve, who.clone(), rec.at, None))
+                }
+                Action::TakedownVote { seen, .. } => {
+                    r.votes
+                        .push((VoteAction::Takedown, who.clone(), rec.at, *seen))
                 }
                 Action::TakedownStarted { .. } => {
                     r.takedown_started = Some(rec.at);
-                    r.votes.retain(|(a, _, _)| *a != VoteAction::Takedown);
+                    r.votes.retain(|(a, ..)| *a != VoteAction::Takedown);
                 }
                 Action::TakedownResult { .. } => r.takedown_started = None,
                 Action::Reminded { .. }
@@ -640,12 +658,13 @@ fn check_incident(
         ));
     }
     for v in &inc.votes {
-        let vote = (v.action, v.who.to_string(), v.at);
+        let vote = (v.action, v.who.to_string(), v.at, v.seen);
         if !r.votes.contains(&vote) {
             let what = match v.action {
                 VoteAction::Approve => "approve",
                 VoteAction::Takedown => "take down",
                 VoteAction::FalseAlarm => "resolve as a false alarm",
+                VoteAction::Resolve => "resolve while its source is blind",
             };
             say(format!(
                 "a vote by {} to {what} at {} is not in the timeline chain",
