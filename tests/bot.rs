@@ -144,3 +144,47 @@ async fn status_incidents_and_help_answer() {
     assert!(sent[3].text.contains("/ack N"), "{}", sent[3].text);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn commands_for_another_bot_and_forwarded_commands_do_nothing() {
+    let (app, id, _) = app_with_incident().await;
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/ack@otherbot {id}"));
+    // A responder forwarding what someone else wrote must not run it as the responder.
+    app.bot.push_forwarded(
+        CHAT,
+        &responder(),
+        &outsider(),
+        &format!("/resolve {id} false-alarm"),
+    );
+    let s = app.settle(1).await;
+    assert_eq!(s.sent.len(), 1, "the page only, no reply: {:?}", s.sent);
+    assert!(s.edits.is_empty(), "the page is unchanged: {:?}", s.edits);
+    let inc = app.store.incident(id).unwrap().unwrap();
+    assert_eq!(inc.state, State::Open, "nothing changed");
+    assert_eq!(
+        inc.timeline.len(),
+        2,
+        "opened and paged: {:?}",
+        inc.timeline
+    );
+    assert_eq!(
+        app.metric("tocsin_bot_commands_ignored_total{reason=\"other_bot\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        app.metric("tocsin_bot_commands_ignored_total{reason=\"forwarded\"}")
+            .await,
+        1.0
+    );
+    // Addressed to this bot by its own name (learnt with getMe), the same command acts.
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/ack@tocsin_bot {id}"));
+    until(
+        || app.store.incident(id).unwrap().unwrap().state == State::Acked,
+        "the ack",
+    )
+    .await;
+    app.stop().await;
+}

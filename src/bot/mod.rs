@@ -236,10 +236,36 @@ impl BotContext {
     }
 }
 
-async fn on_message(bot: &Bot, ctx: &BotContext, msg: &Message) {
+/// Why a command in `msg` is not this bot's to run, if it is not: `/ack@otherbot 3` is meant
+/// for another bot in the same group, and a forwarded message was written by someone else —
+/// run, it would act as the responder who forwarded it. `me` is this bot's username (from
+/// `getMe`); until it is known, every addressed command is taken as another bot's.
+fn not_ours(msg: &Message, me: Option<&str>) -> Option<&'static str> {
+    if msg.forward_origin().is_some() || msg.is_automatic_forward() {
+        return Some("forwarded");
+    }
+    let head = msg.text()?.split_whitespace().next()?;
+    let (_, to) = head.split_once('@')?;
+    match me {
+        Some(me) if to.eq_ignore_ascii_case(me) => None,
+        _ => Some("other_bot"),
+    }
+}
+
+async fn on_message(bot: &Bot, ctx: &BotContext, msg: &Message, me: Option<&str>) {
     let Some(command) = msg.text().and_then(Command::parse) else {
         return;
     };
+    if let Some(reason) = not_ours(msg, me) {
+        ctx.metrics.command_ignored(reason);
+        tracing::info!(
+            chat = msg.chat.id.0,
+            user = msg.from.as_ref().map_or(0, |u| u.id.0),
+            reason,
+            "command ignored"
+        );
+        return;
+    }
     let reply = match (
         &command,
         ctx.authorize(msg.chat.id, msg.from.as_ref(), "command"),
@@ -353,6 +379,19 @@ async fn to_channel(ctx: &BotContext, chat: ChatId, update: ChannelUpdate) {
     }
 }
 
+/// The bot's own username, which `/command@name` must name. None when `getMe` fails: asked
+/// again before the next poll.
+async fn whoami(bot: &Bot) -> Option<String> {
+    match bot.get_me().await {
+        Ok(me) => me.user.username,
+        Err(e) => {
+            let error = redact_token(&e.to_string(), bot.token());
+            tracing::warn!(%error, "getMe failed; commands addressed by name are ignored until it answers");
+            None
+        }
+    }
+}
+
 /// Receives updates until shutdown. `updates` long-polls; `bot` answers, with a short timeout.
 pub async fn run(
     updates: Bot,
@@ -369,7 +408,11 @@ pub async fn run(
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let mut failures = 0u32;
+    let mut me: Option<String> = None;
     loop {
+        if me.is_none() {
+            me = whoami(&bot).await;
+        }
         let started = tokio::time::Instant::now();
         let request = updates
             .get_updates()
@@ -401,7 +444,7 @@ pub async fn run(
                     .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
                 for update in updates {
                     match &update.kind {
-                        UpdateKind::Message(m) => on_message(&bot, &ctx, m).await,
+                        UpdateKind::Message(m) => on_message(&bot, &ctx, m, me.as_deref()).await,
                         UpdateKind::CallbackQuery(q) => on_callback(&bot, &ctx, q).await,
                         UpdateKind::ChannelPost(m) => {
                             to_channel(&ctx, m.chat.id, ChannelUpdate::Post(Box::new(m.clone())))
