@@ -188,3 +188,48 @@ async fn commands_for_another_bot_and_forwarded_commands_do_nothing() {
     .await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_outsider_is_refused_once_however_often_they_try() {
+    let (app, id, _) = app_with_incident().await;
+    for _ in 0..4 {
+        app.bot
+            .push_command(CHAT, &outsider(), &format!("/ack {id}"));
+    }
+    // In a private chat with the bot too: one refusal per user, wherever they write.
+    let dm = outsider().id as i64;
+    app.bot.push_command(dm, &outsider(), "/incidents");
+    let s = app.settle(1).await;
+    let refusals: Vec<_> = s
+        .sent
+        .iter()
+        .filter(|m| m.text.starts_with("Refused"))
+        .map(|m| (m.chat_id, m.text.as_str()))
+        .collect();
+    assert_eq!(
+        refusals,
+        [(CHAT, "Refused: user 666 is not an on-call responder.")],
+        "one refusal for five attempts"
+    );
+    assert_eq!(
+        app.metric("tocsin_unauthorized_actions").await,
+        5.0,
+        "every attempt is still counted"
+    );
+    let inc = app.store.incident(id).unwrap().unwrap();
+    assert_eq!(inc.state, State::Open, "nothing changed");
+    // Another outsider is refused in their turn.
+    let other = tocsin_fakes::telegram::FakeUser::new(667, "Eve", Some("eve"));
+    app.bot.push_command(CHAT, &other, &format!("/ack {id}"));
+    until(
+        || {
+            app.bot
+                .sent()
+                .iter()
+                .any(|m| m.text == "Refused: user 667 is not an on-call responder.")
+        },
+        "the second outsider's refusal",
+    )
+    .await;
+    app.stop().await;
+}

@@ -3,8 +3,10 @@
 //! Updates arrive by long polling (`getUpdates`); the offset is kept in sled so a restart does not
 //! replay presses that were already handled. Every command and button press is checked before
 //! anything else: it must come from the configured chat and from an allowlisted responder.
-//! Anyone else gets a refusal that reveals nothing about incidents, and the attempt is logged and
-//! counted (a hijacked or curious account poking at the bot is itself worth knowing about).
+//! Anyone else gets a refusal that reveals nothing about incidents (at most one per user an hour,
+//! see [`refusals`]), and every attempt is logged and counted (a hijacked or curious account
+//! poking at the bot is itself worth knowing about). Commands addressed to another bot
+//! (`/ack@otherbot 3`) and forwarded commands are not run at all (see [`not_ours`]).
 //!
 //! One command per file; [`Command`] names them and delegates.
 
@@ -15,6 +17,7 @@ mod help;
 mod incidents;
 mod mute;
 mod pause_mailer;
+mod refusals;
 mod resolve;
 mod status;
 mod takedown;
@@ -252,11 +255,20 @@ fn not_ours(msg: &Message, me: Option<&str>) -> Option<&'static str> {
     }
 }
 
-async fn on_message(bot: &Bot, ctx: &BotContext, msg: &Message, me: Option<&str>) {
+/// What the update loop keeps from one update to the next.
+#[derive(Debug, Default)]
+struct Inbox {
+    /// This bot's username (from `getMe`), None until learnt.
+    me: Option<String>,
+    /// Who was told "Refused" lately.
+    refusals: refusals::RefusalLimit,
+}
+
+async fn on_message(bot: &Bot, ctx: &BotContext, msg: &Message, inbox: &mut Inbox) {
     let Some(command) = msg.text().and_then(Command::parse) else {
         return;
     };
-    if let Some(reason) = not_ours(msg, me) {
+    if let Some(reason) = not_ours(msg, inbox.me.as_deref()) {
         ctx.metrics.command_ignored(reason);
         tracing::info!(
             chat = msg.chat.id.0,
@@ -276,7 +288,14 @@ async fn on_message(bot: &Bot, ctx: &BotContext, msg: &Message, me: Option<&str>
             tracing::info!(user = who.id, ?command, "command");
             command.apply(ctx, &who).await
         }
-        (_, Err(refusal)) => refusal,
+        (_, Err(refusal)) => {
+            let user = msg.from.as_ref().map_or(0, |u| u.id.0);
+            if !inbox.refusals.allow(user, tokio::time::Instant::now()) {
+                tracing::debug!(user, "refused again within the hour; not answered");
+                return;
+            }
+            refusal
+        }
     };
     if let Err(e) = bot.send_message(msg.chat.id, reply).await {
         let error = redact_token(&e.to_string(), bot.token());
@@ -408,10 +427,10 @@ pub async fn run(
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let mut failures = 0u32;
-    let mut me: Option<String> = None;
+    let mut inbox = Inbox::default();
     loop {
-        if me.is_none() {
-            me = whoami(&bot).await;
+        if inbox.me.is_none() {
+            inbox.me = whoami(&bot).await;
         }
         let started = tokio::time::Instant::now();
         let request = updates
@@ -444,7 +463,7 @@ pub async fn run(
                     .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
                 for update in updates {
                     match &update.kind {
-                        UpdateKind::Message(m) => on_message(&bot, &ctx, m, me.as_deref()).await,
+                        UpdateKind::Message(m) => on_message(&bot, &ctx, m, &mut inbox).await,
                         UpdateKind::CallbackQuery(q) => on_callback(&bot, &ctx, q).await,
                         UpdateKind::ChannelPost(m) => {
                             to_channel(&ctx, m.chat.id, ChannelUpdate::Post(Box::new(m.clone())))
