@@ -154,6 +154,13 @@ impl Command {
         }
     }
 
+    /// Whether the command waits on a platform or the mailer, which may take as long as their
+    /// timeout: such a command runs beside the update loop, so the next update (an ack, another
+    /// takedown) is handled meanwhile.
+    fn calls_out(&self) -> bool {
+        matches!(self, Command::Takedown(_) | Command::PauseMailer(_))
+    }
+
     /// Carries the command out; the reply for the responder.
     pub async fn apply(self, ctx: &BotContext, who: &Actor) -> String {
         match self {
@@ -262,7 +269,12 @@ struct Inbox {
     me: Option<String>,
     /// Who was told "Refused" lately.
     refusals: refusals::RefusalLimit,
+    /// Takedowns and pauses under way (see [`Command::calls_out`]).
+    actions: tokio::task::JoinSet<()>,
 }
+
+/// How long shutdown waits for takedowns and pauses under way to record their outcome.
+const ACTIONS_GRACE: Duration = Duration::from_secs(5);
 
 async fn on_message(bot: &Bot, ctx: &BotContext, msg: &Message, inbox: &mut Inbox) {
     let Some(command) = msg.text().and_then(Command::parse) else {
@@ -286,6 +298,15 @@ async fn on_message(bot: &Bot, ctx: &BotContext, msg: &Message, inbox: &mut Inbo
         (Command::Help, _) if msg.chat.id.0 == ctx.chat_id => help::TEXT.to_owned(),
         (_, Ok(who)) => {
             tracing::info!(user = who.id, ?command, "command");
+            if command.calls_out() {
+                let (bot, ctx, chat, command) =
+                    (bot.clone(), ctx.clone(), msg.chat.id, command.clone());
+                inbox.actions.spawn(async move {
+                    let reply = command.apply(&ctx, &who).await;
+                    send_reply(&bot, chat, reply).await;
+                });
+                return;
+            }
             command.apply(ctx, &who).await
         }
         (_, Err(refusal)) => {
@@ -297,17 +318,30 @@ async fn on_message(bot: &Bot, ctx: &BotContext, msg: &Message, inbox: &mut Inbo
             refusal
         }
     };
-    if let Err(e) = bot.send_message(msg.chat.id, reply).await {
+    send_reply(bot, msg.chat.id, reply).await;
+}
+
+async fn send_reply(bot: &Bot, chat: ChatId, reply: String) {
+    if let Err(e) = bot.send_message(chat, reply).await {
         let error = redact_token(&e.to_string(), bot.token());
         tracing::warn!(%error, "could not reply to a command");
     }
 }
 
-async fn on_callback(bot: &Bot, ctx: &BotContext, q: &CallbackQuery) {
+async fn on_callback(bot: &Bot, ctx: &BotContext, q: &CallbackQuery, inbox: &mut Inbox) {
     let chat = q.message.as_ref().map_or(ChatId(0), |m| m.chat().id);
     let reply = match ctx.authorize(chat, Some(&q.from), "button") {
         Err(refusal) => refusal,
         Ok(who) => match q.data.as_deref().and_then(Command::from_callback) {
+            Some(command) if command.calls_out() => {
+                tracing::info!(user = who.id, ?command, "button");
+                let (bot, ctx, query) = (bot.clone(), ctx.clone(), q.id.clone());
+                inbox.actions.spawn(async move {
+                    let reply = command.apply(&ctx, &who).await;
+                    answer_press(&bot, query, reply).await;
+                });
+                return;
+            }
             Some(command) => {
                 tracing::info!(user = who.id, ?command, "button");
                 command.apply(ctx, &who).await
@@ -318,7 +352,11 @@ async fn on_callback(bot: &Bot, ctx: &BotContext, q: &CallbackQuery) {
             }
         },
     };
-    if let Err(e) = bot.answer_callback_query(q.id.clone()).text(reply).await {
+    answer_press(bot, q.id.clone(), reply).await;
+}
+
+async fn answer_press(bot: &Bot, query: teloxide::types::CallbackQueryId, reply: String) {
+    if let Err(e) = bot.answer_callback_query(query).text(reply).await {
         let error = redact_token(&e.to_string(), bot.token());
         tracing::warn!(%error, "could not answer a button press");
     }
@@ -412,12 +450,39 @@ async fn whoami(bot: &Bot) -> Option<String> {
 }
 
 /// Receives updates until shutdown. `updates` long-polls; `bot` answers, with a short timeout.
+/// At shutdown, takedowns and pauses under way get [`ACTIONS_GRACE`] to record their outcome.
 pub async fn run(
     updates: Bot,
     bot: Bot,
     ctx: BotContext,
     long_poll: Duration,
     shutdown: CancellationToken,
+) {
+    let mut inbox = Inbox::default();
+    poll(updates, bot, ctx, long_poll, shutdown, &mut inbox).await;
+    if !inbox.actions.is_empty() {
+        let pending = inbox.actions.len();
+        tracing::info!(pending, "waiting for takedowns and pauses under way");
+        let drained = tokio::time::timeout(ACTIONS_GRACE, async {
+            while inbox.actions.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                pending = inbox.actions.len(),
+                "takedowns or pauses still waiting at shutdown were stopped"
+            );
+        }
+    }
+}
+
+async fn poll(
+    updates: Bot,
+    bot: Bot,
+    ctx: BotContext,
+    long_poll: Duration,
+    shutdown: CancellationToken,
+    inbox: &mut Inbox,
 ) {
     let store = ctx.incidents.store().clone();
     let mut offset: i32 = store
@@ -427,8 +492,12 @@ pub async fn run(
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let mut failures = 0u32;
-    let mut inbox = Inbox::default();
     loop {
+        while let Some(done) = inbox.actions.try_join_next() {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "a takedown or pause stopped before its outcome");
+            }
+        }
         if inbox.me.is_none() {
             inbox.me = whoami(&bot).await;
         }
@@ -463,8 +532,8 @@ pub async fn run(
                     .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
                 for update in updates {
                     match &update.kind {
-                        UpdateKind::Message(m) => on_message(&bot, &ctx, m, &mut inbox).await,
-                        UpdateKind::CallbackQuery(q) => on_callback(&bot, &ctx, q).await,
+                        UpdateKind::Message(m) => on_message(&bot, &ctx, m, inbox).await,
+                        UpdateKind::CallbackQuery(q) => on_callback(&bot, &ctx, q, inbox).await,
                         UpdateKind::ChannelPost(m) => {
                             to_channel(&ctx, m.chat.id, ChannelUpdate::Post(Box::new(m.clone())))
                                 .await;
