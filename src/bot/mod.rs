@@ -92,6 +92,8 @@ const KINDS: &[&str] = &[
 pub enum Command {
     Ack(u64),
     Approve(u64),
+    /// `/approve N cap=… window=…`: an approval of bulk mail on the responder's terms.
+    ApproveWith(u64, crate::incidents::BulkTerms),
     Takedown(u64),
     Resolve(u64, Resolution),
     Incidents,
@@ -106,6 +108,8 @@ pub enum Command {
     Help,
     /// A known command used wrongly: the reply is its usage.
     Usage(&'static str),
+    /// A known command with a bad argument: the reply names it.
+    Invalid(String),
     Unknown(String),
 }
 
@@ -166,6 +170,7 @@ impl Command {
         match self {
             Command::Ack(id) => ack::apply(ctx, id, who).await,
             Command::Approve(id) => approve::apply(ctx, id, who).await,
+            Command::ApproveWith(id, terms) => approve::apply_with(ctx, id, who, terms).await,
             Command::Takedown(id) => takedown::apply(ctx, id, who).await,
             Command::Resolve(id, r) => resolve::apply(ctx, id, r, who).await,
             Command::Incidents => incidents::apply(ctx),
@@ -177,6 +182,7 @@ impl Command {
             Command::Discard(id) => held::discard(ctx, id, who).await,
             Command::Help => help::TEXT.to_owned(),
             Command::Usage(usage) => format!("Usage: {usage}"),
+            Command::Invalid(why) => why,
             Command::Unknown(name) => format!("Unknown command /{name}. Send /help for the list."),
         }
     }
