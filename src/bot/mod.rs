@@ -505,7 +505,10 @@ async fn poll(
             }
         }
         if inbox.me.is_none() {
-            inbox.me = whoami(&bot).await;
+            inbox.me = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                me = whoami(&bot) => me,
+            };
         }
         let started = tokio::time::Instant::now();
         let request = updates
