@@ -104,6 +104,8 @@ pub struct Metrics {
     page_dead_letters: Counter,
     /// Updates from `getUpdates` that could not be parsed, by update kind.
     bot_updates_unparsed: Family<KindLabel, Counter>,
+    /// Commands the bot did not run: addressed to another bot, or forwarded.
+    bot_commands_ignored: Family<ReasonLabel, Counter>,
     /// Queued → confirmed by Telegram.
     page_delivery_seconds: Histogram,
     /// Platform timestamp of the change → page confirmed (posts, where the platform says when).
@@ -162,6 +164,7 @@ impl Metrics {
             page_unexpected_answers: Family::default(),
             page_dead_letters: Counter::default(),
             bot_updates_unparsed: Family::default(),
+            bot_commands_ignored: Family::default(),
             page_delivery_seconds: Histogram::new(latency_buckets()),
             change_to_page_seconds: Histogram::new(latency_buckets()),
             detect_to_page_seconds: Histogram::new(latency_buckets()),
@@ -219,6 +222,11 @@ impl Metrics {
             "bot_updates_unparsed",
             "Updates from getUpdates that could not be parsed, by kind",
             m.bot_updates_unparsed.clone(),
+        );
+        registry.register(
+            "bot_commands_ignored",
+            "Commands not run, by reason (other_bot: addressed to another bot; forwarded)",
+            m.bot_commands_ignored.clone(),
         );
         registry.register(
             "page_delivery_seconds",
@@ -388,6 +396,15 @@ impl Metrics {
     pub fn update_unparsed(&self, kind: &str) {
         self.bot_updates_unparsed
             .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
+    }
+
+    /// A command the bot did not run (see `bot`).
+    pub fn command_ignored(&self, reason: &str) {
+        self.bot_commands_ignored
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
             .inc();
     }
 

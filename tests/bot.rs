@@ -144,3 +144,92 @@ async fn status_incidents_and_help_answer() {
     assert!(sent[3].text.contains("/ack N"), "{}", sent[3].text);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn commands_for_another_bot_and_forwarded_commands_do_nothing() {
+    let (app, id, _) = app_with_incident().await;
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/ack@otherbot {id}"));
+    // A responder forwarding what someone else wrote must not run it as the responder.
+    app.bot.push_forwarded(
+        CHAT,
+        &responder(),
+        &outsider(),
+        &format!("/resolve {id} false-alarm"),
+    );
+    let s = app.settle(1).await;
+    assert_eq!(s.sent.len(), 1, "the page only, no reply: {:?}", s.sent);
+    assert!(s.edits.is_empty(), "the page is unchanged: {:?}", s.edits);
+    let inc = app.store.incident(id).unwrap().unwrap();
+    assert_eq!(inc.state, State::Open, "nothing changed");
+    assert_eq!(
+        inc.timeline.len(),
+        2,
+        "opened and paged: {:?}",
+        inc.timeline
+    );
+    assert_eq!(
+        app.metric("tocsin_bot_commands_ignored_total{reason=\"other_bot\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        app.metric("tocsin_bot_commands_ignored_total{reason=\"forwarded\"}")
+            .await,
+        1.0
+    );
+    // Addressed to this bot by its own name (learnt with getMe), the same command acts.
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/ack@tocsin_bot {id}"));
+    until(
+        || app.store.incident(id).unwrap().unwrap().state == State::Acked,
+        "the ack",
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_outsider_is_refused_once_however_often_they_try() {
+    let (app, id, _) = app_with_incident().await;
+    for _ in 0..4 {
+        app.bot
+            .push_command(CHAT, &outsider(), &format!("/ack {id}"));
+    }
+    // In a private chat with the bot too: one refusal per user, wherever they write.
+    let dm = outsider().id as i64;
+    app.bot.push_command(dm, &outsider(), "/incidents");
+    let s = app.settle(1).await;
+    let refusals: Vec<_> = s
+        .sent
+        .iter()
+        .filter(|m| m.text.starts_with("Refused"))
+        .map(|m| (m.chat_id, m.text.as_str()))
+        .collect();
+    assert_eq!(
+        refusals,
+        [(CHAT, "Refused: user 666 is not an on-call responder.")],
+        "one refusal for five attempts"
+    );
+    assert_eq!(
+        app.metric("tocsin_unauthorized_actions").await,
+        5.0,
+        "every attempt is still counted"
+    );
+    let inc = app.store.incident(id).unwrap().unwrap();
+    assert_eq!(inc.state, State::Open, "nothing changed");
+    // Another outsider is refused in their turn.
+    let other = tocsin_fakes::telegram::FakeUser::new(667, "Eve", Some("eve"));
+    app.bot.push_command(CHAT, &other, &format!("/ack {id}"));
+    until(
+        || {
+            app.bot
+                .sent()
+                .iter()
+                .any(|m| m.text == "Refused: user 667 is not an on-call responder.")
+        },
+        "the second outsider's refusal",
+    )
+    .await;
+    app.stop().await;
+}

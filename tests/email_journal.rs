@@ -412,3 +412,154 @@ Subject: Your X password was changed\r\nMessage-ID: <n1@x.com>\r\n\r\nIf this wa
     );
     app.stop().await;
 }
+
+/// Sends `n` envelope recipients from `sender` in one Bcc-style message that names no campaign.
+async fn bulk(c: &mut SmtpClient, sender: &str, batch: usize, n: usize) {
+    let rcpt = customers(batch, n, 3);
+    let id = format!("bulk-{batch}@exchange.example");
+    let m = leaky_message(sender, &["u@exchange.example".into()], "Launch", &id);
+    let m = String::from_utf8(m)
+        .unwrap()
+        .replace("X-Campaign-Id: launch\r\n", "");
+    assert!(!m.contains("Campaign"), "{m}");
+    let m = m.into_bytes();
+    assert_eq!(c.send(sender, &rcpt, &m).await.unwrap().code, 250);
+}
+
+/// A message that pages on its own (exposed recipients): once it is judged, so is everything
+/// the same connection sent before it.
+async fn marker(app: &TestApp, c: &mut SmtpClient, n: usize) {
+    let to = customers(900 + n, 30, 2);
+    let sender = format!("marker{n}@exchange.example");
+    let m = leaky_message(
+        &sender,
+        &to,
+        "Marker",
+        &format!("marker{n}@exchange.example"),
+    );
+    assert_eq!(c.send(&sender, &to, &m).await.unwrap().code, 250);
+    until(
+        || {
+            mail_incidents(app, Rule::ExposedRecipients)
+                .iter()
+                .any(|i| i.object == sender)
+        },
+        "the marker judged",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn approving_untagged_bulk_mail_covers_twice_its_volume_for_a_day() {
+    let (app, addr) = journal_app(|e| e.bulk_threshold = 100).await;
+    let sender = "rogue@exchange.example";
+    let mut c = SmtpClient::connect(addr).await.unwrap();
+    bulk(&mut c, sender, 0, 60).await;
+    bulk(&mut c, sender, 1, 60).await;
+    until(
+        || mail_incidents(&app, Rule::UnapprovedBulk).len() == 1,
+        "the bulk page",
+    )
+    .await;
+    let id = mail_incidents(&app, Rule::UnapprovedBulk)[0].id;
+    let asked = chrono::Utc::now();
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/approve {id}"));
+    until(
+        || {
+            app.store
+                .incident(id)
+                .unwrap()
+                .is_some_and(|i| i.resolution.is_some())
+        },
+        "the approval",
+    )
+    .await;
+    let entry = app
+        .store
+        .log_records()
+        .unwrap()
+        .into_iter()
+        .rev()
+        .find_map(|r| match r.entry {
+            ApprovedEntry::ApprovedCampaign {
+                sender: s,
+                campaign,
+                max_recipients,
+                window,
+                expires_at,
+                ..
+            } if s == sender => Some((campaign, max_recipients, window, expires_at)),
+            _ => None,
+        })
+        .expect("the campaign entry");
+    assert_eq!(entry.0, "*");
+    assert_eq!(entry.1, Some(240), "twice the 120 recipients seen");
+    assert_eq!(entry.2.as_deref(), Some("1d"));
+    let expires = entry.3.expect("an untagged approval expires");
+    let day = chrono::Duration::hours(24);
+    assert!(
+        expires >= asked + day && expires <= chrono::Utc::now() + day,
+        "expires a day after the approval: {expires}"
+    );
+    // Up to twice the volume is quiet: 120 seen, 120 more.
+    bulk(&mut c, sender, 2, 60).await;
+    bulk(&mut c, sender, 3, 60).await;
+    marker(&app, &mut c, 1).await;
+    assert_eq!(mail_incidents(&app, Rule::UnapprovedBulk).len(), 1);
+    // Past the cap it pages again.
+    bulk(&mut c, sender, 4, 1).await;
+    until(
+        || mail_incidents(&app, Rule::UnapprovedBulk).len() == 2,
+        "the sender paged again past the cap",
+    )
+    .await;
+    assert!(app.store.verify_log().unwrap().is_ok());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bulk_approval_terms_are_checked_and_named_when_wrong() {
+    let (app, addr) = journal_app(|e| e.bulk_threshold = 100).await;
+    let sender = "rogue@exchange.example";
+    let mut c = SmtpClient::connect(addr).await.unwrap();
+    bulk(&mut c, sender, 0, 150).await;
+    app.page_containing("email.unapproved_bulk", "the bulk page")
+        .await;
+    let id = mail_incidents(&app, Rule::UnapprovedBulk)[0].id;
+    for (args, named) in [
+        ("cap=0", "cap"),
+        ("cap=lots", "cap"),
+        ("window=30m", "window"),
+        ("window=31d", "window"),
+        ("limit=5", "limit"),
+    ] {
+        let before = app.bot.sent().len();
+        app.bot
+            .push_command(CHAT, &responder(), &format!("/approve {id} {args}"));
+        until(|| app.bot.sent().len() > before, args).await;
+        let reply = app.bot.sent().pop().unwrap().text;
+        assert!(
+            reply.starts_with(&format!("`{named}")) && reply.contains("/approve N"),
+            "{args}: {reply}"
+        );
+    }
+    let s = app.settle(0).await;
+    let inc = s.incidents.iter().find(|i| i.id == id).unwrap();
+    assert!(inc.resolution.is_none(), "nothing approved: {inc:?}");
+    app.bot.push_command(
+        CHAT,
+        &responder(),
+        &format!("/approve {id} cap=50000 window=7d"),
+    );
+    until(
+        || {
+            app.store.log_records().unwrap().iter().any(|r| {
+                matches!(&r.entry, ApprovedEntry::ApprovedCampaign { sender: s, max_recipients: Some(50000), window: Some(w), expires_at: Some(_), .. } if s == sender && w == "7d")
+            })
+        },
+        "the campaign approved on the responder's terms",
+    )
+    .await;
+    app.stop().await;
+}

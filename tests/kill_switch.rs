@@ -338,3 +338,55 @@ async fn auto_pause_pauses_the_mailer_when_exposed_recipients_opens() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(mailer_fake.requests(), 2);
 }
+
+#[tokio::test]
+async fn a_slow_mailer_does_not_hold_up_the_next_command() {
+    let mailer = FakeMailer::start().await.unwrap();
+    let mut switch = kill_switch(&mailer, false);
+    switch.timeout = Duration::from_secs(20);
+    let email = Email {
+        kill_switch: Some(switch),
+        ..Email::default()
+    };
+    let app = spawn_app_with(with_email(email)).await;
+    let id = open_exposed(&app).await;
+    app.page_containing("email.exposed_recipients", "the page")
+        .await;
+    mailer.hold();
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/pause_mailer {id}"));
+    until(|| mailer.requests() == 1, "the pause reached the mailer").await;
+    // The mailer has not answered: the bot still handles what comes next.
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/ack {id}"));
+    until(
+        || {
+            app.bot
+                .sent()
+                .iter()
+                .any(|m| m.text.contains(&format!("Incident #{id} acknowledged")))
+        },
+        "the ack answered",
+    )
+    .await;
+    let inc = app.store.incident(id).unwrap().unwrap();
+    assert_eq!(
+        pause_events(&inc),
+        vec![Action::PauseRequested],
+        "the ack was handled while the mailer had not answered"
+    );
+    mailer.release();
+    until(|| mailer.paused(), "the mailer paused").await;
+    until(
+        || {
+            app.bot.sent().iter().any(|m| {
+                m.text
+                    .starts_with(&format!("Mailer paused for incident #{id}"))
+            })
+        },
+        "the pause answered",
+    )
+    .await;
+    assert_eq!(mailer.requests(), 1, "called once");
+    app.stop().await;
+}

@@ -231,3 +231,31 @@ async fn a_burst_takes_down_every_member() {
     assert_eq!(deletes(&app), 3);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_slow_takedown_does_not_hold_up_the_next_command() {
+    let app = with_write_token(1).await;
+    let (post, inc, msg) = rogue(&app, "free BTC giveaway, slow platform").await;
+    app.masto.hold_deletes();
+    app.bot
+        .press_button(CHAT, &responder(), msg, &format!("takedown:{}", inc.id));
+    until(|| deletes(&app) == 1, "the DELETE reached the platform").await;
+    // The platform has not answered: the bot still handles what comes next.
+    app.bot
+        .push_command(CHAT, &responder(), &format!("/ack {}", inc.id));
+    wait_answer(&app, &format!("Incident #{} acknowledged", inc.id)).await;
+    let now = app.store.incident(inc.id).unwrap().unwrap();
+    assert!(
+        results(&now).is_empty(),
+        "the ack was handled while the takedown was still waiting: {:?}",
+        now.timeline
+    );
+    assert!(app.masto.has_status(&post), "not deleted yet");
+    app.masto.release_deletes();
+    wait_answer(&app, &format!("post {post} deleted")).await;
+    let done = app.store.incident(inc.id).unwrap().unwrap();
+    assert_eq!(results(&done), vec![TakedownOutcome::Deleted]);
+    assert_eq!(done.resolution, Some(Resolution::Contained));
+    assert_eq!(deletes(&app), 1, "called once");
+    app.stop().await;
+}

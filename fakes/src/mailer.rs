@@ -49,6 +49,16 @@ impl FakeMailer {
         self.receiver.fail_next(status);
     }
 
+    /// Holds every request (counted, not answered) until [`FakeMailer::release`].
+    pub fn hold(&self) {
+        self.receiver.hold();
+    }
+
+    /// Answers held and later requests.
+    pub fn release(&self) {
+        self.receiver.release();
+    }
+
     pub async fn wait_until(&self, timeout: Duration, f: impl Fn(&Self) -> bool) -> bool {
         super::wait_until(self, timeout, f).await
     }

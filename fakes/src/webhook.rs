@@ -40,11 +40,23 @@ impl Received {
     }
 }
 
-#[derive(Default)]
 struct Inner {
     received: Vec<Received>,
     requests: usize,
     failures: VecDeque<u16>,
+    /// While true, requests are counted on arrival and answered only once released.
+    hold: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            received: Vec::new(),
+            requests: 0,
+            failures: VecDeque::new(),
+            hold: tokio::sync::watch::channel(false).0,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -90,6 +102,17 @@ impl FakeReceiver {
         self.inner.lock().unwrap().failures.push_back(status);
     }
 
+    /// Holds every request (counted as it arrives, not answered) until [`FakeReceiver::release`]:
+    /// a receiver slow to answer.
+    pub fn hold(&self) {
+        self.inner.lock().unwrap().hold.send_replace(true);
+    }
+
+    /// Answers held and later requests.
+    pub fn release(&self) {
+        self.inner.lock().unwrap().hold.send_replace(false);
+    }
+
     pub async fn wait_until(&self, timeout: Duration, f: impl Fn(&Self) -> bool) -> bool {
         super::wait_until(self, timeout, f).await
     }
@@ -102,8 +125,14 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let mut held = {
+        let mut inner = inner.lock().unwrap();
+        inner.requests += 1;
+        inner.hold.subscribe()
+    };
+    // The sender lives in `inner`, which outlives this request: the wait ends on release.
+    let _ = held.wait_for(|held| !*held).await;
     let mut inner = inner.lock().unwrap();
-    inner.requests += 1;
     if let Some(status) = inner.failures.pop_front() {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return (status, "forced failure").into_response();

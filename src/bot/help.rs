@@ -3,7 +3,7 @@
 pub const TEXT: &str = "tocsin — pages for unapproved changes on the official accounts.
 Buttons on a page: Ack, Approve (it was us), Take down (posts), Resolve; on email pages, Pause mailer, and Release/Discard when messages are held at the MTA.
 /ack N — acknowledge incident N
-/approve N — it was us: approve what incident N found
+/approve N — it was us: approve what incident N found (bulk mail: up to twice its volume for 24h; /approve N cap=50000 window=7d to say otherwise)
 /takedown N — delete incident N's post(s) on the platform
 /resolve N [contained|false-alarm] — close incident N
 /incidents — open incidents

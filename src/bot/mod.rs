@@ -3,8 +3,10 @@
 //! Updates arrive by long polling (`getUpdates`); the offset is kept in sled so a restart does not
 //! replay presses that were already handled. Every command and button press is checked before
 //! anything else: it must come from the configured chat and from an allowlisted responder.
-//! Anyone else gets a refusal that reveals nothing about incidents, and the attempt is logged and
-//! counted (a hijacked or curious account poking at the bot is itself worth knowing about).
+//! Anyone else gets a refusal that reveals nothing about incidents (at most one per user an hour,
+//! see [`refusals`]), and every attempt is logged and counted (a hijacked or curious account
+//! poking at the bot is itself worth knowing about). Commands addressed to another bot
+//! (`/ack@otherbot 3`) and forwarded commands are not run at all (see [`not_ours`]).
 //!
 //! One command per file; [`Command`] names them and delegates.
 
@@ -15,6 +17,7 @@ mod help;
 mod incidents;
 mod mute;
 mod pause_mailer;
+mod refusals;
 mod resolve;
 mod status;
 mod takedown;
@@ -102,6 +105,9 @@ pub enum Seen {
 pub enum Command {
     Ack(u64),
     Approve(u64, Seen),
+    /// `/approve N cap=… window=…`: an approval of bulk mail on the responder's terms, of what
+    /// the page last delivered showed.
+    ApproveWith(u64, crate::incidents::BulkTerms),
     Takedown(u64, Seen),
     Resolve(u64, Resolution),
     Incidents,
@@ -116,6 +122,8 @@ pub enum Command {
     Help,
     /// A known command used wrongly: the reply is its usage.
     Usage(&'static str),
+    /// A known command with a bad argument: the reply names it.
+    Invalid(String),
     Unknown(String),
 }
 
@@ -187,11 +195,21 @@ impl Command {
         }
     }
 
+    /// Whether the command waits on a platform or the mailer, which may take as long as their
+    /// timeout: such a command runs beside the update loop, so the next update (an ack, another
+    /// takedown) is handled meanwhile.
+    fn calls_out(&self) -> bool {
+        matches!(self, Command::Takedown(..) | Command::PauseMailer(_))
+    }
+
     /// Carries the command out; the reply for the responder.
     pub async fn apply(self, ctx: &BotContext, who: &Actor) -> String {
         match self {
             Command::Ack(id) => ack::apply(ctx, id, who).await,
             Command::Approve(id, seen) => approve::apply(ctx, id, seen, who).await,
+            Command::ApproveWith(id, terms) => {
+                approve::apply_with(ctx, id, Seen::Delivered, who, terms).await
+            }
             Command::Takedown(id, seen) => takedown::apply(ctx, id, seen, who).await,
             Command::Resolve(id, r) => resolve::apply(ctx, id, r, who).await,
             Command::Incidents => incidents::apply(ctx),
@@ -203,6 +221,7 @@ impl Command {
             Command::Discard(id) => held::discard(ctx, id, who).await,
             Command::Help => help::TEXT.to_owned(),
             Command::Usage(usage) => format!("Usage: {usage}"),
+            Command::Invalid(why) => why,
             Command::Unknown(name) => format!("Unknown command /{name}. Send /help for the list."),
         }
     }
@@ -312,10 +331,50 @@ impl BotContext {
     }
 }
 
-async fn on_message(bot: &Bot, ctx: &BotContext, msg: &Message) {
+/// Why a command in `msg` is not this bot's to run, if it is not: `/ack@otherbot 3` is meant
+/// for another bot in the same group, and a forwarded message was written by someone else —
+/// run, it would act as the responder who forwarded it. `me` is this bot's username (from
+/// `getMe`); until it is known, every addressed command is taken as another bot's.
+fn not_ours(msg: &Message, me: Option<&str>) -> Option<&'static str> {
+    if msg.forward_origin().is_some() || msg.is_automatic_forward() {
+        return Some("forwarded");
+    }
+    let head = msg.text()?.split_whitespace().next()?;
+    let (_, to) = head.split_once('@')?;
+    match me {
+        Some(me) if to.eq_ignore_ascii_case(me) => None,
+        _ => Some("other_bot"),
+    }
+}
+
+/// What the update loop keeps from one update to the next.
+#[derive(Debug, Default)]
+struct Inbox {
+    /// This bot's username (from `getMe`), None until learnt.
+    me: Option<String>,
+    /// Who was told "Refused" lately.
+    refusals: refusals::RefusalLimit,
+    /// Takedowns and pauses under way (see [`Command::calls_out`]).
+    actions: tokio::task::JoinSet<()>,
+}
+
+/// How long shutdown waits for takedowns and pauses under way to record their outcome.
+const ACTIONS_GRACE: Duration = Duration::from_secs(5);
+
+async fn on_message(bot: &Bot, ctx: &BotContext, msg: &Message, inbox: &mut Inbox) {
     let Some(command) = msg.text().and_then(Command::parse) else {
         return;
     };
+    if let Some(reason) = not_ours(msg, inbox.me.as_deref()) {
+        ctx.metrics.command_ignored(reason);
+        tracing::info!(
+            chat = msg.chat.id.0,
+            user = msg.from.as_ref().map_or(0, |u| u.id.0),
+            reason,
+            "command ignored"
+        );
+        return;
+    }
     let reply = match (
         &command,
         ctx.authorize(msg.chat.id, msg.from.as_ref(), "command"),
@@ -324,21 +383,50 @@ async fn on_message(bot: &Bot, ctx: &BotContext, msg: &Message) {
         (Command::Help, _) if msg.chat.id.0 == ctx.chat_id => help::TEXT.to_owned(),
         (_, Ok(who)) => {
             tracing::info!(user = who.id, ?command, "command");
+            if command.calls_out() {
+                let (bot, ctx, chat, command) =
+                    (bot.clone(), ctx.clone(), msg.chat.id, command.clone());
+                inbox.actions.spawn(async move {
+                    let reply = command.apply(&ctx, &who).await;
+                    send_reply(&bot, chat, reply).await;
+                });
+                return;
+            }
             command.apply(ctx, &who).await
         }
-        (_, Err(refusal)) => refusal,
+        (_, Err(refusal)) => {
+            let user = msg.from.as_ref().map_or(0, |u| u.id.0);
+            if !inbox.refusals.allow(user, tokio::time::Instant::now()) {
+                tracing::debug!(user, "refused again within the hour; not answered");
+                return;
+            }
+            refusal
+        }
     };
-    if let Err(e) = bot.send_message(msg.chat.id, reply).await {
+    send_reply(bot, msg.chat.id, reply).await;
+}
+
+async fn send_reply(bot: &Bot, chat: ChatId, reply: String) {
+    if let Err(e) = bot.send_message(chat, reply).await {
         let error = redact_token(&e.to_string(), bot.token());
         tracing::warn!(%error, "could not reply to a command");
     }
 }
 
-async fn on_callback(bot: &Bot, ctx: &BotContext, q: &CallbackQuery) {
+async fn on_callback(bot: &Bot, ctx: &BotContext, q: &CallbackQuery, inbox: &mut Inbox) {
     let chat = q.message.as_ref().map_or(ChatId(0), |m| m.chat().id);
     let reply = match ctx.authorize(chat, Some(&q.from), "button") {
         Err(refusal) => refusal,
         Ok(who) => match q.data.as_deref().and_then(Command::from_callback) {
+            Some(command) if command.calls_out() => {
+                tracing::info!(user = who.id, ?command, "button");
+                let (bot, ctx, query) = (bot.clone(), ctx.clone(), q.id.clone());
+                inbox.actions.spawn(async move {
+                    let reply = command.apply(&ctx, &who).await;
+                    answer_press(&bot, query, reply).await;
+                });
+                return;
+            }
             Some(command) => {
                 let message = q.message.as_ref().map_or(0, |m| m.id().0);
                 let command = command.pressed_on(message);
@@ -351,7 +439,11 @@ async fn on_callback(bot: &Bot, ctx: &BotContext, q: &CallbackQuery) {
             }
         },
     };
-    if let Err(e) = bot.answer_callback_query(q.id.clone()).text(reply).await {
+    answer_press(bot, q.id.clone(), reply).await;
+}
+
+async fn answer_press(bot: &Bot, query: teloxide::types::CallbackQueryId, reply: String) {
+    if let Err(e) = bot.answer_callback_query(query).text(reply).await {
         let error = redact_token(&e.to_string(), bot.token());
         tracing::warn!(%error, "could not answer a button press");
     }
@@ -431,13 +523,53 @@ async fn to_channel(ctx: &BotContext, chat: ChatId, update: ChannelUpdate) {
     }
 }
 
+/// The bot's own username, which `/command@name` must name. None when `getMe` fails: asked
+/// again before the next poll.
+async fn whoami(bot: &Bot) -> Option<String> {
+    match bot.get_me().await {
+        Ok(me) => me.user.username,
+        Err(e) => {
+            let error = redact_token(&e.to_string(), bot.token());
+            tracing::warn!(%error, "getMe failed; commands addressed by name are ignored until it answers");
+            None
+        }
+    }
+}
+
 /// Receives updates until shutdown. `updates` long-polls; `bot` answers, with a short timeout.
+/// At shutdown, takedowns and pauses under way get [`ACTIONS_GRACE`] to record their outcome.
 pub async fn run(
     updates: Bot,
     bot: Bot,
     ctx: BotContext,
     long_poll: Duration,
     shutdown: CancellationToken,
+) {
+    let mut inbox = Inbox::default();
+    poll(updates, bot, ctx, long_poll, shutdown, &mut inbox).await;
+    if !inbox.actions.is_empty() {
+        let pending = inbox.actions.len();
+        tracing::info!(pending, "waiting for takedowns and pauses under way");
+        let drained = tokio::time::timeout(ACTIONS_GRACE, async {
+            while inbox.actions.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                pending = inbox.actions.len(),
+                "takedowns or pauses still waiting at shutdown were stopped"
+            );
+        }
+    }
+}
+
+async fn poll(
+    updates: Bot,
+    bot: Bot,
+    ctx: BotContext,
+    long_poll: Duration,
+    shutdown: CancellationToken,
+    inbox: &mut Inbox,
 ) {
     let store = ctx.incidents.store().clone();
     let mut offset: i32 = store
@@ -448,6 +580,17 @@ pub async fn run(
         .unwrap_or(0);
     let mut failures = 0u32;
     loop {
+        while let Some(done) = inbox.actions.try_join_next() {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "a takedown or pause stopped before its outcome");
+            }
+        }
+        if inbox.me.is_none() {
+            inbox.me = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                me = whoami(&bot) => me,
+            };
+        }
         let started = tokio::time::Instant::now();
         let request = updates
             .get_updates()
@@ -479,8 +622,8 @@ pub async fn run(
                     .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
                 for update in updates {
                     match &update.kind {
-                        UpdateKind::Message(m) => on_message(&bot, &ctx, m).await,
-                        UpdateKind::CallbackQuery(q) => on_callback(&bot, &ctx, q).await,
+                        UpdateKind::Message(m) => on_message(&bot, &ctx, m, inbox).await,
+                        UpdateKind::CallbackQuery(q) => on_callback(&bot, &ctx, q, inbox).await,
                         UpdateKind::ChannelPost(m) => {
                             to_channel(&ctx, m.chat.id, ChannelUpdate::Post(Box::new(m.clone())))
                                 .await;

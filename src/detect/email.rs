@@ -186,11 +186,15 @@ fn campaign_approved(
             campaign,
             max_recipients,
             window,
+            expires_at,
             ..
         } = entry
         else {
             continue;
         };
+        if expires_at.is_some_and(|t| t <= now) {
+            continue;
+        }
         if !sender.eq_ignore_ascii_case(&mail.sender) {
             continue;
         }
@@ -396,6 +400,7 @@ mod tests {
                     max_recipients: Some(1000),
                     window: Some("1h".into()),
                     by: "t".into(),
+                    expires_at: None,
                 },
                 Utc::now(),
             )
@@ -415,6 +420,44 @@ mod tests {
                 .is_some(),
             "another campaign is not covered"
         );
+    }
+
+    #[test]
+    fn a_campaign_approval_stops_covering_at_its_expiry() {
+        let (_d, store, rules) = store(Email {
+            bulk_threshold: 100,
+            ..Email::default()
+        });
+        let t0 = Utc::now();
+        let day = chrono::Duration::hours(24);
+        let minute = chrono::Duration::minutes(1);
+        store
+            .approve(
+                ApprovedEntry::ApprovedCampaign {
+                    sender: "news@shop.example".into(),
+                    campaign: "*".into(),
+                    max_recipients: Some(240),
+                    window: Some("1d".into()),
+                    by: "t".into(),
+                    expires_at: Some(t0 + day),
+                },
+                t0,
+            )
+            .unwrap();
+        let one = mail(&["x@cust.example"], 60);
+        let first = evaluate(&store, &rules, "journal", &one, t0 + day - minute * 2).unwrap();
+        assert!(first.finding.is_none(), "under the threshold");
+        commit(&store, &first);
+        let second = evaluate(&store, &rules, "journal", &one, t0 + day - minute).unwrap();
+        assert!(second.finding.is_none(), "120 over the threshold, covered");
+        commit(&store, &second);
+        // 180 recipients within the window, still under the cap; the approval has expired.
+        let third = evaluate(&store, &rules, "journal", &one, t0 + day).unwrap();
+        let f = third
+            .finding
+            .expect("pages again once the approval expired");
+        assert_eq!(f.rule, Rule::UnapprovedBulk);
+        assert!(store.verify_log().unwrap().is_ok());
     }
 
     #[test]

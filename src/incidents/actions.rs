@@ -2,6 +2,8 @@
 //! its quorum and the platform's answers), resolve. Each is one transaction that changes the
 //! incident, writes its timeline and queues the page.
 
+use std::time::Duration;
+
 use super::{
     ActionError, Incidents, Pressed, TAKEDOWN_STALE, TakedownStart, Timeline, save_and_page,
 };
@@ -9,6 +11,44 @@ use crate::{
     model::{Action, Actor, Evidence, Incident, Member, Resolution, Rule, State, VoteAction},
     store::{ApprovedEntry, Lift, TxResult, abort},
 };
+
+/// How long an approval of bulk mail lasts unless the responder says otherwise.
+pub const BULK_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// What `/approve` grants an `email.unapproved_bulk` sender. An approval from the chat is bounded
+/// by default: a phone in the wrong hands must not be able to approve a spammer for ever with one
+/// press.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BulkTerms {
+    /// Envelope recipients the sender may reach within the window; by default twice what the
+    /// incident saw.
+    pub cap: Option<u64>,
+    /// How long the approval lasts, and the span the cap counts over; by default [`BULK_WINDOW`].
+    pub window: Option<Duration>,
+}
+
+impl BulkTerms {
+    /// The cap and window for an incident that saw `observed` recipients. None for a campaign
+    /// the mail names, approved without terms: the company's tag says which campaign is theirs.
+    pub fn grant(&self, tagged: bool, observed: u64) -> Option<(u64, Duration)> {
+        if tagged && *self == BulkTerms::default() {
+            return None;
+        }
+        let cap = self.cap.unwrap_or(observed.saturating_mul(2).max(1));
+        Some((cap, self.window.unwrap_or(BULK_WINDOW)))
+    }
+}
+
+/// `7d`, `36h`, `90m`: a window as the approved log keeps it (read back with humantime).
+pub fn compact_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
 
 impl Incidents {
     pub async fn ack(&self, id: u64, who: &Actor) -> Result<Incident, ActionError> {
@@ -36,19 +76,24 @@ impl Incidents {
     /// or setting does not page again, and resolves the incident. As [`Incidents::approve_seen`]
     /// on the incident as it is now (held mail released from the command line of the MTA).
     pub async fn approve(&self, id: u64, who: &Actor) -> Result<Incident, ActionError> {
-        Ok(self.approve_seen(id, who, None).await?.incident)
+        Ok(self
+            .approve_seen(id, who, None, BulkTerms::default())
+            .await?
+            .incident)
     }
 
     /// An approval pressed on a page of evidence version `seen` (None: the incident as it is).
     /// It approves only what that page showed, and what every earlier vote's page showed: the
     /// members of a burst that joined later stay open, unapproved, and the incident's current
     /// state is sent as a new message, which becomes its page. Evidence other than a burst
-    /// that changed since the page is not approved at all ([`ActionError::Changed`]).
+    /// that changed since the page is not approved at all ([`ActionError::Changed`]). Bulk mail
+    /// is approved on `terms` (see [`BulkTerms`]).
     pub async fn approve_seen(
         &self,
         id: u64,
         who: &Actor,
         seen: Option<u32>,
+        terms: BulkTerms,
     ) -> Result<Pressed, ActionError> {
         self.act(id, |tx, mut inc, now| {
             if inc.state == State::Resolved {
@@ -158,14 +203,19 @@ impl Incidents {
                 // Nothing to approve: the channel either works again or it does not; a
                 // mailbox setting is approved by being left as it is.
                 Evidence::Channel { .. } | Evidence::Mailbox { .. } => {}
-                // "This bulk send is ours": its campaign joins the approved log, uncapped.
+                // "This bulk send is ours": its campaign joins the approved log, for the
+                // terms granted (see `BulkTerms`).
                 Evidence::Mail(m) if inc.rule == Rule::UnapprovedBulk => {
+                    let grant = terms.grant(m.campaign.is_some(), m.recipients);
                     let entry = ApprovedEntry::ApprovedCampaign {
                         sender: m.sender.clone(),
                         campaign: m.campaign.clone().unwrap_or_else(|| "*".into()),
-                        max_recipients: None,
-                        window: None,
+                        max_recipients: grant.map(|(cap, _)| cap),
+                        window: grant.map(|(_, w)| compact_duration(w)),
                         by: by.clone(),
+                        expires_at: grant
+                            .and_then(|(_, w)| chrono::Duration::from_std(w).ok())
+                            .map(|w| now + w),
                     };
                     tx.append_log(entry, now).lift()?;
                 }

@@ -61,6 +61,10 @@ pub async fn prune_loop(
             .unwrap_or_default()
             .into_iter()
             .filter_map(|(_, e)| match e {
+                crate::store::ApprovedEntry::ApprovedCampaign {
+                    expires_at: Some(t),
+                    ..
+                } if t <= Utc::now() => None,
                 crate::store::ApprovedEntry::ApprovedCampaign { window, .. } => Some(
                     window
                         .as_deref()

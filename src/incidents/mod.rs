@@ -9,6 +9,7 @@
 //! writes both), so a hand-edited timeline is found by `tocsin log verify`.
 
 mod actions;
+pub use actions::{BULK_WINDOW, BulkTerms, compact_duration};
 mod held;
 pub use held::HeldAnswer;
 mod mail;

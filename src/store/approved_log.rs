@@ -55,6 +55,11 @@ pub enum ApprovedEntry {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         window: Option<String>,
         by: String,
+        /// When the approval stops covering the sender (an approval from the chat lasts its
+        /// window). Absent: for ever. Last and skipped when absent, so the entries written
+        /// before it existed keep their hashes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<DateTime<Utc>>,
     },
 }
 

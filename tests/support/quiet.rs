@@ -101,7 +101,8 @@ pub async fn settle(d: &impl Observed, account: &str, polls: u64) -> Settled {
     )
     .await;
     // The bot confirms an update (and the fake forgets it) with the next getUpdates, which it
-    // sends only once it has handled the batch: replies sent, actions committed.
+    // sends only once it has handled the batch: replies sent, actions committed (takedowns and
+    // pauses run beside the loop: a test waits on their answer).
     until(|| d.bot().pending_updates() == 0, "every update handled").await;
     until_async(
         || async { d.outbox_depth().await == 0 },

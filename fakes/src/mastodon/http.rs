@@ -118,6 +118,14 @@ pub(super) async fn handle(
         );
         return response;
     }
+    if method == Method::DELETE {
+        let mut held = shared.hold_deletes.subscribe();
+        let mut shutdown = shared.shutdown.subscribe();
+        tokio::select! {
+            _ = held.wait_for(|held| !*held) => {}
+            _ = shutdown.wait_for(|stopped| *stopped) => {}
+        }
+    }
     if method == Method::DELETE
         && let Some(code) = shared.lock().delete_failures.pop_front()
     {

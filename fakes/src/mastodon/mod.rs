@@ -97,6 +97,8 @@ struct Shared {
     /// When each status was first handed to a client: the moment a poller could first see it.
     first_served: Mutex<HashMap<u64, Instant>>,
     shutdown: watch::Sender<bool>,
+    /// While true, every DELETE waits (recorded, unanswered): a platform slow to delete.
+    hold_deletes: watch::Sender<bool>,
     /// Events for every open `GET /api/v1/streaming/user` connection.
     stream: broadcast::Sender<StreamMsg>,
 }
@@ -227,6 +229,7 @@ impl FakeMastodon {
             }),
             first_served: Mutex::new(HashMap::new()),
             shutdown,
+            hold_deletes: watch::channel(false).0,
         });
         let app = Router::new()
             .fallback(handle)
@@ -429,6 +432,17 @@ impl FakeMastodon {
     /// status can only be deleted with a `write:statuses` token of its owner.
     pub fn require_write_token(&self, token: Option<String>) {
         self.lock().write_token = token;
+    }
+
+    /// Holds every DELETE (recorded as it arrives, not answered) until
+    /// [`FakeMastodon::release_deletes`]: a platform that takes its time to delete.
+    pub fn hold_deletes(&self) {
+        self.shared.hold_deletes.send_replace(true);
+    }
+
+    /// Lets held and later DELETEs be answered.
+    pub fn release_deletes(&self) {
+        self.shared.hold_deletes.send_replace(false);
     }
 
     /// Answers the next DELETE with this status (`{"error": reason}`), leaving other requests be.

@@ -400,6 +400,34 @@ impl FakeBotApi {
     /// `bot_command` entity over its first word, which is what teloxide's command
     /// parsing keys on. Returns the update id.
     pub fn push_command(&self, chat_id: i64, from: &FakeUser, text: &str) -> i32 {
+        self.push_text(chat_id, from, text, None)
+    }
+
+    /// Queues `text`, first written by `author`, as `from` forwarded it to `chat_id`: the
+    /// message carries `forward_origin` (Bot API 7.0) naming the author, and `from` is the
+    /// forwarder. Returns the update id.
+    pub fn push_forwarded(
+        &self,
+        chat_id: i64,
+        from: &FakeUser,
+        author: &FakeUser,
+        text: &str,
+    ) -> i32 {
+        let origin = json!({
+            "type": "user",
+            "date": Utc::now().timestamp() - 60,
+            "sender_user": author.json(),
+        });
+        self.push_text(chat_id, from, text, Some(origin))
+    }
+
+    fn push_text(
+        &self,
+        chat_id: i64,
+        from: &FakeUser,
+        text: &str,
+        forward_origin: Option<Value>,
+    ) -> i32 {
         let mut inner = self.lock();
         if chat_id > 0 && chat_id as u64 == from.id {
             inner.private_names.insert(chat_id, from.first_name.clone());
@@ -435,7 +463,10 @@ impl FakeBotApi {
                 received_instant: Instant::now(),
             },
         };
-        let message = message_json(&inner, &stored);
+        let mut message = message_json(&inner, &stored);
+        if let Some(origin) = forward_origin {
+            message["forward_origin"] = origin;
+        }
         inner.messages.insert((chat_id, message_id), stored);
         let id = self.enqueue(&mut inner, "message", "message", message);
         drop(inner);

@@ -97,6 +97,7 @@ async fn add_campaign(s: &HttpState, body: &[u8], token: &str) -> Result<Respons
         max_recipients: req.max_recipients,
         window: req.window.map(|w| w.trim().to_owned()),
         by: recorded_by(token, req.by.as_deref()),
+        expires_at: None,
     };
     let record = s.store.approve(entry, Utc::now())?;
     s.store.flush().await?;
