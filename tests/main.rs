@@ -36,3 +36,4 @@ mod stuck_pages;
 mod takedown;
 mod telegram_channel;
 mod x;
+mod youtube;

@@ -15,6 +15,7 @@ pub mod sns;
 pub mod telegram;
 pub mod webhook;
 pub mod x;
+pub mod youtube;
 
 use std::time::Duration;
 

@@ -281,12 +281,15 @@ impl App {
             ..source_ctx.clone()
         };
         let mut channel_routes = std::collections::HashMap::new();
+        let mut push_routes = Vec::new();
         // Every context holds a sender of a lane: each is dropped once its watchers are built,
         // so that each lane ends when its watchers do.
         let watchers = platforms::watch_all(&mut WatchContext {
             config: &config,
             source: source_ctx.clone(),
             bot_updates: &mut channel_routes,
+            push_routes: &mut push_routes,
+            metrics: metrics.clone(),
         });
         for source in watchers {
             tasks.spawn(source);
@@ -536,6 +539,7 @@ impl App {
             watched: Arc::new(config.accounts.clone()),
             rejected: metrics.refusals.api_rejected.clone(),
             hooks,
+            push_routes: Arc::new(push_routes),
         };
         let max_connections = config.general.max_connections;
         if let Some((hooks_listener, hooks_addr)) = hooks_listener {

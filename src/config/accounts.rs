@@ -103,6 +103,8 @@ pub enum Platform {
     X,
     Bluesky,
     TelegramChannel,
+    #[serde(rename = "youtube")]
+    YouTube,
 }
 
 impl Platform {
@@ -112,6 +114,7 @@ impl Platform {
             Platform::X => "x",
             Platform::Bluesky => "bluesky",
             Platform::TelegramChannel => "telegram_channel",
+            Platform::YouTube => "youtube",
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod email;
 mod error;
 mod secret;
 mod validate;
+mod youtube;
 
 use std::{
     collections::BTreeMap,
@@ -36,6 +37,7 @@ use error::{line_col, missing_field, with_suggestion};
 use validate::{check_http_url, check_secret_url};
 
 pub use secret::Secret;
+pub use youtube::{DEFAULT_DAILY_QUOTA, YOUTUBE_API_URL, YOUTUBE_HUB_URL, YouTube};
 
 use crate::model::{Rule, Severity, parse_duration};
 
@@ -66,6 +68,9 @@ pub struct Config {
     /// X's rate-limit budgets, shared by every watched X account of one app.
     #[serde(default)]
     pub x: XLimits,
+    /// The YouTube Data API key, quota and WebSub hub, shared by every watched channel.
+    #[serde(default)]
+    pub youtube: YouTube,
     /// Mail feeds and the mail kill switch. Absent: no mail is watched.
     #[serde(default)]
     pub email: Option<Email>,

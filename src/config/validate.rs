@@ -24,6 +24,9 @@ impl Config {
             }
             match account.platform {
                 Platform::X => account.base_url = Url::parse(X_API_URL).expect("constant URL"),
+                Platform::YouTube => {
+                    account.base_url = Url::parse(super::YOUTUBE_API_URL).expect("constant URL")
+                }
                 _ => {
                     return Err(ConfigError::invalid(
                         format!("accounts[{i}].base_url"),
@@ -193,12 +196,16 @@ impl Config {
             }
             if !matches!(
                 account.platform,
-                Platform::Mastodon | Platform::X | Platform::TelegramChannel | Platform::Bluesky
+                Platform::Mastodon
+                    | Platform::X
+                    | Platform::TelegramChannel
+                    | Platform::Bluesky
+                    | Platform::YouTube
             ) {
                 return Err(ConfigError::invalid(
                     key("platform"),
                     format!(
-                        "`{}` is not supported by this build yet; supported: mastodon, x, telegram_channel, bluesky",
+                        "`{}` is not supported by this build yet; supported: mastodon, x, telegram_channel, bluesky, youtube",
                         account.platform
                     ),
                 ));
@@ -252,6 +259,7 @@ impl Config {
                 ));
             }
         }
+        super::youtube::validate(self)?;
         for (key, n) in [
             (
                 "x.timeline_requests_per_window",

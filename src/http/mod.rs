@@ -54,6 +54,8 @@ pub struct HttpState {
     pub rejected: Arc<AtomicU64>,
     /// The provider webhooks, when any is configured.
     pub hooks: Option<Arc<hooks::Hooks>>,
+    /// The platforms' push routes (path prefix, router), served beside the webhooks.
+    pub push_routes: Arc<Vec<(String, Router)>>,
 }
 
 /// What a listener serves.
@@ -78,11 +80,14 @@ impl Serves {
 pub fn router(state: HttpState, serves: Serves) -> Router {
     // The webhooks read their bodies themselves, each under its provider's own limit.
     let hooks = || {
-        state
+        let provider = state
             .hooks
             .as_deref()
             .map(hooks::routes)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        state.push_routes.iter().fold(provider, |r, (path, push)| {
+            r.nest_service(path, push.clone())
+        })
     };
     let r = match serves {
         Serves::Hooks => Router::new()

@@ -12,6 +12,7 @@ pub mod bluesky;
 pub mod mastodon;
 pub mod telegram_channel;
 pub mod x;
+pub mod youtube;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -32,11 +33,12 @@ use crate::{
 };
 
 /// Every platform this build watches.
-pub static PLATFORMS: [&dyn Platform; 4] = [
+pub static PLATFORMS: [&dyn Platform; 5] = [
     &mastodon::Mastodon,
     &x::X,
     &bluesky::Bluesky,
     &telegram_channel::TelegramChannel,
+    &youtube::YouTube,
 ];
 
 /// What a platform's watchers are built with at start-up.
@@ -46,6 +48,11 @@ pub struct WatchContext<'a> {
     /// Updates the on-call bot receives on a watcher's behalf (Telegram channels push their
     /// posts to the bot's `getUpdates`): chat id → the watcher that takes them.
     pub bot_updates: &'a mut HashMap<i64, mpsc::Sender<telegram_channel::ChannelUpdate>>,
+    /// Routes a platform's push deliveries are taken on (WebSub callbacks), each a path prefix
+    /// and its router: served on the hooks listener like the provider webhooks.
+    pub push_routes: &'a mut Vec<(String, axum::Router)>,
+    /// Where push routes count what they refuse and accept.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// One post to delete, as `contain` asks for it.
