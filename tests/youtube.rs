@@ -58,6 +58,11 @@ struct Tube {
 /// The daemon watching the fake channel (beside the loopback Mastodon account), pushed when
 /// `push`, its first poll judged.
 async fn spawn(poll: Duration, push: bool) -> Tube {
+    spawn_leased(poll, push, Duration::from_secs(5 * 24 * 3600)).await
+}
+
+/// [`spawn`], asking the hub for `lease`.
+async fn spawn_leased(poll: Duration, push: bool, lease: Duration) -> Tube {
     let yt = fake().await;
     let port = free_port();
     let acct = account(&yt, poll);
@@ -66,6 +71,7 @@ async fn spawn(poll: Duration, push: bool) -> Tube {
         c.accounts.push(acct);
         c.youtube.api_key = Some(Secret::new(KEY));
         c.youtube.hub_url = hub;
+        c.youtube.lease = lease;
         // A quota no test polling could spend: the plan leaves the intervals as set.
         c.youtube.daily_quota = 4_000_000_000;
         c.grouping.window = Duration::ZERO;
@@ -215,6 +221,30 @@ async fn a_pushed_live_giveaway_pages_critical_within_the_push() {
         latency.as_millis()
     );
     assert!(latency < Duration::from_secs(30));
+    t.app.stop().await;
+}
+
+#[tokio::test]
+async fn the_subscription_is_renewed_before_the_lease_ends() {
+    let t = spawn_leased(Duration::from_secs(60), true, Duration::from_secs(2)).await;
+    let sub = t.yt.subscriptions()[0].clone();
+    assert_eq!(sub.lease_seconds, 2);
+    let renewed = || {
+        t.yt.subscriptions()
+            .first()
+            .is_some_and(|s| s.verifications >= 2)
+    };
+    until(renewed, "the subscription renewed").await;
+    // Renewed within the lease: at four fifths of it.
+    let again = t.yt.subscriptions()[0].verified_at;
+    assert!(
+        again - sub.verified_at < Duration::from_secs(2),
+        "{:?}",
+        again - sub.verified_at
+    );
+    // Still pushed after the renewal.
+    let id = t.yt.go_live(CHANNEL, "Giveaway after renewal", "x").await;
+    until(|| t.paged(&id).is_some(), "the page after renewal").await;
     t.app.stop().await;
 }
 
