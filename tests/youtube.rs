@@ -436,3 +436,77 @@ async fn one_press_takes_the_live_broadcast_down() {
     assert!(t.yt.video_exists(&id));
     t.app.stop().await;
 }
+
+#[test]
+fn check_config_prints_the_quota_schedule_and_the_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    let text = format!(
+        r#"[general]
+state_dir = '{state}'
+api_token = "t"
+public_url = "https://hooks.example.com/tocsin"
+
+[telegram]
+bot_token = "1:x"
+chat_id = -100
+responders = [1]
+
+[youtube]
+api_key = "k"
+
+[[accounts]]
+name = "yt-a"
+platform = "youtube"
+account_id = "UC_x5XG1OV2P6uZZ5FSM9Ttw"
+poll_interval = "5s"
+write_token = "owner"
+
+[[accounts]]
+name = "yt-b"
+platform = "youtube"
+account_id = "UCBR8-60-B28hp2BmDPdntcQ"
+poll_interval = "10m"
+"#,
+        state = dir.path().join("state").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{stdout}");
+    assert!(stdout.contains("youtube quota 10000 units/day"), "{stdout}");
+    // 3,000 polls a day: 144 for the channel polled every 10 minutes, the rest for the other.
+    assert!(
+        stdout.contains("youtube poll  yt-a every 30s 253ms (stretched to fit the quota)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("youtube poll  yt-b every 10m"), "{stdout}");
+    assert!(
+        stdout.contains("https://hooks.example.com/tocsin/hooks/youtube/<account>"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("takedown on (videos.delete"), "{stdout}");
+
+    // A handle where the channel id belongs is refused with the key.
+    let bad = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("UCBR8-60-B28hp2BmDPdntcQ", "@examplecorp");
+    std::fs::write(&path, bad).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("accounts[1].account_id"), "{stderr}");
+}

@@ -140,6 +140,8 @@ pub(crate) fn full_example() -> (Config, tempfile::NamedTempFile) {
         .replace("env:TOCSIN_M365_CLIENT_SECRET", "m")
         .replace("env:TOCSIN_MAILER_SECRET", "k")
         .replace("env:TOCSIN_BLUESKY_APP_PASSWORD", "app-pass")
+        .replace("env:TOCSIN_YOUTUBE_API_KEY", "yt-key")
+        .replace("env:TOCSIN_YOUTUBE_OWNER_TOKEN", "yt-owner")
         .replace("env:TOCSIN_SENDGRID_VERIFICATION_KEY", "sendgrid-key")
         .replace("env:TOCSIN_MAILGUN_SIGNING_KEY", "k")
         .replace("env:TOCSIN_MAILGUN_WEBHOOK_PASSWORD", "mp")

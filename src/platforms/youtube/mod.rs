@@ -113,9 +113,9 @@ impl Platform for YouTube {
         let mut out = schedule::Plan::new(yt.daily_quota, &accounts).describe();
         match &config.general.public_url {
             Some(public) => out.push_str(&format!(
-                "youtube push  WebSub at {} · callbacks {} · lease {}, renewed at 4/5\n",
+                "youtube push  WebSub at {} · callbacks {}/hooks/youtube/<account> · lease {}, renewed at 4/5\n",
                 yt.hub_url,
-                callback(public, "<account>"),
+                public.as_str().trim_end_matches('/'),
                 humantime::format_duration(yt.lease),
             )),
             None => out.push_str(

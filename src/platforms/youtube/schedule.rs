@@ -29,29 +29,43 @@ pub struct Plan {
     pub daily_quota: u32,
     /// Kept for pushed videos (`videos.list`, one unit a delivery) and takedowns.
     pub reserve: u32,
-    /// The shortest poll interval the quota allows each channel.
-    pub floor: Duration,
-    /// Each channel's interval: its `poll_interval`, stretched to the floor.
-    pub intervals: Vec<(String, Duration)>,
+    /// Each channel's interval and whether the quota stretched its `poll_interval`.
+    pub intervals: Vec<(String, Duration, bool)>,
 }
 
+const DAY_MS: u64 = 86_400_000;
+
 impl Plan {
+    /// Shares the polls the quota allows among the channels: a channel polled less often than
+    /// its fair share leaves the rest to the others; the fastest are stretched evenly.
     pub fn new(daily_quota: u32, accounts: &[&Account]) -> Plan {
         // A tenth for pushes and takedowns, at least two takedowns, at most half the quota.
         let reserve = (daily_quota / 10)
             .max(2 * DELETE_UNITS)
             .min(daily_quota / 2);
-        let spendable = u64::from(daily_quota - reserve).max(1);
-        let per_day_each = 86_400_000u64 * accounts.len() as u64 * u64::from(POLL_UNITS);
-        let floor = Duration::from_millis(per_day_each.div_ceil(spendable));
+        let mut polls_left = f64::from((daily_quota - reserve) / POLL_UNITS);
+        let wanted = |a: &Account| DAY_MS as f64 / (a.poll_interval.as_millis().max(1) as f64);
+        let mut order: Vec<&Account> = accounts.to_vec();
+        order.sort_by(|a, b| wanted(a).total_cmp(&wanted(b)));
+        let mut given = std::collections::HashMap::new();
+        for (i, a) in order.iter().enumerate() {
+            let fair = polls_left / (order.len() - i) as f64;
+            let polls = wanted(a).min(fair).max(f64::MIN_POSITIVE);
+            polls_left -= polls;
+            given.insert(a.name.as_str(), polls);
+        }
         let intervals = accounts
             .iter()
-            .map(|a| (a.name.clone(), a.poll_interval.max(floor)))
+            .map(|a| {
+                let polls = given[a.name.as_str()];
+                let ms = (DAY_MS as f64 / polls).ceil() as u64;
+                let d = Duration::from_millis(ms).max(a.poll_interval);
+                (a.name.clone(), d, d > a.poll_interval)
+            })
             .collect();
         Plan {
             daily_quota,
             reserve,
-            floor,
             intervals,
         }
     }
@@ -60,15 +74,15 @@ impl Plan {
     pub fn interval(&self, name: &str) -> Duration {
         self.intervals
             .iter()
-            .find(|(n, _)| n == name)
-            .map_or(self.floor, |(_, d)| *d)
+            .find(|(n, ..)| n == name)
+            .map_or(Duration::from_secs(86_400), |(_, d, _)| *d)
     }
 
     /// Units the polls spend a day at this plan.
     pub fn poll_units_per_day(&self) -> u64 {
         self.intervals
             .iter()
-            .map(|(_, d)| 86_400_000 / (d.as_millis().max(1) as u64) * u64::from(POLL_UNITS))
+            .map(|(_, d, _)| DAY_MS / (d.as_millis().max(1) as u64) * u64::from(POLL_UNITS))
             .sum()
     }
 
@@ -83,11 +97,11 @@ impl Plan {
             self.reserve,
             self.poll_units_per_day(),
         );
-        for (name, d) in &self.intervals {
+        for (name, d, stretched) in &self.intervals {
             out.push_str(&format!(
                 "youtube poll  {name} every {}{}\n",
                 humantime::format_duration(*d),
-                if *d == self.floor && !self.floor.is_zero() {
+                if *stretched {
                     " (stretched to fit the quota)"
                 } else {
                     ""
@@ -168,7 +182,6 @@ account_id = "UC_x5XG1OV2P6uZZ5FSM9Ttw"
         let refs: Vec<&Account> = a.iter().collect();
         let plan = Plan::new(10_000, &refs);
         assert_eq!(plan.reserve, 1_000);
-        assert_eq!(plan.floor, Duration::from_millis(28_800));
         assert_eq!(plan.interval("yt0"), Duration::from_millis(28_800));
         assert!(plan.poll_units_per_day() <= 9_000);
     }
@@ -191,5 +204,14 @@ account_id = "UC_x5XG1OV2P6uZZ5FSM9Ttw"
             Plan::new(10_000, &refs).interval("yt3"),
             Duration::from_secs(600)
         );
+        // A slow channel leaves its share to a fast one.
+        let mut a = accounts(2, Duration::from_secs(5));
+        a[1].poll_interval = Duration::from_secs(3600);
+        let refs: Vec<&Account> = a.iter().collect();
+        let plan = Plan::new(10_000, &refs);
+        assert_eq!(plan.interval("yt1"), Duration::from_secs(3600));
+        // 3,000 polls a day, 24 of them the slow channel's.
+        assert_eq!(plan.interval("yt0"), Duration::from_millis(29_033));
+        assert!(plan.poll_units_per_day() + u64::from(plan.reserve) <= 10_000);
     }
 }
