@@ -8,9 +8,12 @@ use tocsin::{
     config::{Account, Platform, Secret},
     model::{Action, Incident, Rule, Severity, TakedownOutcome},
 };
-use tocsin_fakes::youtube::{FakeYouTube, sign, topic};
+use tocsin_fakes::{
+    front::Front,
+    youtube::{FakeYouTube, sign, topic},
+};
 
-use crate::support::{postfix::free_port, quiet, *};
+use crate::support::{quiet, *};
 
 const YT: &str = "youtube-main";
 const CHANNEL: &str = "UCxExampleCorpOfficial01";
@@ -51,8 +54,9 @@ async fn fake() -> FakeYouTube {
 struct Tube {
     app: TestApp,
     yt: FakeYouTube,
-    /// The hooks listener, where the hub delivers.
+    /// The reverse proxy in front of the daemon, where the hub delivers.
     callback: String,
+    _front: Front,
 }
 
 /// The daemon watching the fake channel (beside the loopback Mastodon account), pushed when
@@ -64,7 +68,8 @@ async fn spawn(poll: Duration, push: bool) -> Tube {
 /// [`spawn`], asking the hub for `lease`.
 async fn spawn_leased(poll: Duration, push: bool, lease: Duration) -> Tube {
     let yt = fake().await;
-    let port = free_port();
+    let front = Front::start().await.unwrap();
+    let public = front.url();
     let acct = account(&yt, poll);
     let hub = yt.hub_url();
     let app = spawn_app_with(|c| {
@@ -76,12 +81,12 @@ async fn spawn_leased(poll: Duration, push: bool, lease: Duration) -> Tube {
         c.youtube.daily_quota = 4_000_000_000;
         c.grouping.window = Duration::ZERO;
         if push {
-            c.general.hooks_listen = Some(([127, 0, 0, 1], port).into());
-            c.general.public_url =
-                Some(url::Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap());
+            c.general.public_url = Some(public.clone());
         }
     })
     .await;
+    // The webhooks are on the main listener (no hooks_listen).
+    front.forward_to(app.api.trim_start_matches("http://").parse().unwrap());
     let judged = || {
         app.health
             .snapshot()
@@ -92,7 +97,8 @@ async fn spawn_leased(poll: Duration, push: bool, lease: Duration) -> Tube {
     let t = Tube {
         app,
         yt,
-        callback: format!("http://127.0.0.1:{port}/hooks/youtube/{YT}"),
+        callback: format!("{public}hooks/youtube/{YT}"),
+        _front: front,
     };
     if push {
         until(

@@ -4,6 +4,7 @@
 
 pub mod bluesky;
 pub mod flood;
+pub mod front;
 pub mod google;
 pub mod m365;
 pub mod mail_signers;

@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use tocsin::App;
 use tocsin::model::{Incident, Rule, State};
+use tocsin_fakes::front::Front;
 use tocsin_fakes::loopback_config;
 use tocsin_fakes::m365::{FakeM365, exchange_record};
 use tocsin_fakes::mailer::FakeMailer;
@@ -165,8 +166,9 @@ async fn story(omit: Option<Step>, report: &mut Report) -> Result<(), DemoError>
     // The takedown credential: the fake Mastodon only lets this token delete.
     config.accounts[0].write_token = Some(tocsin::config::Secret::new(WRITE_TOKEN));
     masto.require_write_token(Some(WRITE_TOKEN.into()));
-    let yt = youtube_channel(&mut config).await?;
+    let (yt, front) = youtube_channel(&mut config).await?;
     let app = App::build(config).await?;
+    front.forward_to(app.http_addr());
     let journal = app
         .journal_addr()
         .ok_or_else(|| DemoError::Stalled("the journal listener is not bound".into()))?;
@@ -631,8 +633,9 @@ async fn story(omit: Option<Step>, report: &mut Report) -> Result<(), DemoError>
 }
 
 /// The fake YouTube with the company's channel, and its account in `config`: read with an API
-/// key, pushed by the fake hub to a hooks listener on loopback, taken down with the owner's token.
-async fn youtube_channel(config: &mut tocsin::Config) -> Result<FakeYouTube, DemoError> {
+/// key, pushed by the fake hub through a reverse proxy on loopback (`general.public_url`) that
+/// forwards to the daemon once it listens, taken down with the owner's token.
+async fn youtube_channel(config: &mut tocsin::Config) -> Result<(FakeYouTube, Front), DemoError> {
     let yt = FakeYouTube::start(YT_KEY)
         .await
         .map_err(setup("starting the fake YouTube"))?;
@@ -645,12 +648,10 @@ async fn youtube_channel(config: &mut tocsin::Config) -> Result<FakeYouTube, Dem
     yt.set_oauth_token(YT_CHANNEL, Some(YT_OWNER_TOKEN));
     yt.upload(YT_CHANNEL, "ExampleCorp 2025 keynote", "The full keynote.")
         .await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(setup("finding a port for the hooks listener"))?
-        .port();
-    config.general.hooks_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
-    config.general.public_url = url::Url::parse(&format!("http://127.0.0.1:{port}/")).ok();
+    let front = Front::start()
+        .await
+        .map_err(setup("starting the reverse proxy"))?;
+    config.general.public_url = Some(front.url());
     config.youtube.api_key = Some(tocsin::config::Secret::new(YT_KEY));
     config.youtube.hub_url = yt.hub_url();
     // The demo's half-second polls need more than a real project's 10,000 units a day.
@@ -670,7 +671,7 @@ async fn youtube_channel(config: &mut tocsin::Config) -> Result<FakeYouTube, Dem
         appview_url: None,
         allow_private_endpoints: true,
     });
-    Ok(yt)
+    Ok((yt, front))
 }
 
 /// The YouTube takeover: the channel renamed, a live giveaway, one press to take it down. The
