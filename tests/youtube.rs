@@ -67,39 +67,7 @@ async fn spawn(poll: Duration, push: bool) -> Tube {
 
 /// [`spawn`], asking the hub for `lease`.
 async fn spawn_leased(poll: Duration, push: bool, lease: Duration) -> Tube {
-    let yt = fake().await;
-    let front = Front::start().await.unwrap();
-    let public = front.url();
-    let acct = account(&yt, poll);
-    let hub = yt.hub_url();
-    let app = spawn_app_with(|c| {
-        c.accounts.push(acct);
-        c.youtube.api_key = Some(Secret::new(KEY));
-        c.youtube.hub_url = hub;
-        c.youtube.lease = lease;
-        // A quota no test polling could spend: the plan leaves the intervals as set.
-        c.youtube.daily_quota = 4_000_000_000;
-        c.grouping.window = Duration::ZERO;
-        if push {
-            c.general.public_url = Some(public.clone());
-        }
-    })
-    .await;
-    // The webhooks are on the main listener (no hooks_listen).
-    front.forward_to(app.api.trim_start_matches("http://").parse().unwrap());
-    let judged = || {
-        app.health
-            .snapshot()
-            .get(YT)
-            .is_some_and(|h| h.judged_polls >= 1)
-    };
-    until(judged, "the channel's first poll judged").await;
-    let t = Tube {
-        app,
-        yt,
-        callback: format!("{public}hooks/youtube/{YT}"),
-        _front: front,
-    };
+    let t = spawn_at(poll, push, lease, |_| {}).await;
     if push {
         until(
             || !t.yt.subscriptions().is_empty(),
@@ -120,6 +88,49 @@ async fn spawn_leased(poll: Duration, push: bool, lease: Duration) -> Tube {
         .await;
     }
     t
+}
+
+/// The daemon on the fake, the fake's hub URL changed by `hub` first; its first poll judged.
+async fn spawn_at(
+    poll: Duration,
+    push: bool,
+    lease: Duration,
+    hub: impl FnOnce(&mut url::Url),
+) -> Tube {
+    let yt = fake().await;
+    let front = Front::start().await.unwrap();
+    let public = front.url();
+    let acct = account(&yt, poll);
+    let mut hub_url = yt.hub_url();
+    hub(&mut hub_url);
+    let app = spawn_app_with(|c| {
+        c.accounts.push(acct);
+        c.youtube.api_key = Some(Secret::new(KEY));
+        c.youtube.hub_url = hub_url;
+        c.youtube.lease = lease;
+        // A quota no test polling could spend: the plan leaves the intervals as set.
+        c.youtube.daily_quota = 4_000_000_000;
+        c.grouping.window = Duration::ZERO;
+        if push {
+            c.general.public_url = Some(public.clone());
+        }
+    })
+    .await;
+    // The webhooks are on the main listener (no hooks_listen).
+    front.forward_to(app.api.trim_start_matches("http://").parse().unwrap());
+    let judged = || {
+        app.health
+            .snapshot()
+            .get(YT)
+            .is_some_and(|h| h.judged_polls >= 1)
+    };
+    until(judged, "the channel's first poll judged").await;
+    Tube {
+        app,
+        yt,
+        callback: format!("{public}hooks/youtube/{YT}"),
+        _front: front,
+    }
 }
 
 impl Tube {
@@ -251,6 +262,24 @@ async fn the_subscription_is_renewed_before_the_lease_ends() {
     // Still pushed after the renewal.
     let id = t.yt.go_live(CHANNEL, "Giveaway after renewal", "x").await;
     until(|| t.paged(&id).is_some(), "the page after renewal").await;
+    t.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_subscription_the_hub_refuses_pages_monitor_blind() {
+    // A hub URL the fake does not serve: every subscription request is answered 404.
+    let t = spawn_at(POLL, true, Duration::from_secs(3600), |u| {
+        u.set_path("/not-the-hub")
+    })
+    .await;
+    let blind = || {
+        t.incidents(Rule::MonitorBlind)
+            .into_iter()
+            .find(|i| i.account == YT && i.page.is_some())
+    };
+    until(|| blind().is_some(), "monitor.blind for the push").await;
+    let page = t.page_or_edit("push stream down", "the blind page").await;
+    assert!(page.contains("hub answered 404"), "{page}");
     t.app.stop().await;
 }
 
