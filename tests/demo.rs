@@ -33,6 +33,8 @@ fn the_demo_passes_every_check_and_keeps_the_log_out_of_the_story() {
         "[ok] the rogue post is deleted on Mastodon",
         "[ok] leak page counts 1,000 exposed addresses over 40 domains",
         "[ok] incident timeline chain verifies",
+        "[ok] the live giveaway pages critical",
+        "[ok] the live giveaway is deleted on YouTube",
     ] {
         assert!(stdout.contains(check), "{check} missing:\n{stdout}");
     }

@@ -39,3 +39,4 @@ mod takedown;
 mod telegram_channel;
 mod x;
 mod x_push;
+mod youtube;

@@ -4,6 +4,7 @@
 
 pub mod bluesky;
 pub mod flood;
+pub mod front;
 pub mod google;
 pub mod m365;
 pub mod mail_signers;
@@ -16,6 +17,7 @@ pub mod sns;
 pub mod telegram;
 pub mod webhook;
 pub mod x;
+pub mod youtube;
 
 use std::time::Duration;
 

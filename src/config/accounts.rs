@@ -105,6 +105,8 @@ pub enum Platform {
     TelegramChannel,
     FacebookPage,
     Instagram,
+    #[serde(rename = "youtube")]
+    YouTube,
 }
 
 impl Platform {
@@ -116,6 +118,7 @@ impl Platform {
             Platform::TelegramChannel => "telegram_channel",
             Platform::FacebookPage => "facebook_page",
             Platform::Instagram => "instagram",
+            Platform::YouTube => "youtube",
         }
     }
 }

@@ -10,6 +10,7 @@ mod error;
 mod meta;
 mod secret;
 mod validate;
+mod youtube;
 
 use std::{
     collections::BTreeMap,
@@ -38,6 +39,7 @@ pub use meta::{DEFAULT_GRAPH_VERSION, GRAPH_API_URL, Meta};
 use validate::{check_http_url, check_secret_url};
 
 pub use secret::Secret;
+pub use youtube::{DEFAULT_DAILY_QUOTA, YOUTUBE_API_URL, YOUTUBE_HUB_URL, YouTube};
 
 use crate::model::{Rule, Severity, parse_duration};
 
@@ -71,6 +73,9 @@ pub struct Config {
     /// The Meta app of the Facebook Page and Instagram accounts.
     #[serde(default)]
     pub meta: Meta,
+    /// The YouTube Data API key, quota and WebSub hub, shared by every watched channel.
+    #[serde(default)]
+    pub youtube: YouTube,
     /// Mail feeds and the mail kill switch. Absent: no mail is watched.
     #[serde(default)]
     pub email: Option<Email>,

@@ -146,6 +146,8 @@ pub(crate) fn full_example() -> (Config, tempfile::NamedTempFile) {
         .replace("env:TOCSIN_META_PAGE_TOKEN", "page-token")
         .replace("env:TOCSIN_META_PAGE_WRITE_TOKEN", "page-write")
         .replace("env:TOCSIN_META_INSTAGRAM_TOKEN", "ig-token")
+        .replace("env:TOCSIN_YOUTUBE_API_KEY", "yt-key")
+        .replace("env:TOCSIN_YOUTUBE_OWNER_TOKEN", "yt-owner")
         .replace("env:TOCSIN_SENDGRID_VERIFICATION_KEY", "sendgrid-key")
         .replace("env:TOCSIN_MAILGUN_SIGNING_KEY", "k")
         .replace("env:TOCSIN_MAILGUN_WEBHOOK_PASSWORD", "mp")

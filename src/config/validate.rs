@@ -27,6 +27,9 @@ impl Config {
                 Platform::FacebookPage | Platform::Instagram => {
                     account.base_url = Url::parse(GRAPH_API_URL).expect("constant URL")
                 }
+                Platform::YouTube => {
+                    account.base_url = Url::parse(super::YOUTUBE_API_URL).expect("constant URL")
+                }
                 _ => {
                     return Err(ConfigError::invalid(
                         format!("accounts[{i}].base_url"),
@@ -240,11 +243,12 @@ impl Config {
                     | Platform::Bluesky
                     | Platform::FacebookPage
                     | Platform::Instagram
+                    | Platform::YouTube
             ) {
                 return Err(ConfigError::invalid(
                     key("platform"),
                     format!(
-                        "`{}` is not supported by this build yet; supported: mastodon, x, telegram_channel, bluesky, facebook_page, instagram",
+                        "`{}` is not supported by this build yet; supported: mastodon, x, telegram_channel, bluesky, facebook_page, instagram, youtube",
                         account.platform
                     ),
                 ));
@@ -299,6 +303,7 @@ impl Config {
                 ));
             }
         }
+        super::youtube::validate(self)?;
         for (key, n) in [
             (
                 "x.timeline_requests_per_window",

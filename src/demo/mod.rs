@@ -13,6 +13,10 @@
 //! 1,000-recipient batch, every address visible in `To:`, to the journal listener; the page
 //! with its counters is timed from the batch's last byte to the fake Bot API's receipt.
 //!
+//! Last, the YouTube takeover: the channel renamed (polled), a live "giveaway" broadcast started
+//! (pushed by the fake WebSub hub to the hooks listener), and one press taking it down with
+//! `videos.delete`; each latency from the fake's change to the fake Bot API's receipt.
+//!
 //! [`run`] is one story told in order, act by act, each step waiting for what the previous one
 //! caused: kept as one function (longer than the house's usual file) so that it reads as the
 //! script it is.
@@ -29,12 +33,14 @@ use tokio_util::sync::CancellationToken;
 
 use tocsin::App;
 use tocsin::model::{Incident, Rule, State};
+use tocsin_fakes::front::Front;
 use tocsin_fakes::loopback_config;
 use tocsin_fakes::m365::{FakeM365, exchange_record};
 use tocsin_fakes::mailer::FakeMailer;
 use tocsin_fakes::mastodon::{FakeMastodon, ProfileUpdate, status_html};
 use tocsin_fakes::smtp::{SmtpClient, customers, leaky_message};
 use tocsin_fakes::telegram::{FakeBotApi, FakeUser, SentMessage};
+use tocsin_fakes::youtube::FakeYouTube;
 
 const CHAT: i64 = tocsin_fakes::ONCALL_CHAT;
 const ACCOUNT_ID: &str = "109302";
@@ -47,6 +53,10 @@ const M365_FEED: &str = "exchange";
 const M365_TENANT: &str = "7e1c7c3a-58c2-4a9e-9d1b-2f0ad2c6c0de";
 const M365_CLIENT: &str = "0b4e2b6e-1d2f-4a53-9c3c-6a1f4f0b9e11";
 const M365_SECRET: &str = "demo-m365-secret";
+const YT_ACCOUNT: &str = "youtube-main";
+const YT_CHANNEL: &str = "UCxExampleCorpOfficial01";
+const YT_KEY: &str = "demo-youtube-api-key";
+const YT_OWNER_TOKEN: &str = "demo-youtube-owner-token";
 
 /// A step of the story that `--omit` leaves out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -156,7 +166,9 @@ async fn story(omit: Option<Step>, report: &mut Report) -> Result<(), DemoError>
     // The takedown credential: the fake Mastodon only lets this token delete.
     config.accounts[0].write_token = Some(tocsin::config::Secret::new(WRITE_TOKEN));
     masto.require_write_token(Some(WRITE_TOKEN.into()));
+    let (yt, front) = youtube_channel(&mut config).await?;
     let app = App::build(config).await?;
+    front.forward_to(app.http_addr());
     let journal = app
         .journal_addr()
         .ok_or_else(|| DemoError::Stalled("the journal listener is not bound".into()))?;
@@ -188,6 +200,24 @@ async fn story(omit: Option<Step>, report: &mut Report) -> Result<(), DemoError>
     say(
         report,
         "first poll done: 1 old post recorded as history, profile baselined".into(),
+    );
+    wait_for(
+        || {
+            health
+                .snapshot()
+                .get(YT_ACCOUNT)
+                .is_some_and(|h| h.judged_polls >= 1)
+                && !yt.subscriptions().is_empty()
+        },
+        "the YouTube channel's first poll and its WebSub subscription",
+    )
+    .await?;
+    say(
+        report,
+        format!(
+            "YouTube channel {YT_CHANNEL}: first poll is history, feed subscribed at the hub {}",
+            yt.hub_url()
+        ),
     );
 
     // The social team pre-approves the announcement, then it is published.
@@ -584,6 +614,8 @@ async fn story(omit: Option<Step>, report: &mut Report) -> Result<(), DemoError>
     wait_for(shows_paused, "the leak's page showing the mailer paused").await?;
     let _ = smtp.quit().await;
 
+    let (page5, page6) = youtube_takeover(&yt, &store, &bot_api, &responder, report, &say).await?;
+
     shutdown.cancel();
     daemon.await??;
     let verify = store.verify_log()?;
@@ -612,6 +644,8 @@ async fn story(omit: Option<Step>, report: &mut Report) -> Result<(), DemoError>
         page2.message_id,
         page3.message_id,
         page4.message_id,
+        page5.message_id,
+        page6.message_id,
     ] {
         if let Some(m) = bot_api.message(CHAT, id) {
             report.final_pages.push(m.text);
@@ -620,6 +654,144 @@ async fn story(omit: Option<Step>, report: &mut Report) -> Result<(), DemoError>
     masto.shutdown();
     bot_api.shutdown();
     Ok(())
+}
+
+/// The fake YouTube with the company's channel, and its account in `config`: read with an API
+/// key, pushed by the fake hub through a reverse proxy on loopback (`general.public_url`) that
+/// forwards to the daemon once it listens, taken down with the owner's token.
+async fn youtube_channel(config: &mut tocsin::Config) -> Result<(FakeYouTube, Front), DemoError> {
+    let yt = FakeYouTube::start(YT_KEY)
+        .await
+        .map_err(setup("starting the fake YouTube"))?;
+    yt.add_channel(
+        YT_CHANNEL,
+        "ExampleCorp",
+        "@examplecorp",
+        "The official ExampleCorp channel.",
+    );
+    yt.set_oauth_token(YT_CHANNEL, Some(YT_OWNER_TOKEN));
+    yt.upload(YT_CHANNEL, "ExampleCorp 2025 keynote", "The full keynote.")
+        .await;
+    let front = Front::start()
+        .await
+        .map_err(setup("starting the reverse proxy"))?;
+    config.general.public_url = Some(front.url());
+    config.youtube.api_key = Some(tocsin::config::Secret::new(YT_KEY));
+    config.youtube.hub_url = yt.hub_url();
+    // The demo's half-second polls need more than a real project's 10,000 units a day.
+    config.youtube.daily_quota = 1_000_000;
+    config.accounts.push(tocsin::config::Account {
+        name: YT_ACCOUNT.into(),
+        platform: tocsin::config::Platform::YouTube,
+        base_url: yt.url(),
+        account_id: YT_CHANNEL.into(),
+        token: None,
+        write_token: Some(tocsin::config::Secret::new(YT_OWNER_TOKEN)),
+        poll_interval: POLL,
+        grace: None,
+        plc_url: None,
+        jetstream_url: None,
+        pds_url: None,
+        appview_url: None,
+        allow_private_endpoints: true,
+    });
+    Ok((yt, front))
+}
+
+/// The YouTube takeover: the channel renamed, a live giveaway, one press to take it down. The
+/// pages of the rename and of the broadcast.
+async fn youtube_takeover(
+    yt: &FakeYouTube,
+    store: &tocsin::store::Store,
+    bot_api: &FakeBotApi,
+    responder: &FakeUser,
+    report: &mut Report,
+    say: &impl Fn(&mut Report, String),
+) -> Result<(SentMessage, SentMessage), DemoError> {
+    yt.set_title(YT_CHANNEL, "Tesla Official LIVE");
+    let renamed_at = Instant::now();
+    say(
+        report,
+        "YOUTUBE channel renamed \"Tesla Official LIVE\"".into(),
+    );
+    let (_, page5) = page_of(store, bot_api, Rule::ProfileChanged, |i| {
+        i.account == YT_ACCOUNT
+    })
+    .await?;
+    let rename_latency = page5.received_instant.duration_since(renamed_at);
+    report
+        .latencies
+        .push(("YouTube rename → page".into(), rename_latency));
+    say(
+        report,
+        format!(
+            "PAGE 5 (message {}) after {} ms",
+            page5.message_id,
+            rename_latency.as_millis()
+        ),
+    );
+    report.check(
+        "the rename's page shows the new title",
+        page5.text.contains("Tesla Official LIVE"),
+    );
+
+    let live_at = Instant::now();
+    let live = yt
+        .go_live(
+            YT_CHANNEL,
+            "Tesla giveaway LIVE: double your BTC",
+            "Send BTC to bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh and get 2x back https://examp1e-giveaway.example",
+        )
+        .await;
+    say(
+        report,
+        format!("YOUTUBE live broadcast {live} started, pushed by the hub"),
+    );
+    report.check(
+        "the hub's push was taken (204)",
+        yt.deliveries().last().is_some_and(|d| d.status == 204),
+    );
+    let (live_incident, page6) =
+        page_of(store, bot_api, Rule::UnapprovedPost, |i| i.object == live).await?;
+    let live_latency = page6.received_instant.duration_since(live_at);
+    report
+        .latencies
+        .push(("YouTube live (push) → page".into(), live_latency));
+    say(
+        report,
+        format!(
+            "PAGE 6 (message {}) after {} ms",
+            page6.message_id,
+            live_latency.as_millis()
+        ),
+    );
+    let critical = store
+        .incident(live_incident)?
+        .is_some_and(|i| i.severity == tocsin::model::Severity::Critical);
+    report.check(
+        "the live giveaway pages critical",
+        critical && page6.text.contains("[live]"),
+    );
+    bot_api.press_button(
+        CHAT,
+        responder,
+        page6.message_id,
+        &format!("takedown:{live_incident}"),
+    );
+    wait_for(
+        || store_state(store, live_incident) == Some(State::Resolved),
+        "the YouTube takedown",
+    )
+    .await?;
+    let gone = !yt.video_exists(&live);
+    report.check("the live giveaway is deleted on YouTube", gone);
+    say(
+        report,
+        format!(
+            "@alice_oncall pressed Take down on #{live_incident}: videos.delete → broadcast gone = {gone}; resolved (contained)"
+        ),
+    );
+    Ok((page5, page6))
 }
 
 fn store_state(store: &tocsin::store::Store, id: u64) -> Option<State> {

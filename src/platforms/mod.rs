@@ -13,6 +13,7 @@ pub mod mastodon;
 pub mod meta;
 pub mod telegram_channel;
 pub mod x;
+pub mod youtube;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -33,13 +34,14 @@ use crate::{
 };
 
 /// Every platform this build watches.
-pub static PLATFORMS: [&dyn Platform; 6] = [
+pub static PLATFORMS: [&dyn Platform; 7] = [
     &mastodon::Mastodon,
     &x::X,
     &bluesky::Bluesky,
     &telegram_channel::TelegramChannel,
     &meta::FacebookPage,
     &meta::Instagram,
+    &youtube::YouTube,
 ];
 
 /// What a platform's watchers are built with at start-up.

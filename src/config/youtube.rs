@@ -1,0 +1,110 @@
+//! `[youtube]`: the Data API v3 key and quota shared by every watched channel, and the WebSub
+//! hub that pushes the channels' uploads. The OAuth token takedowns use is the channel's own
+//! `accounts[].write_token`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use super::{Config, ConfigError, Platform, Secret, duration, validate::check_secret_url};
+
+/// The Data API's server, the default `base_url` of a YouTube account.
+pub const YOUTUBE_API_URL: &str = "https://www.googleapis.com";
+
+/// Google's WebSub hub, the one YouTube publishes its channel feeds to.
+pub const YOUTUBE_HUB_URL: &str = "https://pubsubhubbub.appspot.com/";
+
+/// A Google Cloud project's default Data API quota: 10,000 units a day, reset at midnight
+/// Pacific time.
+pub const DEFAULT_DAILY_QUOTA: u32 = 10_000;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct YouTube {
+    /// The Data API key (Google Cloud console → APIs & Services → Credentials), sent as `key=`
+    /// on every read. Required when a YouTube account is watched.
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// The WebSub hub the channels' feeds are subscribed at (callback: `general.public_url`
+    /// + `/hooks/youtube/<account>`). Default Google's.
+    #[serde(default = "default_hub_url")]
+    pub hub_url: Url,
+    /// Data API units the project may spend a day; every YouTube account's polls share it.
+    /// Default 10,000 (the project default).
+    #[serde(default = "default_daily_quota")]
+    pub daily_quota: u32,
+    /// The lease asked of the hub; the subscription is renewed at four fifths of the lease
+    /// the hub granted. Default 5 days.
+    #[serde(default = "default_lease", deserialize_with = "duration")]
+    pub lease: Duration,
+}
+
+impl Default for YouTube {
+    fn default() -> Self {
+        YouTube {
+            api_key: None,
+            hub_url: default_hub_url(),
+            daily_quota: default_daily_quota(),
+            lease: default_lease(),
+        }
+    }
+}
+
+fn default_hub_url() -> Url {
+    Url::parse(YOUTUBE_HUB_URL).expect("constant URL")
+}
+
+fn default_daily_quota() -> u32 {
+    DEFAULT_DAILY_QUOTA
+}
+
+fn default_lease() -> Duration {
+    Duration::from_secs(5 * 24 * 3600)
+}
+
+/// The `[youtube]` rules that only hold when a YouTube account is watched.
+pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
+    let yt = &config.youtube;
+    // The subscription secret travels in the subscription request.
+    check_secret_url("youtube.hub_url", &yt.hub_url)?;
+    if !(300..=10 * 24 * 3600).contains(&yt.lease.as_secs()) {
+        return Err(ConfigError::invalid(
+            "youtube.lease",
+            "between 5 minutes and 10 days (hubs cap leases at about 10 days)",
+        ));
+    }
+    if yt.daily_quota < 100 {
+        return Err(ConfigError::invalid(
+            "youtube.daily_quota",
+            "at least 100 units",
+        ));
+    }
+    for (i, account) in config.accounts.iter().enumerate() {
+        if account.platform != Platform::YouTube {
+            continue;
+        }
+        if yt.api_key.is_none() {
+            return Err(ConfigError::invalid(
+                "youtube.api_key",
+                "missing: the Data API key every YouTube account is read with",
+            ));
+        }
+        check_secret_url(&format!("accounts[{i}].base_url"), &account.base_url)?;
+        let id = &account.account_id;
+        if !(id.len() == 24
+            && id.starts_with("UC")
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        {
+            return Err(ConfigError::invalid(
+                format!("accounts[{i}].account_id"),
+                format!(
+                    "`{id}` is not a channel id: the 24 characters starting with UC, not the @handle"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
