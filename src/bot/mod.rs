@@ -417,7 +417,10 @@ async fn on_callback(bot: &Bot, ctx: &BotContext, q: &CallbackQuery, inbox: &mut
     let chat = q.message.as_ref().map_or(ChatId(0), |m| m.chat().id);
     let reply = match ctx.authorize(chat, Some(&q.from), "button") {
         Err(refusal) => refusal,
-        Ok(who) => match q.data.as_deref().and_then(Command::from_callback) {
+        Ok(who) => match q.data.as_deref().and_then(Command::from_callback).map(|c| {
+            // A button without a version stands for what the message it was pressed on shows.
+            c.pressed_on(q.message.as_ref().map_or(0, |m| m.id().0))
+        }) {
             Some(command) if command.calls_out() => {
                 tracing::info!(user = who.id, ?command, "button");
                 let (bot, ctx, query) = (bot.clone(), ctx.clone(), q.id.clone());
@@ -428,8 +431,6 @@ async fn on_callback(bot: &Bot, ctx: &BotContext, q: &CallbackQuery, inbox: &mut
                 return;
             }
             Some(command) => {
-                let message = q.message.as_ref().map_or(0, |m| m.id().0);
-                let command = command.pressed_on(message);
                 tracing::info!(user = who.id, ?command, "button");
                 command.apply(ctx, &who).await
             }
