@@ -462,6 +462,18 @@ async fn approving_untagged_bulk_mail_covers_twice_its_volume_for_a_day() {
     )
     .await;
     let id = mail_incidents(&app, Rule::UnapprovedBulk)[0].id;
+    // `/approve N` acts on what the chat was shown: wait for the page to carry this version.
+    until(
+        || {
+            app.store.incident(id).unwrap().is_some_and(|i| {
+                i.page
+                    .as_ref()
+                    .is_some_and(|p| p.version == Some(i.version()))
+            })
+        },
+        "the bulk page delivered",
+    )
+    .await;
     let asked = chrono::Utc::now();
     app.bot
         .push_command(CHAT, &responder(), &format!("/approve {id}"));
