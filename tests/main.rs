@@ -35,4 +35,5 @@ mod provider_vectors;
 mod stuck_pages;
 mod takedown;
 mod telegram_channel;
+mod trusted_clients;
 mod x;

@@ -281,6 +281,16 @@ impl App {
             ..source_ctx.clone()
         };
         let mut channel_routes = std::collections::HashMap::new();
+        // The trusted clients are in force before the first post is judged.
+        for account in &config.accounts {
+            let outcome = crate::detect::trusted_clients(
+                &store,
+                &account.name,
+                &account.trusted_clients,
+                chrono::Utc::now(),
+            )?;
+            incidents.record(&outcome).await?;
+        }
         // Every context holds a sender of a lane: each is dropped once its watchers are built,
         // so that each lane ends when its watchers do.
         let watchers = platforms::watch_all(&mut WatchContext {
