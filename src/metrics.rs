@@ -135,6 +135,7 @@ pub struct Metrics {
     poll_errors: Family<AccountLabel, Gauge>,
     rate_limit_remaining: Family<AccountLabel, Gauge>,
     unauthorized_actions: Gauge,
+    imap_unvouched_notices: Gauge,
     /// By reason; the provider webhooks will add their own reasons.
     rejected_requests: Family<ReasonLabel, Gauge>,
     store: Store,
@@ -180,6 +181,7 @@ impl Metrics {
             poll_errors: Family::default(),
             rate_limit_remaining: Family::default(),
             unauthorized_actions: Gauge::default(),
+            imap_unvouched_notices: Gauge::default(),
             rejected_requests: Family::default(),
             store,
             health,
@@ -312,6 +314,11 @@ impl Metrics {
             "unauthorized_actions",
             "Refused commands and button presses since start",
             m.unauthorized_actions.clone(),
+        );
+        registry.register(
+            "imap_unvouched_notices",
+            "Platform mail in a registered mailbox without the provider's dkim=pass, since start",
+            m.imap_unvouched_notices.clone(),
         );
         registry.register(
             "rejected_requests",
@@ -482,6 +489,8 @@ impl Metrics {
         let r = &self.refusals;
         self.unauthorized_actions
             .set(r.unauthorized_actions.load(Ordering::Relaxed) as i64);
+        self.imap_unvouched_notices
+            .set(crate::mail::imap::UNVOUCHED.load(Ordering::Relaxed) as i64);
         self.rejected_requests
             .get_or_create(&ReasonLabel {
                 reason: "api".into(),

@@ -21,6 +21,7 @@ mod email_journal;
 mod escalation;
 mod faults;
 mod fuzz_corpus;
+mod imap;
 mod journal_guard;
 mod kill_switch;
 mod lifecycle;

@@ -374,7 +374,13 @@ impl App {
         drop(mail_ctx);
         let judge = pipeline::Judge {
             incidents: incidents.clone(),
-            email_rules: Arc::new(config.email.clone().unwrap_or_default()),
+            email_rules: Arc::new(
+                config
+                    .email
+                    .clone()
+                    .map(crate::mail::imap::link_accounts)
+                    .unwrap_or_default(),
+            ),
             metrics: metrics.clone(),
         };
         let priority = Arc::new(lanes::Priority::default());
@@ -671,6 +677,7 @@ fn source_graces(config: &Config) -> Vec<(String, Duration)> {
     if let Some(e) = &config.email {
         out.extend(e.google.iter().map(|g| (g.name.clone(), g.grace())));
         out.extend(e.m365.iter().map(|m| (m.name.clone(), m.grace())));
+        out.extend(e.imap.iter().map(|f| (f.name.clone(), f.grace())));
     }
     out
 }

@@ -138,6 +138,7 @@ pub(crate) fn full_example() -> (Config, tempfile::NamedTempFile) {
         .replace("env:TOCSIN_CI_API_TOKEN", "ci")
         .replace("env:TOCSIN_X_USER_TOKEN", "xu")
         .replace("env:TOCSIN_M365_CLIENT_SECRET", "m")
+        .replace("env:TOCSIN_IMAP_PASSWORD", "imap-pass")
         .replace("env:TOCSIN_MAILER_SECRET", "k")
         .replace("env:TOCSIN_BLUESKY_APP_PASSWORD", "app-pass")
         .replace("env:TOCSIN_SENDGRID_VERIFICATION_KEY", "sendgrid-key")
