@@ -22,6 +22,7 @@ mod escalation;
 mod faults;
 mod fuzz_corpus;
 mod imap;
+mod imap_dovecot;
 mod journal_guard;
 mod kill_switch;
 mod lifecycle;

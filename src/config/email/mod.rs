@@ -349,6 +349,19 @@ impl Email {
                 m.internal_domains.join(", ")
             ));
         }
+        for f in &self.imap {
+            out.push_str(&format!(
+                "imap          {} · {}@{}:{} {} · for {} · pushed (IDLE) · notices need dkim=pass from {} · blind after {}\n",
+                f.name,
+                f.username,
+                f.host,
+                f.port,
+                f.mailbox,
+                f.account,
+                f.authserv_id,
+                humantime::format_duration(f.grace())
+            ));
+        }
         if let Some(k) = &self.kill_switch {
             out.push_str(&format!(
                 "kill switch   {} {} · {} · {}\n",
