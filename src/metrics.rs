@@ -139,6 +139,7 @@ pub struct Metrics {
     unauthorized_actions: Gauge,
     /// Unix time (s) of the last successful `getUpdates`: what `/readyz` ages the bot by.
     bot_updates_last_ok: Gauge,
+    imap_unvouched_notices: Gauge,
     /// By reason; the provider webhooks will add their own reasons.
     rejected_requests: Family<ReasonLabel, Gauge>,
     store: Store,
@@ -186,6 +187,7 @@ impl Metrics {
             rate_limit_remaining: Family::default(),
             unauthorized_actions: Gauge::default(),
             bot_updates_last_ok: Gauge::default(),
+            imap_unvouched_notices: Gauge::default(),
             rejected_requests: Family::default(),
             store,
             health,
@@ -328,6 +330,11 @@ impl Metrics {
             "bot_updates_last_ok_seconds",
             "Unix time of the last successful getUpdates (0 before the first)",
             m.bot_updates_last_ok.clone(),
+        );
+        registry.register(
+            "imap_unvouched_notices",
+            "Platform mail in a registered mailbox without the provider's dkim=pass, since start",
+            m.imap_unvouched_notices.clone(),
         );
         registry.register(
             "rejected_requests",
@@ -509,6 +516,8 @@ impl Metrics {
             .set(r.unauthorized_actions.load(Ordering::Relaxed) as i64);
         self.bot_updates_last_ok
             .set(r.bot_last_ok.load(Ordering::Relaxed));
+        self.imap_unvouched_notices
+            .set(crate::mail::imap::UNVOUCHED.load(Ordering::Relaxed) as i64);
         self.rejected_requests
             .get_or_create(&ReasonLabel {
                 reason: "api".into(),

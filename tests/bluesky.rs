@@ -54,6 +54,7 @@ fn account(sky: &FakeBluesky, poll: Duration) -> Account {
         appview_url: Some(sky.url()),
         // The fakes are plain http on loopback.
         allow_private_endpoints: true,
+        trusted_clients: Vec::new(),
     }
 }
 

@@ -79,6 +79,7 @@ fn account(g: &FakeGraph, platform: Platform, poll: Duration) -> Account {
         pds_url: None,
         appview_url: None,
         allow_private_endpoints: false,
+        trusted_clients: Vec::new(),
     }
 }
 

@@ -45,6 +45,7 @@ async fn spawn_channel(write: bool) -> TestApp {
             pds_url: None,
             appview_url: None,
             allow_private_endpoints: false,
+            trusted_clients: Vec::new(),
         });
     })
     .await;

@@ -52,6 +52,7 @@ fn x_account(x: &FakeX) -> Account {
         pds_url: None,
         appview_url: None,
         allow_private_endpoints: false,
+        trusted_clients: Vec::new(),
     }
 }
 

@@ -70,6 +70,7 @@ async fn spawn_pushed(x: &FakeX, api: XPushApi, poll_interval: Duration) -> Push
         pds_url: None,
         appview_url: None,
         allow_private_endpoints: false,
+        trusted_clients: Vec::new(),
     };
     let id = webhook_id.clone();
     let public = hooks.clone();

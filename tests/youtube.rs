@@ -35,6 +35,7 @@ fn account(yt: &FakeYouTube, poll: Duration) -> Account {
         pds_url: None,
         appview_url: None,
         allow_private_endpoints: true,
+        trusted_clients: Vec::new(),
     }
 }
 

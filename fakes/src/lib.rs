@@ -6,6 +6,7 @@ pub mod bluesky;
 pub mod flood;
 pub mod front;
 pub mod google;
+pub mod imap;
 pub mod m365;
 pub mod mail_signers;
 pub mod mailer;

@@ -112,6 +112,7 @@ pub fn summary(config: &Config) -> String {
     let feeds = config.email.as_ref().is_some_and(|e| {
         !e.google.is_empty()
             || !e.m365.is_empty()
+            || !e.imap.is_empty()
             || e.ses.is_some()
             || e.sendgrid.is_some()
             || e.mailgun.is_some()

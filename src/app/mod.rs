@@ -292,6 +292,16 @@ impl App {
             ..source_ctx.clone()
         };
         let mut channel_routes = std::collections::HashMap::new();
+        // The trusted clients are in force before the first post is judged.
+        for account in &config.accounts {
+            let outcome = crate::detect::trusted_clients(
+                &store,
+                &account.name,
+                &account.trusted_clients,
+                chrono::Utc::now(),
+            )?;
+            incidents.record(&outcome).await?;
+        }
         let mut hook_routes = Vec::new();
         // Every context holds a sender of a lane: each is dropped once its watchers are built,
         // so that each lane ends when its watchers do.
@@ -378,7 +388,13 @@ impl App {
         drop(mail_ctx);
         let judge = pipeline::Judge {
             incidents: incidents.clone(),
-            email_rules: Arc::new(config.email.clone().unwrap_or_default()),
+            email_rules: Arc::new(
+                config
+                    .email
+                    .clone()
+                    .map(crate::mail::imap::link_accounts)
+                    .unwrap_or_default(),
+            ),
             metrics: metrics.clone(),
         };
         let priority = Arc::new(lanes::Priority::default());
@@ -677,6 +693,7 @@ fn source_graces(config: &Config) -> Vec<(String, Duration)> {
     if let Some(e) = &config.email {
         out.extend(e.google.iter().map(|g| (g.name.clone(), g.grace())));
         out.extend(e.m365.iter().map(|m| (m.name.clone(), m.grace())));
+        out.extend(e.imap.iter().map(|f| (f.name.clone(), f.grace())));
     }
     out
 }

@@ -55,6 +55,12 @@ pub struct Account {
     /// loopback fakes; never in production.
     #[serde(default)]
     pub allow_private_endpoints: bool,
+    /// The company's own publishing tools, by the exact name the platform gives the client
+    /// that published a post (Mastodon's `application.name`). Their posts are approved by the
+    /// tool instead of paged. The list is kept in the approved log: a change is chained and
+    /// paged at the next start or reload.
+    #[serde(default)]
+    pub trusted_clients: Vec<String>,
 }
 
 /// The public PLC directory.

@@ -24,8 +24,8 @@ use serde::{Deserialize, Deserializer};
 use url::Url;
 
 pub use email::{
-    AuditFeed, Cidr, Email, GoogleFeed, Journal, JournalAuth, KillSwitch, M365Feed, Milter,
-    MilterAction, NoticeAccount, NoticePattern, SecurityNotices,
+    AuditFeed, Cidr, Email, GoogleFeed, ImapFeed, Journal, JournalAuth, KillSwitch, M365Feed,
+    Milter, MilterAction, NoticeAccount, NoticePattern, SecurityNotices,
 };
 
 pub use accounts::{

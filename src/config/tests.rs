@@ -139,6 +139,7 @@ pub(crate) fn full_example() -> (Config, tempfile::NamedTempFile) {
         .replace("env:TOCSIN_X_USER_TOKEN", "xu")
         .replace("env:TOCSIN_X_CONSUMER_SECRET", "xc")
         .replace("env:TOCSIN_M365_CLIENT_SECRET", "m")
+        .replace("env:TOCSIN_IMAP_PASSWORD", "imap-pass")
         .replace("env:TOCSIN_MAILER_SECRET", "k")
         .replace("env:TOCSIN_BLUESKY_APP_PASSWORD", "app-pass")
         .replace("env:TOCSIN_META_APP_SECRET", "meta-app-secret")

@@ -694,6 +694,7 @@ async fn youtube_channel(config: &mut tocsin::Config) -> Result<(FakeYouTube, Fr
         pds_url: None,
         appview_url: None,
         allow_private_endpoints: true,
+        trusted_clients: Vec::new(),
     });
     Ok((yt, front))
 }

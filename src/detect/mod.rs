@@ -20,7 +20,7 @@ use crate::{
         Distinct, Evidence, FieldChange, Finding, Observation, ObservationKind, Post, Profile,
         Rule, Severity, digest,
     },
-    store::{SeenPost, Store, StoreError},
+    store::{ApprovedEntry, SeenPost, Store, StoreError},
 };
 
 pub use fingerprint::{content_from_text, fingerprint};
@@ -53,6 +53,19 @@ pub enum Write {
         addresses: Distinct,
         domains: Distinct,
     },
+    /// A post published by one of the account's trusted clients, approved by that client.
+    ApprovedByClient {
+        account: String,
+        post_id: String,
+        fingerprint: String,
+        client: String,
+    },
+    /// A client joins or leaves the account's trusted list.
+    TrustedClient {
+        account: String,
+        client: String,
+        withdrawn: bool,
+    },
 }
 
 impl Write {
@@ -80,6 +93,35 @@ impl Write {
                 recipients,
             } => tx.add_mail_volume(sender, *bucket, *recipients),
             Write::MailExposure { .. } => Ok(()),
+            Write::ApprovedByClient {
+                account,
+                post_id,
+                fingerprint,
+                client,
+            } => {
+                let entry = ApprovedEntry::ApprovedPost {
+                    account: account.clone(),
+                    fingerprint: Some(fingerprint.clone()),
+                    post_id: Some(post_id.clone()),
+                    expires_at: None,
+                    by: client.clone(),
+                    note: Some("published by a trusted client".into()),
+                };
+                tx.append_log(entry, at).map(|_| ())
+            }
+            Write::TrustedClient {
+                account,
+                client,
+                withdrawn,
+            } => {
+                let entry = ApprovedEntry::TrustedClient {
+                    account: account.clone(),
+                    client: client.clone(),
+                    withdrawn: *withdrawn,
+                    by: TRUSTED_LIST_BY.into(),
+                };
+                tx.append_log(entry, at).map(|_| ())
+            }
         }
     }
 
@@ -97,6 +139,10 @@ pub struct Outcome {
     pub finding: Option<Finding>,
     pub writes: Vec<Write>,
 }
+
+/// Who is recorded as having changed an account's trusted clients: the list comes from the
+/// configuration file, whoever edited it.
+pub const TRUSTED_LIST_BY: &str = "configuration";
 
 /// Who is recorded as having accepted the first snapshot of an account.
 pub const FIRST_SNAPSHOT: &str = "tocsin (first snapshot)";
@@ -160,12 +206,28 @@ fn evaluate_post(
         text: post.content.text.clone(),
         edited_at: post.edited_at,
     };
-    let writes = vec![Write::SeenPost {
+    let mut writes = vec![Write::SeenPost {
         account: account.into(),
         post_id: post.id.clone(),
         seen,
     }];
     let approved = store.is_post_approved(account, &fp, &post.id, seen_at)?;
+    // A new post from one of the company's tools is approved by the tool. Only a new post: an
+    // edit keeps the client of the original, whoever made it.
+    if let (None, false, false, Some(client)) = (&previous, approved, post.history, &post.client)
+        && store.trusted_clients(account)?.contains(client)
+    {
+        writes.push(Write::ApprovedByClient {
+            account: account.into(),
+            post_id: post.id.clone(),
+            fingerprint: fp,
+            client: client.clone(),
+        });
+        return Ok(Outcome {
+            finding: None,
+            writes,
+        });
+    }
     let finding = match previous {
         _ if approved => None,
         None if post.history => None,
@@ -204,6 +266,74 @@ fn evaluate_post(
     };
     Ok(Outcome { finding, writes })
 }
+
+/// Compares the account's configured trusted clients with the list in the approved log. A
+/// difference is chained (one entry per client added or withdrawn, by
+/// [`TRUSTED_LIST_BY`]) and paged: whoever can edit the file can make posts go unpaged, so
+/// every change is shown to the responders, the first list included.
+pub fn trusted_clients(
+    store: &Store,
+    account: &str,
+    configured: &[String],
+    now: DateTime<Utc>,
+) -> Result<Outcome, StoreError> {
+    let current = store.trusted_clients(account)?;
+    let wanted: std::collections::BTreeSet<String> = configured.iter().cloned().collect();
+    let added: Vec<String> = wanted.difference(&current).cloned().collect();
+    let withdrawn: Vec<String> = current.difference(&wanted).cloned().collect();
+    if added.is_empty() && withdrawn.is_empty() {
+        return Ok(Outcome::default());
+    }
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    let now_trusted: Vec<String> = wanted.into_iter().collect();
+    let problem = format!(
+        "changed in the configuration: added {}; withdrawn {}; trusted now {}",
+        list(&added),
+        list(&withdrawn),
+        list(&now_trusted)
+    );
+    let writes = added
+        .iter()
+        .map(|c| (c, false))
+        .chain(withdrawn.iter().map(|c| (c, true)))
+        .map(|(client, withdrawn)| Write::TrustedClient {
+            account: account.into(),
+            client: client.clone(),
+            withdrawn,
+        })
+        .collect();
+    // Adding a client silences its posts; withdrawing one only makes more of them page.
+    let severity = if added.is_empty() {
+        Severity::Medium
+    } else {
+        Severity::High
+    };
+    Ok(Outcome {
+        finding: Some(Finding {
+            rule: Rule::TrustedClientsChanged,
+            severity,
+            account: account.into(),
+            object: TRUSTED_CLIENTS_OBJECT.into(),
+            evidence: Evidence::Channel {
+                channel: "trusted clients".into(),
+                problem,
+                since: now,
+            },
+            changed_at: None,
+            seen_at: now,
+        }),
+        writes,
+    })
+}
+
+/// The object of a `social.trusted_clients_changed` incident.
+pub const TRUSTED_CLIENTS_OBJECT: &str = "trusted_clients";
 
 /// A deleted post matters when the company had approved it: someone with access removed a
 /// legitimate message (or the approval is about to be reused). Unapproved posts going away

@@ -8,6 +8,7 @@
 //!   verification off, admin role granted, a forwarding inbox rule).
 
 pub mod audit;
+pub mod imap;
 pub mod journal;
 pub mod milter;
 pub mod summary;
@@ -36,6 +37,9 @@ pub fn check(email: &Email) -> Result<(), ConfigError> {
         webhooks::sendgrid::parse_public_key(s.public_key.expose())
             .map_err(|e| ConfigError::invalid("email.sendgrid.public_key", e))?;
     }
+    for (i, f) in email.imap.iter().enumerate() {
+        imap::tls(f, i)?;
+    }
     if let Some(s) = &email.ses {
         for (i, pem) in s.certificates.iter().enumerate() {
             webhooks::ses::Pinned::parse(pem.expose(), chrono::Utc::now())
@@ -56,6 +60,19 @@ pub fn build_feeds(email: Option<&Email>, ctx: &SourceContext) -> Vec<SourceFutu
     for m in &email.m365 {
         ctx.health.register_feed(&m.name, "microsoft_365");
         out.push(Box::pin(audit::m365::run(m.clone(), ctx.clone())));
+    }
+    for (i, f) in email.imap.iter().enumerate() {
+        ctx.health.register_feed(&f.name, "imap");
+        match imap::tls(f, i) {
+            Ok(tls) => out.push(Box::pin(imap::run(
+                f.clone(),
+                tls,
+                email.security_notices.clone(),
+                ctx.clone(),
+            ))),
+            // `check` refused it before start; a file changed since is a failing source.
+            Err(e) => ctx.health.failure(&f.name, e.to_string(), false, None),
+        }
     }
     out
 }

@@ -36,6 +36,9 @@ pub enum Rule {
     /// Forwarding out of domain, 2-step verification off, admin role granted, forwarding rule.
     #[serde(rename = "mailbox.risky_setting")]
     RiskySetting,
+    /// The list of an account's trusted publishing tools changed in the configuration.
+    #[serde(rename = "social.trusted_clients_changed")]
+    TrustedClientsChanged,
     /// The state database does not verify against its signed chain heads: someone with the
     /// state dir edited it, or a chain was deleted. Raised by `app`, never by a source.
     #[serde(rename = "store.tampered")]
@@ -56,6 +59,7 @@ impl Rule {
             Rule::UnapprovedBulk => "email.unapproved_bulk",
             Rule::SecurityNotice => "email.security_notice",
             Rule::RiskySetting => "mailbox.risky_setting",
+            Rule::TrustedClientsChanged => "social.trusted_clients_changed",
             Rule::StoreTampered => "store.tampered",
         }
     }

@@ -130,7 +130,7 @@ pub fn render_page(inc: &Incident, pause_button: bool) -> Rendered {
                 t += &format!("Media: {media} attachment(s)\n");
             }
             if let Some(c) = client {
-                t += &format!("Posted with: {}\n", excerpt(c));
+                t += &format!("Posted from: {}\n", excerpt(c));
             }
             if let Some(u) = url {
                 t += &format!("Open: {}\n", excerpt(u));

@@ -26,6 +26,10 @@ pub enum RevokeError {
         "entry {0} is an approved campaign; campaigns cannot be revoked yet (approve it again with a lower max_recipients)"
     )]
     Campaign(u64),
+    #[error(
+        "entry {0} is a trusted client; change accounts[].trusted_clients and reload to withdraw it"
+    )]
+    TrustedClient(u64),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -114,6 +118,9 @@ impl Store {
                 ApprovedEntry::ApprovedCampaign { .. } => {
                     return abort(RevokeError::Campaign(seq));
                 }
+                ApprovedEntry::TrustedClient { .. } => {
+                    return abort(RevokeError::TrustedClient(seq));
+                }
             }
             if let Some(by_seq) = tx.revoked_by(seq).lift()? {
                 return abort(RevokeError::AlreadyRevoked { seq, by_seq });
@@ -174,6 +181,32 @@ impl Store {
             }
         }
         Ok(false)
+    }
+
+    /// The clients trusted to publish for the account now: read from the chain itself (the
+    /// latest entry of each client is in force), so no index can disagree with it.
+    pub fn trusted_clients(
+        &self,
+        account: &str,
+    ) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        let mut trusted = std::collections::BTreeSet::new();
+        for record in self.log_records()? {
+            if let ApprovedEntry::TrustedClient {
+                account: a,
+                client,
+                withdrawn,
+                ..
+            } = record.entry
+                && a == account
+            {
+                if withdrawn {
+                    trusted.remove(&client);
+                } else {
+                    trusted.insert(client);
+                }
+            }
+        }
+        Ok(trusted)
     }
 
     pub(super) fn log_record(&self, seq: u64) -> Result<Option<LogRecord>, StoreError> {

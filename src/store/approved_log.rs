@@ -61,6 +61,16 @@ pub enum ApprovedEntry {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expires_at: Option<DateTime<Utc>>,
     },
+    /// A publishing tool of the company's (`accounts[].trusted_clients`): posts the platform
+    /// says it published are approved by it. `withdrawn` takes it off the list again; the
+    /// latest entry of an (account, client) pair is in force.
+    TrustedClient {
+        account: String,
+        client: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        withdrawn: bool,
+        by: String,
+    },
 }
 
 impl ApprovedEntry {
@@ -69,7 +79,8 @@ impl ApprovedEntry {
     pub fn account(&self) -> Option<&str> {
         match self {
             ApprovedEntry::ApprovedPost { account, .. }
-            | ApprovedEntry::Baseline { account, .. } => Some(account),
+            | ApprovedEntry::Baseline { account, .. }
+            | ApprovedEntry::TrustedClient { account, .. } => Some(account),
             ApprovedEntry::Revocation { .. } | ApprovedEntry::ApprovedCampaign { .. } => None,
         }
     }

@@ -1,6 +1,7 @@
 //! `spawn_app()`: loopback fakes first, then the real daemon pointed at them on a temp sled dir.
 
 pub mod daemon;
+pub mod dovecot;
 pub mod postfix;
 pub mod quiet;
 

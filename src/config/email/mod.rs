@@ -12,12 +12,14 @@
 
 mod feeds;
 mod hooks;
+mod imap;
 mod journal;
 mod milter;
 
 pub use feeds::{AuditFeed, GOOGLE_APPLICATIONS, GoogleFeed, KillSwitch, M365Feed};
 
 pub use hooks::{MailgunHook, PostmarkHook, SendGridHook, SesHook};
+pub use imap::ImapFeed;
 
 pub use journal::{Cidr, Journal, JournalAuth, canonical};
 
@@ -74,6 +76,9 @@ pub struct Email {
     /// Postmark webhooks with basic auth in the URL (`POST /hooks/postmark`).
     #[serde(default)]
     pub postmark: Option<PostmarkHook>,
+    /// Registered mailboxes read over IMAP IDLE for security notices.
+    #[serde(default)]
+    pub imap: Vec<ImapFeed>,
 }
 
 impl Default for Email {
@@ -93,6 +98,7 @@ impl Default for Email {
             sendgrid: None,
             mailgun: None,
             postmark: None,
+            imap: Vec::new(),
         }
     }
 }
@@ -341,6 +347,19 @@ impl Email {
                 m.tenant,
                 humantime::format_duration(m.poll_interval),
                 m.internal_domains.join(", ")
+            ));
+        }
+        for f in &self.imap {
+            out.push_str(&format!(
+                "imap          {} · {}@{}:{} {} · for {} · pushed (IDLE) · notices need dkim=pass from {} · blind after {}\n",
+                f.name,
+                f.username,
+                f.host,
+                f.port,
+                f.mailbox,
+                f.account,
+                f.authserv_id,
+                humantime::format_duration(f.grace())
             ));
         }
         if let Some(k) = &self.kill_switch {

@@ -246,7 +246,10 @@ pub(in crate::http) async fn revoke_approval(
             return Err(ApiError(StatusCode::CONFLICT, e.to_string()));
         }
         Err(
-            e @ (RevokeError::Baseline(_) | RevokeError::Revocation(_) | RevokeError::Campaign(_)),
+            e @ (RevokeError::Baseline(_)
+            | RevokeError::Revocation(_)
+            | RevokeError::Campaign(_)
+            | RevokeError::TrustedClient(_)),
         ) => {
             return Err(bad_request(&s, e.to_string()));
         }
