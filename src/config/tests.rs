@@ -616,3 +616,35 @@ fn meta_accounts_default_to_the_graph_api_and_push_needs_both_secrets() {
             .contains("accounts[2].account_id")
     );
 }
+
+#[test]
+fn imap_feeds_are_checked_and_named() {
+    let feed = |extra: &str| {
+        format!(
+            "{GOOD}\n[email]\n\n[[email.imap]]\nname = \"x-mailbox\"\naccount = \"x-main\"\n\
+             host = \"imap.example.com\"\nusername = \"social@example.com\"\n\
+             password = \"pw\"\nauthserv_id = \"mx.example.com\"\n{extra}"
+        )
+    };
+    let c = Config::parse(&feed(""), "t.toml").unwrap();
+    let imap = &c.email.unwrap().imap[0];
+    assert_eq!((imap.port, imap.mailbox.as_str()), (993, "INBOX"));
+    for (text, key) in [
+        (
+            feed("").replace("name = \"x-mailbox\"", "name = \"main\""),
+            "email.imap[0].name",
+        ),
+        (
+            feed("").replace("host = \"imap.example.com\"", "host = \" \""),
+            "email.imap[0].host",
+        ),
+        (
+            feed("").replace("authserv_id = \"mx.example.com\"", "authserv_id = \"\""),
+            "email.imap[0].authserv_id",
+        ),
+        (feed("port = 0"), "email.imap[0].port"),
+    ] {
+        let e = err(&text);
+        assert_eq!(e.key(), Some(key), "{e}");
+    }
+}

@@ -323,6 +323,24 @@ impl Email {
                 return Err(invalid(key("timeout"), "between 100ms and 60s"));
             }
         }
+        for (i, f) in self.imap.iter().enumerate() {
+            let key = |k: &str| format!("email.imap[{i}].{k}");
+            check_name(key("name"), &f.name, names)?;
+            for (k, v) in [
+                ("account", &f.account),
+                ("host", &f.host),
+                ("username", &f.username),
+                ("mailbox", &f.mailbox),
+                ("authserv_id", &f.authserv_id),
+            ] {
+                if v.trim().is_empty() {
+                    return Err(invalid(key(k), "must not be empty"));
+                }
+            }
+            if f.port == 0 {
+                return Err(invalid(key("port"), "the IMAPS port, usually 993"));
+            }
+        }
         self.validate_hooks(names)
     }
 
