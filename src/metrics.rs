@@ -92,6 +92,11 @@ pub struct Refusals {
     pub bot_last_ok: Arc<AtomicI64>,
 }
 
+/// Notices from a platform's sender in a registered mailbox (`[[email.imap]]`) that the mail
+/// provider did not vouch for, since start: `tocsin_imap_unvouched_notices`. Kept here, where
+/// the IMAP feeds count and the scrape reads, so that the registry imports nothing of the feeds.
+pub static IMAP_UNVOUCHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub struct Metrics {
     registry: Registry,
     observations: Family<ObservationLabels, Counter>,
@@ -517,7 +522,7 @@ impl Metrics {
         self.bot_updates_last_ok
             .set(r.bot_last_ok.load(Ordering::Relaxed));
         self.imap_unvouched_notices
-            .set(crate::mail::imap::UNVOUCHED.load(Ordering::Relaxed) as i64);
+            .set(IMAP_UNVOUCHED.load(Ordering::Relaxed) as i64);
         self.rejected_requests
             .get_or_create(&ReasonLabel {
                 reason: "api".into(),

@@ -92,7 +92,7 @@ async fn a_vouched_notice_pages_by_idle_history_and_forgeries_do_not() {
     ));
     let app = start(&imap).await;
 
-    let forged_before = tocsin::mail::imap::UNVOUCHED.load(std::sync::atomic::Ordering::Relaxed);
+    let forged_before = tocsin::metrics::IMAP_UNVOUCHED.load(std::sync::atomic::Ordering::Relaxed);
     // Forged: the provider's header says fail; a pass written by the sender below it, or one
     // from another authserv-id, is not the provider's word.
     let mut forged = notice(
@@ -135,7 +135,7 @@ async fn a_vouched_notice_pages_by_idle_history_and_forgeries_do_not() {
     settled.assert_not_mentioned("(f1)", "a notice the provider did not vouch for");
     settled.assert_not_mentioned("(f2)", "another authserv-id's results");
     assert_eq!(notices(&app).len(), 1);
-    let forged_now = tocsin::mail::imap::UNVOUCHED.load(std::sync::atomic::Ordering::Relaxed);
+    let forged_now = tocsin::metrics::IMAP_UNVOUCHED.load(std::sync::atomic::Ordering::Relaxed);
     assert!(forged_now >= forged_before + 2, "forgeries counted");
     assert!(
         app.metric("tocsin_imap_unvouched_notices").await >= 2.0,

@@ -303,7 +303,7 @@ impl Config {
                 ));
             }
         }
-        super::youtube::validate(self)?;
+        self.validate_youtube()?;
         for (key, n) in [
             (
                 "x.timeline_requests_per_window",
@@ -499,6 +499,52 @@ fn is_loopback(url: &Url) -> bool {
 }
 
 impl Config {
+    /// The `[youtube]` rules that only hold when a YouTube account is watched.
+    fn validate_youtube(&self) -> Result<(), ConfigError> {
+        let yt = &self.youtube;
+        // The subscription secret travels in the subscription request.
+        check_secret_url("youtube.hub_url", &yt.hub_url)?;
+        if !(300..=10 * 24 * 3600).contains(&yt.lease.as_secs()) {
+            return Err(ConfigError::invalid(
+                "youtube.lease",
+                "between 5 minutes and 10 days (hubs cap leases at about 10 days)",
+            ));
+        }
+        if yt.daily_quota < 100 {
+            return Err(ConfigError::invalid(
+                "youtube.daily_quota",
+                "at least 100 units",
+            ));
+        }
+        for (i, account) in self.accounts.iter().enumerate() {
+            if account.platform != Platform::YouTube {
+                continue;
+            }
+            if yt.api_key.is_none() {
+                return Err(ConfigError::invalid(
+                    "youtube.api_key",
+                    "missing: the Data API key every YouTube account is read with",
+                ));
+            }
+            check_secret_url(&format!("accounts[{i}].base_url"), &account.base_url)?;
+            let id = &account.account_id;
+            if !(id.len() == 24
+                && id.starts_with("UC")
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+            {
+                return Err(ConfigError::invalid(
+                    format!("accounts[{i}].account_id"),
+                    format!(
+                        "`{id}` is not a channel id: the 24 characters starting with UC, not the @handle"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// `[meta]`: a version Meta would accept, and push only with both secrets and a callback.
     fn validate_meta(&self) -> Result<(), ConfigError> {
         let meta = &self.meta;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
-use super::{Config, ConfigError, Platform, Secret, duration, validate::check_secret_url};
+use super::{Secret, duration};
 
 /// The Data API's server, the default `base_url` of a YouTube account.
 pub const YOUTUBE_API_URL: &str = "https://www.googleapis.com";
@@ -61,50 +61,4 @@ fn default_daily_quota() -> u32 {
 
 fn default_lease() -> Duration {
     Duration::from_secs(5 * 24 * 3600)
-}
-
-/// The `[youtube]` rules that only hold when a YouTube account is watched.
-pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
-    let yt = &config.youtube;
-    // The subscription secret travels in the subscription request.
-    check_secret_url("youtube.hub_url", &yt.hub_url)?;
-    if !(300..=10 * 24 * 3600).contains(&yt.lease.as_secs()) {
-        return Err(ConfigError::invalid(
-            "youtube.lease",
-            "between 5 minutes and 10 days (hubs cap leases at about 10 days)",
-        ));
-    }
-    if yt.daily_quota < 100 {
-        return Err(ConfigError::invalid(
-            "youtube.daily_quota",
-            "at least 100 units",
-        ));
-    }
-    for (i, account) in config.accounts.iter().enumerate() {
-        if account.platform != Platform::YouTube {
-            continue;
-        }
-        if yt.api_key.is_none() {
-            return Err(ConfigError::invalid(
-                "youtube.api_key",
-                "missing: the Data API key every YouTube account is read with",
-            ));
-        }
-        check_secret_url(&format!("accounts[{i}].base_url"), &account.base_url)?;
-        let id = &account.account_id;
-        if !(id.len() == 24
-            && id.starts_with("UC")
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-        {
-            return Err(ConfigError::invalid(
-                format!("accounts[{i}].account_id"),
-                format!(
-                    "`{id}` is not a channel id: the 24 characters starting with UC, not the @handle"
-                ),
-            ));
-        }
-    }
-    Ok(())
 }

@@ -10,10 +10,7 @@ pub mod client;
 pub mod vouch;
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::Duration,
 };
 
@@ -36,10 +33,6 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 const IDLE_RENEW: Duration = Duration::from_secs(10 * 60);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
-
-/// Notices from a platform's sender that the provider did not vouch for, since start: what
-/// `/metrics` shows as `tocsin_imap_unvouched_notices_total`.
-pub static UNVOUCHED: AtomicU64 = AtomicU64::new(0);
 
 /// The cursor key of a feed.
 pub fn cursor_key(name: &str) -> String {
@@ -221,7 +214,7 @@ async fn session(
                     }
                 }
                 Verdict::Unvouched { from, subject } => {
-                    UNVOUCHED.fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::IMAP_UNVOUCHED.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         feed = %feed.name, uid = m.uid, %from, %subject,
                         "a platform's mail without the provider's dkim=pass for its domain; not judged"
