@@ -9,8 +9,9 @@
 //!
 //! Shapes from X's documentation (docs.x.com: x-api/webhooks, x-api/activity/introduction and
 //! event-payloads, x-api/account-activity): the Activity API's envelope `{"data": {event_uuid,
-//! filter, event_type, tag, payload, includes}}` (the payload here the post in its API v2
-//! shape), and the Account Activity API's `for_user_id` with `tweet_create_events` (v1.1
+//! filter, event_type, tag, payload, includes}}` (post.create's payload the post in its API v2
+//! shape, post.delete's `{id, author_id}`; `includes` as X's example deliveries in
+//! `tests/fixtures/platforms/x/examples/` carry them), and the Account Activity API's `for_user_id` with `tweet_create_events` (v1.1
 //! tweets) and `tweet_delete_events` (`{"status": {"id", "user_id"}, "timestamp_ms"}`).
 //! Webhook URLs must be on loopback: the fake calls no other address.
 
@@ -316,26 +317,39 @@ impl Inner {
             if s.user_id != author || s.event_type != event_type {
                 continue;
             }
-            let (payload, media) = match &event {
+            // `includes` as X's examples carry them: post.create the post again under `tweets`
+            // and its author under `users`; post.delete the author wrapped in `{"data": …}`.
+            let author_json = self.users.get(author).map(user_json);
+            let (payload, includes) = match &event {
                 Event::Created(t) => {
                     let (v, media) = v2(t);
-                    (v, media)
+                    let mut includes = json!({ "tweets": [v.clone()] });
+                    if let Some(u) = author_json {
+                        includes["users"] = json!([u]);
+                    }
+                    if !media.is_empty() {
+                        includes["media"] = json!(media);
+                    }
+                    (v, includes)
                 }
-                Event::Deleted { id, author } => (
-                    json!({"id": id.to_string(), "author_id": author}),
-                    Vec::new(),
-                ),
+                Event::Deleted { id, author } => {
+                    let users: Vec<Value> = author_json
+                        .into_iter()
+                        .map(|u| json!({ "data": u }))
+                        .collect();
+                    (
+                        json!({"id": id.to_string(), "author_id": author}),
+                        json!({ "users": users }),
+                    )
+                }
             };
             let mut data = json!({
                 "event_uuid": (self.next_id + 7).to_string(),
                 "filter": {"user_id": s.user_id},
                 "event_type": event_type,
                 "payload": payload,
-                "includes": {},
+                "includes": includes,
             });
-            if !media.is_empty() {
-                data["includes"] = json!({ "media": media });
-            }
             if let Some(tag) = &s.tag {
                 data["tag"] = json!(tag);
             }

@@ -19,8 +19,12 @@
 //! - the X Activity API (`POST /2/activity/subscriptions`, `post.create` and `post.delete`
 //!   filtered on the account's user id, with the app's bearer token). Its deliveries are
 //!   `{"data": {event_uuid, filter, event_type, tag, payload, includes}}`, the payload the post
-//!   as the API v2 shapes it (`id`, `text`, `created_at`, `edit_history_tweet_ids`, `entities`,
-//!   `attachments`; for `post.delete`, the post's `id`);
+//!   as the API v2 shapes it (`id`, `text`, `author_id`, `created_at`,
+//!   `edit_history_tweet_ids`, `entities`, `attachments`; for `post.delete`, the post's `id` and
+//!   `author_id`). Of `includes` only `media` is read: X's examples also carry `tweets` and
+//!   `users`, the latter shaped differently per event (post.delete wraps each in `{"data"}`).
+//!   It documents no edit event: an edit is the poll's to see. X's own example deliveries
+//!   are in `tests/fixtures/platforms/x/examples/`;
 //! - the Account Activity API (`POST /2/account_activity/webhooks/:id/subscriptions/all`, with
 //!   the account's own user token), documented as being deprecated. Its deliveries are
 //!   `{"for_user_id", "tweet_create_events": [v1.1 tweets], "tweet_delete_events":
@@ -962,6 +966,85 @@ mod tests {
         let own = json!({"id": "1800000000000000009", "text": "hi", "author_id": "783214"});
         let changes = activity(event(own)).unwrap();
         assert_eq!(changes[0].1.key(), "1800000000000000009:create");
+    }
+
+    /// X's own example deliveries (`tests/fixtures/platforms/x/examples/`, sources in
+    /// `tests/fixtures/platforms/SOURCE.md`), through the parser a verified body goes to.
+    fn documented(name: &str) -> Vec<(String, Change)> {
+        let path = format!(
+            "{}/tests/fixtures/platforms/x/examples/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        parse(&body).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    #[test]
+    fn the_documented_activity_post_create_reads_as_the_authors_post() {
+        let changes = documented("activity-post-create.json");
+        assert_eq!(changes.len(), 1);
+        let (user, Change::Created(t, media)) = &changes[0] else {
+            panic!("a post: {changes:?}")
+        };
+        // The payload's `author_id` is the filtered user: the post is the account's own.
+        assert_eq!(user, "1111111111111111111");
+        assert_eq!(t.id, "2080761390344937796");
+        assert_eq!(
+            t.edit_history_tweet_ids,
+            vec!["2080761390344937796".to_owned()]
+        );
+        let p = post(t, media, false);
+        assert_eq!(p.id, "2080761390344937796");
+        assert_eq!(p.content.text, "Hello from the Activity API");
+        assert_eq!(p.created_at.to_rfc3339(), "2026-07-24T21:05:48+00:00");
+        assert_eq!(p.edited_at, None);
+        assert!(p.content.links.is_empty() && p.content.media.is_empty());
+    }
+
+    #[test]
+    fn the_documented_activity_post_delete_reads_as_the_deletion_of_the_authors_post() {
+        // Its `includes.users[]` wrap each user in `{"data": …}`, unlike post.create's: the
+        // parser reads neither.
+        let changes = documented("activity-post-delete.json");
+        assert_eq!(changes.len(), 1);
+        let (user, Change::Deleted { post_id, .. }) = &changes[0] else {
+            panic!("a deletion: {changes:?}")
+        };
+        assert_eq!(user, "1111111111111111111");
+        assert_eq!(post_id, "2080761269309813134");
+        assert_eq!(changes[0].1.key(), "2080761269309813134:delete");
+    }
+
+    #[test]
+    fn the_documented_account_activity_deliveries_read_as_a_post_and_a_deletion() {
+        let created = documented("account-activity-tweet-create-longform.json");
+        assert_eq!(created.len(), 1);
+        let (user, Change::Created(t, media)) = &created[0] else {
+            panic!("a post: {created:?}")
+        };
+        assert_eq!(user, "1603419180975409153");
+        let p = post(t, media, false);
+        assert_eq!(p.id, "1924465506158878979");
+        // A longform post: the whole text from `extended_tweet`, not the truncated `text`.
+        assert!(
+            p.content.text.starts_with("The Antikythera Mechanism")
+                && p.content
+                    .text
+                    .ends_with("off the Greek island of Antikythera..."),
+            "{:?}",
+            p.content.text
+        );
+        assert!(!p.content.text.contains("https://t.co/"));
+        assert_eq!(p.created_at.to_rfc3339(), "2025-05-19T14:01:46+00:00");
+
+        let deleted = documented("account-activity-tweet-delete.json");
+        assert_eq!(deleted.len(), 1);
+        let (user, Change::Deleted { post_id, at }) = &deleted[0] else {
+            panic!("a deletion: {deleted:?}")
+        };
+        assert_eq!(user, "930524282358325248");
+        assert_eq!(post_id, "1045405559317569537");
+        assert_eq!(at.timestamp_millis(), 1432228155593);
     }
 
     #[test]
