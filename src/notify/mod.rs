@@ -20,6 +20,7 @@ pub mod heartbeat;
 mod pacing;
 pub mod pagerduty;
 pub mod per_incident;
+mod render;
 pub mod store_alarm;
 pub mod telegram;
 pub mod webhook;
