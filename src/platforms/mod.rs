@@ -331,6 +331,18 @@ fn ipv6_scope(ip: Ipv6Addr) -> Option<&'static str> {
     }
 }
 
+/// What a platform's refusal of a delete means by its HTTP status alone: the post is gone
+/// already (404), the token may not delete it (401, 403), or the call failed; `text` is the
+/// platform's own error message, shortened for the page.
+pub(crate) fn refused_delete(status: u16, text: &str) -> TakedownOutcome {
+    let detail = format!("{status}: {}", short(text));
+    match status {
+        404 => TakedownOutcome::AlreadyGone,
+        401 | 403 => TakedownOutcome::Forbidden { detail },
+        _ => TakedownOutcome::Failed { detail },
+    }
+}
+
 /// Shortens a platform's error text for the page.
 pub(crate) fn short(text: &str) -> String {
     const MAX: usize = 200;

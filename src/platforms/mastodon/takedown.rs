@@ -1,7 +1,7 @@
 //! Mastodon takedown: `DELETE /api/v1/statuses/:id` with the account's write token (scope
 //! `write:statuses`, issued to the account that owns the status).
 
-use crate::{config::Account, model::TakedownOutcome, platforms::short};
+use crate::{config::Account, model::TakedownOutcome, platforms::refused_delete};
 
 pub async fn delete_post(
     http: &reqwest::Client,
@@ -37,12 +37,6 @@ pub async fn delete_post(
         .unwrap_or(body);
     match status {
         200..=299 => TakedownOutcome::Deleted,
-        404 => TakedownOutcome::AlreadyGone,
-        401 | 403 => TakedownOutcome::Forbidden {
-            detail: format!("{status}: {}", short(&detail)),
-        },
-        _ => TakedownOutcome::Failed {
-            detail: format!("{status}: {}", short(&detail)),
-        },
+        _ => refused_delete(status, &detail),
     }
 }

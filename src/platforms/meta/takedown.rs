@@ -5,7 +5,11 @@
 //! the post's permalink for a person to delete it in the app.
 
 use super::api::{ErrorKind, Graph, graph_error};
-use crate::{config::Account, model::TakedownOutcome, platforms::short};
+use crate::{
+    config::Account,
+    model::TakedownOutcome,
+    platforms::{refused_delete, short},
+};
 
 /// Graph ids are digits, Page posts `PAGEID_POSTID`.
 fn is_graph_id(id: &str) -> bool {
@@ -65,9 +69,7 @@ pub async fn delete_page_post(
     match error.kind() {
         ErrorKind::NotFound => TakedownOutcome::AlreadyGone,
         ErrorKind::Refused => TakedownOutcome::Forbidden { detail },
-        _ if status == 404 => TakedownOutcome::AlreadyGone,
-        _ if status == 401 || status == 403 => TakedownOutcome::Forbidden { detail },
-        _ => TakedownOutcome::Failed { detail },
+        _ => refused_delete(status, &error.message),
     }
 }
 

@@ -3,7 +3,7 @@
 //! `https://www.googleapis.com/auth/youtube.force-ssl`). YouTube answers 204 once the video
 //! (a live broadcast included) is deleted.
 
-use crate::{config::Account, model::TakedownOutcome, platforms::short};
+use crate::{config::Account, model::TakedownOutcome, platforms::refused_delete};
 
 pub async fn delete_video(
     http: &reqwest::Client,
@@ -52,12 +52,6 @@ pub async fn delete_video(
         .unwrap_or(body);
     match status {
         200..=299 => TakedownOutcome::Deleted,
-        404 => TakedownOutcome::AlreadyGone,
-        401 | 403 => TakedownOutcome::Forbidden {
-            detail: format!("{status}: {}", short(&detail)),
-        },
-        _ => TakedownOutcome::Failed {
-            detail: format!("{status}: {}", short(&detail)),
-        },
+        _ => refused_delete(status, &detail),
     }
 }
