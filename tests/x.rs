@@ -12,12 +12,12 @@ use tocsin_fakes::x::{Failure, FakeX, XEndpoint};
 
 use crate::support::*;
 
-const X_BEARER: &str = "x-app-bearer-token";
-const X_USER_TOKEN: &str = "x-user-token-of-examplecorp";
-const X_NAME: &str = "x-main";
-const X_ID: &str = "783214";
+pub(crate) const X_BEARER: &str = "x-app-bearer-token";
+pub(crate) const X_USER_TOKEN: &str = "x-user-token-of-examplecorp";
+pub(crate) const X_NAME: &str = "x-main";
+pub(crate) const X_ID: &str = "783214";
 
-async fn fake_x() -> FakeX {
+pub(crate) async fn fake_x() -> FakeX {
     let x = FakeX::start(X_BEARER).await.unwrap();
     x.add_user(
         X_ID,
@@ -37,7 +37,7 @@ async fn fake_x() -> FakeX {
     x
 }
 
-fn x_account(x: &FakeX) -> Account {
+pub(crate) fn x_account(x: &FakeX) -> Account {
     Account {
         name: X_NAME.into(),
         platform: Platform::X,

@@ -6,33 +6,23 @@
 use std::time::{Duration, Instant};
 
 use tocsin::{
-    config::{Account, Platform, Secret, XPushApi},
+    config::{Account, Secret, XPushApi},
     model::Rule,
 };
 use tocsin_fakes::x::{FakeX, XEndpoint, signature};
 
-use crate::support::{postfix::free_port, *};
+use crate::{
+    support::{postfix::free_port, *},
+    x::{X_ID, X_NAME, x_account},
+};
 
-const X_BEARER: &str = "x-app-bearer-token";
-const X_USER_TOKEN: &str = "x-user-token-of-examplecorp";
 const X_CONSUMER_SECRET: &str = "x-consumer-secret-of-the-app";
-const X_NAME: &str = "x-main";
-const X_ID: &str = "783214";
 
+/// The X fake the polling tests use, with the app's consumer secret: the key of the CRC
+/// answers and the deliveries' signatures.
 async fn fake_x() -> FakeX {
-    let x = FakeX::start(X_BEARER).await.unwrap();
-    x.add_user(
-        X_ID,
-        "examplecorp",
-        "ExampleCorp",
-        "Official account.",
-        Some("https://example.com"),
-    );
-    x.set_write_token(X_ID, X_USER_TOKEN);
+    let x = crate::x::fake_x().await;
     x.set_consumer_secret(X_CONSUMER_SECRET);
-    x.set_limit(XEndpoint::Timeline, 100_000, Duration::from_secs(900));
-    x.set_limit(XEndpoint::Users, 100_000, Duration::from_secs(900));
-    x.publish(X_ID, "An old post from before tocsin");
     x
 }
 
@@ -57,20 +47,8 @@ async fn spawn_pushed(x: &FakeX, api: XPushApi, poll_interval: Duration) -> Push
     let hooks = format!("http://127.0.0.1:{port}");
     let webhook_id = x.add_webhook(&format!("{hooks}/hooks/x"));
     let account = Account {
-        name: X_NAME.into(),
-        platform: Platform::X,
-        base_url: x.url(),
-        account_id: X_ID.into(),
-        token: Some(Secret::new(X_BEARER)),
-        write_token: Some(Secret::new(X_USER_TOKEN)),
         poll_interval,
-        grace: None,
-        plc_url: None,
-        jetstream_url: None,
-        pds_url: None,
-        appview_url: None,
-        allow_private_endpoints: false,
-        trusted_clients: Vec::new(),
+        ..x_account(x)
     };
     let id = webhook_id.clone();
     let public = hooks.clone();
