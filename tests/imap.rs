@@ -50,7 +50,12 @@ pub fn feed(host: &str, port: u16, password: &str, ca_file: std::path::PathBuf) 
 async fn start(imap: &FakeImap) -> TestApp {
     let ca = std::env::temp_dir().join(format!("tocsin-imap-ca-{}.pem", imap.port()));
     std::fs::write(&ca, imap.ca_pem()).unwrap();
-    let f = feed("localhost", imap.port(), PASSWORD, ca);
+    watching(feed("localhost", imap.port(), PASSWORD, ca)).await
+}
+
+/// The daemon reading the mailbox of `f`, once its first look (history) is judged: the feed is
+/// in IDLE from here.
+pub(crate) async fn watching(f: ImapFeed) -> TestApp {
     let app = spawn_app_with(move |c| {
         c.email = Some(Email {
             imap: vec![f],
@@ -58,7 +63,6 @@ async fn start(imap: &FakeImap) -> TestApp {
         })
     })
     .await;
-    // The first look (history) is judged: the feed is in IDLE from here.
     until(
         || {
             app.health

@@ -6,11 +6,9 @@
 
 use std::time::Instant;
 
-use tocsin::config::Email;
-
 use crate::{
-    imap::{AUTHSERV, FEED, feed, notice},
-    support::{dovecot::Dovecot, *},
+    imap::{AUTHSERV, feed, notice, watching},
+    support::dovecot::Dovecot,
 };
 
 const USER: &str = "social@example.com";
@@ -30,24 +28,7 @@ async fn a_notice_delivered_to_dovecot_pages_through_idle() {
             "Your password was changed",
         ))
         .await;
-    let f = feed("localhost", dovecot.port, PASSWORD, dovecot.ca_file());
-    let app = spawn_app_with(move |c| {
-        c.email = Some(Email {
-            imap: vec![f],
-            ..Email::default()
-        })
-    })
-    .await;
-    until(
-        || {
-            app.health
-                .snapshot()
-                .get(FEED)
-                .is_some_and(|h| h.judged_polls >= 1)
-        },
-        "the mailbox's first look judged",
-    )
-    .await;
+    let app = watching(feed("localhost", dovecot.port, PASSWORD, dovecot.ca_file())).await;
 
     dovecot
         .save(&notice(
